@@ -1,0 +1,175 @@
+//! The manifest: the sealed record of one object version (or of a deletion).
+//!
+//! It holds everything needed to read the version and to rebuild the store's index from the
+//! providers alone: name, version stamp, size, content type, user metadata, plaintext hash, the
+//! data key, coding parameters, placement and every shard's check. It is stored on every provider
+//! that holds a shard of the version and sealed with the manifest key (format in `docs/FORMAT.md`).
+
+use rand::RngCore;
+use ring::aead::{Aad, Nonce, NONCE_LEN};
+use serde::{Deserialize, Serialize};
+
+use crate::check::ShardCheck;
+use crate::keys::StoreKeys;
+use crate::layout::Layout;
+use crate::CodecError;
+
+/// Current manifest format version (first byte of every manifest blob).
+pub const MANIFEST_FORMAT: u8 = 1;
+const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
+const AAD_PREFIX: &[u8] = b"outlast/manifest/v1";
+
+/// Random identity of one object version; it keys nonces, names and associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VersionId(pub [u8; 16]);
+
+impl VersionId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        let mut v = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut v);
+        VersionId(v)
+    }
+
+    /// Hex form, for logs and the index.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// Orders versions of one name: the newer time wins, the id breaks ties. Recovery keeps the
+/// greatest stamp per name, so a tombstone with a greater stamp keeps a delete deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VersionStamp {
+    /// Wall-clock nanoseconds since the Unix epoch when the version was written.
+    pub time_ns: u64,
+    /// The version's id.
+    pub vid: VersionId,
+}
+
+/// Where one shard of a version lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlacement {
+    /// The provider's configured name (its stable identity).
+    pub provider: String,
+    /// The blob's name on that provider.
+    pub blob: String,
+}
+
+/// The readable part of an object version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectManifest {
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// MIME type given at upload, if any.
+    pub content_type: Option<String>,
+    /// User metadata, in the order given.
+    pub user_metadata: Vec<(String, String)>,
+    /// BLAKE3 of the plaintext (the object's ETag).
+    pub blake3: [u8; 32],
+    /// MD5 of the plaintext when a face computed one (S3 clients compare it to the ETag).
+    pub md5: Option<[u8; 16]>,
+    /// The version's data key.
+    pub data_key: [u8; 32],
+    /// Plaintext bytes per segment.
+    pub segment_size: u32,
+    /// Data shards per segment.
+    pub k: u16,
+    /// Total shards per segment.
+    pub n: u16,
+    /// Shard `i` of every segment lives at `placement[i]`.
+    pub placement: Vec<ShardPlacement>,
+    /// Check of shard `i` of segment `s` at `checks[s * n + i]`.
+    pub checks: Vec<ShardCheck>,
+}
+
+impl ObjectManifest {
+    /// The version's geometry.
+    pub fn layout(&self) -> Result<Layout, CodecError> {
+        Layout::new(self.size, self.segment_size, self.k, self.n)
+    }
+
+    /// The `n` checks of segment `s`.
+    pub fn segment_checks(&self, s: u64) -> &[ShardCheck] {
+        let n = self.n as usize;
+        &self.checks[s as usize * n..(s as usize + 1) * n]
+    }
+}
+
+/// What a version is: data, or the record of a deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManifestBody {
+    /// An object version with data.
+    Object(ObjectManifest),
+    /// The name was deleted at this stamp.
+    Tombstone,
+}
+
+/// One version of one name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The object's name (key).
+    pub name: String,
+    /// The version's stamp.
+    pub stamp: VersionStamp,
+    /// Data or tombstone.
+    pub body: ManifestBody,
+}
+
+impl Manifest {
+    /// Serializes and seals the manifest for storage under blob name `blob`.
+    pub fn seal(&self, keys: &StoreKeys, blob: &str) -> Vec<u8> {
+        let plain = postcard::to_stdvec(self).expect("manifest serializes");
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + 16);
+        out.push(MANIFEST_FORMAT);
+        out.extend_from_slice(&0u32.to_le_bytes()); // key epoch, for key rotation
+        out.extend_from_slice(&nonce);
+        let aad = aad(&out[..HEADER_LEN], blob);
+        let mut body = plain;
+        keys.manifest
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+            .expect("manifest below AES-GCM's length limit");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Opens a manifest blob read from blob name `blob`.
+    pub fn open(keys: &StoreKeys, blob: &str, bytes: &[u8]) -> Result<Manifest, CodecError> {
+        if bytes.len() < HEADER_LEN + 16 {
+            return Err(CodecError::ManifestFormat(format!("{} bytes is too short", bytes.len())));
+        }
+        if bytes[0] != MANIFEST_FORMAT {
+            return Err(CodecError::ManifestFormat(format!(
+                "format version {} is not known to this build (it reads version {MANIFEST_FORMAT})",
+                bytes[0]
+            )));
+        }
+        let nonce: [u8; NONCE_LEN] = bytes[5..HEADER_LEN].try_into().expect("length checked");
+        let aad = aad(&bytes[..HEADER_LEN], blob);
+        let mut body = bytes[HEADER_LEN..].to_vec();
+        let plain = keys
+            .manifest
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+            .map_err(|_| CodecError::ManifestAuth)?;
+        let m: Manifest =
+            postcard::from_bytes(plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))?;
+        if let ManifestBody::Object(o) = &m.body {
+            let layout = o.layout()?;
+            let want = layout.segment_count() as usize * o.n as usize;
+            if o.checks.len() != want || o.placement.len() != o.n as usize {
+                return Err(CodecError::ManifestFormat("placement or checks do not match the layout".into()));
+            }
+        }
+        Ok(m)
+    }
+}
+
+fn aad(header: &[u8], blob: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(AAD_PREFIX.len() + header.len() + blob.len());
+    a.extend_from_slice(AAD_PREFIX);
+    a.extend_from_slice(header);
+    a.extend_from_slice(blob.as_bytes());
+    a
+}

@@ -1,0 +1,34 @@
+//! Opaque blob names.
+//!
+//! A provider sees only `s/<32 hex>` (shards) and `m/<32 hex>` (manifests). Each name is a keyed
+//! HMAC of the version id and shard index, so names reveal nothing, two providers cannot link
+//! their shards of one object by name, and a reader can check that a manifest sits under the
+//! name its own content implies.
+
+use ring::hmac;
+
+use crate::keys::StoreKeys;
+use crate::manifest::VersionId;
+
+/// Prefix of every shard blob.
+pub const SHARD_PREFIX: &str = "s/";
+/// Prefix of every manifest blob.
+pub const MANIFEST_PREFIX: &str = "m/";
+
+fn tagged(keys: &StoreKeys, parts: &[&[u8]]) -> String {
+    let mut ctx = hmac::Context::with_key(&keys.names);
+    for p in parts {
+        ctx.update(p);
+    }
+    hex::encode(&ctx.sign().as_ref()[..16])
+}
+
+/// Name of shard `index` of version `vid`.
+pub fn shard_blob(keys: &StoreKeys, vid: &VersionId, index: u16) -> String {
+    format!("{SHARD_PREFIX}{}", tagged(keys, &[b"shard", &vid.0, &index.to_be_bytes()]))
+}
+
+/// Name of the manifest of version `vid` (the same on every provider that holds it).
+pub fn manifest_blob(keys: &StoreKeys, vid: &VersionId) -> String {
+    format!("{MANIFEST_PREFIX}{}", tagged(keys, &[b"manifest", &vid.0]))
+}

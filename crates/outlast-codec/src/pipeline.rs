@@ -1,0 +1,134 @@
+//! One segment through the whole codec: seal, split, encode, check; and back.
+
+use bytes::Bytes;
+
+use crate::check::ShardCheck;
+use crate::erasure;
+use crate::keys::DataKey;
+use crate::layout::Layout;
+use crate::manifest::VersionId;
+use crate::seal;
+use crate::CodecError;
+
+/// Everything needed to code the segments of one object version.
+#[derive(Clone)]
+pub struct SegmentCodec {
+    layout: Layout,
+    key: DataKey,
+    vid: VersionId,
+    check_seed: u64,
+}
+
+/// One segment, coded: shard `i` goes to placement `i`.
+#[derive(Debug, Clone)]
+pub struct EncodedSegment {
+    /// `n` shards; the first `k` are slices of the sealed segment itself.
+    pub shards: Vec<Bytes>,
+    /// The check of each shard, for the manifest.
+    pub checks: Vec<ShardCheck>,
+}
+
+/// One segment, decoded.
+#[derive(Debug, Clone)]
+pub struct DecodedSegment {
+    /// The segment's plaintext.
+    pub plaintext: Vec<u8>,
+    /// Whether parity had to be decoded (a data shard was missing or bad).
+    pub reconstructed: bool,
+    /// A shard that passed its check yet made authentication fail, found by leaving shards out
+    /// one at a time. It is wrong and must be attributed to its provider.
+    pub liar: Option<usize>,
+}
+
+impl SegmentCodec {
+    /// A codec for version `vid` with geometry `layout`.
+    pub fn new(layout: Layout, key: DataKey, vid: VersionId, check_seed: u64) -> Self {
+        SegmentCodec { layout, key, vid, check_seed }
+    }
+
+    /// The geometry this codec works on.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn is_last(&self, s: u64) -> bool {
+        s + 1 == self.layout.segment_count()
+    }
+
+    /// Seals, splits and encodes segment `s`, whose plaintext must be exactly
+    /// `layout.segment_plain_len(s)` bytes.
+    pub fn encode(&self, s: u64, plaintext: &[u8]) -> Result<EncodedSegment, CodecError> {
+        let l = &self.layout;
+        if plaintext.len() != l.segment_plain_len(s) {
+            return Err(CodecError::Parameters(format!(
+                "segment {s} has {} bytes, layout says {}",
+                plaintext.len(),
+                l.segment_plain_len(s)
+            )));
+        }
+        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len(s));
+        let mut buf = vec![0u8; k * shard_len];
+        buf[..plaintext.len()].copy_from_slice(plaintext);
+        seal::seal_segment_in_place(&self.key, &self.vid, s, self.is_last(s), &mut buf, plaintext.len());
+        let parity = erasure::encode_parity(k, n, shard_len, &buf)?;
+        let data = Bytes::from(buf);
+        let mut shards: Vec<Bytes> = (0..k).map(|i| data.slice(i * shard_len..(i + 1) * shard_len)).collect();
+        shards.extend(parity.into_iter().map(Bytes::from));
+        let checks = shards.iter().map(|sh| ShardCheck::of(self.check_seed, sh)).collect();
+        Ok(EncodedSegment { shards, checks })
+    }
+
+    /// Indices of the given shards that are present but fail their check (or have the wrong
+    /// length). `shards[i]` is shard `i` or `None` when it could not be fetched.
+    pub fn bad_shards(&self, s: u64, shards: &[Option<Bytes>], checks: &[ShardCheck]) -> Vec<usize> {
+        let len = self.layout.shard_len(s);
+        shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, sh)| sh.as_ref().map(|sh| (i, sh)))
+            .filter(|(i, sh)| sh.len() != len || !checks[*i].verifies(self.check_seed, sh))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Decodes segment `s` from shards already known to pass their checks (see
+    /// [`Self::bad_shards`]); `None` marks a shard that is missing or bad. Uses data shards when
+    /// all are present, parity otherwise; if authentication still fails and spare shards exist,
+    /// it retries leaving each shard out in turn to find a lying one.
+    pub fn decode(&self, s: u64, shards: &[Option<Bytes>]) -> Result<DecodedSegment, CodecError> {
+        let k = self.layout.k as usize;
+        let good: Vec<usize> = (0..shards.len()).filter(|i| shards[*i].is_some()).collect();
+        if good.len() < k {
+            return Err(CodecError::NotEnoughShards { segment: s, good: good.len(), needed: k });
+        }
+        // Prefer data shards: `good` is sorted, so the first k are the cheapest set to decode.
+        match self.decode_with(s, shards, &good[..k]) {
+            Ok(d) => Ok(d),
+            Err(e @ CodecError::SegmentAuth { .. }) if good.len() > k => {
+                for &suspect in &good[..k] {
+                    let rest: Vec<usize> = good.iter().copied().filter(|i| *i != suspect).take(k).collect();
+                    if let Ok(mut d) = self.decode_with(s, shards, &rest) {
+                        d.liar = Some(suspect);
+                        return Ok(d);
+                    }
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn decode_with(&self, s: u64, shards: &[Option<Bytes>], use_idx: &[usize]) -> Result<DecodedSegment, CodecError> {
+        let l = &self.layout;
+        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len(s));
+        let chosen: Vec<(usize, &[u8])> =
+            use_idx.iter().map(|&i| (i, shards[i].as_deref().expect("chosen shards are present"))).collect();
+        let reconstructed = use_idx.iter().any(|&i| i >= k);
+        let mut buf = vec![0u8; k * shard_len];
+        erasure::reconstruct_data(k, n, shard_len, &chosen, &mut buf)?;
+        let sealed_len = l.segment_sealed_len(s);
+        let plain_len = seal::open_segment_in_place(&self.key, &self.vid, s, self.is_last(s), &mut buf[..sealed_len])?;
+        buf.truncate(plain_len);
+        Ok(DecodedSegment { plaintext: buf, reconstructed, liar: None })
+    }
+}
