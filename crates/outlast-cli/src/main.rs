@@ -1,1 +1,118 @@
-fn main() {}
+//! `outlast`: the command-line face of the engine. Parses arguments, calls the engine, prints
+//! results (text, or JSON with `--json`), and turns errors into one line and a non-zero exit.
+
+mod commands;
+mod demo;
+mod init;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps your data readable when any provider vanishes.
+#[derive(Parser)]
+#[command(name = "outlast", version, about)]
+struct Cli {
+    /// Config file (default: $OUTLAST_CONFIG, then ./outlast.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create outlast.toml and outlast.key in the current folder.
+    Init {
+        /// Use local folders under DIR as providers (a self-contained store, no servers).
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+        /// Number of local providers (with --local).
+        #[arg(long, default_value_t = 6)]
+        providers: u16,
+        /// Shards needed to read (with --local).
+        #[arg(long, default_value_t = 4)]
+        k: u16,
+        /// Derive the key from the passphrase in $OUTLAST_PASSPHRASE instead of a random key.
+        #[arg(long)]
+        passphrase: bool,
+    },
+    /// Store a file (`-` for stdin) under NAME.
+    Put {
+        /// Source file, or `-` for standard input.
+        src: PathBuf,
+        /// Object name.
+        name: String,
+        /// MIME type to record.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// User metadata, KEY=VALUE (repeatable).
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+    },
+    /// Read NAME to DEST (stdout when DEST is missing or `-`).
+    Get {
+        /// Object name.
+        name: String,
+        /// Destination file; written under a temporary name and renamed on success.
+        dest: Option<PathBuf>,
+        /// Only bytes START-END (inclusive, like HTTP ranges).
+        #[arg(long, value_name = "START-END")]
+        range: Option<String>,
+    },
+    /// List objects whose names start with PREFIX.
+    Ls {
+        /// Name prefix.
+        prefix: Option<String>,
+    },
+    /// Show one object's details.
+    Stat {
+        /// Object name.
+        name: String,
+    },
+    /// Delete an object.
+    Rm {
+        /// Object name.
+        name: String,
+    },
+    /// Show each provider: reachable, shards, bytes.
+    Providers,
+    /// Delete blobs that no object references (crashed or failed writes, replaced versions).
+    Gc {
+        /// Keep unreferenced blobs younger than this many seconds (they may be a write in
+        /// progress elsewhere).
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+    },
+    /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
+    Demo {
+        /// Where to build it (default: a fresh temporary folder, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OUTLAST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("outlast: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -116,6 +116,12 @@ impl MasterKey {
     }
 }
 
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey(fingerprint {})", self.fingerprint())
+    }
+}
+
 /// Keys derived from the master key, one per purpose.
 pub struct StoreKeys {
     pub(crate) manifest: aead::LessSafeKey,

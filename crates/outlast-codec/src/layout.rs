@@ -64,7 +64,12 @@ impl Layout {
     /// Length of each of segment `s`'s shards: the sealed length over `k`, rounded up to an even
     /// number of bytes as the Reed-Solomon coder requires.
     pub fn shard_len(&self, s: u64) -> usize {
-        let per = self.segment_sealed_len(s).div_ceil(self.k as usize);
+        self.shard_len_for(self.segment_plain_len(s))
+    }
+
+    /// Shard length of a segment holding `plain_len` plaintext bytes.
+    pub fn shard_len_for(&self, plain_len: usize) -> usize {
+        let per = (plain_len + TAG_LEN).div_ceil(self.k as usize);
         per + (per & 1)
     }
 
@@ -75,8 +80,7 @@ impl Layout {
 
     /// Shard length of a full-size segment.
     pub fn full_shard_len(&self) -> usize {
-        let per = (self.segment_size as usize + TAG_LEN).div_ceil(self.k as usize);
-        per + (per & 1)
+        self.shard_len_for(self.segment_size as usize)
     }
 
     /// Total length of each shard blob.

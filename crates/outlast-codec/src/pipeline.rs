@@ -55,21 +55,32 @@ impl SegmentCodec {
         s + 1 == self.layout.segment_count()
     }
 
-    /// Seals, splits and encodes segment `s`, whose plaintext must be exactly
-    /// `layout.segment_plain_len(s)` bytes.
+    /// Seals, splits and encodes segment `s` of a known-size object; `plaintext` must be
+    /// exactly `layout.segment_plain_len(s)` bytes.
     pub fn encode(&self, s: u64, plaintext: &[u8]) -> Result<EncodedSegment, CodecError> {
-        let l = &self.layout;
-        if plaintext.len() != l.segment_plain_len(s) {
+        if plaintext.len() != self.layout.segment_plain_len(s) {
             return Err(CodecError::Parameters(format!(
                 "segment {s} has {} bytes, layout says {}",
                 plaintext.len(),
-                l.segment_plain_len(s)
+                self.layout.segment_plain_len(s)
             )));
         }
-        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len(s));
+        self.encode_streaming(s, plaintext, self.is_last(s))
+    }
+
+    /// Seals, splits and encodes segment `s` of a stream whose total size is not known yet
+    /// (`layout.size` is ignored). Every segment but the last must be a full segment; the
+    /// caller knows `is_last` by reading one segment ahead.
+    pub fn encode_streaming(&self, s: u64, plaintext: &[u8], is_last: bool) -> Result<EncodedSegment, CodecError> {
+        let l = &self.layout;
+        let full = l.segment_size as usize;
+        if plaintext.len() > full || (!is_last && plaintext.len() != full) {
+            return Err(CodecError::Parameters(format!("segment {s} has {} bytes, segment size is {full}", plaintext.len())));
+        }
+        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len_for(plaintext.len()));
         let mut buf = vec![0u8; k * shard_len];
         buf[..plaintext.len()].copy_from_slice(plaintext);
-        seal::seal_segment_in_place(&self.key, &self.vid, s, self.is_last(s), &mut buf, plaintext.len());
+        seal::seal_segment_in_place(&self.key, &self.vid, s, is_last, &mut buf, plaintext.len());
         let parity = erasure::encode_parity(k, n, shard_len, &buf)?;
         let data = Bytes::from(buf);
         let mut shards: Vec<Bytes> = (0..k).map(|i| data.slice(i * shard_len..(i + 1) * shard_len)).collect();

@@ -1,1 +1,24 @@
-//! placeholder
+//! Outlast's engine: turns a configuration and a key into a store of objects spread over
+//! independent providers.
+//!
+//! [`config`] reads and validates `outlast.toml`; [`keyfile`] loads the master key; [`placement`]
+//! picks which provider holds which shard; [`index`] is the local SQLite cache of current
+//! versions; [`store`] runs put, get, list, delete and gc, writing through the codec to the
+//! providers.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod keyfile;
+pub mod placement;
+pub mod progress;
+pub mod store;
+
+mod get;
+mod put;
+
+pub use config::Config;
+pub use error::EngineError;
+pub use progress::Progress;
+pub use store::{GcReport, GetReport, ObjectInfo, ProviderReport, PutOptions, PutReport, Store};

@@ -1,1 +1,14 @@
-//! placeholder
+//! Providers: places that store opaque blobs, built from configuration with Apache OpenDAL.
+//!
+//! A provider knows blob names and bytes, nothing about objects, shards or keys. Each one is an
+//! OpenDAL [`Operator`](opendal::Operator) wrapped in layers (timeout, retry with backoff on
+//! temporary errors); later layers (health tracking, hedging, fault injection) stack the same way.
+#![deny(missing_docs)]
+
+mod error;
+mod provider;
+mod spec;
+
+pub use error::{ErrorClass, ProviderError};
+pub use provider::{BlobEntry, BlobWriter, Provider};
+pub use spec::{ProviderSpec, SCHEMES};

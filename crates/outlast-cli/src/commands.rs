@@ -1,0 +1,200 @@
+//! One function per command: open the store, call the engine, print.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use outlast_engine::{Config, PutOptions, Store};
+use serde::Serialize;
+
+use crate::progress::Bar;
+use crate::{Cli, Command};
+
+fn open(config: Option<&Path>) -> Result<Store> {
+    let path = Config::locate(config);
+    let cfg = Config::load(&path)?;
+    Ok(Store::open(cfg)?)
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// Parses `START-END` (inclusive) or `START-` into a half-open byte range.
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>> {
+    let (a, b) = s.split_once('-').with_context(|| format!("--range `{s}`: expected START-END, e.g. 0-1023"))?;
+    let start: u64 = a.parse().with_context(|| format!("--range `{s}`: START is not a number"))?;
+    let end = if b.is_empty() { u64::MAX } else { b.parse::<u64>().with_context(|| format!("--range `{s}`: END is not a number"))? + 1 };
+    if end <= start {
+        bail!("--range `{s}`: END must not be before START");
+    }
+    Ok(start..end)
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let cfg = cli.config.as_deref();
+    match cli.command {
+        Command::Init { local, providers, k, passphrase } => crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json)?,
+        Command::Put { src, name, content_type, meta } => {
+            let store = open(cfg)?;
+            let metadata = meta
+                .iter()
+                .map(|m| m.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).with_context(|| format!("--meta `{m}`: expected KEY=VALUE")))
+                .collect::<Result<Vec<_>>>()?;
+            let mut opts = PutOptions { content_type, metadata, size_hint: None };
+            let report = if src.as_os_str() == "-" {
+                let bar = Bar::new(None, "put");
+                let r = store.put(&name, tokio::io::stdin(), opts, &bar).await;
+                bar.finish();
+                r?
+            } else {
+                let file = tokio::fs::File::open(&src).await.with_context(|| format!("cannot open {}", src.display()))?;
+                opts.size_hint = file.metadata().await.ok().map(|m| m.len());
+                let bar = Bar::new(opts.size_hint, "put");
+                let r = store.put(&name, tokio::io::BufReader::with_capacity(1 << 20, file), opts, &bar).await;
+                bar.finish();
+                r?
+            };
+            if cli.json {
+                print_json(&report);
+            } else {
+                let extra = if report.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (below full redundancy: {} missing, run repair when they return)", report.missing.join(", "))
+                };
+                println!("stored {} ({} bytes, {} shards){extra}", report.name, report.size, report.shards_written);
+            }
+        }
+        Command::Get { name, dest, range } => {
+            let store = open(cfg)?;
+            let range = range.as_deref().map(parse_range).transpose()?;
+            let total = store.stat(&name).ok().map(|i| i.size);
+            let bar = Bar::new(total, "get");
+            let report = match dest.filter(|d| d.as_os_str() != "-") {
+                None => store.get(&name, range, tokio::io::stdout(), &bar).await?,
+                Some(dest) => get_to_file(&store, &name, range, &dest, &bar).await?,
+            };
+            bar.finish();
+            if cli.json {
+                eprintln!("{}", serde_json::to_string(&report).expect("serializable"));
+            }
+        }
+        Command::Ls { prefix } => {
+            let store = open(cfg)?;
+            let list = store.list(prefix.as_deref().unwrap_or(""))?;
+            if cli.json {
+                print_json(&list);
+            } else {
+                for o in list {
+                    println!("{:>14}  {}  {}", o.size, format_time(o.modified_ns), o.name);
+                }
+            }
+        }
+        Command::Stat { name } => {
+            let store = open(cfg)?;
+            let info = store.stat(&name)?;
+            if cli.json {
+                print_json(&info);
+            } else {
+                println!("name:         {}", info.name);
+                println!("size:         {}", info.size);
+                println!("etag:         {}", info.etag);
+                println!("version:      {}", info.version);
+                println!("modified:     {}", format_time(info.modified_ns));
+                println!("content-type: {}", info.content_type.as_deref().unwrap_or("-"));
+                if let Some((k, n)) = info.coding {
+                    println!("coding:       {k}-of-{n}");
+                }
+                println!("placement:    {}", info.placement.join(", "));
+                for (k, v) in &info.metadata {
+                    println!("meta:         {k}={v}");
+                }
+            }
+        }
+        Command::Rm { name } => {
+            let store = open(cfg)?;
+            store.remove(&name).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "removed": name }));
+            } else {
+                println!("removed {name}");
+            }
+        }
+        Command::Providers => {
+            let store = open(cfg)?;
+            let reports = store.providers().await?;
+            let down = reports.iter().filter(|r| !r.reachable).count();
+            if cli.json {
+                print_json(&reports);
+            } else {
+                println!("{:<16} {:<16} {:<7} {:<11} {:>8} {:>14}", "PROVIDER", "DOMAIN", "SCHEME", "STATE", "SHARDS", "BYTES");
+                for r in &reports {
+                    let state = if r.reachable { "reachable" } else { "UNREACHABLE" };
+                    println!("{:<16} {:<16} {:<7} {:<11} {:>8} {:>14}", r.name, r.domain, r.scheme, state, r.shards, r.bytes);
+                    if let Some(e) = &r.error {
+                        println!("  {e}");
+                    }
+                }
+            }
+            if down > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Gc { grace_secs } => {
+            let store = open(cfg)?;
+            let report = store.gc(Duration::from_secs(grace_secs)).await?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "deleted {} blobs ({} bytes), cleaned {} crashed writes, kept {} younger than {grace_secs}s",
+                    report.deleted, report.bytes, report.crashed_writes, report.kept_young
+                );
+                for e in &report.errors {
+                    println!("  error: {e}");
+                }
+            }
+            if !report.errors.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Demo { dir } => return crate::demo::run(dir).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to a temporary file beside `dest` and renames it into place only on success, so a
+/// failed get leaves no partial file.
+async fn get_to_file(
+    store: &Store,
+    name: &str,
+    range: Option<std::ops::Range<u64>>,
+    dest: &Path,
+    bar: &Bar,
+) -> Result<outlast_engine::GetReport> {
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let file_name = dest.file_name().with_context(|| format!("{} is not a file path", dest.display()))?;
+    let tmp = dir.join(format!(".{}.outlast-{}.part", file_name.to_string_lossy(), std::process::id()));
+    let file = tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let result = store.get(name, range, &mut out, bar).await;
+    let finish = async {
+        let report = result?;
+        let file = out.into_inner();
+        file.sync_all().await.with_context(|| format!("cannot sync {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, dest).await.with_context(|| format!("cannot rename into {}", dest.display()))?;
+        Ok(report)
+    };
+    let r: Result<_> = finish.await;
+    if r.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    r
+}
+
+fn format_time(ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

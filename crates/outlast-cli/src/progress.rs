@@ -1,0 +1,45 @@
+//! Progress bars on stderr for transfers that last more than a second, only on a terminal.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use outlast_engine::Progress;
+
+/// A bar that stays hidden for the first second, so quick commands print nothing extra.
+pub struct Bar {
+    bar: ProgressBar,
+    start: Instant,
+    shown: AtomicBool,
+    enabled: bool,
+}
+
+impl Bar {
+    /// A bar for a transfer of `total` bytes (unknown when `None`).
+    pub fn new(total: Option<u64>, what: &str) -> Self {
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden());
+        let style = match total {
+            Some(_) => ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"),
+            None => ProgressStyle::with_template("{msg} {bytes} {bytes_per_sec}"),
+        };
+        bar.set_style(style.expect("valid template").progress_chars("=> "));
+        bar.set_message(what.to_string());
+        Bar { bar, start: Instant::now(), shown: AtomicBool::new(false), enabled: std::io::stderr().is_terminal() }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        if self.enabled && !self.shown.load(Ordering::Relaxed) && self.start.elapsed() > Duration::from_secs(1) {
+            self.shown.store(true, Ordering::Relaxed);
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+}

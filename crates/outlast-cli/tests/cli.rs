@@ -1,0 +1,186 @@
+//! The `outlast` binary end to end on local-folder providers.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn init_store(k: &str, n: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &["init", "--local", "stores", "--providers", n, "--k", k]);
+    dir
+}
+
+#[test]
+fn init_put_get_ls_stat_rm_providers_gc() {
+    let dir = init_store("3", "5");
+    let d = dir.path();
+    assert!(d.join("outlast.toml").exists() && d.join("outlast.key").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(d.join("outlast.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let body = data(5_000_000, 1);
+    std::fs::write(d.join("in.bin"), &body).unwrap();
+    let put = json(&run_ok(d, &["--json", "put", "in.bin", "dir/a.bin", "--content-type", "application/x-test", "--meta", "owner=ada"]));
+    assert_eq!(put["size"], 5_000_000);
+    assert_eq!(put["shards_written"], 5);
+
+    // stdin -> object -> stdout
+    let mut child = outlast(d).args(["put", "-", "dir/b.txt"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"from stdin\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(run_ok(d, &["get", "dir/b.txt"]).stdout, b"from stdin\n");
+    assert_eq!(run_ok(d, &["get", "dir/b.txt", "-"]).stdout, b"from stdin\n");
+
+    run_ok(d, &["get", "dir/a.bin", "out.bin"]);
+    assert!(std::fs::read(d.join("out.bin")).unwrap() == body);
+    assert_eq!(run_ok(d, &["get", "dir/a.bin", "--range", "10-19"]).stdout, &body[10..20]);
+    assert_eq!(run_ok(d, &["get", "dir/a.bin", "--range", "4999990-"]).stdout, &body[4_999_990..]);
+
+    let ls = json(&run_ok(d, &["--json", "ls", "dir/"]));
+    let names: Vec<&str> = ls.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dir/a.bin", "dir/b.txt"]);
+    assert!(String::from_utf8(run_ok(d, &["ls"]).stdout).unwrap().contains("dir/a.bin"));
+
+    let stat = json(&run_ok(d, &["--json", "stat", "dir/a.bin"]));
+    assert_eq!(stat["content_type"], "application/x-test");
+    assert_eq!(stat["metadata"][0][0], "owner");
+    assert_eq!(stat["placement"].as_array().unwrap().len(), 5);
+
+    let providers = json(&run_ok(d, &["--json", "providers"]));
+    assert_eq!(providers.as_array().unwrap().len(), 5);
+    assert!(providers.as_array().unwrap().iter().all(|p| p["reachable"] == true && p["shards"] == 2));
+
+    run_ok(d, &["rm", "dir/b.txt"]);
+    let err = run_err(d, &["get", "dir/b.txt"]);
+    assert!(err.contains("no object named `dir/b.txt`"), "{err}");
+    let gc = json(&run_ok(d, &["--json", "gc", "--grace-secs", "0"]));
+    assert_eq!(gc["deleted"], 0, "gc deleted live data: {gc}");
+    assert!(std::fs::read(d.join("out.bin")).unwrap() == body);
+    run_ok(d, &["get", "dir/a.bin", "again.bin"]);
+    assert!(std::fs::read(d.join("again.bin")).unwrap() == body);
+}
+
+#[test]
+fn failed_get_leaves_no_partial_file() {
+    let dir = init_store("2", "4");
+    let d = dir.path();
+    let body = data(3_000_000, 2);
+    std::fs::write(d.join("in.bin"), &body).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    run_err(d, &["get", "missing", "out.bin"]);
+    assert!(!d.join("out.bin").exists());
+    // Lose three of four providers: unreadable, and no file appears.
+    for i in 1..=3 {
+        std::fs::remove_dir_all(d.join(format!("stores/local{i}"))).unwrap();
+    }
+    let err = run_err(d, &["get", "x", "out.bin"]);
+    assert!(err.contains("unreadable"), "{err}");
+    assert!(!d.join("out.bin").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".part")).collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+}
+
+#[test]
+fn wrong_key_and_bad_config_are_clear_one_line_errors() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("f"), b"hello").unwrap();
+    run_ok(d, &["put", "f", "f"]);
+    // Another store's key in place of this one's.
+    let other = init_store("2", "3");
+    std::fs::copy(other.path().join("outlast.key"), d.join("outlast.key")).unwrap();
+    let err = run_err(d, &["get", "f"]);
+    assert!(err.contains("wrong key"), "{err}");
+    std::fs::remove_file(d.join("outlast.key")).unwrap();
+    assert!(run_err(d, &["ls"]).contains("not found"));
+    std::fs::write(d.join("outlast.key"), "garbage\n").unwrap();
+    assert!(run_err(d, &["ls"]).contains("not an Outlast key file"));
+
+    let cfg = std::fs::read_to_string(d.join("outlast.toml")).unwrap();
+    std::fs::write(d.join("bad.toml"), cfg.replace("k = 2", "k = 3")).unwrap();
+    let err = run_err(d, &["--config", "bad.toml", "ls"]);
+    assert!(err.contains("coding.k") && err.contains("less than n"), "{err}");
+    std::fs::write(d.join("bad.toml"), "this is [not toml").unwrap();
+    assert!(run_err(d, &["--config", "bad.toml", "ls"]).contains("syntax"));
+    std::fs::write(d.join("bad.toml"), cfg.replacen("scheme = \"fs\"", "scheme = \"floppy\"", 1)).unwrap();
+    assert!(run_err(d, &["--config", "bad.toml", "ls"]).contains("unknown scheme `floppy`"));
+    let err = run_err(d, &["--config", "nowhere.toml", "ls"]);
+    assert!(err.contains("outlast init"), "{err}");
+    let err = run_err(d, &["--config", "bad.toml", "init"]);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn passphrase_keys_work_and_a_wrong_passphrase_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = outlast(d).args(["init", "--local", "s", "--providers", "3", "--k", "2", "--passphrase"]).env("OUTLAST_PASSPHRASE", "open sesame").output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!std::fs::read_to_string(d.join("outlast.key")).unwrap().contains(" raw "));
+    std::fs::write(d.join("f"), b"locked").unwrap();
+    assert!(outlast(d).args(["put", "f", "f"]).env("OUTLAST_PASSPHRASE", "open sesame").status().unwrap().success());
+    let out = outlast(d).args(["get", "f"]).env("OUTLAST_PASSPHRASE", "open sesame").output().unwrap();
+    assert_eq!(out.stdout, b"locked");
+    let out = outlast(d).args(["get", "f"]).env("OUTLAST_PASSPHRASE", "close sesame").output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wrong key"));
+    assert!(run_err(d, &["get", "f"]).contains("OUTLAST_PASSPHRASE"));
+}
+
+#[test]
+fn kill_9_mid_put_leaves_nothing_visible_and_gc_removes_its_blobs() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let mut child = outlast(d).args(["put", "-", "big"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Feed 48 MiB, then keep the stream open so the put cannot finish.
+    let chunk = data(1 << 20, 3);
+    for _ in 0..48 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    let shard_files = || files_under(&d.join("stores")).into_iter().filter(|p| p.parent().unwrap().ends_with("s")).count();
+    let start = Instant::now();
+    while shard_files() == 0 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(shard_files() > 0, "the put never wrote a shard");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(json(&run_ok(d, &["--json", "ls"])).as_array().unwrap().len(), 0);
+    assert!(run_err(d, &["get", "big"]).contains("no object named"));
+    // The crashed write is known by name, so gc removes it even inside the grace period.
+    let gc = json(&run_ok(d, &["--json", "gc"]));
+    assert_eq!(gc["crashed_writes"], 1, "{gc}");
+    assert_eq!(shard_files(), 0, "gc left shard blobs behind");
+    // And the store still works.
+    std::fs::write(d.join("f"), b"after").unwrap();
+    run_ok(d, &["put", "f", "f"]);
+    assert_eq!(run_ok(d, &["get", "f"]).stdout, b"after");
+}
+
+#[test]
+fn bad_requests_are_refused_without_changes() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    assert!(run_err(d, &["put", "no-such-file", "x"]).contains("cannot open no-such-file"));
+    std::fs::write(d.join("f"), b"x").unwrap();
+    assert!(run_err(d, &["put", "f", "x", "--meta", "novalue"]).contains("KEY=VALUE"));
+    assert!(run_err(d, &["put", "f", ""]).contains("names must be"));
+    assert!(run_err(d, &["get", "x", "--range", "9-1"]).contains("--range"));
+    assert!(run_err(d, &["rm", "x"]).contains("no object named"));
+    assert_eq!(json(&run_ok(d, &["--json", "ls"])).as_array().unwrap().len(), 0);
+    assert!(files_under(&d.join("stores")).is_empty());
+}
+
+#[test]
+fn demo_runs_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(dir.path(), &["demo", "--dir", "demo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("All 4 objects read back byte-for-byte with 2 of 6 providers gone"), "{text}");
+}

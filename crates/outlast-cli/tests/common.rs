@@ -1,0 +1,56 @@
+//! Helpers shared by the CLI tests: run the real binary in a folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn outlast(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_outlast"));
+    c.current_dir(dir).env_remove("OUTLAST_CONFIG").env_remove("OUTLAST_PASSPHRASE").stdin(Stdio::null());
+    c
+}
+
+pub fn run_ok(dir: &Path, args: &[&str]) -> Output {
+    let out = outlast(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "outlast {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn run_err(dir: &Path, args: &[&str]) -> String {
+    let out = outlast(dir).args(args).output().unwrap();
+    assert!(!out.status.success(), "outlast {args:?} should have failed");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "error should be one line: {err}");
+    assert!(err.starts_with("outlast: error: "), "{err}");
+    err
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,89 @@
+//! The engine's error type: what went wrong and, where it helps, what to do about it.
+
+use std::path::PathBuf;
+
+use outlast_codec::CodecError;
+use outlast_provider::ProviderError;
+use thiserror::Error;
+
+/// Why an engine operation failed.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The configuration file is missing, unreadable or invalid; `field` names the culprit.
+    #[error("config {path}: {field}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// The offending field (e.g. `coding.k`, `providers[2].scheme`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The key file is missing or unreadable, or the passphrase is not supplied.
+    #[error("key: {0}")]
+    Key(String),
+    /// The key does not match the one the store was created with.
+    #[error("wrong key: {path} has fingerprint {found}, but this store was created with {expected}; use the store's own key file")]
+    WrongKey {
+        /// Key file used.
+        path: PathBuf,
+        /// Fingerprint of the key found.
+        found: String,
+        /// Fingerprint recorded in the config.
+        expected: String,
+    },
+    /// A provider could not be built.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// No object has that name.
+    #[error("no object named `{0}`")]
+    NotFound(String),
+    /// Too few providers accepted a write; nothing was made visible.
+    #[error("write of `{name}` failed: only {ok} of {needed} required providers succeeded ({detail}); nothing was changed")]
+    Quorum {
+        /// Object name.
+        name: String,
+        /// Providers that succeeded.
+        ok: usize,
+        /// Write quorum.
+        needed: usize,
+        /// Per-provider failures.
+        detail: String,
+    },
+    /// Too few good shards to read a segment.
+    #[error("`{name}` is unreadable: segment {segment} has {good} good shards, {needed} needed ({detail})")]
+    Unreadable {
+        /// Object name.
+        name: String,
+        /// Segment index.
+        segment: u64,
+        /// Good shards found.
+        good: usize,
+        /// Shards needed (k).
+        needed: usize,
+        /// Per-provider failures.
+        detail: String,
+    },
+    /// The codec refused data (tampering, wrong key).
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The local index failed.
+    #[error("local index: {0}")]
+    Index(#[from] rusqlite::Error),
+    /// Local file I/O failed (source, destination, state folder).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        EngineError::Io { context: context.into(), source }
+    }
+}

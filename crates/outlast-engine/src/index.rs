@@ -1,0 +1,244 @@
+//! The local index: an SQLite cache of each name's current version and of every blob the store
+//! references, so `ls` and `stat` need no provider round-trip and gc knows what is garbage.
+//!
+//! It is a cache: the sealed manifests on the providers are the durable record. It stores the
+//! sealed manifest bytes, not their plaintext, so the data keys stay sealed at rest.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use outlast_codec::{VersionId, VersionStamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::EngineError;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// One row of the object table.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// Object name.
+    pub name: String,
+    /// Current version.
+    pub stamp: VersionStamp,
+    /// Plaintext size.
+    pub size: u64,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Hex BLAKE3 of the plaintext.
+    pub etag: String,
+    /// The sealed manifest, as stored on the providers.
+    pub sealed_manifest: Vec<u8>,
+}
+
+/// A blob the store references (or, while pending, is writing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Provider name.
+    pub provider: String,
+    /// Blob name.
+    pub blob: String,
+    /// Blob size in bytes.
+    pub size: u64,
+}
+
+/// A write in progress (or one that crashed): its blobs are garbage unless it commits.
+#[derive(Debug, Clone)]
+pub struct PendingWrite {
+    /// Version being written.
+    pub vid: VersionId,
+    /// Writing process.
+    pub pid: u32,
+    /// When it started.
+    pub started_ns: u64,
+    /// Blobs it may have written.
+    pub blobs: Vec<BlobRef>,
+}
+
+/// The index database.
+pub struct Index {
+    conn: Mutex<Connection>,
+}
+
+fn vid_of(bytes: Vec<u8>) -> VersionId {
+    VersionId(bytes.try_into().unwrap_or([0; 16]))
+}
+
+impl Index {
+    /// Opens (creating if needed) the index in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Index, EngineError> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| EngineError::io(format!("creating state folder {}", state_dir.display()), e))?;
+        let conn = Connection::open(state_dir.join("index.sqlite"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS objects (
+                 name TEXT PRIMARY KEY, vid BLOB NOT NULL, time_ns INTEGER NOT NULL, size INTEGER NOT NULL,
+                 content_type TEXT, etag TEXT NOT NULL, manifest BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS tombstones (name TEXT PRIMARY KEY, vid BLOB NOT NULL, time_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS blobs (
+                 provider TEXT NOT NULL, blob TEXT NOT NULL, vid BLOB NOT NULL, size INTEGER NOT NULL,
+                 PRIMARY KEY (provider, blob));
+             CREATE INDEX IF NOT EXISTS blobs_by_vid ON blobs (vid);
+             CREATE TABLE IF NOT EXISTS pending (
+                 vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);",
+        )?;
+        let v: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
+        match v {
+            None => {
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(EngineError::Key(format!(
+                    "index schema {other} is newer than this build understands ({SCHEMA_VERSION}); upgrade outlast"
+                )))
+            }
+        }
+        Ok(Index { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().expect("index lock poisoned")
+    }
+
+    /// Records that a write of `vid` started, before any blob is written.
+    pub fn begin_pending(&self, p: &PendingWrite) -> Result<(), EngineError> {
+        let blobs = serde_json::to_string(&p.blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>())
+            .expect("serializable");
+        self.conn().execute(
+            "INSERT INTO pending (vid, pid, started_ns, blobs) VALUES (?1, ?2, ?3, ?4)",
+            params![&p.vid.0[..], p.pid, p.started_ns as i64, blobs],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a pending write (after it committed, or after its blobs were removed).
+    pub fn end_pending(&self, vid: &VersionId) -> Result<(), EngineError> {
+        self.conn().execute("DELETE FROM pending WHERE vid = ?1", [&vid.0[..]])?;
+        Ok(())
+    }
+
+    /// All pending writes.
+    pub fn pending(&self) -> Result<Vec<PendingWrite>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT vid, pid, started_ns, blobs FROM pending")?;
+        let rows = st.query_map([], |r| {
+            let blobs: String = r.get(3)?;
+            let list: Vec<(String, String)> = serde_json::from_str(&blobs).unwrap_or_default();
+            Ok(PendingWrite {
+                vid: vid_of(r.get(0)?),
+                pid: r.get(1)?,
+                started_ns: r.get::<_, i64>(2)? as u64,
+                blobs: list.into_iter().map(|(provider, blob)| BlobRef { provider, blob, size: 0 }).collect(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Makes a new version current in one transaction: the object row, its blobs, the end of
+    /// its pending record. Returns the blobs of the version it replaced (now garbage), or an
+    /// error if a newer version is already current.
+    pub fn commit(&self, entry: &IndexEntry, blobs: &[BlobRef], tombstone: bool) -> Result<Vec<BlobRef>, EngineError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let old: Option<(Vec<u8>, i64)> = tx
+            .query_row("SELECT vid, time_ns FROM objects WHERE name = ?1", [&entry.name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let old_tomb: Option<(Vec<u8>, i64)> = tx
+            .query_row("SELECT vid, time_ns FROM tombstones WHERE name = ?1", [&entry.name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let mut garbage = Vec::new();
+        for (vid, _) in old.iter().chain(old_tomb.iter()) {
+            let mut st = tx.prepare("SELECT provider, blob, size FROM blobs WHERE vid = ?1")?;
+            let rows = st.query_map([vid], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
+            for r in rows {
+                garbage.push(r?);
+            }
+            tx.execute("DELETE FROM blobs WHERE vid = ?1", [vid])?;
+        }
+        tx.execute("DELETE FROM objects WHERE name = ?1", [&entry.name])?;
+        tx.execute("DELETE FROM tombstones WHERE name = ?1", [&entry.name])?;
+        let vid = &entry.stamp.vid.0[..];
+        if tombstone {
+            tx.execute(
+                "INSERT INTO tombstones (name, vid, time_ns) VALUES (?1, ?2, ?3)",
+                params![entry.name, vid, entry.stamp.time_ns as i64],
+            )?;
+        } else {
+            tx.execute(
+                "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![entry.name, vid, entry.stamp.time_ns as i64, entry.size as i64, entry.content_type, entry.etag, entry.sealed_manifest],
+            )?;
+        }
+        for b in blobs {
+            tx.execute(
+                "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
+                params![b.provider, b.blob, vid, b.size as i64],
+            )?;
+        }
+        tx.execute("DELETE FROM pending WHERE vid = ?1", [vid])?;
+        tx.commit()?;
+        Ok(garbage)
+    }
+
+    /// The current version of `name`, if any.
+    pub fn get(&self, name: &str) -> Result<Option<IndexEntry>, EngineError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT name, vid, time_ns, size, content_type, etag, manifest FROM objects WHERE name = ?1",
+                [name],
+                row_to_entry,
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Latest stamp known for `name`, live or deleted (new versions must be newer).
+    pub fn latest_stamp(&self, name: &str) -> Result<Option<u64>, EngineError> {
+        let conn = self.conn();
+        let t: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(t) FROM (SELECT time_ns AS t FROM objects WHERE name = ?1 UNION ALL SELECT time_ns FROM tombstones WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        Ok(t.map(|t| t as u64))
+    }
+
+    /// Objects whose names start with `prefix`, in name order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<IndexEntry>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT name, vid, time_ns, size, content_type, etag, manifest FROM objects
+             WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )?;
+        let rows = st.query_map([prefix], row_to_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every blob referenced on `provider`.
+    pub fn blobs_on(&self, provider: &str) -> Result<Vec<BlobRef>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT provider, blob, size FROM blobs WHERE provider = ?1")?;
+        let rows = st.query_map([provider], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexEntry> {
+    Ok(IndexEntry {
+        name: r.get(0)?,
+        stamp: VersionStamp { vid: vid_of(r.get(1)?), time_ns: r.get::<_, i64>(2)? as u64 },
+        size: r.get::<_, i64>(3)? as u64,
+        content_type: r.get(4)?,
+        etag: r.get(5)?,
+        sealed_manifest: r.get(6)?,
+    })
+}

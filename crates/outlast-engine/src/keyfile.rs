@@ -1,0 +1,135 @@
+//! The master key file, `outlast.key`.
+//!
+//! Either it holds the key itself (`raw`), or only the Argon2id parameters from which the key is
+//! derived again from a passphrase (`argon2id`, passphrase from `OUTLAST_PASSPHRASE`). The file
+//! is created with mode 0600 and never overwritten.
+
+use std::io::Write;
+use std::path::Path;
+
+use outlast_codec::keys::KEY_LEN;
+use outlast_codec::{KdfParams, MasterKey};
+
+use crate::EngineError;
+
+/// Environment variable holding the passphrase of a passphrase-derived key.
+pub const PASSPHRASE_ENV: &str = "OUTLAST_PASSPHRASE";
+
+const HEADER: &str = "# Outlast master key. Keep it secret and keep a copy somewhere safe:\n\
+# without it nothing in the store can be read. It is never sent to a provider.\n";
+
+fn write_new(path: &Path, line: &str) -> Result<(), EngineError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            EngineError::Key(format!("{} already exists; refusing to overwrite a key", path.display()))
+        } else {
+            EngineError::io(format!("creating key file {}", path.display()), e)
+        }
+    })?;
+    f.write_all(format!("{HEADER}{line}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| EngineError::io(format!("writing key file {}", path.display()), e))
+}
+
+/// Creates a key file holding a fresh random key.
+pub fn create_random(path: &Path) -> Result<MasterKey, EngineError> {
+    let key = MasterKey::generate();
+    write_new(path, &format!("outlast-key v1 raw {}", hex_of(key.as_bytes())))?;
+    Ok(key)
+}
+
+/// Creates a key file recording fresh Argon2id parameters; the key is derived from `passphrase`.
+pub fn create_passphrase(path: &Path, passphrase: &str) -> Result<MasterKey, EngineError> {
+    let p = KdfParams::new_random();
+    let key = MasterKey::from_passphrase(passphrase, &p)?;
+    write_new(path, &format!("outlast-key v1 argon2id m_kib={} t={} p={} salt={}", p.m_kib, p.t, p.p, p.salt))?;
+    Ok(key)
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Loads the key from `path`, asking `OUTLAST_PASSPHRASE` when the file holds parameters only.
+pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            EngineError::Key(format!("key file {} not found; it was created by `outlast init` beside the config", path.display()))
+        } else {
+            EngineError::io(format!("reading key file {}", path.display()), e)
+        }
+    })?;
+    let bad = |why: &str| EngineError::Key(format!("{} is not an Outlast key file: {why}", path.display()));
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).ok_or_else(|| bad("it is empty"))?;
+    let mut words = line.split_whitespace();
+    if words.next() != Some("outlast-key") || words.next() != Some("v1") {
+        return Err(bad("it does not start with `outlast-key v1`"));
+    }
+    match words.next() {
+        Some("raw") => {
+            let hex = words.next().ok_or_else(|| bad("the key is missing"))?;
+            let bytes: [u8; KEY_LEN] = hex::decode(hex)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| bad("the key is not 64 hex digits"))?;
+            Ok(MasterKey::from_bytes(bytes))
+        }
+        Some("argon2id") => {
+            let mut p = KdfParams { m_kib: 0, t: 0, p: 0, salt: String::new() };
+            for w in words {
+                let (k, v) = w.split_once('=').ok_or_else(|| bad("malformed parameter"))?;
+                let num = || v.parse::<u32>().map_err(|_| bad("malformed parameter"));
+                match k {
+                    "m_kib" => p.m_kib = num()?,
+                    "t" => p.t = num()?,
+                    "p" => p.p = num()?,
+                    "salt" => p.salt = v.to_string(),
+                    _ => return Err(bad("unknown parameter")),
+                }
+            }
+            let pass = std::env::var(PASSPHRASE_ENV).map_err(|_| {
+                EngineError::Key(format!("{} is passphrase-protected: set {PASSPHRASE_ENV}", path.display()))
+            })?;
+            Ok(MasterKey::from_passphrase(&pass, &p)?)
+        }
+        _ => Err(bad("unknown key kind")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_key_roundtrips_with_mode_0600_and_no_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outlast.key");
+        let k = create_random(&path).unwrap();
+        assert_eq!(load(&path).unwrap().fingerprint(), k.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(matches!(create_random(&path), Err(EngineError::Key(_))));
+        assert_eq!(load(&path).unwrap().fingerprint(), k.fingerprint());
+    }
+
+    #[test]
+    fn garbage_and_missing_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        assert!(load(&path).unwrap_err().to_string().contains("not found"));
+        std::fs::write(&path, "hello\n").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("not an Outlast key file"));
+        std::fs::write(&path, "outlast-key v1 raw abcd\n").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("64 hex digits"));
+    }
+}

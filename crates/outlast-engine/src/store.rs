@@ -1,0 +1,426 @@
+//! The store: one configuration, one key, its providers and its index.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::join_all;
+use outlast_codec::{names, Manifest, ManifestBody, MasterKey, StoreKeys, VersionId, VersionStamp};
+use outlast_provider::Provider;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::index::{BlobRef, Index, IndexEntry};
+use crate::{keyfile, Config, EngineError, Progress};
+
+/// Longest object name accepted (the S3 limit).
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// An open store.
+pub struct Store {
+    pub(crate) config: Config,
+    pub(crate) keys: Arc<StoreKeys>,
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) index: Index,
+}
+
+/// What a put may set besides the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// User metadata.
+    pub metadata: Vec<(String, String)>,
+    /// Size, when known in advance (for progress only).
+    pub size_hint: Option<u64>,
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutReport {
+    /// Object name.
+    pub name: String,
+    /// Plaintext bytes stored.
+    pub size: u64,
+    /// Hex BLAKE3 of the plaintext.
+    pub etag: String,
+    /// Version id (hex).
+    pub version: String,
+    /// Shards made durable (of n).
+    pub shards_written: usize,
+    /// Providers whose shard is missing: repair debt.
+    pub missing: Vec<String>,
+}
+
+/// A fault seen while reading, attributed to a provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardFault {
+    /// Provider.
+    pub provider: String,
+    /// Segment index.
+    pub segment: u64,
+    /// Shard index.
+    pub shard: usize,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// What a get did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GetReport {
+    /// Plaintext bytes written out.
+    pub bytes: u64,
+    /// Segments that needed parity.
+    pub degraded_segments: u64,
+    /// Every fault, attributed.
+    pub faults: Vec<ShardFault>,
+}
+
+/// One object as `ls` and `stat` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectInfo {
+    /// Name.
+    pub name: String,
+    /// Plaintext size.
+    pub size: u64,
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// Hex BLAKE3 of the plaintext.
+    pub etag: String,
+    /// Version id (hex).
+    pub version: String,
+    /// When the version was written (ns since the Unix epoch).
+    pub modified_ns: u64,
+    /// User metadata (`stat` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, String)>,
+    /// Provider of each shard (`stat` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<String>,
+    /// Coding parameters (`stat` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coding: Option<(u16, u16)>,
+}
+
+/// One provider as `outlast providers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderReport {
+    /// Name.
+    pub name: String,
+    /// Failure domain.
+    pub domain: String,
+    /// OpenDAL scheme.
+    pub scheme: String,
+    /// Whether it answered a probe.
+    pub reachable: bool,
+    /// The probe's error, if any.
+    pub error: Option<String>,
+    /// Shard blobs the index places there.
+    pub shards: u64,
+    /// Bytes of all blobs (shards and manifests) the index places there.
+    pub bytes: u64,
+}
+
+/// What gc did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GcReport {
+    /// Blobs deleted.
+    pub deleted: u64,
+    /// Bytes freed (as listed).
+    pub bytes: u64,
+    /// Unreferenced blobs kept because they are younger than the grace period.
+    pub kept_young: u64,
+    /// Crashed writes cleaned up.
+    pub crashed_writes: u64,
+    /// Errors met (gc goes on past them).
+    pub errors: Vec<String>,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens the store described by `config`, loading its key file.
+    pub fn open(config: Config) -> Result<Store, EngineError> {
+        let key = keyfile::load(&config.key_path())?;
+        Self::open_with_key(config, key)
+    }
+
+    /// Opens the store with a key already in hand; refuses a key whose fingerprint differs from
+    /// the one recorded in the config.
+    pub fn open_with_key(config: Config, key: MasterKey) -> Result<Store, EngineError> {
+        if let Some(expected) = &config.key_fingerprint {
+            let found = key.fingerprint();
+            if &found != expected {
+                return Err(EngineError::WrongKey { path: config.key_path(), found, expected: expected.clone() });
+            }
+        }
+        let providers: Vec<Provider> = config.providers.iter().map(Provider::build_or_unavailable).collect();
+        for p in &providers {
+            if let Some(e) = p.build_error() {
+                tracing::error!(provider = p.name(), "provider unavailable: {e}");
+            }
+        }
+        let index = Index::open(&config.state_dir())?;
+        Ok(Store { keys: Arc::new(key.store_keys()), providers, index, config })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+
+    pub(crate) fn check_name(name: &str) -> Result<(), EngineError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\0') {
+            return Err(EngineError::Config {
+                path: "(command line)".into(),
+                field: "NAME".into(),
+                message: format!("object names must be 1 to {MAX_NAME_LEN} bytes without NUL"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A stamp newer than anything the index knows for `name`.
+    pub(crate) fn next_stamp(&self, name: &str) -> Result<VersionStamp, EngineError> {
+        let latest = self.index.latest_stamp(name)?.unwrap_or(0);
+        Ok(VersionStamp { time_ns: now_ns().max(latest + 1), vid: VersionId::generate() })
+    }
+
+    /// Stores `src` under `name`; visible only once durable on the write quorum.
+    pub async fn put<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
+        src: R,
+        opts: PutOptions,
+        progress: &dyn Progress,
+    ) -> Result<PutReport, EngineError> {
+        crate::put::put(self, name, src, opts, progress).await
+    }
+
+    /// Writes `name` (or the plaintext bytes `range` of it) to `dst`.
+    pub async fn get<W: AsyncWrite + Unpin + Send>(
+        &self,
+        name: &str,
+        range: Option<Range<u64>>,
+        dst: W,
+        progress: &dyn Progress,
+    ) -> Result<GetReport, EngineError> {
+        crate::get::get(self, name, range, dst, progress).await
+    }
+
+    fn info(e: &IndexEntry) -> ObjectInfo {
+        ObjectInfo {
+            name: e.name.clone(),
+            size: e.size,
+            content_type: e.content_type.clone(),
+            etag: e.etag.clone(),
+            version: e.stamp.vid.to_hex(),
+            modified_ns: e.stamp.time_ns,
+            metadata: Vec::new(),
+            placement: Vec::new(),
+            coding: None,
+        }
+    }
+
+    /// Objects whose names start with `prefix`, from the index alone.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, EngineError> {
+        Ok(self.index.list(prefix)?.iter().map(Self::info).collect())
+    }
+
+    pub(crate) fn open_manifest(&self, e: &IndexEntry) -> Result<Manifest, EngineError> {
+        let blob = names::manifest_blob(&self.keys, &e.stamp.vid);
+        let m = Manifest::open(&self.keys, &blob, &e.sealed_manifest)?;
+        if m.name != e.name || m.stamp != e.stamp {
+            return Err(outlast_codec::CodecError::ManifestFormat("manifest does not match its index entry".into()).into());
+        }
+        Ok(m)
+    }
+
+    /// Everything known about `name`, from the index and its sealed manifest.
+    pub fn stat(&self, name: &str) -> Result<ObjectInfo, EngineError> {
+        let e = self.index.get(name)?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+        let mut info = Self::info(&e);
+        if let ManifestBody::Object(o) = self.open_manifest(&e)?.body {
+            info.metadata = o.user_metadata;
+            info.placement = o.placement.into_iter().map(|p| p.provider).collect();
+            info.coding = Some((o.k, o.n));
+        }
+        Ok(info)
+    }
+
+    /// Deletes `name` by committing a tombstone (so recovery keeps it deleted), then removes the
+    /// old version's blobs.
+    pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        Self::check_name(name)?;
+        if self.index.get(name)?.is_none() {
+            return Err(EngineError::NotFound(name.to_string()));
+        }
+        let stamp = self.next_stamp(name)?;
+        let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone };
+        let blob = names::manifest_blob(&self.keys, &stamp.vid);
+        let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
+        let results = join_all(self.providers.iter().map(|p| {
+            let (blob, sealed) = (blob.clone(), sealed.clone());
+            async move { (p.name().to_string(), p.write(&blob, sealed).await) }
+        }))
+        .await;
+        let mut written = Vec::new();
+        let mut failures = Vec::new();
+        for (p, r) in results {
+            match r {
+                Ok(()) => written.push(BlobRef { provider: p, blob: blob.clone(), size: sealed.len() as u64 }),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        let q = self.config.coding.write_quorum();
+        if written.len() < q {
+            for b in &written {
+                if let Some(p) = self.provider(&b.provider) {
+                    let _ = p.delete(&b.blob).await;
+                }
+            }
+            return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, detail: failures.join("; ") });
+        }
+        let entry = IndexEntry {
+            name: name.to_string(),
+            stamp,
+            size: 0,
+            content_type: None,
+            etag: String::new(),
+            sealed_manifest: sealed.to_vec(),
+        };
+        let garbage = self.index.commit(&entry, &written, true)?;
+        self.delete_blobs(&garbage).await;
+        Ok(())
+    }
+
+    /// Best-effort deletion; what fails stays unreferenced and gc removes it later.
+    pub(crate) async fn delete_blobs(&self, blobs: &[BlobRef]) -> usize {
+        let results = join_all(blobs.iter().map(|b| async move {
+            match self.provider(&b.provider) {
+                Some(p) => p.delete(&b.blob).await.is_ok(),
+                None => false,
+            }
+        }))
+        .await;
+        results.into_iter().filter(|ok| *ok).count()
+    }
+
+    /// Each provider: reachable or not, and what the index places there.
+    pub async fn providers(&self) -> Result<Vec<ProviderReport>, EngineError> {
+        let probes = join_all(self.providers.iter().map(|p| async move {
+            match p.stat("outlast-probe").await {
+                Ok(_) => None,
+                Err(e) if e.is_not_found() => None,
+                Err(e) => Some(e.to_string()),
+            }
+        }))
+        .await;
+        let mut out = Vec::new();
+        for (p, err) in self.providers.iter().zip(probes) {
+            let blobs = self.index.blobs_on(p.name())?;
+            out.push(ProviderReport {
+                name: p.name().to_string(),
+                domain: p.domain().to_string(),
+                scheme: p.scheme().to_string(),
+                reachable: err.is_none(),
+                error: err,
+                shards: blobs.iter().filter(|b| b.blob.starts_with(names::SHARD_PREFIX)).count() as u64,
+                bytes: blobs.iter().map(|b| b.size).sum(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes blobs no committed version references: first those of writes whose process
+    /// died, then any unreferenced blob older than `grace` (younger ones may belong to a write
+    /// in progress elsewhere).
+    pub async fn gc(&self, grace: Duration) -> Result<GcReport, EngineError> {
+        let mut report = GcReport::default();
+        let mut live_pending: HashSet<(String, String)> = HashSet::new();
+        for p in self.index.pending()? {
+            if process_alive(p.pid) && p.pid != std::process::id() {
+                live_pending.extend(p.blobs.iter().map(|b| (b.provider.clone(), b.blob.clone())));
+                continue;
+            }
+            let mut all_gone = true;
+            for b in &p.blobs {
+                if let Some(prov) = self.provider(&b.provider) {
+                    if let Err(e) = prov.delete(&b.blob).await {
+                        all_gone = false;
+                        report.errors.push(e.to_string());
+                    }
+                }
+            }
+            if all_gone {
+                self.index.end_pending(&p.vid)?;
+                report.crashed_writes += 1;
+            }
+        }
+        let now = SystemTime::now();
+        for prov in &self.providers {
+            let mut listed = Vec::new();
+            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
+                match prov.list(prefix).await {
+                    Ok(l) => listed.extend(l),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+            // Read what is referenced only after listing: a blob listed before its write
+            // committed is then either still pending (kept) or referenced (kept).
+            let referenced: HashSet<String> = self.index.blobs_on(prov.name())?.into_iter().map(|b| b.blob).collect();
+            let pending_now: HashSet<(String, String)> = self
+                .index
+                .pending()?
+                .into_iter()
+                .flat_map(|p| p.blobs.into_iter().map(|b| (b.provider, b.blob)))
+                .collect();
+            for entry in listed {
+                let key = (prov.name().to_string(), entry.name.clone());
+                if referenced.contains(&entry.name) || live_pending.contains(&key) || pending_now.contains(&key) {
+                    continue;
+                }
+                let age = entry.modified.and_then(|m| now.duration_since(m).ok());
+                if grace > Duration::ZERO && age.is_none_or(|a| a < grace) {
+                    report.kept_young += 1;
+                    continue;
+                }
+                match prov.delete(&entry.name).await {
+                    Ok(()) => {
+                        report.deleted += 1;
+                        report.bytes += entry.size;
+                    }
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Counts of blobs per provider in the index, for reports.
+    pub fn blob_counts(&self) -> Result<BTreeMap<String, usize>, EngineError> {
+        let mut out = BTreeMap::new();
+        for p in &self.providers {
+            out.insert(p.name().to_string(), self.index.blobs_on(p.name())?.len());
+        }
+        Ok(out)
+    }
+}
+
+/// Whether process `pid` still runs (Linux: `/proc/<pid>` exists). Elsewhere assume it does,
+/// leaving the blobs to the grace-period sweep.
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if proc.is_dir() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}

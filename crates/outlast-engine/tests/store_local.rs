@@ -1,0 +1,282 @@
+//! Engine tests on local-folder providers: the write/read paths, the commit rule, failures and
+//! gc. (The same engine runs against real servers in the CLI's end-to-end tests.)
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use outlast_codec::MasterKey;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::{Config, EngineError, PutOptions, Store};
+
+const SEG: u32 = 64 * 1024;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    key: MasterKey,
+    k: u16,
+    n: u16,
+}
+
+impl Fixture {
+    fn new(k: u16, n: u16) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n }
+    }
+
+    fn provider_dir(&self, i: u16) -> PathBuf {
+        self.root.join(format!("p{i}"))
+    }
+
+    /// Config text; `broken` providers get a root that cannot be created (below a file).
+    fn config_text(&self, broken: &[u16]) -> String {
+        std::fs::write(self.root.join("a-file"), b"x").unwrap();
+        let mut t = format!(
+            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\n",
+            self.key.fingerprint(),
+            self.k,
+            self.n
+        );
+        for i in 0..self.n {
+            let root = if broken.contains(&i) { self.root.join("a-file/p") } else { self.provider_dir(i) };
+            t.push_str(&format!(
+                "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
+                root.display()
+            ));
+        }
+        t
+    }
+
+    fn store_with(&self, broken: &[u16]) -> Store {
+        let cfg = Config::parse(&self.config_text(broken), &self.root.join("outlast.toml")).unwrap();
+        Store::open_with_key(cfg, self.key.clone()).unwrap()
+    }
+
+    fn store(&self) -> Store {
+        self.store_with(&[])
+    }
+
+    fn blob_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for i in 0..self.n {
+            collect(&self.provider_dir(i), &mut out);
+        }
+        out
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
+}
+
+async fn get(store: &Store, name: &str) -> Result<Vec<u8>, EngineError> {
+    let mut out = Vec::new();
+    store.get(name, None, &mut out, &NoProgress).await?;
+    Ok(out)
+}
+
+async fn put(store: &Store, name: &str, bytes: &[u8]) -> Result<outlast_engine::PutReport, EngineError> {
+    store.put(name, bytes, PutOptions::default(), &NoProgress).await
+}
+
+#[tokio::test]
+async fn roundtrip_sizes_around_segments() {
+    let f = Fixture::new(3, 5);
+    let store = f.store();
+    let s = SEG as usize;
+    for (i, len) in [0, 1, s - 1, s, s + 1, 3 * s, 3 * s + 7, 2_000_000].into_iter().enumerate() {
+        let d = data(len, i as u8);
+        let name = format!("obj/{len}");
+        let r = put(&store, &name, &d).await.unwrap();
+        assert_eq!(r.size, len as u64);
+        assert_eq!(r.shards_written, 5);
+        assert_eq!(get(&store, &name).await.unwrap(), d, "len {len}");
+    }
+    assert_eq!(store.list("obj/").unwrap().len(), 8);
+    assert_eq!(store.list("nothing").unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn ranges_read_only_what_they_cover() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(5 * SEG as usize + 123, 9);
+    put(&store, "r", &d).await.unwrap();
+    let s = SEG as u64;
+    for (a, b) in [(0, 1), (s - 1, s + 1), (2 * s + 5, 4 * s), (5 * s, 5 * s + 123), (100, 10_000_000), (d.len() as u64, d.len() as u64 + 9)] {
+        let mut out = Vec::new();
+        store.get("r", Some(a..b), &mut out, &NoProgress).await.unwrap();
+        let (a, b) = (a.min(d.len() as u64) as usize, b.min(d.len() as u64) as usize);
+        assert_eq!(out, &d[a..b]);
+    }
+}
+
+#[tokio::test]
+async fn survives_losing_n_minus_k_providers_and_says_why_beyond() {
+    let f = Fixture::new(3, 5);
+    let store = f.store();
+    let d = data(300_000, 1);
+    put(&store, "x", &d).await.unwrap();
+    std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
+    std::fs::remove_dir_all(f.provider_dir(3)).unwrap();
+    let mut out = Vec::new();
+    let report = store.get("x", None, &mut out, &NoProgress).await.unwrap();
+    assert_eq!(out, d);
+    assert!(report.degraded_segments > 0 || !report.faults.is_empty());
+    std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    match get(&store, "x").await {
+        Err(EngineError::Unreadable { good: 2, needed: 3, .. }) => {}
+        other => panic!("expected Unreadable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_shard_is_detected_attributed_and_worked_around() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(200_000, 3);
+    put(&store, "c", &d).await.unwrap();
+    let info = store.stat("c").unwrap();
+    // Corrupt every shard blob on the provider holding shard 0 (a data shard).
+    let victim = &info.placement[0];
+    let idx: u16 = victim[1..].parse().unwrap();
+    let mut hit = 0;
+    let mut files = Vec::new();
+    collect(&f.provider_dir(idx).join("s"), &mut files);
+    for p in files {
+        let mut b = std::fs::read(&p).unwrap();
+        b[10] ^= 0xff;
+        std::fs::write(&p, b).unwrap();
+        hit += 1;
+    }
+    assert_eq!(hit, 1);
+    let mut out = Vec::new();
+    let report = store.get("c", None, &mut out, &NoProgress).await.unwrap();
+    assert_eq!(out, d);
+    assert!(report.faults.iter().any(|fl| &fl.provider == victim && fl.reason.contains("integrity")), "{:?}", report.faults);
+    assert!(report.faults.iter().all(|fl| &fl.provider == victim));
+}
+
+#[tokio::test]
+async fn truncated_shard_is_detected() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let d = data(150_000, 4);
+    put(&store, "t", &d).await.unwrap();
+    let victim: u16 = store.stat("t").unwrap().placement[1][1..].parse().unwrap();
+    let mut files = Vec::new();
+    collect(&f.provider_dir(victim).join("s"), &mut files);
+    let b = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &b[..b.len() - 100]).unwrap();
+    assert_eq!(get(&store, "t").await.unwrap(), d);
+}
+
+#[tokio::test]
+async fn overwrite_is_atomic_and_frees_the_old_version() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    put(&store, "o", &data(100_000, 1)).await.unwrap();
+    let before = f.blob_files().len();
+    let newer = data(70_000, 2);
+    put(&store, "o", &newer).await.unwrap();
+    assert_eq!(get(&store, "o").await.unwrap(), newer);
+    assert_eq!(f.blob_files().len(), before, "old version's blobs not removed");
+    assert_eq!(store.list("").unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn remove_leaves_a_tombstone_and_nothing_readable() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    put(&store, "gone", b"bye").await.unwrap();
+    store.remove("gone").await.unwrap();
+    assert!(matches!(get(&store, "gone").await, Err(EngineError::NotFound(_))));
+    assert!(matches!(store.remove("gone").await, Err(EngineError::NotFound(_))));
+    // Only the tombstone manifests remain: one per provider, no shards.
+    let files = f.blob_files();
+    assert_eq!(files.len(), 3);
+    assert!(files.iter().all(|p| p.parent().unwrap().ends_with("m")));
+}
+
+#[tokio::test]
+async fn write_below_quorum_fails_cleanly_and_at_quorum_succeeds() {
+    let f = Fixture::new(2, 4); // quorum 3
+    let store = f.store_with(&[0, 1]);
+    let err = put(&store, "q", &data(100_000, 1)).await.unwrap_err();
+    assert!(matches!(err, EngineError::Quorum { ok: 2, needed: 3, .. }), "{err}");
+    assert!(store.list("").unwrap().is_empty());
+    assert!(f.blob_files().is_empty(), "failed write left blobs: {:?}", f.blob_files());
+
+    let store = f.store_with(&[0]);
+    let d = data(100_000, 2);
+    let r = put(&store, "q", &d).await.unwrap();
+    assert_eq!(r.shards_written, 3);
+    assert_eq!(r.missing, vec!["p0".to_string()]);
+    assert_eq!(get(&store, "q").await.unwrap(), d);
+}
+
+#[tokio::test]
+async fn wrong_key_is_refused_up_front() {
+    let f = Fixture::new(2, 3);
+    let cfg = Config::parse(&f.config_text(&[]), &f.root.join("outlast.toml")).unwrap();
+    match Store::open_with_key(cfg, MasterKey::generate()) {
+        Err(EngineError::WrongKey { .. }) => {}
+        other => panic!("expected WrongKey, got {:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn providers_see_no_names_and_no_content() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let marker = b"MARKER-7f3a9c-CONFIDENTIAL";
+    let mut d = data(50_000, 5);
+    d.extend_from_slice(marker);
+    d.extend(data(50_000, 6));
+    let name = "secret-plans/quarterly-report.txt";
+    store
+        .put(name, &d[..], PutOptions { content_type: Some("text/x-confidential".into()), ..Default::default() }, &NoProgress)
+        .await
+        .unwrap();
+    for file in f.blob_files() {
+        let bytes = std::fs::read(&file).unwrap();
+        let path = file.to_string_lossy().to_string();
+        for needle in [&marker[..], name.as_bytes(), b"quarterly", b"text/x-confidential"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{path} contains {:?}", String::from_utf8_lossy(needle));
+            assert!(!path.contains("quarterly"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn gc_removes_orphans_and_keeps_live_data() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let d = data(100_000, 7);
+    put(&store, "keep", &d).await.unwrap();
+    let live = f.blob_files().len();
+    // Orphans as a crashed write would leave them.
+    std::fs::create_dir_all(f.provider_dir(1).join("s")).unwrap();
+    std::fs::write(f.provider_dir(1).join("s/00112233445566778899aabbccddeeff"), b"partial").unwrap();
+    std::fs::create_dir_all(f.provider_dir(2).join("m")).unwrap();
+    std::fs::write(f.provider_dir(2).join("m/ffeeddccbbaa99887766554433221100"), b"junk").unwrap();
+    let young = store.gc(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!((young.deleted, young.kept_young), (0, 2));
+    let r = store.gc(Duration::ZERO).await.unwrap();
+    assert_eq!(r.deleted, 2, "{r:?}");
+    assert_eq!(f.blob_files().len(), live);
+    assert_eq!(get(&store, "keep").await.unwrap(), d);
+}

@@ -1,0 +1,71 @@
+//! Provider errors, classified the way retry and health decisions need them.
+
+use thiserror::Error;
+
+/// What kind of failure a provider reported, read from OpenDAL's error kind and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The blob does not exist.
+    NotFound,
+    /// The provider refused the credentials or the operation (401/403): possibly a terminated
+    /// account.
+    Denied,
+    /// Worth retrying later: timeouts, 5xx, throttling, connection failures.
+    Transient,
+    /// Anything else: retrying will not help.
+    Permanent,
+}
+
+/// An error from one provider, carrying its name.
+#[derive(Debug, Error)]
+pub enum ProviderError {
+    /// The provider's configuration is unusable.
+    #[error("provider `{provider}`: {message}")]
+    Config {
+        /// Provider name.
+        provider: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An operation on the provider failed.
+    #[error("provider `{provider}`: {op} `{path}` failed: {source}")]
+    Op {
+        /// Provider name.
+        provider: String,
+        /// The operation (read, write, ...).
+        op: &'static str,
+        /// The blob or prefix.
+        path: String,
+        /// How it failed.
+        class: ErrorClass,
+        /// OpenDAL's error.
+        #[source]
+        source: opendal::Error,
+    },
+}
+
+impl ProviderError {
+    /// The failure class (configuration errors are permanent).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::Config { .. } => ErrorClass::Permanent,
+            ProviderError::Op { class, .. } => *class,
+        }
+    }
+
+    /// Whether this says the blob does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.class() == ErrorClass::NotFound
+    }
+}
+
+pub(crate) fn classify(e: &opendal::Error) -> ErrorClass {
+    use opendal::ErrorKind::*;
+    match e.kind() {
+        NotFound => ErrorClass::NotFound,
+        PermissionDenied => ErrorClass::Denied,
+        RateLimited => ErrorClass::Transient,
+        _ if e.is_temporary() || e.is_persistent() => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
