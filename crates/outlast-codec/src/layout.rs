@@ -3,8 +3,12 @@
 //! An object of `size` bytes is cut into segments of `segment_size` plaintext bytes (the last one
 //! shorter; an empty object still has one empty segment, so that even it is authenticated). Each
 //! sealed segment (plaintext + 16-byte tag) is zero-padded to `k * shard_len` and split into `k`
-//! data shards; `n - k` parity shards of the same length follow. Shard blob `i` is the
-//! concatenation of every segment's shard `i`, so segment `s` starts at `s * full_shard_len`.
+//! data shards; `n - k` parity shards of the same length follow. Segments are grouped into
+//! parts of `segments_per_part`; the shard blob of shard `i` and part `p` is the concatenation
+//! of shard `i` of the part's segments, so segment `s` starts at
+//! `(s % segments_per_part) * full_shard_len` in blob `(i, s / segments_per_part)`. Parts bound
+//! what a provider without multipart uploads must buffer, and hide the exact size of large
+//! objects behind blobs of one fixed size.
 
 use std::ops::Range;
 
@@ -22,7 +26,12 @@ pub struct Layout {
     pub k: u16,
     /// Total shards per segment.
     pub n: u16,
+    /// Segments per shard blob.
+    pub segments_per_part: u32,
 }
+
+/// Plaintext bytes per part by default: 64 MiB, i.e. shard blobs of 64 MiB / k.
+pub const DEFAULT_PART_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Layout {
     /// Checks the parameters: `1 <= k < n`, Reed-Solomon support, a non-zero segment size.
@@ -36,7 +45,31 @@ impl Layout {
         if segment_size == 0 {
             return Err(CodecError::Parameters("segment size must be positive".into()));
         }
-        Ok(Layout { size, segment_size, k, n })
+        let segments_per_part = (DEFAULT_PART_BYTES / segment_size as u64).max(1) as u32;
+        Ok(Layout { size, segment_size, k, n, segments_per_part })
+    }
+
+    /// The same layout with `segments_per_part` segments per shard blob (at least one).
+    pub fn with_segments_per_part(mut self, segments_per_part: u32) -> Self {
+        self.segments_per_part = segments_per_part.max(1);
+        self
+    }
+
+    /// The part (shard blob) that holds segment `s`.
+    pub fn part_of(&self, s: u64) -> u32 {
+        (s / self.segments_per_part as u64) as u32
+    }
+
+    /// Number of parts, hence of blobs per shard.
+    pub fn part_count(&self) -> u32 {
+        self.segment_count().div_ceil(self.segments_per_part as u64) as u32
+    }
+
+    /// Length of each shard blob of part `part`.
+    pub fn part_blob_len(&self, part: u32) -> u64 {
+        let first = part as u64 * self.segments_per_part as u64;
+        let last = (first + self.segments_per_part as u64).min(self.segment_count()) - 1;
+        self.shard_offset(last) + self.shard_len(last) as u64
     }
 
     /// Number of segments (at least one).
@@ -73,20 +106,14 @@ impl Layout {
         per + (per & 1)
     }
 
-    /// Offset of segment `s`'s shard inside every shard blob.
+    /// Offset of segment `s`'s shard inside its part's shard blobs.
     pub fn shard_offset(&self, s: u64) -> u64 {
-        s * self.full_shard_len() as u64
+        (s % self.segments_per_part as u64) * self.full_shard_len() as u64
     }
 
     /// Shard length of a full-size segment.
     pub fn full_shard_len(&self) -> usize {
         self.shard_len_for(self.segment_size as usize)
-    }
-
-    /// Total length of each shard blob.
-    pub fn blob_len(&self) -> u64 {
-        let last = self.segment_count() - 1;
-        self.shard_offset(last) + self.shard_len(last) as u64
     }
 
     /// The segments that hold the plaintext bytes `range` (end exclusive, clamped to the size).
@@ -110,7 +137,8 @@ mod tests {
         assert_eq!(l.segment_count(), 1);
         assert_eq!(l.segment_plain_len(0), 0);
         assert_eq!(l.shard_len(0), 6); // 16 bytes of tag over 3 shards, rounded up to even
-        assert_eq!(l.blob_len(), 6);
+        assert_eq!(l.part_count(), 1);
+        assert_eq!(l.part_blob_len(0), 6);
         assert_eq!(l.segments_for(0..10), 0..0);
     }
 
@@ -123,6 +151,11 @@ mod tests {
         assert_eq!(l.segment_count(), 3);
         assert_eq!(l.segment_plain_len(2), 1);
         assert_eq!(l.shard_offset(2), 2 * l.full_shard_len() as u64);
+        let l = l.with_segments_per_part(2);
+        assert_eq!((l.part_count(), l.part_of(1), l.part_of(2)), (2, 0, 1));
+        assert_eq!(l.shard_offset(2), 0);
+        assert_eq!(l.part_blob_len(0), 2 * l.full_shard_len() as u64);
+        assert_eq!(l.part_blob_len(1), l.shard_len(2) as u64);
         assert_eq!(l.segments_for(1023..1025), 0..2);
         assert_eq!(l.segments_for(2048..5000), 2..3);
     }

@@ -47,13 +47,12 @@ pub struct VersionStamp {
     pub vid: VersionId,
 }
 
-/// Where one shard of a version lives.
+/// Where one shard of a version lives. Its blobs' names follow from the version id, the shard
+/// index and the part index ([`crate::names::shard_blob`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPlacement {
     /// The provider's configured name (its stable identity).
     pub provider: String,
-    /// The blob's name on that provider.
-    pub blob: String,
 }
 
 /// The readable part of an object version.
@@ -77,6 +76,8 @@ pub struct ObjectManifest {
     pub k: u16,
     /// Total shards per segment.
     pub n: u16,
+    /// Segments per shard blob (part).
+    pub segments_per_part: u32,
     /// Shard `i` of every segment lives at `placement[i]`.
     pub placement: Vec<ShardPlacement>,
     /// Check of shard `i` of segment `s` at `checks[s * n + i]`.
@@ -86,7 +87,7 @@ pub struct ObjectManifest {
 impl ObjectManifest {
     /// The version's geometry.
     pub fn layout(&self) -> Result<Layout, CodecError> {
-        Layout::new(self.size, self.segment_size, self.k, self.n)
+        Ok(Layout::new(self.size, self.segment_size, self.k, self.n)?.with_segments_per_part(self.segments_per_part))
     }
 
     /// The `n` checks of segment `s`.
@@ -156,6 +157,9 @@ impl Manifest {
         let m: Manifest =
             postcard::from_bytes(plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))?;
         if let ManifestBody::Object(o) = &m.body {
+            if o.segments_per_part == 0 {
+                return Err(CodecError::ManifestFormat("zero segments per part".into()));
+            }
             let layout = o.layout()?;
             let want = layout.segment_count() as usize * o.n as usize;
             if o.checks.len() != want || o.placement.len() != o.n as usize {

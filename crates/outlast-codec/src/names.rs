@@ -1,7 +1,7 @@
 //! Opaque blob names.
 //!
 //! A provider sees only `s/<32 hex>` (shards) and `m/<32 hex>` (manifests). Each name is a keyed
-//! HMAC of the version id and shard index, so names reveal nothing, two providers cannot link
+//! HMAC of the version id, shard index and part index, so names reveal nothing, two providers cannot link
 //! their shards of one object by name, and a reader can check that a manifest sits under the
 //! name its own content implies.
 
@@ -23,9 +23,9 @@ fn tagged(keys: &StoreKeys, parts: &[&[u8]]) -> String {
     hex::encode(&ctx.sign().as_ref()[..16])
 }
 
-/// Name of shard `index` of version `vid`.
-pub fn shard_blob(keys: &StoreKeys, vid: &VersionId, index: u16) -> String {
-    format!("{SHARD_PREFIX}{}", tagged(keys, &[b"shard", &vid.0, &index.to_be_bytes()]))
+/// Name of the blob holding shard `index` of part `part` of version `vid`.
+pub fn shard_blob(keys: &StoreKeys, vid: &VersionId, index: u16, part: u32) -> String {
+    format!("{SHARD_PREFIX}{}", tagged(keys, &[b"shard", &vid.0, &index.to_be_bytes(), &part.to_be_bytes()]))
 }
 
 /// Name of the manifest of version `vid` (the same on every provider that holds it).

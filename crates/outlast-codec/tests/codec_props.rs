@@ -188,7 +188,8 @@ fn sample_manifest() -> Manifest {
             segment_size: 1024,
             k: 2,
             n: 3,
-            placement: (0..3).map(|i| ShardPlacement { provider: format!("p{i}"), blob: format!("s/{i}") }).collect(),
+            segments_per_part: 16,
+            placement: (0..3).map(|i| ShardPlacement { provider: format!("p{i}") }).collect(),
             checks: vec![ShardCheck([0; 16]); 3],
         }),
     }
@@ -217,12 +218,13 @@ fn manifest_roundtrip_and_tamper() {
 fn names_are_opaque_and_distinct() {
     let keys = MasterKey::generate().store_keys();
     let v = VersionId::generate();
-    let a = outlast_codec::names::shard_blob(&keys, &v, 0);
-    let b = outlast_codec::names::shard_blob(&keys, &v, 1);
+    let a = outlast_codec::names::shard_blob(&keys, &v, 0, 0);
+    let b = outlast_codec::names::shard_blob(&keys, &v, 1, 0);
+    assert_ne!(a, outlast_codec::names::shard_blob(&keys, &v, 0, 1));
     let m = outlast_codec::names::manifest_blob(&keys, &v);
     assert_ne!(a, b);
     assert!(a.starts_with("s/") && m.starts_with("m/"));
     assert!(!a.contains(&v.to_hex()[..8]));
     let other = MasterKey::generate().store_keys();
-    assert_ne!(outlast_codec::names::shard_blob(&other, &v, 0), a);
+    assert_ne!(outlast_codec::names::shard_blob(&other, &v, 0, 0), a);
 }

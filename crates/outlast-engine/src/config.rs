@@ -49,6 +49,9 @@ pub struct Coding {
     /// Plaintext bytes per segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_size: Option<u32>,
+    /// Segments per shard blob (default: 64 MiB of plaintext per part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_per_part: Option<u32>,
 }
 
 impl Coding {
@@ -60,6 +63,15 @@ impl Coding {
     /// The effective segment size.
     pub fn segment_size(&self) -> u32 {
         self.segment_size.unwrap_or(DEFAULT_SEGMENT_SIZE)
+    }
+
+    /// The layout every new version starts from (its size is filled in once known).
+    pub fn layout(&self) -> Result<outlast_codec::Layout, outlast_codec::CodecError> {
+        let l = outlast_codec::Layout::new(0, self.segment_size(), self.k, self.n)?;
+        Ok(match self.segments_per_part {
+            Some(spp) => l.with_segments_per_part(spp),
+            None => l,
+        })
     }
 }
 
@@ -121,8 +133,11 @@ impl Config {
         if k >= n {
             return Err(self.invalid("coding.k", format!("k ({k}) must be less than n ({n}): with k >= n a single lost provider loses data")));
         }
-        if let Err(e) = outlast_codec::Layout::new(0, self.coding.segment_size(), k, n) {
+        if let Err(e) = self.coding.layout() {
             return Err(self.invalid("coding", e.to_string()));
+        }
+        if self.coding.segments_per_part == Some(0) {
+            return Err(self.invalid("coding.segments_per_part", "must be at least 1"));
         }
         let q = self.coding.write_quorum();
         if q < k as usize || q > n as usize {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use futures::future::join_all;
 use futures::StreamExt;
-use outlast_codec::{CodecError, DataKey, ManifestBody, ObjectManifest, SegmentCodec};
+use outlast_codec::{names, CodecError, DataKey, ManifestBody, ObjectManifest, SegmentCodec, StoreKeys, VersionId};
 use outlast_provider::Provider;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -35,7 +35,15 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     let range = range.start.min(om.size)..range.end.min(om.size);
     let holders: Vec<Option<&Provider>> = om.placement.iter().map(|p| store.provider(&p.provider)).collect();
     let faults = Mutex::new(Vec::new());
-    let reader = SegmentReader { name, om: &om, codec: &codec, holders: &holders, faults: &faults };
+    let reader = SegmentReader {
+        name,
+        om: &om,
+        codec: &codec,
+        holders: &holders,
+        faults: &faults,
+        keys: &store.keys,
+        vid: manifest.stamp.vid,
+    };
 
     let mut report = GetReport::default();
     let mut segments = futures::stream::iter(layout.segments_for(range.clone()))
@@ -67,6 +75,8 @@ struct SegmentReader<'a> {
     codec: &'a SegmentCodec,
     holders: &'a [Option<&'a Provider>],
     faults: &'a Mutex<Vec<ShardFault>>,
+    keys: &'a StoreKeys,
+    vid: VersionId,
 }
 
 impl SegmentReader<'_> {
@@ -82,8 +92,9 @@ impl SegmentReader<'_> {
         let fetches = which.map(|i| {
             let want = want.clone();
             async move {
+                let blob = names::shard_blob(self.keys, &self.vid, i as u16, layout.part_of(s));
                 let r = match self.holders[i] {
-                    Some(p) => p.read_range(&self.om.placement[i].blob, want).await.map_err(|e| e.to_string()),
+                    Some(p) => p.read_range(&blob, want).await.map_err(|e| e.to_string()),
                     None => Err(format!("provider `{}` is not in the configuration", self.om.placement[i].provider)),
                 };
                 (i, r)

@@ -116,6 +116,20 @@ impl Index {
         Ok(())
     }
 
+    /// Adds blobs to a pending write before they are written (the next part of a stream).
+    pub fn add_pending_blobs(&self, vid: &VersionId, more: &[BlobRef]) -> Result<(), EngineError> {
+        let mut blobs = self.pending_blobs(vid)?;
+        blobs.extend(more.iter().cloned());
+        let json = serde_json::to_string(&blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>()).expect("serializable");
+        self.conn().execute("UPDATE pending SET blobs = ?2 WHERE vid = ?1", params![&vid.0[..], json])?;
+        Ok(())
+    }
+
+    /// The blobs a pending write may have written.
+    pub fn pending_blobs(&self, vid: &VersionId) -> Result<Vec<BlobRef>, EngineError> {
+        Ok(self.pending()?.into_iter().find(|p| p.vid == *vid).map(|p| p.blobs).unwrap_or_default())
+    }
+
     /// Forgets a pending write (after it committed, or after its blobs were removed).
     pub fn end_pending(&self, vid: &VersionId) -> Result<(), EngineError> {
         self.conn().execute("DELETE FROM pending WHERE vid = ?1", [&vid.0[..]])?;

@@ -9,7 +9,10 @@
 use bytes::Bytes;
 use futures::future::join_all;
 use outlast_codec::check::ShardCheck;
-use outlast_codec::{names, DataKey, Layout, Manifest, ManifestBody, ObjectManifest, SegmentCodec, ShardPlacement};
+use outlast_codec::{
+    names, DataKey, EncodedSegment, Layout, Manifest, ManifestBody, ObjectManifest, SegmentCodec, ShardPlacement,
+    VersionId, VersionStamp,
+};
 use outlast_provider::{BlobWriter, Provider};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -47,215 +50,291 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     let coding = &store.config.coding;
     let (k, n) = (coding.k as usize, coding.n as usize);
     let stamp = store.next_stamp(name)?;
-    let vid = stamp.vid;
-    let placement = crate::placement::place(&store.providers, &vid, k, n).ok_or_else(|| EngineError::Config {
+    let placement = crate::placement::place(&store.providers, &stamp.vid, k, n).ok_or_else(|| EngineError::Config {
         path: store.config.path.clone(),
         field: "providers.domain".into(),
         message: "no placement satisfies the failure-domain rule".into(),
     })?;
-    let shard_names: Vec<String> = (0..n).map(|i| names::shard_blob(&store.keys, &vid, i as u16)).collect();
-    let manifest_name = names::manifest_blob(&store.keys, &vid);
-    let mut pending_blobs: Vec<BlobRef> = placement
-        .iter()
-        .zip(&shard_names)
-        .map(|(p, b)| BlobRef { provider: p.name().into(), blob: b.clone(), size: 0 })
-        .collect();
-    pending_blobs.extend(placement.iter().map(|p| BlobRef { provider: p.name().into(), blob: manifest_name.clone(), size: 0 }));
-    store.index.begin_pending(&PendingWrite { vid, pid: std::process::id(), started_ns: now_ns(), blobs: pending_blobs.clone() })?;
+    let manifest_name = names::manifest_blob(&store.keys, &stamp.vid);
+    // The manifest's names are known up front; each part's shard names are added before the
+    // part is written, so a crash at any point leaves only blobs the pending record names.
+    let manifests: Vec<BlobRef> =
+        placement.iter().map(|p| BlobRef { provider: p.name().into(), blob: manifest_name.clone(), size: 0 }).collect();
+    store.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: manifests })?;
 
-    let result = write_version(store, name, src, opts, progress, &placement, &shard_names, &manifest_name, stamp).await;
-    match result {
+    let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new() };
+    match w.write(src, opts, progress, &manifest_name).await {
         Ok((report, garbage)) => {
             store.delete_blobs(&garbage).await;
             Ok(report)
         }
         Err(e) => {
-            // Nothing was committed; remove what was written. Whatever cannot be removed now
-            // stays listed as pending for gc.
-            if store.delete_blobs(&pending_blobs).await == pending_blobs.len() {
-                let _ = store.index.end_pending(&vid);
+            // Nothing was committed: remove what was written. What cannot be removed now stays
+            // listed as pending for gc.
+            let pending = store.index.pending_blobs(&stamp.vid)?;
+            if store.delete_blobs(&pending).await == pending.len() {
+                let _ = store.index.end_pending(&stamp.vid);
             }
             Err(e)
         }
     }
 }
 
-struct Failures(Vec<String>);
+struct VersionWriter<'a> {
+    store: &'a Store,
+    name: &'a str,
+    placement: Vec<&'a Provider>,
+    stamp: VersionStamp,
+    failures: Vec<String>,
+}
 
-impl Failures {
-    fn detail(&self) -> String {
-        if self.0.is_empty() {
-            "no provider reported an error".into()
-        } else {
-            self.0.join("; ")
+/// The shard writers of the part being written; `None` for a shard that has failed.
+type PartWriters = Vec<Option<BlobWriter>>;
+
+fn live(w: &PartWriters) -> usize {
+    w.iter().filter(|w| w.is_some()).count()
+}
+
+impl VersionWriter<'_> {
+    fn quorum(&self) -> usize {
+        self.store.config.coding.write_quorum()
+    }
+
+    fn quorum_err(&self, ok: usize) -> EngineError {
+        let detail = if self.failures.is_empty() { "no provider reported an error".into() } else { self.failures.join("; ") };
+        EngineError::Quorum { name: self.name.into(), ok, needed: self.quorum(), detail }
+    }
+
+    fn vid(&self) -> VersionId {
+        self.stamp.vid
+    }
+
+    /// Registers part `part`'s blobs as pending, then opens a writer for every shard still alive.
+    async fn open_part(&mut self, part: u32, alive: &[bool]) -> Result<PartWriters, EngineError> {
+        let keys = &self.store.keys;
+        let names: Vec<String> = (0..alive.len()).map(|i| names::shard_blob(keys, &self.stamp.vid, i as u16, part)).collect();
+        let refs: Vec<BlobRef> = (0..alive.len())
+            .filter(|i| alive[*i])
+            .map(|i| BlobRef { provider: self.placement[i].name().into(), blob: names[i].clone(), size: 0 })
+            .collect();
+        self.store.index.add_pending_blobs(&self.vid(), &refs)?;
+        let opened = join_all(self.placement.iter().zip(&names).zip(alive).map(|((p, b), ok)| async move {
+            if *ok {
+                Some(p.writer(b).await)
+            } else {
+                None
+            }
+        }))
+        .await;
+        let mut writers = Vec::with_capacity(opened.len());
+        for r in opened {
+            writers.push(match r {
+                Some(Ok(w)) => Some(w),
+                Some(Err(e)) => {
+                    self.failures.push(e.to_string());
+                    None
+                }
+                None => None,
+            });
         }
+        let ok = live(&writers);
+        if ok < self.quorum() {
+            abort_all(writers).await;
+            return Err(self.quorum_err(ok));
+        }
+        Ok(writers)
+    }
+
+    /// Closes the part's writers; a shard whose blob did not close is dead from here on.
+    async fn close_part(&mut self, writers: PartWriters, alive: &mut [bool]) -> Result<(), EngineError> {
+        let closes = join_all(writers.into_iter().map(|w| async move {
+            match w {
+                Some(w) => Some(w.close().await),
+                None => None,
+            }
+        }))
+        .await;
+        for (i, r) in closes.into_iter().enumerate() {
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    self.failures.push(e.to_string());
+                    alive[i] = false;
+                }
+                None => alive[i] = false,
+            }
+        }
+        let ok = alive.iter().filter(|a| **a).count();
+        if ok < self.quorum() {
+            return Err(self.quorum_err(ok));
+        }
+        Ok(())
+    }
+
+    async fn write_segment(&mut self, writers: &mut PartWriters, encoded: &EncodedSegment) -> Result<(), EngineError> {
+        let writes = writers.iter_mut().enumerate().filter_map(|(i, w)| {
+            w.as_mut().map(|w| {
+                let shard: Bytes = encoded.shards[i].clone();
+                async move { (i, w.write(shard).await) }
+            })
+        });
+        for (i, r) in join_all(writes).await {
+            if let Err(e) = r {
+                self.failures.push(e.to_string());
+                if let Some(w) = writers[i].take() {
+                    w.abort().await;
+                }
+            }
+        }
+        if live(writers) < self.quorum() {
+            return Err(self.quorum_err(live(writers)));
+        }
+        Ok(())
+    }
+
+    async fn write<R: AsyncRead + Unpin + Send>(
+        &mut self,
+        mut src: R,
+        opts: PutOptions,
+        progress: &dyn Progress,
+        manifest_name: &str,
+    ) -> Result<(PutReport, Vec<BlobRef>), EngineError> {
+        let coding = &self.store.config.coding;
+        let n = coding.n;
+        let segment_size = coding.segment_size();
+        let stream_layout = coding.layout()?;
+        let spp = stream_layout.segments_per_part as u64;
+        let data_key = DataKey::generate();
+        let codec = SegmentCodec::new(stream_layout, data_key.clone(), self.vid(), self.store.keys.check_seed);
+
+        // Reader: one segment of lookahead tells whether the current one is the last.
+        let (tx, mut rx) = mpsc::channel(PIPELINE_DEPTH);
+        let reader = async {
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0u64;
+            let mut cur = read_full(&mut src, segment_size as usize).await?;
+            for s in 0u64.. {
+                let next =
+                    if cur.len() == segment_size as usize { read_full(&mut src, segment_size as usize).await? } else { Vec::new() };
+                let is_last = next.is_empty();
+                hasher.update(&cur);
+                size += cur.len() as u64;
+                let codec = codec.clone();
+                let job = tokio::task::spawn_blocking(move || codec.encode_streaming(s, &cur, is_last).map(|e| (cur.len(), e)));
+                if tx.send(job).await.is_err() || is_last {
+                    break;
+                }
+                cur = next;
+            }
+            drop(tx);
+            Ok::<_, EngineError>((size, hasher.finalize()))
+        };
+        let mut alive = vec![true; n as usize];
+        let writer = async {
+            let mut checks: Vec<ShardCheck> = Vec::new();
+            let mut writers: PartWriters = Vec::new();
+            let mut s = 0u64;
+            while let Some(job) = rx.recv().await {
+                let (plain_len, encoded) = job.await.expect("encode task panicked")?;
+                if s % spp == 0 {
+                    if s > 0 {
+                        self.close_part(std::mem::take(&mut writers), &mut alive).await?;
+                    }
+                    writers = self.open_part((s / spp) as u32, &alive).await?;
+                }
+                checks.extend_from_slice(&encoded.checks);
+                if let Err(e) = self.write_segment(&mut writers, &encoded).await {
+                    abort_all(writers).await;
+                    return Err(e);
+                }
+                progress.advance(plain_len as u64);
+                s += 1;
+            }
+            self.close_part(writers, &mut alive).await?;
+            Ok(checks)
+        };
+        let ((size, hash), checks) = tokio::try_join!(reader, writer)?;
+        self.commit(size, hash, checks, data_key, &alive, opts, manifest_name, segment_size).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &mut self,
+        size: u64,
+        hash: blake3::Hash,
+        checks: Vec<ShardCheck>,
+        data_key: DataKey,
+        alive: &[bool],
+        opts: PutOptions,
+        manifest_name: &str,
+        segment_size: u32,
+    ) -> Result<(PutReport, Vec<BlobRef>), EngineError> {
+        let coding = &self.store.config.coding;
+        let layout = Layout { size, ..coding.layout()? };
+        let manifest = Manifest {
+            name: self.name.to_string(),
+            stamp: self.stamp,
+            body: ManifestBody::Object(ObjectManifest {
+                size,
+                content_type: opts.content_type.clone(),
+                user_metadata: opts.metadata,
+                blake3: *hash.as_bytes(),
+                md5: None,
+                data_key: *data_key.as_bytes(),
+                segment_size,
+                k: coding.k,
+                n: coding.n,
+                segments_per_part: layout.segments_per_part,
+                placement: self.placement.iter().map(|p| ShardPlacement { provider: p.name().to_string() }).collect(),
+                checks,
+            }),
+        };
+        let sealed = Bytes::from(manifest.seal(&self.store.keys, manifest_name));
+        let holders: Vec<usize> = (0..alive.len()).filter(|i| alive[*i]).collect();
+        let writes = join_all(holders.iter().map(|&i| self.placement[i].write(manifest_name, sealed.clone()))).await;
+        let mut blobs = Vec::new();
+        for (&i, r) in holders.iter().zip(writes) {
+            let provider = self.placement[i].name().to_string();
+            for part in 0..layout.part_count() {
+                let blob = names::shard_blob(&self.store.keys, &self.stamp.vid, i as u16, part);
+                blobs.push(BlobRef { provider: provider.clone(), blob, size: layout.part_blob_len(part) });
+            }
+            match r {
+                Ok(()) => blobs.push(BlobRef { provider, blob: manifest_name.to_string(), size: sealed.len() as u64 }),
+                Err(e) => self.failures.push(e.to_string()),
+            }
+        }
+        let manifests = blobs.iter().filter(|b| b.blob == manifest_name).count();
+        if manifests < self.quorum() {
+            return Err(self.quorum_err(manifests));
+        }
+        let etag = hash.to_hex().to_string();
+        let entry = IndexEntry {
+            name: self.name.to_string(),
+            stamp: self.stamp,
+            size,
+            content_type: opts.content_type,
+            etag: etag.clone(),
+            sealed_manifest: sealed.to_vec(),
+        };
+        let garbage = self.store.index.commit(&entry, &blobs, false)?;
+        let missing: Vec<String> =
+            (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
+        if !missing.is_empty() {
+            tracing::warn!(object = self.name, missing = ?missing, "stored below full redundancy: {}", self.failures.join("; "));
+        }
+        let report = PutReport {
+            name: self.name.to_string(),
+            size,
+            etag,
+            version: self.stamp.vid.to_hex(),
+            shards_written: holders.len(),
+            missing,
+        };
+        Ok((report, garbage))
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_version<R: AsyncRead + Unpin + Send>(
-    store: &Store,
-    name: &str,
-    mut src: R,
-    opts: PutOptions,
-    progress: &dyn Progress,
-    placement: &[&Provider],
-    shard_names: &[String],
-    manifest_name: &str,
-    stamp: outlast_codec::VersionStamp,
-) -> Result<(PutReport, Vec<BlobRef>), EngineError> {
-    let coding = &store.config.coding;
-    let (k, n, q) = (coding.k, coding.n, coding.write_quorum());
-    let segment_size = coding.segment_size();
-    let data_key = DataKey::generate();
-    let codec = SegmentCodec::new(Layout::new(0, segment_size, k, n)?, data_key.clone(), stamp.vid, store.keys.check_seed);
-    let mut failures = Failures(Vec::new());
-    let quorum_err = |ok: usize, f: &Failures| EngineError::Quorum { name: name.into(), ok, needed: q, detail: f.detail() };
-
-    let opened = join_all(placement.iter().zip(shard_names).map(|(p, b)| p.writer(b))).await;
-    let mut writers: Vec<Option<BlobWriter>> = opened
-        .into_iter()
-        .map(|r| r.map_err(|e| failures.0.push(e.to_string())).ok())
-        .collect();
-    let live = |w: &[Option<BlobWriter>]| w.iter().filter(|w| w.is_some()).count();
-    if live(&writers) < q {
-        return Err(quorum_err(live(&writers), &failures));
-    }
-
-    // Reader: one segment of lookahead tells whether the current one is the last.
-    let (tx, mut rx) = mpsc::channel(PIPELINE_DEPTH);
-    let reader = async {
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
-        let mut cur = read_full(&mut src, segment_size as usize).await?;
-        for s in 0u64.. {
-            let next = if cur.len() == segment_size as usize { read_full(&mut src, segment_size as usize).await? } else { Vec::new() };
-            let is_last = next.is_empty();
-            hasher.update(&cur);
-            size += cur.len() as u64;
-            let codec = codec.clone();
-            let job = tokio::task::spawn_blocking(move || codec.encode_streaming(s, &cur, is_last).map(|e| (cur.len(), e)));
-            if tx.send(job).await.is_err() || is_last {
-                break;
-            }
-            cur = next;
-        }
-        drop(tx);
-        Ok::<_, EngineError>((size, hasher.finalize()))
-    };
-    let writer = async {
-        let mut checks: Vec<ShardCheck> = Vec::new();
-        while let Some(job) = rx.recv().await {
-            let (plain_len, encoded) = job.await.expect("encode task panicked")?;
-            checks.extend_from_slice(&encoded.checks);
-            let shards = &encoded.shards;
-            let writes = writers.iter_mut().enumerate().filter_map(|(i, w)| {
-                w.as_mut().map(|w| {
-                    let shard: Bytes = shards[i].clone();
-                    async move { (i, w.write(shard).await) }
-                })
-            });
-            for (i, r) in join_all(writes).await {
-                if let Err(e) = r {
-                    failures.0.push(e.to_string());
-                    if let Some(w) = writers[i].take() {
-                        w.abort().await;
-                    }
-                }
-            }
-            if live(&writers) < q {
-                return Err(quorum_err(live(&writers), &failures));
-            }
-            progress.advance(plain_len as u64);
-        }
-        Ok(checks)
-    };
-    let ((size, hash), checks) = tokio::try_join!(reader, writer)?;
-
-    let closes = join_all(writers.into_iter().enumerate().map(|(i, w)| async move {
-        match w {
-            Some(w) => (i, w.close().await.map_err(|e| e.to_string())),
-            None => (i, Err(String::new())),
-        }
-    }))
-    .await;
-    let mut durable = vec![false; n as usize];
-    for (i, r) in closes {
-        match r {
-            Ok(()) => durable[i] = true,
-            Err(e) if !e.is_empty() => failures.0.push(e),
-            Err(_) => {}
-        }
-    }
-    let durable_count = durable.iter().filter(|d| **d).count();
-    if durable_count < q {
-        return Err(quorum_err(durable_count, &failures));
-    }
-
-    let layout = Layout::new(size, segment_size, k, n)?;
-    let manifest = Manifest {
-        name: name.to_string(),
-        stamp,
-        body: ManifestBody::Object(ObjectManifest {
-            size,
-            content_type: opts.content_type.clone(),
-            user_metadata: opts.metadata,
-            blake3: *hash.as_bytes(),
-            md5: None,
-            data_key: *data_key.as_bytes(),
-            segment_size,
-            k,
-            n,
-            placement: placement
-                .iter()
-                .zip(shard_names)
-                .map(|(p, b)| ShardPlacement { provider: p.name().to_string(), blob: b.clone() })
-                .collect(),
-            checks,
-        }),
-    };
-    let sealed = Bytes::from(manifest.seal(&store.keys, manifest_name));
-    let holders: Vec<usize> = (0..n as usize).filter(|i| durable[*i]).collect();
-    let writes = join_all(holders.iter().map(|&i| placement[i].write(manifest_name, sealed.clone()))).await;
-    let mut blobs = Vec::new();
-    let mut missing = Vec::new();
-    for (i, p) in placement.iter().enumerate() {
-        if !durable[i] {
-            missing.push(p.name().to_string());
-        }
-    }
-    for (&i, r) in holders.iter().zip(writes) {
-        let p = placement[i].name().to_string();
-        blobs.push(BlobRef { provider: p.clone(), blob: shard_names[i].clone(), size: layout.blob_len() });
-        match r {
-            Ok(()) => blobs.push(BlobRef { provider: p, blob: manifest_name.to_string(), size: sealed.len() as u64 }),
-            Err(e) => failures.0.push(e.to_string()),
-        }
-    }
-    let manifests = blobs.iter().filter(|b| b.blob == manifest_name).count();
-    if manifests < q {
-        return Err(quorum_err(manifests, &failures));
-    }
-    let etag = hash.to_hex().to_string();
-    let entry = IndexEntry {
-        name: name.to_string(),
-        stamp,
-        size,
-        content_type: opts.content_type,
-        etag: etag.clone(),
-        sealed_manifest: sealed.to_vec(),
-    };
-    let garbage = store.index.commit(&entry, &blobs, false)?;
-    if !missing.is_empty() {
-        tracing::warn!(object = name, missing = ?missing, "stored below full redundancy: {}", failures.detail());
-    }
-    let report = PutReport {
-        name: name.to_string(),
-        size,
-        etag,
-        version: stamp.vid.to_hex(),
-        shards_written: durable_count,
-        missing,
-    };
-    Ok((report, garbage))
+async fn abort_all(writers: PartWriters) {
+    join_all(writers.into_iter().flatten().map(BlobWriter::abort)).await;
 }

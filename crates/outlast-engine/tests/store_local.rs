@@ -33,7 +33,7 @@ impl Fixture {
     fn config_text(&self, broken: &[u16]) -> String {
         std::fs::write(self.root.join("a-file"), b"x").unwrap();
         let mut t = format!(
-            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\n",
+            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\nsegments_per_part = 3\n",
             self.key.fingerprint(),
             self.k,
             self.n
@@ -150,7 +150,7 @@ async fn corrupt_shard_is_detected_attributed_and_worked_around() {
     let d = data(200_000, 3);
     put(&store, "c", &d).await.unwrap();
     let info = store.stat("c").unwrap();
-    // Corrupt every shard blob on the provider holding shard 0 (a data shard).
+    // Corrupt every shard blob (one per part) on the provider holding shard 0 (a data shard).
     let victim = &info.placement[0];
     let idx: u16 = victim[1..].parse().unwrap();
     let mut hit = 0;
@@ -162,7 +162,7 @@ async fn corrupt_shard_is_detected_attributed_and_worked_around() {
         std::fs::write(&p, b).unwrap();
         hit += 1;
     }
-    assert_eq!(hit, 1);
+    assert_eq!(hit, 2, "200 kB in 64 KiB segments, 3 per part: two parts");
     let mut out = Vec::new();
     let report = store.get("c", None, &mut out, &NoProgress).await.unwrap();
     assert_eq!(out, d);

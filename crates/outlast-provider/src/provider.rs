@@ -37,7 +37,15 @@ pub struct BlobEntry {
 pub struct BlobWriter {
     provider: String,
     path: String,
-    inner: opendal::Writer,
+    sink: Sink,
+}
+
+enum Sink {
+    /// The provider takes a blob in several writes (multipart, append, files).
+    Stream(opendal::Writer),
+    /// The provider takes a blob in one request only (e.g. WebDAV): hold the chunks and send
+    /// them at close. Callers bound the blob size (shard blobs are one part each).
+    Buffer { op: Operator, chunks: Vec<Bytes> },
 }
 
 /// Multipart chunk size: S3 requires parts of at least 5 MiB.
@@ -105,8 +113,13 @@ impl Provider {
 
     /// Starts a streamed blob write (shards).
     pub async fn writer(&self, path: &str) -> Result<BlobWriter, ProviderError> {
-        let inner = self.op()?.writer_with(path).chunk(WRITE_CHUNK).await.map_err(|e| self.err("write", path, e))?;
-        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), inner })
+        let op = self.op()?;
+        let sink = if op.info().capability().write_can_multi {
+            Sink::Stream(op.writer_with(path).chunk(WRITE_CHUNK).await.map_err(|e| self.err("write", path, e))?)
+        } else {
+            Sink::Buffer { op: op.clone(), chunks: Vec::new() }
+        };
+        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink })
     }
 
     /// Reads a whole blob.
@@ -159,17 +172,35 @@ impl Provider {
 impl BlobWriter {
     /// Appends bytes to the blob.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), ProviderError> {
-        self.inner.write(bytes).await.map_err(|e| self.err("write", e))
+        match &mut self.sink {
+            Sink::Stream(w) => w.write(bytes).await.map_err(|e| self.err("write", e)),
+            Sink::Buffer { chunks, .. } => {
+                chunks.push(bytes);
+                Ok(())
+            }
+        }
     }
 
     /// Finishes the blob; only now is it durable.
-    pub async fn close(mut self) -> Result<(), ProviderError> {
-        self.inner.close().await.map(|_| ()).map_err(|e| self.err("close", e))
+    pub async fn close(self) -> Result<(), ProviderError> {
+        let result = match self.sink {
+            Sink::Stream(mut w) => w.close().await.map(|_| ()),
+            Sink::Buffer { op, chunks } => op.write(&self.path, opendal::Buffer::from(chunks)).await.map(|_| ()),
+        };
+        result.map_err(|e| ProviderError::Op {
+            provider: self.provider,
+            op: "close",
+            path: self.path,
+            class: classify(&e),
+            source: e,
+        })
     }
 
     /// Gives up on the blob, removing staged parts where the provider supports it.
-    pub async fn abort(mut self) {
-        let _ = self.inner.abort().await;
+    pub async fn abort(self) {
+        if let Sink::Stream(mut w) = self.sink {
+            let _ = w.abort().await;
+        }
     }
 
     fn err(&self, op: &'static str, source: opendal::Error) -> ProviderError {
