@@ -14,6 +14,8 @@ S3_PORT=${OUTLAST_S3_PORT:-19000}
 AZ_PORT=${OUTLAST_AZ_PORT:-19010}
 SFTP_PORT=${OUTLAST_SFTP_PORT:-19022}
 DAV_PORT=${OUTLAST_DAV_PORT:-19080}
+# npm packages live outside the per-run folder so repeated runs install them once.
+TOOLS=${OUTLAST_TOOLS_DIR:-/var/tmp/outlast-test-tools}
 AZ_ACCOUNT=devstoreaccount1
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 mkdir -p "$DIR"
@@ -36,10 +38,10 @@ install() {
     log "pip install moto[server] azure-storage-blob"
     python3 -m pip install -q 'moto[server]' azure-storage-blob >/dev/null
   fi
-  if [ ! -x "$DIR/node/node_modules/.bin/azurite-blob" ]; then
+  if [ ! -x "$TOOLS/node_modules/.bin/azurite-blob" ]; then
     log "npm install azurite"
-    mkdir -p "$DIR/node"
-    npm install --silent --no-audit --no-fund --prefix "$DIR/node" azurite >/dev/null
+    mkdir -p "$TOOLS"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS" azurite >/dev/null
   fi
 }
 
@@ -67,7 +69,7 @@ PY
 
 start_azblob() {
   mkdir -p "$DIR/azblob/data"
-  nohup "$DIR/node/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
+  nohup "$TOOLS/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
     --location "$DIR/azblob/data" --disableTelemetry --skipApiVersionCheck --loose >"$DIR/azblob/log" 2>&1 &
   echo $! >"$DIR/azblob/pid"
   wait_port "$AZ_PORT" azblob

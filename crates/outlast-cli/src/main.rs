@@ -101,7 +101,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OUTLAST_LOG").unwrap_or_else(|_| "warn".into()),
+            // OpenDAL's retry layer warns on every retry; Outlast reports what matters itself.
+            tracing_subscriber::EnvFilter::try_from_env("OUTLAST_LOG").unwrap_or_else(|_| "warn,opendal=error".into()),
         )
         .with_writer(std::io::stderr)
         .without_time()

@@ -19,10 +19,12 @@ pub fn run_ok(dir: &Path, args: &[&str]) -> Output {
 pub fn run_err(dir: &Path, args: &[&str]) -> String {
     let out = outlast(dir).args(args).output().unwrap();
     assert!(!out.status.success(), "outlast {args:?} should have failed");
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "error should be one line: {err}");
-    assert!(err.starts_with("outlast: error: "), "{err}");
-    err
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // Warnings may precede it, but the error itself is exactly one line, the last.
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error: ")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
+    assert!(stderr.lines().last().unwrap().starts_with("outlast: error: "), "{stderr}");
+    errors[0].to_string()
 }
 
 pub fn json(out: &Output) -> serde_json::Value {
