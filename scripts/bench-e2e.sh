@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# End-to-end benchmark, side by side in one run: `outlast put`/`get` of a 1 GiB file on six
+# local-folder providers (4-of-6) beside `cp` of the same number of bytes and beside
+# `rclone copy` of the file to six local folders; then peak RSS of put and get of a 4 GiB file.
+# Prints medians of 3 runs and the ratios. Not part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v rclone >/dev/null || { apt-get update -qq && apt-get install -y -qq rclone >/dev/null; }
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cargo build --release -q -p outlast-cli
+BIN=$PWD/target/release/outlast
+W=${OUTLAST_BENCH_DIR:-$(mktemp -d /var/tmp/outlast-bench.XXXXXX)}
+trap 'rm -rf "$W"' EXIT
+cd "$W"
+head -c 1G /dev/urandom >one.bin
+head -c 1536M /dev/urandom >stored.bin   # what 4-of-6 stores for 1 GiB: 1.5x
+"$BIN" init --local stores --providers 6 --k 4 >/dev/null
+
+now() { date +%s.%N; }
+median() { sort -n | sed -n 2p; }
+secs() { local t0; t0=$(now); "$@" >/dev/null; echo "$(now) - $t0" | bc -l; }
+
+put_t=(); get_t=(); cpput_t=(); cpget_t=(); rclone_t=()
+for r in 1 2 3; do
+  "$BIN" rm one >/dev/null 2>&1 || true
+  sync
+  put_t+=("$(secs "$BIN" put one.bin one)")
+  sync
+  get_t+=("$(secs "$BIN" get one out.bin)")
+  cmp one.bin out.bin
+  rm -f out.bin cp-dst.bin
+  sync
+  cpput_t+=("$(secs cp stored.bin cp-dst.bin)")
+  rm -f cp-dst.bin; sync
+  cpget_t+=("$(secs cp one.bin cp-dst.bin)")
+  rm -rf rc; mkdir rc; sync
+  t0=$(now); for i in 1 2 3 4 5 6; do rclone copy --no-check-dest one.bin "rc/d$i" 2>/dev/null; done; rclone_t+=("$(echo "$(now) - $t0" | bc -l)")
+done
+P=$(printf '%s\n' "${put_t[@]}" | median); G=$(printf '%s\n' "${get_t[@]}" | median)
+CP=$(printf '%s\n' "${cpput_t[@]}" | median); CG=$(printf '%s\n' "${cpget_t[@]}" | median)
+RC=$(printf '%s\n' "${rclone_t[@]}" | median)
+mbps() { echo "scale=0; 1024 / $1" | bc -l; }
+echo "1 GiB, 4-of-6 on local folders (medians of 3; page cache warm, no fsync anywhere)"
+printf 'outlast put          %6.2f s  %5s MiB/s\n' "$P" "$(mbps "$P")"
+printf 'cp 1.5 GiB (stored)  %6.2f s  -> put/cp speed ratio %.2fx\n' "$CP" "$(echo "$CP / $P" | bc -l)"
+printf 'rclone copy x6       %6.2f s  -> put/rclone speed ratio %.2fx\n' "$RC" "$(echo "$RC / $P" | bc -l)"
+printf 'outlast get          %6.2f s  %5s MiB/s\n' "$G" "$(mbps "$G")"
+printf 'cp 1 GiB             %6.2f s  -> get/cp speed ratio %.2fx\n' "$CG" "$(echo "$CG / $G" | bc -l)"
+
+rm -f stored.bin out.bin cp-dst.bin; rm -rf rc
+head -c 4G /dev/urandom >four.bin
+rss() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1; }
+PR=$(rss "$BIN" put four.bin four)
+GR=$(rss "$BIN" get four four-out.bin)
+cmp four.bin four-out.bin
+PR1=$(rss "$BIN" put one.bin one)
+echo "peak RSS: put 4 GiB $((PR / 1024)) MiB, get 4 GiB $((GR / 1024)) MiB, put 1 GiB $((PR1 / 1024)) MiB"
