@@ -37,6 +37,11 @@ fn baselines(c: &mut Criterion) {
     g.bench_function("reed-solomon encode 4+2", |b| {
         b.iter(|| outlast_codec::erasure::encode_parity(K as usize, N as usize, shard, black_box(&data)).unwrap())
     });
+    g.throughput(Throughput::Bytes(1 << 20));
+    g.bench_function("reed-solomon encode 4+2, 1 MiB", |b| {
+        b.iter(|| outlast_codec::erasure::encode_parity(K as usize, N as usize, 1 << 18, black_box(&data[..1 << 20])).unwrap())
+    });
+    g.throughput(Throughput::Bytes(SEG as u64));
     g.bench_function("xxh3-128", |b| b.iter(|| xxhash_rust::xxh3::xxh3_128_with_seed(black_box(&data), 7)));
     g.bench_function("blake3", |b| b.iter(|| blake3::hash(black_box(&data))));
     g.finish();
