@@ -72,15 +72,29 @@ impl SegmentCodec {
     /// (`layout.size` is ignored). Every segment but the last must be a full segment; the
     /// caller knows `is_last` by reading one segment ahead.
     pub fn encode_streaming(&self, s: u64, plaintext: &[u8], is_last: bool) -> Result<EncodedSegment, CodecError> {
+        let mut buf = Vec::with_capacity(self.buffer_capacity());
+        buf.extend_from_slice(plaintext);
+        self.encode_owned(s, buf, is_last)
+    }
+
+    /// Capacity of a segment buffer that [`Self::encode_owned`] can seal and split in place.
+    pub fn buffer_capacity(&self) -> usize {
+        self.layout.k as usize * self.layout.full_shard_len()
+    }
+
+    /// Like [`Self::encode_streaming`], but seals the plaintext in `buf` in place: reading the
+    /// source straight into a buffer of [`Self::buffer_capacity`] saves a copy and an
+    /// allocation per segment.
+    pub fn encode_owned(&self, s: u64, mut buf: Vec<u8>, is_last: bool) -> Result<EncodedSegment, CodecError> {
         let l = &self.layout;
         let full = l.segment_size as usize;
-        if plaintext.len() > full || (!is_last && plaintext.len() != full) {
-            return Err(CodecError::Parameters(format!("segment {s} has {} bytes, segment size is {full}", plaintext.len())));
+        let plain_len = buf.len();
+        if plain_len > full || (!is_last && plain_len != full) {
+            return Err(CodecError::Parameters(format!("segment {s} has {plain_len} bytes, segment size is {full}")));
         }
-        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len_for(plaintext.len()));
-        let mut buf = vec![0u8; k * shard_len];
-        buf[..plaintext.len()].copy_from_slice(plaintext);
-        seal::seal_segment_in_place(&self.key, &self.vid, s, is_last, &mut buf, plaintext.len());
+        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len_for(plain_len));
+        buf.resize(k * shard_len, 0);
+        seal::seal_segment_in_place(&self.key, &self.vid, s, is_last, &mut buf, plain_len);
         let parity = erasure::encode_parity(k, n, shard_len, &buf)?;
         let data = Bytes::from(buf);
         let mut shards: Vec<Bytes> = (0..k).map(|i| data.slice(i * shard_len..(i + 1) * shard_len)).collect();

@@ -50,6 +50,10 @@ pub enum EngineError {
         /// Per-provider failures.
         detail: String,
     },
+    /// A concurrent write of the same name committed a newer version first; this write was
+    /// discarded (its blobs removed), as if it had happened just before the newer one.
+    #[error("`{0}` was overwritten by a newer write while this one was in progress; this write was discarded")]
+    Superseded(String),
     /// Too few good shards to read a segment.
     #[error("`{name}` is unreadable: segment {segment} has {good} good shards, {needed} needed ({detail})")]
     Unreadable {

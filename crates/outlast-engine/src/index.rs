@@ -154,8 +154,8 @@ impl Index {
     }
 
     /// Makes a new version current in one transaction: the object row, its blobs, the end of
-    /// its pending record. Returns the blobs of the version it replaced (now garbage), or an
-    /// error if a newer version is already current.
+    /// its pending record. Returns the blobs of the version it replaced (now garbage), or
+    /// [`EngineError::Superseded`] if a concurrent writer already committed a newer version.
     pub fn commit(&self, entry: &IndexEntry, blobs: &[BlobRef], tombstone: bool) -> Result<Vec<BlobRef>, EngineError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -165,6 +165,11 @@ impl Index {
         let old_tomb: Option<(Vec<u8>, i64)> = tx
             .query_row("SELECT vid, time_ns FROM tombstones WHERE name = ?1", [&entry.name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
+        let newest = old.iter().chain(old_tomb.iter()).map(|(_, t)| *t as u64).max();
+        if newest.is_some_and(|t| t >= entry.stamp.time_ns) {
+            // Another writer committed a newer version of this name meanwhile: this one lost.
+            return Err(EngineError::Superseded(entry.name.clone()));
+        }
         let mut garbage = Vec::new();
         for (vid, _) in old.iter().chain(old_tomb.iter()) {
             let mut st = tx.prepare("SELECT provider, blob, size FROM blobs WHERE vid = ?1")?;
@@ -255,4 +260,37 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexEntry> {
         etag: r.get(5)?,
         sealed_manifest: r.get(6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, time_ns: u64) -> IndexEntry {
+        IndexEntry {
+            name: name.into(),
+            stamp: VersionStamp { time_ns, vid: VersionId::generate() },
+            size: 1,
+            content_type: None,
+            etag: "e".into(),
+            sealed_manifest: vec![1],
+        }
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let blob = |b: &str| vec![BlobRef { provider: "p".into(), blob: b.into(), size: 1 }];
+        assert!(index.commit(&entry("a", 10), &blob("s/new"), false).unwrap().is_empty());
+        assert!(matches!(index.commit(&entry("a", 5), &blob("s/old"), false), Err(EngineError::Superseded(_))));
+        assert_eq!(index.get("a").unwrap().unwrap().stamp.time_ns, 10);
+        assert_eq!(index.blobs_on("p").unwrap(), blob("s/new"));
+        // A newer one replaces it and hands back the replaced blobs as garbage.
+        assert_eq!(index.commit(&entry("a", 11), &blob("s/newer"), false).unwrap(), blob("s/new"));
+        // A tombstone is a version too: nothing older comes back after it.
+        index.commit(&entry("a", 12), &blob("m/tomb"), true).unwrap();
+        assert!(index.get("a").unwrap().is_none());
+        assert!(matches!(index.commit(&entry("a", 11), &[], false), Err(EngineError::Superseded(_))));
+    }
 }

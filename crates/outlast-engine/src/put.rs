@@ -25,17 +25,20 @@ use crate::{EngineError, Progress, PutOptions, PutReport, Store};
 /// the providers busy, few enough to bound memory.
 const PIPELINE_DEPTH: usize = 3;
 
-async fn read_full<R: AsyncRead + Unpin>(src: &mut R, len: usize) -> Result<Vec<u8>, EngineError> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let got = src.read(&mut buf[filled..]).await.map_err(|e| EngineError::io("reading the source", e))?;
+/// Reads up to `len` bytes (less only at the end of the stream) into a buffer of `capacity`,
+/// so the codec can seal and split it in place.
+async fn read_full<R: AsyncRead + Unpin>(src: &mut R, len: usize, capacity: usize) -> Result<Vec<u8>, EngineError> {
+    let mut buf = Vec::with_capacity(capacity.max(len));
+    while buf.len() < len {
+        let got = (&mut *src)
+            .take((len - buf.len()) as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| EngineError::io("reading the source", e))?;
         if got == 0 {
             break;
         }
-        filled += got;
     }
-    buf.truncate(filled);
     Ok(buf)
 }
 
@@ -212,15 +215,16 @@ impl VersionWriter<'_> {
         let reader = async {
             let mut hasher = blake3::Hasher::new();
             let mut size = 0u64;
-            let mut cur = read_full(&mut src, segment_size as usize).await?;
+            let (seg, cap) = (segment_size as usize, codec.buffer_capacity());
+            let mut cur = read_full(&mut src, seg, cap).await?;
             for s in 0u64.. {
-                let next =
-                    if cur.len() == segment_size as usize { read_full(&mut src, segment_size as usize).await? } else { Vec::new() };
+                let next = if cur.len() == seg { read_full(&mut src, seg, cap).await? } else { Vec::new() };
                 let is_last = next.is_empty();
                 hasher.update(&cur);
                 size += cur.len() as u64;
                 let codec = codec.clone();
-                let job = tokio::task::spawn_blocking(move || codec.encode_streaming(s, &cur, is_last).map(|e| (cur.len(), e)));
+                let plain_len = cur.len();
+                let job = tokio::task::spawn_blocking(move || codec.encode_owned(s, cur, is_last).map(|e| (plain_len, e)));
                 if tx.send(job).await.is_err() || is_last {
                     break;
                 }

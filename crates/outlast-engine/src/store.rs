@@ -1,6 +1,6 @@
 //! The store: one configuration, one key, its providers and its index.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -402,15 +402,6 @@ impl Store {
             }
         }
         Ok(report)
-    }
-
-    /// Counts of blobs per provider in the index, for reports.
-    pub fn blob_counts(&self) -> Result<BTreeMap<String, usize>, EngineError> {
-        let mut out = BTreeMap::new();
-        for p in &self.providers {
-            out.insert(p.name().to_string(), self.index.blobs_on(p.name())?.len());
-        }
-        Ok(out)
     }
 }
 

@@ -48,7 +48,7 @@ enum Sink {
     Buffer { op: Operator, chunks: Vec<Bytes> },
 }
 
-/// Multipart chunk size: S3 requires parts of at least 5 MiB.
+/// Multipart chunk size for providers that have a minimum part size (S3: 5 MiB).
 const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 
 impl Provider {
@@ -114,8 +114,15 @@ impl Provider {
     /// Starts a streamed blob write (shards).
     pub async fn writer(&self, path: &str) -> Result<BlobWriter, ProviderError> {
         let op = self.op()?;
-        let sink = if op.info().capability().write_can_multi {
-            Sink::Stream(op.writer_with(path).chunk(WRITE_CHUNK).await.map_err(|e| self.err("write", path, e))?)
+        let cap = op.info().capability();
+        let sink = if cap.write_can_multi {
+            // Providers with a minimum part size (S3's 5 MiB) get writes gathered into chunks;
+            // the others (files, SFTP) take each shard as it comes, with no extra copy.
+            let w = match cap.write_multi_min_size {
+                Some(min) => op.writer_with(path).chunk(WRITE_CHUNK.max(min)).await,
+                None => op.writer_with(path).await,
+            };
+            Sink::Stream(w.map_err(|e| self.err("write", path, e))?)
         } else {
             Sink::Buffer { op: op.clone(), chunks: Vec::new() }
         };
