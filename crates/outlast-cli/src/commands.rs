@@ -182,8 +182,8 @@ async fn get_to_file(
     let result = store.get(name, range, &mut out, bar).await;
     let finish = async {
         let report = result?;
-        let file = out.into_inner();
-        file.sync_all().await.with_context(|| format!("cannot sync {}", tmp.display()))?;
+        // Like cp, no fsync: the store keeps the durable copy.
+        drop(out.into_inner());
         tokio::fs::rename(&tmp, dest).await.with_context(|| format!("cannot rename into {}", dest.display()))?;
         Ok(report)
     };

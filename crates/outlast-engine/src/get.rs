@@ -45,23 +45,36 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
         vid: manifest.stamp.vid,
     };
 
-    let mut report = GetReport::default();
-    let mut segments = futures::stream::iter(layout.segments_for(range.clone()))
-        .map(|s| reader.read_segment(s))
-        .buffered(READ_AHEAD);
-    while let Some(seg) = segments.next().await {
-        let (s, decoded) = seg?;
-        report.degraded_segments += decoded.reconstructed as u64;
-        let seg_range = layout.segment_range(s);
-        let from = range.start.max(seg_range.start) - seg_range.start;
-        let to = range.end.min(seg_range.end) - seg_range.start;
-        let part = &decoded.plaintext[from as usize..to as usize];
-        dst.write_all(part).await.map_err(|e| EngineError::io("writing the output", e))?;
-        report.bytes += part.len() as u64;
-        progress.advance(part.len() as u64);
-    }
-    dst.flush().await.map_err(|e| EngineError::io("writing the output", e))?;
-    drop(segments);
+    // Fetching and decoding run ahead while the output is written: both halves are polled
+    // together, so a slow destination does not stall the fetches (and the reverse).
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let fetcher = async {
+        let mut segments =
+            futures::stream::iter(layout.segments_for(range.clone())).map(|s| reader.read_segment(s)).buffered(READ_AHEAD);
+        while let Some(seg) = segments.next().await {
+            if tx.send(seg?).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        Ok::<_, EngineError>(())
+    };
+    let writer = async {
+        let mut report = GetReport::default();
+        while let Some((s, decoded)) = rx.recv().await {
+            report.degraded_segments += decoded.reconstructed as u64;
+            let seg_range = layout.segment_range(s);
+            let from = range.start.max(seg_range.start) - seg_range.start;
+            let to = range.end.min(seg_range.end) - seg_range.start;
+            let part = &decoded.plaintext[from as usize..to as usize];
+            dst.write_all(part).await.map_err(|e| EngineError::io("writing the output", e))?;
+            report.bytes += part.len() as u64;
+            progress.advance(part.len() as u64);
+        }
+        dst.flush().await.map_err(|e| EngineError::io("writing the output", e))?;
+        Ok::<_, EngineError>(report)
+    };
+    let ((), mut report) = tokio::try_join!(fetcher, writer)?;
     report.faults = std::mem::take(&mut *faults.lock().expect("faults lock"));
     for f in &report.faults {
         tracing::warn!(provider = %f.provider, object = name, segment = f.segment, shard = f.shard, "{}", f.reason);

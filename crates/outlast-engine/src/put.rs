@@ -65,7 +65,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
         placement.iter().map(|p| BlobRef { provider: p.name().into(), blob: manifest_name.clone(), size: 0 }).collect();
     store.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: manifests })?;
 
-    let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new() };
+    let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new() };
     match w.write(src, opts, progress, &manifest_name).await {
         Ok((report, garbage)) => {
             store.delete_blobs(&garbage).await;
@@ -89,6 +89,8 @@ struct VersionWriter<'a> {
     placement: Vec<&'a Provider>,
     stamp: VersionStamp,
     failures: Vec<String>,
+    /// Shard blobs being closed in the background: (shard index, close task).
+    closing: Vec<(usize, tokio::task::JoinHandle<Result<(), outlast_provider::ProviderError>>)>,
 }
 
 /// The shard writers of the part being written; `None` for a shard that has failed.
@@ -148,23 +150,33 @@ impl VersionWriter<'_> {
         Ok(writers)
     }
 
-    /// Closes the part's writers; a shard whose blob did not close is dead from here on.
+    /// Starts closing the part's writers in the background, so the next part is written while
+    /// this one is flushed to stable storage; first waits for the previous part's closes, so at
+    /// most one part is in flight. A shard whose blob does not close is dead from then on.
     async fn close_part(&mut self, writers: PartWriters, alive: &mut [bool]) -> Result<(), EngineError> {
-        let closes = join_all(writers.into_iter().map(|w| async move {
+        self.finish_closes(alive).await?;
+        for (i, w) in writers.into_iter().enumerate() {
             match w {
-                Some(w) => Some(w.close().await),
-                None => None,
+                Some(w) => self.closing.push((i, tokio::spawn(w.close()))),
+                None => alive[i] = false,
             }
-        }))
-        .await;
-        for (i, r) in closes.into_iter().enumerate() {
-            match r {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
+        }
+        Ok(())
+    }
+
+    /// Waits for the closes in flight; fails when fewer than the quorum of shards survive.
+    async fn finish_closes(&mut self, alive: &mut [bool]) -> Result<(), EngineError> {
+        for (i, handle) in std::mem::take(&mut self.closing) {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
                     self.failures.push(e.to_string());
                     alive[i] = false;
                 }
-                None => alive[i] = false,
+                Err(e) => {
+                    self.failures.push(format!("closing shard {i}: {e}"));
+                    alive[i] = false;
+                }
             }
         }
         let ok = alive.iter().filter(|a| **a).count();
@@ -255,6 +267,7 @@ impl VersionWriter<'_> {
                 s += 1;
             }
             self.close_part(writers, &mut alive).await?;
+            self.finish_closes(&mut alive).await?;
             Ok(checks)
         };
         let ((size, hash), checks) = tokio::try_join!(reader, writer)?;
