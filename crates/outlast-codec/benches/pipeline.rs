@@ -37,6 +37,9 @@ fn baselines(c: &mut Criterion) {
     g.bench_function("reed-solomon encode 4+2", |b| {
         b.iter(|| outlast_codec::erasure::encode_parity(K as usize, N as usize, shard, black_box(&data)).unwrap())
     });
+    g.bench_function("reed-solomon encode 4+2, library's one-shot encode()", |b| {
+        b.iter(|| reed_solomon_simd::encode(K as usize, (N - K) as usize, black_box(data.chunks_exact(shard))).unwrap())
+    });
     g.throughput(Throughput::Bytes(1 << 20));
     g.bench_function("reed-solomon encode 4+2, 1 MiB", |b| {
         b.iter(|| outlast_codec::erasure::encode_parity(K as usize, N as usize, 1 << 18, black_box(&data[..1 << 20])).unwrap())

@@ -71,6 +71,9 @@ pub enum EngineError {
     /// The codec refused data (tampering, wrong key).
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The local state cannot be used by this build.
+    #[error("local state: {0}")]
+    State(String),
     /// The local index failed.
     #[error("local index: {0}")]
     Index(#[from] rusqlite::Error),

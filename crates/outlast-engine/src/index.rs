@@ -93,7 +93,7 @@ impl Index {
             }
             Some(SCHEMA_VERSION) => {}
             Some(other) => {
-                return Err(EngineError::Key(format!(
+                return Err(EngineError::State(format!(
                     "index schema {other} is newer than this build understands ({SCHEMA_VERSION}); upgrade outlast"
                 )))
             }

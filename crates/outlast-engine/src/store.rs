@@ -14,6 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::index::{BlobRef, Index, IndexEntry};
 use crate::{keyfile, Config, EngineError, Progress};
 
+/// A pending write older than this is taken as crashed even if a process with its pid runs.
+const PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// Longest object name accepted (the S3 limit).
 pub const MAX_NAME_LEN: usize = 1024;
 
@@ -170,6 +173,11 @@ impl Store {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The local index (faces that list or report read it directly).
+    pub fn index(&self) -> &Index {
+        &self.index
     }
 
     pub(crate) fn provider(&self, name: &str) -> Option<&Provider> {
@@ -346,7 +354,9 @@ impl Store {
         let mut report = GcReport::default();
         let mut live_pending: HashSet<(String, String)> = HashSet::new();
         for p in self.index.pending()? {
-            if process_alive(p.pid) && p.pid != std::process::id() {
+            // A write whose process is gone crashed. Past a day, assume its pid was reused.
+            let age = Duration::from_nanos(now_ns().saturating_sub(p.started_ns));
+            if process_alive(p.pid) && age < PENDING_MAX_AGE {
                 live_pending.extend(p.blobs.iter().map(|b| (b.provider.clone(), b.blob.clone())));
                 continue;
             }

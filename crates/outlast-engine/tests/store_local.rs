@@ -130,13 +130,17 @@ async fn survives_losing_n_minus_k_providers_and_says_why_beyond() {
     let store = f.store();
     let d = data(300_000, 1);
     put(&store, "x", &d).await.unwrap();
-    std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
-    std::fs::remove_dir_all(f.provider_dir(3)).unwrap();
+    // Wipe the providers of two data shards, so the read must decode parity.
+    let placement = store.stat("x").unwrap().placement;
+    let dir_of = |p: &str| f.provider_dir(p[1..].parse().unwrap());
+    std::fs::remove_dir_all(dir_of(&placement[0])).unwrap();
+    std::fs::remove_dir_all(dir_of(&placement[2])).unwrap();
     let mut out = Vec::new();
     let report = store.get("x", None, &mut out, &NoProgress).await.unwrap();
     assert_eq!(out, d);
-    assert!(report.degraded_segments > 0 || !report.faults.is_empty());
-    std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    assert_eq!(report.degraded_segments, 5, "300 kB in 64 KiB segments");
+    assert!(report.faults.iter().all(|fl| fl.provider == placement[0] || fl.provider == placement[2]));
+    std::fs::remove_dir_all(dir_of(&placement[1])).unwrap();
     match get(&store, "x").await {
         Err(EngineError::Unreadable { good: 2, needed: 3, .. }) => {}
         other => panic!("expected Unreadable, got {other:?}"),
@@ -279,4 +283,28 @@ async fn gc_removes_orphans_and_keeps_live_data() {
     assert_eq!(r.deleted, 2, "{r:?}");
     assert_eq!(f.blob_files().len(), live);
     assert_eq!(get(&store, "keep").await.unwrap(), d);
+}
+
+#[tokio::test]
+async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() {
+    use outlast_codec::VersionId;
+    use outlast_engine::index::{BlobRef, PendingWrite};
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    std::fs::create_dir_all(f.provider_dir(0).join("s")).unwrap();
+    std::fs::write(f.provider_dir(0).join("s/0123456789abcdef0123456789abcdef"), b"in flight").unwrap();
+    let blobs = vec![BlobRef { provider: "p0".into(), blob: "s/0123456789abcdef0123456789abcdef".into(), size: 0 }];
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let vid = VersionId::generate();
+    store.index().begin_pending(&PendingWrite { vid, pid: child.id(), started_ns: now, blobs }).unwrap();
+    let r = store.gc(Duration::ZERO).await.unwrap();
+    assert_eq!((r.deleted, r.crashed_writes), (0, 0), "{r:?}");
+    assert_eq!(f.blob_files().len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = store.gc(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(r.crashed_writes, 1, "{r:?}");
+    assert!(f.blob_files().is_empty());
+    assert!(store.index().pending().unwrap().is_empty());
 }
