@@ -334,7 +334,16 @@ impl VersionWriter<'_> {
             etag: etag.clone(),
             sealed_manifest: sealed.to_vec(),
         };
-        let garbage = self.store.index.commit(&entry, &blobs, false)?;
+        // Blobs of shards that failed part-way (say, a full disk) are garbage once this commits.
+        let partial: Vec<BlobRef> = self
+            .store
+            .index
+            .pending_blobs(&self.vid())?
+            .into_iter()
+            .filter(|p| !blobs.iter().any(|b| b.provider == p.provider && b.blob == p.blob))
+            .collect();
+        let mut garbage = self.store.index.commit(&entry, &blobs, false)?;
+        garbage.extend(partial);
         let missing: Vec<String> =
             (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
         if !missing.is_empty() {

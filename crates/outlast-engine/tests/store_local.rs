@@ -308,3 +308,46 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() 
     assert!(f.blob_files().is_empty());
     assert!(store.index().pending().unwrap().is_empty());
 }
+
+/// A 1 MiB tmpfs mounted over a provider folder: a provider whose disk fills up mid-write.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&dir).status().unwrap();
+        assert!(st.success(), "mounting a tmpfs needs root (as the test script and CI run)");
+        TinyDisk(dir)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_costs_one_shard_or_fails_the_write_cleanly() {
+    let f = Fixture::new(2, 4); // write quorum 3
+    let full = TinyDisk::mount(f.provider_dir(1));
+    let store = f.store();
+    let d = data(3_000_000, 8); // 1.5 MB per shard: more than the tiny disk holds
+    let r = put(&store, "big", &d).await.unwrap();
+    assert_eq!(r.missing, vec!["p1".to_string()]);
+    assert_eq!(get(&store, "big").await.unwrap(), d);
+    assert!(files_in(&full.0).is_empty(), "the partial shard on the full disk was not removed");
+
+    let _second = TinyDisk::mount(f.provider_dir(2));
+    let err = put(&store, "big", &data(3_000_000, 9)).await.unwrap_err();
+    assert!(matches!(err, EngineError::Quorum { ok: 2, needed: 3, .. }), "{err}");
+    // The old version is still there, intact, and the failed one left nothing behind.
+    assert_eq!(get(&store, "big").await.unwrap(), d);
+    assert!(files_in(&f.provider_dir(2)).is_empty());
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    collect(dir, &mut out);
+    out
+}
