@@ -1,5 +1,6 @@
-//! The read path: manifest -> for each segment in the range, fetch data shards (parity only
-//! when one is missing or bad) -> check each shard -> decode -> decrypt -> stream out in order.
+//! The read path: manifest -> for each run of segments in the range, fetch data shards with
+//! one ranged request each (parity only when one is missing or bad) -> check each shard ->
+//! decode -> decrypt -> stream out in order.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -7,15 +8,20 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use futures::future::join_all;
 use futures::StreamExt;
-use outlast_codec::{names, CodecError, DataKey, ManifestBody, ObjectManifest, SegmentCodec, StoreKeys, VersionId};
+use outlast_codec::{
+    names, CodecError, DataKey, DecodedSegment, ManifestBody, ObjectManifest, SegmentCodec, StoreKeys, VersionId,
+};
 use outlast_provider::Provider;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::store::ShardFault;
 use crate::{EngineError, GetReport, Progress, Store};
 
-/// Segments fetched and decoded ahead of the writer.
-const READ_AHEAD: usize = 4;
+/// Consecutive segments fetched with one ranged request per shard (16 MiB of plaintext by
+/// default): few requests for sequential reads, little waste for small ranges.
+const RUN_SEGMENTS: u64 = 4;
+/// Runs fetched and decoded ahead of the writer (one per core).
+const READ_AHEAD: usize = 2;
 
 pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     store: &Store,
@@ -35,7 +41,7 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     let range = range.start.min(om.size)..range.end.min(om.size);
     let holders: Vec<Option<&Provider>> = om.placement.iter().map(|p| store.provider(&p.provider)).collect();
     let faults = Mutex::new(Vec::new());
-    let reader = SegmentReader {
+    let reader = RunReader {
         name,
         om: &om,
         codec: &codec,
@@ -49,14 +55,17 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     // together, so a slow destination does not stall the fetches (and the reverse).
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let fetcher = async {
-        let mut segments =
-            futures::stream::iter(layout.segments_for(range.clone())).map(|s| reader.read_segment(s)).buffered(READ_AHEAD);
-        while let Some(seg) = segments.next().await {
-            if tx.send(seg?).await.is_err() {
-                break;
+        let mut runs = futures::stream::iter(runs(&layout, layout.segments_for(range.clone())))
+            .map(|r| reader.read_run(r))
+            .buffered(READ_AHEAD);
+        let tx = tx; // owned by this half: the writer's loop ends when it is dropped
+        while let Some(run) = runs.next().await {
+            for seg in run? {
+                if tx.send(seg).await.is_err() {
+                    return Ok(());
+                }
             }
         }
-        drop(tx);
         Ok::<_, EngineError>(())
     };
     let writer = async {
@@ -82,7 +91,8 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     Ok(report)
 }
 
-struct SegmentReader<'a> {
+/// Reads runs of consecutive segments of one part: one ranged request per shard per run.
+struct RunReader<'a> {
     name: &'a str,
     om: &'a ObjectManifest,
     codec: &'a SegmentCodec,
@@ -92,20 +102,37 @@ struct SegmentReader<'a> {
     vid: VersionId,
 }
 
-impl SegmentReader<'_> {
+/// Splits `segments` into runs of at most [`RUN_SEGMENTS`] that never cross a part boundary.
+fn runs(layout: &outlast_codec::Layout, segments: Range<u64>) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    let mut s = segments.start;
+    while s < segments.end {
+        let part_end = (layout.part_of(s) as u64 + 1) * layout.segments_per_part as u64;
+        let end = (s + RUN_SEGMENTS).min(part_end).min(segments.end);
+        out.push(s..end);
+        s = end;
+    }
+    out
+}
+
+impl RunReader<'_> {
     fn fault(&self, segment: u64, shard: usize, reason: String) {
         let provider = self.om.placement[shard].provider.clone();
         self.faults.lock().expect("faults lock").push(ShardFault { provider, segment, shard, reason });
     }
 
-    async fn fetch(&self, s: u64, shards: &mut [Option<Bytes>], which: Range<usize>) {
+    /// Fetches shards `which` for every segment of `run` and keeps those that pass their check
+    /// in `shards[segment - run.start][shard]`.
+    async fn fetch(&self, run: &Range<u64>, shards: &mut [Vec<Option<Bytes>>], which: Range<usize>) {
         let layout = self.codec.layout();
-        let off = layout.shard_offset(s);
-        let want = off..off + layout.shard_len(s) as u64;
+        let last = run.end - 1;
+        let base = layout.shard_offset(run.start);
+        let want = base..layout.shard_offset(last) + layout.shard_len(last) as u64;
+        let part = layout.part_of(run.start);
         let fetches = which.map(|i| {
             let want = want.clone();
             async move {
-                let blob = names::shard_blob(self.keys, &self.vid, i as u16, layout.part_of(s));
+                let blob = names::shard_blob(self.keys, &self.vid, i as u16, part);
                 let r = match self.holders[i] {
                     Some(p) => p.read_range(&blob, want).await.map_err(|e| e.to_string()),
                     None => Err(format!("provider `{}` is not in the configuration", self.om.placement[i].provider)),
@@ -114,60 +141,85 @@ impl SegmentReader<'_> {
             }
         });
         for (i, r) in join_all(fetches).await {
-            match r {
-                Ok(b) => shards[i] = Some(b),
-                Err(e) => self.fault(s, i, e),
+            for (j, s) in run.clone().enumerate() {
+                match &r {
+                    Ok(body) => {
+                        // A short body yields a short slice, which fails its check below.
+                        let off = ((layout.shard_offset(s) - base) as usize).min(body.len());
+                        let end = (off + layout.shard_len(s)).min(body.len());
+                        shards[j][i] = Some(body.slice(off..end));
+                    }
+                    Err(e) => self.fault(s, i, e.clone()),
+                }
             }
         }
-        for bad in self.codec.bad_shards(s, shards, self.om.segment_checks(s)) {
-            if shards[bad].is_some() {
+        for (j, s) in run.clone().enumerate() {
+            for bad in self.codec.bad_shards(s, &shards[j], self.om.segment_checks(s)) {
                 self.fault(s, bad, "shard failed its integrity check (corrupt or truncated)".into());
+                shards[j][bad] = None;
             }
-            shards[bad] = None;
         }
     }
 
-    async fn read_segment(&self, s: u64) -> Result<(u64, outlast_codec::DecodedSegment), EngineError> {
+    async fn read_run(&self, run: Range<u64>) -> Result<Vec<(u64, DecodedSegment)>, EngineError> {
         let (k, n) = (self.om.k as usize, self.om.n as usize);
-        let mut shards: Vec<Option<Bytes>> = vec![None; n];
-        self.fetch(s, &mut shards, 0..k).await;
+        let mut shards: Vec<Vec<Option<Bytes>>> = vec![vec![None; n]; (run.end - run.start) as usize];
+        // Data shards first: a healthy read decodes nothing. Parity only as far as needed.
+        self.fetch(&run, &mut shards, 0..k).await;
         let mut next = k;
         loop {
-            let good = shards.iter().filter(|s| s.is_some()).count();
-            if good >= k || next >= n {
+            let short = shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
+            if short == 0 || next >= n {
                 break;
             }
-            let upto = (next + (k - good)).min(n);
-            self.fetch(s, &mut shards, next..upto).await;
+            let upto = (next + short).min(n);
+            self.fetch(&run, &mut shards, next..upto).await;
             next = upto;
         }
         let codec = self.codec.clone();
+        let segments = run.clone();
         let decoded = tokio::task::spawn_blocking(move || {
-            let d = codec.decode(s, &shards);
-            (d, shards)
+            segments.zip(shards).map(|(s, sh)| (s, codec.decode(s, &sh))).collect::<Vec<_>>()
         })
         .await
         .expect("decode task panicked");
-        match decoded {
-            (Ok(d), _) => {
-                if let Some(liar) = d.liar {
-                    self.fault(s, liar, "shard passed its check but failed authentication".into());
+        let mut out = Vec::with_capacity(decoded.len());
+        for (s, d) in decoded {
+            match d {
+                Ok(d) => {
+                    if let Some(liar) = d.liar {
+                        self.fault(s, liar, "shard passed its check but failed authentication".into());
+                    }
+                    out.push((s, d));
                 }
-                Ok((s, d))
+                Err(CodecError::NotEnoughShards { good, needed, .. }) => {
+                    let detail = self
+                        .faults
+                        .lock()
+                        .expect("faults lock")
+                        .iter()
+                        .filter(|f| f.segment == s)
+                        .map(|f| format!("{}: {}", f.provider, f.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(EngineError::Unreadable { name: self.name.to_string(), segment: s, good, needed, detail });
+                }
+                Err(e) => return Err(e.into()),
             }
-            (Err(CodecError::NotEnoughShards { good, needed, .. }), _) => {
-                let detail = self
-                    .faults
-                    .lock()
-                    .expect("faults lock")
-                    .iter()
-                    .filter(|f| f.segment == s)
-                    .map(|f| format!("{}: {}", f.provider, f.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                Err(EngineError::Unreadable { name: self.name.to_string(), segment: s, good, needed, detail })
-            }
-            (Err(e), _) => Err(e.into()),
         }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_cover_the_range_without_crossing_parts() {
+        let layout = outlast_codec::Layout::new(100 * 1024, 1024, 2, 3).unwrap().with_segments_per_part(6);
+        assert_eq!(runs(&layout, 0..13), vec![0..4, 4..6, 6..10, 10..12, 12..13]);
+        assert_eq!(runs(&layout, 5..7), vec![5..6, 6..7]);
+        assert!(runs(&layout, 3..3).is_empty());
     }
 }
