@@ -52,6 +52,11 @@ pub struct Coding {
     /// Segments per shard blob (default: 64 MiB of plaintext per part).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments_per_part: Option<u32>,
+    /// Consecutive segments a read fetches with one ranged request per shard (default 1).
+    /// Longer runs mean fewer requests (cheaper on providers that bill per request) but more
+    /// memory, and were slower on local folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_run_segments: Option<u32>,
 }
 
 impl Coding {
@@ -135,6 +140,9 @@ impl Config {
         }
         if let Err(e) = self.coding.layout() {
             return Err(self.invalid("coding", e.to_string()));
+        }
+        if self.coding.read_run_segments == Some(0) {
+            return Err(self.invalid("coding.read_run_segments", "must be at least 1"));
         }
         if self.coding.segments_per_part == Some(0) {
             return Err(self.invalid("coding.segments_per_part", "must be at least 1"));

@@ -33,7 +33,7 @@ impl Fixture {
     fn config_text(&self, broken: &[u16]) -> String {
         std::fs::write(self.root.join("a-file"), b"x").unwrap();
         let mut t = format!(
-            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\nsegments_per_part = 3\n",
+            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\nsegments_per_part = 3\nread_run_segments = 2\n",
             self.key.fingerprint(),
             self.k,
             self.n
