@@ -72,8 +72,11 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
             Ok(report)
         }
         Err(e) => {
-            // Nothing was committed: remove what was written. What cannot be removed now stays
-            // listed as pending for gc.
+            // Nothing was committed: remove what was written, once no close still in flight can
+            // bring a blob back. What cannot be removed now stays listed as pending for gc.
+            for (_, close) in w.closing.drain(..) {
+                let _ = close.await;
+            }
             let pending = store.index.pending_blobs(&stamp.vid)?;
             if store.delete_blobs(&pending).await == pending.len() {
                 let _ = store.index.end_pending(&stamp.vid);
