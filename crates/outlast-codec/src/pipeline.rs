@@ -95,11 +95,13 @@ impl SegmentCodec {
         let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len_for(plain_len));
         buf.resize(k * shard_len, 0);
         seal::seal_segment_in_place(&self.key, &self.vid, s, is_last, &mut buf, plain_len);
+        // Check each data shard while it is still warm in cache from sealing.
+        let mut checks: Vec<ShardCheck> = buf.chunks_exact(shard_len).map(|sh| ShardCheck::of(self.check_seed, sh)).collect();
         let parity = erasure::encode_parity(k, n, shard_len, &buf)?;
+        checks.extend(parity.iter().map(|sh| ShardCheck::of(self.check_seed, sh)));
         let data = Bytes::from(buf);
         let mut shards: Vec<Bytes> = (0..k).map(|i| data.slice(i * shard_len..(i + 1) * shard_len)).collect();
         shards.extend(parity.into_iter().map(Bytes::from));
-        let checks = shards.iter().map(|sh| ShardCheck::of(self.check_seed, sh)).collect();
         Ok(EncodedSegment { shards, checks })
     }
 
