@@ -25,7 +25,12 @@ fn print_json<T: Serialize>(v: &T) {
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>> {
     let (a, b) = s.split_once('-').with_context(|| format!("--range `{s}`: expected START-END, e.g. 0-1023"))?;
     let start: u64 = a.parse().with_context(|| format!("--range `{s}`: START is not a number"))?;
-    let end = if b.is_empty() { u64::MAX } else { b.parse::<u64>().with_context(|| format!("--range `{s}`: END is not a number"))? + 1 };
+    let end = if b.is_empty() {
+        u64::MAX
+    } else {
+        let last: u64 = b.parse().with_context(|| format!("--range `{s}`: END is not a number"))?;
+        last.saturating_add(1)
+    };
     if end <= start {
         bail!("--range `{s}`: END must not be before START");
     }

@@ -54,6 +54,16 @@ pub enum EngineError {
     /// discarded (its blobs removed), as if it had happened just before the newer one.
     #[error("`{0}` was overwritten by a newer write while this one was in progress; this write was discarded")]
     Superseded(String),
+    /// A byte range starts at or past the end of a non-empty object.
+    #[error("range starts at byte {start}, but `{name}` has {size} bytes")]
+    Range {
+        /// Object name.
+        name: String,
+        /// First byte asked for.
+        start: u64,
+        /// Object size.
+        size: u64,
+    },
     /// Too few good shards to read a segment.
     #[error("`{name}` is unreadable: segment {segment} has {good} good shards, {needed} needed ({detail})")]
     Unreadable {

@@ -38,8 +38,16 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     };
     let layout = om.layout()?;
     let codec = SegmentCodec::new(layout, DataKey::from_bytes(om.data_key), manifest.stamp.vid, store.keys.check_seed);
+    if let Some(r) = &range {
+        if r.start >= om.size && om.size > 0 {
+            return Err(EngineError::Range { name: name.to_string(), start: r.start, size: om.size });
+        }
+    }
     let range = range.unwrap_or(0..om.size);
     let range = range.start.min(om.size)..range.end.min(om.size);
+    // An empty object still has one sealed segment: read it, so that even an empty get proves
+    // the providers hold this version.
+    let segments = if om.size == 0 { 0..1 } else { layout.segments_for(range.clone()) };
     let holders: Vec<Option<&Provider>> = om.placement.iter().map(|p| store.provider(&p.provider)).collect();
     let faults = Mutex::new(Vec::new());
     let run_len = store.config.coding.read_run_segments.map_or(RUN_SEGMENTS, u64::from);
@@ -57,7 +65,7 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     // together, so a slow destination does not stall the fetches (and the reverse).
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let fetcher = async {
-        let mut runs = futures::stream::iter(runs(&layout, layout.segments_for(range.clone()), run_len))
+        let mut runs = futures::stream::iter(runs(&layout, segments.clone(), run_len))
             .map(|r| reader.read_run(r))
             .buffered(READ_AHEAD);
         let tx = tx; // owned by this half: the writer's loop ends when it is dropped
@@ -163,6 +171,15 @@ impl RunReader<'_> {
         }
     }
 
+    /// Decodes every segment of the run on the blocking pool.
+    async fn decode(&self, run: &Range<u64>, shards: &[Vec<Option<Bytes>>]) -> Vec<(u64, Result<DecodedSegment, CodecError>)> {
+        let codec = self.codec.clone();
+        let (segments, shards) = (run.clone(), shards.to_vec());
+        tokio::task::spawn_blocking(move || segments.zip(shards).map(|(s, sh)| (s, codec.decode(s, &sh))).collect())
+            .await
+            .expect("decode task panicked")
+    }
+
     async fn read_run(&self, run: Range<u64>) -> Result<Vec<(u64, DecodedSegment)>, EngineError> {
         let (k, n) = (self.om.k as usize, self.om.n as usize);
         let mut shards: Vec<Vec<Option<Bytes>>> = vec![vec![None; n]; (run.end - run.start) as usize];
@@ -178,13 +195,13 @@ impl RunReader<'_> {
             self.fetch(&run, &mut shards, next..upto).await;
             next = upto;
         }
-        let codec = self.codec.clone();
-        let segments = run.clone();
-        let decoded = tokio::task::spawn_blocking(move || {
-            segments.zip(shards).map(|(s, sh)| (s, codec.decode(s, &sh))).collect::<Vec<_>>()
-        })
-        .await
-        .expect("decode task panicked");
+        let mut decoded = self.decode(&run, &shards).await;
+        if next < n && decoded.iter().any(|(_, d)| matches!(d, Err(CodecError::SegmentAuth { .. }))) {
+            // Every shard passed its check, yet the segment failed authentication: one of them
+            // lies. Fetch the rest so the codec can leave shards out one at a time to find it.
+            self.fetch(&run, &mut shards, next..n).await;
+            decoded = self.decode(&run, &shards).await;
+        }
         let mut out = Vec::with_capacity(decoded.len());
         for (s, d) in decoded {
             match d {

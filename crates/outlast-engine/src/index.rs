@@ -121,7 +121,10 @@ impl Index {
         let mut blobs = self.pending_blobs(vid)?;
         blobs.extend(more.iter().cloned());
         let json = serde_json::to_string(&blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>()).expect("serializable");
-        self.conn().execute("UPDATE pending SET blobs = ?2 WHERE vid = ?1", params![&vid.0[..], json])?;
+        let changed = self.conn().execute("UPDATE pending SET blobs = ?2 WHERE vid = ?1", params![&vid.0[..], json])?;
+        if changed != 1 {
+            return Err(lost_pending(vid));
+        }
         Ok(())
     }
 
@@ -154,11 +157,13 @@ impl Index {
     }
 
     /// Makes a new version current in one transaction: the object row, its blobs, the end of
-    /// its pending record. Returns the blobs of the version it replaced (now garbage), or
+    /// its pending record (which must still exist). Returns the blobs of the version it replaced (now garbage), or
     /// [`EngineError::Superseded`] if a concurrent writer already committed a newer version.
     pub fn commit(&self, entry: &IndexEntry, blobs: &[BlobRef], tombstone: bool) -> Result<Vec<BlobRef>, EngineError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Take the write lock up front: a deferred transaction that reads and then writes can
+        // fail with SQLITE_BUSY when another process commits in between, without retrying.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let old: Option<(Vec<u8>, i64)> = tx
             .query_row("SELECT vid, time_ns FROM objects WHERE name = ?1", [&entry.name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
@@ -199,7 +204,10 @@ impl Index {
                 params![b.provider, b.blob, vid, b.size as i64],
             )?;
         }
-        tx.execute("DELETE FROM pending WHERE vid = ?1", [vid])?;
+        if tx.execute("DELETE FROM pending WHERE vid = ?1", [vid])? != 1 {
+            // gc took this write for a crashed one and removed its blobs: it must not commit.
+            return Err(lost_pending(&entry.stamp.vid));
+        }
         tx.commit()?;
         Ok(garbage)
     }
@@ -251,6 +259,13 @@ impl Index {
     }
 }
 
+fn lost_pending(vid: &VersionId) -> EngineError {
+    EngineError::State(format!(
+        "write {} is no longer recorded as in progress (gc removed it as crashed); nothing was committed",
+        vid.to_hex()
+    ))
+}
+
 fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexEntry> {
     Ok(IndexEntry {
         name: r.get(0)?,
@@ -282,15 +297,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
         let blob = |b: &str| vec![BlobRef { provider: "p".into(), blob: b.into(), size: 1 }];
-        assert!(index.commit(&entry("a", 10), &blob("s/new"), false).unwrap().is_empty());
-        assert!(matches!(index.commit(&entry("a", 5), &blob("s/old"), false), Err(EngineError::Superseded(_))));
+        let commit = |e: IndexEntry, blobs: Vec<BlobRef>, tomb: bool| {
+            index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: blobs.clone() }).unwrap();
+            index.commit(&e, &blobs, tomb)
+        };
+        assert!(commit(entry("a", 10), blob("s/new"), false).unwrap().is_empty());
+        assert!(matches!(commit(entry("a", 5), blob("s/old"), false), Err(EngineError::Superseded(_))));
         assert_eq!(index.get("a").unwrap().unwrap().stamp.time_ns, 10);
         assert_eq!(index.blobs_on("p").unwrap(), blob("s/new"));
         // A newer one replaces it and hands back the replaced blobs as garbage.
-        assert_eq!(index.commit(&entry("a", 11), &blob("s/newer"), false).unwrap(), blob("s/new"));
+        assert_eq!(commit(entry("a", 11), blob("s/newer"), false).unwrap(), blob("s/new"));
         // A tombstone is a version too: nothing older comes back after it.
-        index.commit(&entry("a", 12), &blob("m/tomb"), true).unwrap();
+        commit(entry("a", 12), blob("m/tomb"), true).unwrap();
         assert!(index.get("a").unwrap().is_none());
-        assert!(matches!(index.commit(&entry("a", 11), &[], false), Err(EngineError::Superseded(_))));
+        assert!(matches!(commit(entry("a", 11), vec![], false), Err(EngineError::Superseded(_))));
+    }
+
+    #[test]
+    fn a_write_whose_pending_record_gc_removed_cannot_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let e = entry("a", 10);
+        assert!(matches!(index.commit(&e, &[], false), Err(EngineError::State(_))));
+        assert!(matches!(index.add_pending_blobs(&e.stamp.vid, &[]), Err(EngineError::State(_))));
+        assert!(index.get("a").unwrap().is_none());
     }
 }

@@ -11,7 +11,7 @@ use outlast_provider::Provider;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::index::{BlobRef, Index, IndexEntry};
+use crate::index::{BlobRef, Index, IndexEntry, PendingWrite};
 use crate::{keyfile, Config, EngineError, Progress};
 
 /// A pending write older than this is taken as crashed even if a process with its pid runs.
@@ -136,6 +136,8 @@ pub struct GcReport {
     pub kept_young: u64,
     /// Crashed writes cleaned up.
     pub crashed_writes: u64,
+    /// Versions found on the providers that the local index does not know (kept).
+    pub unknown_versions: u64,
     /// Errors met (gc goes on past them).
     pub errors: Vec<String>,
 }
@@ -274,8 +276,32 @@ impl Store {
         let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone };
         let blob = names::manifest_blob(&self.keys, &stamp.vid);
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
+        let targets: Vec<BlobRef> =
+            self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
+        self.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: targets.clone() })?;
+        match self.write_tombstone(name, stamp, &blob, sealed).await {
+            Ok(garbage) => {
+                self.delete_blobs(&garbage).await;
+                Ok(())
+            }
+            Err(e) => {
+                if self.delete_blobs(&targets).await == targets.len() {
+                    let _ = self.index.end_pending(&stamp.vid);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_tombstone(
+        &self,
+        name: &str,
+        stamp: VersionStamp,
+        blob: &str,
+        sealed: bytes::Bytes,
+    ) -> Result<Vec<BlobRef>, EngineError> {
         let results = join_all(self.providers.iter().map(|p| {
-            let (blob, sealed) = (blob.clone(), sealed.clone());
+            let (blob, sealed) = (blob.to_string(), sealed.clone());
             async move { (p.name().to_string(), p.write(&blob, sealed).await) }
         }))
         .await;
@@ -283,17 +309,12 @@ impl Store {
         let mut failures = Vec::new();
         for (p, r) in results {
             match r {
-                Ok(()) => written.push(BlobRef { provider: p, blob: blob.clone(), size: sealed.len() as u64 }),
+                Ok(()) => written.push(BlobRef { provider: p, blob: blob.to_string(), size: sealed.len() as u64 }),
                 Err(e) => failures.push(e.to_string()),
             }
         }
         let q = self.config.coding.write_quorum();
         if written.len() < q {
-            for b in &written {
-                if let Some(p) = self.provider(&b.provider) {
-                    let _ = p.delete(&b.blob).await;
-                }
-            }
             return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, detail: failures.join("; ") });
         }
         let entry = IndexEntry {
@@ -304,9 +325,7 @@ impl Store {
             etag: String::new(),
             sealed_manifest: sealed.to_vec(),
         };
-        let garbage = self.index.commit(&entry, &written, true)?;
-        self.delete_blobs(&garbage).await;
-        Ok(())
+        self.index.commit(&entry, &written, true)
     }
 
     /// Best-effort deletion; what fails stays unreferenced and gc removes it later.
@@ -375,6 +394,9 @@ impl Store {
             }
         }
         let now = SystemTime::now();
+        // List first, then read what is pending, then what is referenced: a write that commits
+        // in between is then in one set or the other.
+        let mut listings: Vec<(&Provider, Vec<outlast_provider::BlobEntry>)> = Vec::new();
         for prov in &self.providers {
             let mut listed = Vec::new();
             for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
@@ -383,18 +405,51 @@ impl Store {
                     Err(e) => report.errors.push(e.to_string()),
                 }
             }
-            // Read what is referenced only after listing: a blob listed before its write
-            // committed is then either still pending (kept) or referenced (kept).
-            let referenced: HashSet<String> = self.index.blobs_on(prov.name())?.into_iter().map(|b| b.blob).collect();
-            let pending_now: HashSet<(String, String)> = self
-                .index
-                .pending()?
-                .into_iter()
-                .flat_map(|p| p.blobs.into_iter().map(|b| (b.provider, b.blob)))
-                .collect();
+            listings.push((prov, listed));
+        }
+        let pending_now: HashSet<(String, String)> = self
+            .index
+            .pending()?
+            .into_iter()
+            .flat_map(|p| p.blobs.into_iter().map(|b| (b.provider, b.blob)))
+            .collect();
+        let mut referenced: HashSet<(String, String)> = HashSet::new();
+        for prov in &self.providers {
+            referenced.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| (b.provider, b.blob)));
+        }
+        let kept = |prov: &Provider, blob: &str| {
+            let key = (prov.name().to_string(), blob.to_string());
+            referenced.contains(&key) || live_pending.contains(&key) || pending_now.contains(&key)
+        };
+        // The index is a cache: a version on the providers that it does not know (a lost or
+        // copied state folder) must never be swept. Open every unreferenced manifest; keep it
+        // and its shards unless the index knows a newer version of the name.
+        let mut protected: HashSet<String> = HashSet::new();
+        for (prov, listed) in &listings {
+            for entry in listed.iter().filter(|e| e.name.starts_with(names::MANIFEST_PREFIX) && !kept(prov, &e.name)) {
+                match self.unknown_version(prov, &entry.name).await {
+                    Ok(None) => {}
+                    Ok(Some(blobs)) => {
+                        report.unknown_versions += 1;
+                        protected.insert(entry.name.clone());
+                        protected.extend(blobs);
+                    }
+                    Err(e) => {
+                        report.errors.push(e);
+                        protected.insert(entry.name.clone());
+                    }
+                }
+            }
+        }
+        if report.unknown_versions > 0 {
+            tracing::warn!(
+                "{} versions on the providers are missing from the local index; gc keeps them",
+                report.unknown_versions
+            );
+        }
+        for (prov, listed) in listings {
             for entry in listed {
-                let key = (prov.name().to_string(), entry.name.clone());
-                if referenced.contains(&entry.name) || live_pending.contains(&key) || pending_now.contains(&key) {
+                if kept(prov, &entry.name) || protected.contains(&entry.name) {
                     continue;
                 }
                 let age = entry.modified.and_then(|m| now.duration_since(m).ok());
@@ -412,6 +467,33 @@ impl Store {
             }
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// Reads an unreferenced manifest blob. `Ok(None)`: garbage (the index knows a newer version
+    /// of its name, or the blob is not a manifest this key opens: a torn write or junk).
+    /// `Ok(Some(blobs))`: a version the index does not know, with the names of its shard blobs.
+    /// `Err`: it could not be read, so it is kept to be safe.
+    async fn unknown_version(&self, prov: &Provider, blob: &str) -> Result<Option<Vec<String>>, String> {
+        let bytes = prov.read(blob).await.map_err(|e| format!("{e}; kept"))?;
+        let Ok(m) = Manifest::open(&self.keys, blob, &bytes) else {
+            return Ok(None);
+        };
+        let latest = self.index.latest_stamp(&m.name).map_err(|e| e.to_string())?;
+        if latest.is_some_and(|t| t > m.stamp.time_ns) {
+            return Ok(None);
+        }
+        let mut shards = Vec::new();
+        if let ManifestBody::Object(o) = &m.body {
+            let layout = o.layout().map_err(|e| e.to_string())?;
+            for i in 0..o.n {
+                for part in 0..layout.part_count() {
+                    shards.push(names::shard_blob(&self.keys, &m.stamp.vid, i, part));
+                }
+            }
+        }
+        Ok(Some(shards))
     }
 }
 

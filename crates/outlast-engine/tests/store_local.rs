@@ -116,12 +116,59 @@ async fn ranges_read_only_what_they_cover() {
     let d = data(5 * SEG as usize + 123, 9);
     put(&store, "r", &d).await.unwrap();
     let s = SEG as u64;
-    for (a, b) in [(0, 1), (s - 1, s + 1), (2 * s + 5, 4 * s), (5 * s, 5 * s + 123), (100, 10_000_000), (d.len() as u64, d.len() as u64 + 9)] {
+    for (a, b) in [(0, 1), (s - 1, s + 1), (2 * s + 5, 4 * s), (5 * s, 5 * s + 123), (100, 10_000_000), (d.len() as u64 - 1, d.len() as u64 + 9)] {
         let mut out = Vec::new();
         store.get("r", Some(a..b), &mut out, &NoProgress).await.unwrap();
         let (a, b) = (a.min(d.len() as u64) as usize, b.min(d.len() as u64) as usize);
         assert_eq!(out, &d[a..b]);
     }
+    let mut out = Vec::new();
+    let past = store.get("r", Some(d.len() as u64..d.len() as u64 + 9), &mut out, &NoProgress).await;
+    assert!(matches!(past, Err(EngineError::Range { .. })), "{past:?}");
+}
+
+#[tokio::test]
+async fn an_empty_object_is_still_read_and_authenticated() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    put(&store, "empty", b"").await.unwrap();
+    assert_eq!(get(&store, "empty").await.unwrap(), b"");
+    for i in 0..2 {
+        std::fs::remove_dir_all(f.provider_dir(i)).unwrap();
+    }
+    assert!(matches!(get(&store, "empty").await, Err(EngineError::Unreadable { .. })));
+}
+
+#[tokio::test]
+async fn a_shard_that_passes_its_check_but_lies_is_found_on_a_normal_read() {
+    use outlast_codec::check::ShardCheck;
+    use outlast_codec::{names, Manifest, ManifestBody};
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let d = data(100_000, 12);
+    put(&store, "liar", &d).await.unwrap();
+    // Forge what a malicious provider cannot (it lacks the key): corrupt data shard 0 and make
+    // the manifest's check agree, so only the segment's authentication can catch it.
+    let keys = f.key.store_keys();
+    let entry = store.index().get("liar").unwrap().unwrap();
+    let blob = names::manifest_blob(&keys, &entry.stamp.vid);
+    let mut m = Manifest::open(&keys, &blob, &entry.sealed_manifest).unwrap();
+    let ManifestBody::Object(o) = &mut m.body else { panic!() };
+    let liar = o.placement[0].provider.clone();
+    let shard_path = f.provider_dir(liar[1..].parse().unwrap()).join(names::shard_blob(&keys, &entry.stamp.vid, 0, 0));
+    let mut shard = std::fs::read(&shard_path).unwrap();
+    shard[3] ^= 0x40;
+    std::fs::write(&shard_path, &shard).unwrap();
+    let len = o.layout().unwrap().shard_len(0);
+    o.checks[0] = ShardCheck::of(keys.check_seed, &shard[..len]);
+    let sealed = m.seal(&keys, &blob);
+    let db = rusqlite::Connection::open(f.root.join(".outlast/index.sqlite")).unwrap();
+    db.execute("UPDATE objects SET manifest = ?1 WHERE name = 'liar'", [sealed]).unwrap();
+
+    let mut out = Vec::new();
+    let report = store.get("liar", None, &mut out, &NoProgress).await.unwrap();
+    assert_eq!(out, d);
+    assert!(report.faults.iter().any(|fl| fl.provider == liar && fl.reason.contains("failed authentication")), "{:?}", report.faults);
 }
 
 #[tokio::test]
@@ -350,4 +397,22 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     collect(dir, &mut out);
     out
+}
+
+#[tokio::test]
+async fn gc_never_sweeps_versions_a_lost_index_does_not_know() {
+    let f = Fixture::new(2, 3);
+    let d = data(300_000, 13);
+    {
+        let store = f.store();
+        put(&store, "precious", &d).await.unwrap();
+    }
+    let blobs = f.blob_files().len();
+    // The state folder is lost (or the config was copied to a new machine): an empty index.
+    std::fs::remove_dir_all(f.root.join(".outlast")).unwrap();
+    let store = f.store();
+    assert!(store.list("").unwrap().is_empty());
+    let r = store.gc(Duration::ZERO).await.unwrap();
+    assert_eq!((r.deleted, r.unknown_versions), (0, 3), "{r:?}"); // one manifest copy per provider
+    assert_eq!(f.blob_files().len(), blobs);
 }
