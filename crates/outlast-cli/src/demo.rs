@@ -99,10 +99,15 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
         let report = store.get(name, None, &mut out, &NoProgress).await?;
         let ok = &out == data;
         intact += ok as usize;
+        let mut missing: Vec<&str> = report.faults.iter().map(|f| f.provider.as_str()).collect();
+        missing.sort_unstable();
+        missing.dedup();
         println!(
-            "   {name:<28} {}  ({} segments rebuilt from parity)",
+            "   {name:<28} {}  ({} of {} segments rebuilt from parity, reading around {})",
             if ok { "intact" } else { "CORRUPT" },
-            report.degraded_segments
+            report.degraded_segments,
+            (data.len() as u64).div_ceil(4 << 20).max(1),
+            missing.join(", ")
         );
     }
     if intact == objects.len() && !leaked {

@@ -95,8 +95,14 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     };
     let ((), mut report) = tokio::try_join!(fetcher, writer)?;
     report.faults = std::mem::take(&mut *faults.lock().expect("faults lock"));
+    // One line per provider, not per segment: a provider that is gone fails every read.
+    let mut by_provider: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
     for f in &report.faults {
-        tracing::warn!(provider = %f.provider, object = name, segment = f.segment, shard = f.shard, "{}", f.reason);
+        tracing::debug!(provider = %f.provider, object = name, segment = f.segment, shard = f.shard, "{}", f.reason);
+        by_provider.entry(&f.provider).or_insert((0, &f.reason)).0 += 1;
+    }
+    for (provider, (count, first)) in by_provider {
+        tracing::warn!(provider, object = name, "{count} shard reads failed or were rejected; first: {first}");
     }
     Ok(report)
 }
