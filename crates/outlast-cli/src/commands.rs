@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .iter()
                 .map(|m| m.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).with_context(|| format!("--meta `{m}`: expected KEY=VALUE")))
                 .collect::<Result<Vec<_>>>()?;
-            let mut opts = PutOptions { content_type, metadata, size_hint: None };
+            let opts = PutOptions { content_type, metadata };
             let report = if src.as_os_str() == "-" {
                 let bar = Bar::new(None, "put");
                 let r = store.put(&name, tokio::io::stdin(), opts, &bar).await;
@@ -55,8 +55,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 r?
             } else {
                 let file = tokio::fs::File::open(&src).await.with_context(|| format!("cannot open {}", src.display()))?;
-                opts.size_hint = file.metadata().await.ok().map(|m| m.len());
-                let bar = Bar::new(opts.size_hint, "put");
+                let bar = Bar::new(file.metadata().await.ok().map(|m| m.len()), "put");
                 let r = store.put(&name, tokio::io::BufReader::with_capacity(1 << 20, file), opts, &bar).await;
                 bar.finish();
                 r?

@@ -35,8 +35,6 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata.
     pub metadata: Vec<(String, String)>,
-    /// Size, when known in advance (for progress only).
-    pub size_hint: Option<u64>,
 }
 
 /// What a put did.
