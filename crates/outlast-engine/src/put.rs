@@ -77,10 +77,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
             for (_, close) in w.closing.drain(..) {
                 let _ = close.await;
             }
-            let pending = store.index.pending_blobs(&stamp.vid)?;
-            if store.delete_blobs(&pending).await == pending.len() {
-                let _ = store.index.end_pending(&stamp.vid);
-            }
+            store.abandon_write(&stamp.vid).await?;
             Err(e)
         }
     }

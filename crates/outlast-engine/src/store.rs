@@ -276,16 +276,14 @@ impl Store {
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
         let targets: Vec<BlobRef> =
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
-        self.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: targets.clone() })?;
+        self.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: targets })?;
         match self.write_tombstone(name, stamp, &blob, sealed).await {
             Ok(garbage) => {
                 self.delete_blobs(&garbage).await;
                 Ok(())
             }
             Err(e) => {
-                if self.delete_blobs(&targets).await == targets.len() {
-                    let _ = self.index.end_pending(&stamp.vid);
-                }
+                self.abandon_write(&stamp.vid).await?;
                 Err(e)
             }
         }
@@ -324,6 +322,16 @@ impl Store {
             sealed_manifest: sealed.to_vec(),
         };
         self.index.commit(&entry, &written, true)
+    }
+
+    /// Removes what an uncommitted write may have left; what cannot be removed now stays
+    /// recorded as pending, for gc.
+    pub(crate) async fn abandon_write(&self, vid: &VersionId) -> Result<(), EngineError> {
+        let pending = self.index.pending_blobs(vid)?;
+        if self.delete_blobs(&pending).await == pending.len() {
+            self.index.end_pending(vid)?;
+        }
+        Ok(())
     }
 
     /// Best-effort deletion; what fails stays unreferenced and gc removes it later.

@@ -416,3 +416,21 @@ async fn gc_never_sweeps_versions_a_lost_index_does_not_know() {
     assert_eq!((r.deleted, r.unknown_versions), (0, 3), "{r:?}"); // one manifest copy per provider
     assert_eq!(f.blob_files().len(), blobs);
 }
+
+#[tokio::test]
+async fn remove_below_quorum_changes_nothing() {
+    let f = Fixture::new(2, 4); // write quorum 3
+    let d = data(80_000, 14);
+    put(&f.store(), "stay", &d).await.unwrap();
+    let before = f.blob_files();
+    let degraded = f.store_with(&[0, 1]);
+    let err = degraded.remove("stay").await.unwrap_err();
+    assert!(matches!(err, EngineError::Quorum { ok: 2, needed: 3, .. }), "{err}");
+    // No tombstone left behind and the object still reads. The providers that were down might
+    // yet hold a tombstone, so the attempt stays recorded as pending, for gc.
+    assert_eq!(f.blob_files(), before);
+    let pending = degraded.index().pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].blobs.iter().all(|b| b.blob.starts_with("m/")));
+    assert_eq!(get(&f.store(), "stay").await.unwrap(), d);
+}
