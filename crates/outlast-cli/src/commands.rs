@@ -40,12 +40,18 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>> {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let cfg = cli.config.as_deref();
     match cli.command {
-        Command::Init { local, providers, k, passphrase } => crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json)?,
+        Command::Init { local, providers, k, passphrase } => {
+            crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json)?
+        }
         Command::Put { src, name, content_type, meta } => {
             let store = open(cfg)?;
             let metadata = meta
                 .iter()
-                .map(|m| m.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).with_context(|| format!("--meta `{m}`: expected KEY=VALUE")))
+                .map(|m| {
+                    m.split_once('=')
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .with_context(|| format!("--meta `{m}`: expected KEY=VALUE"))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let opts = PutOptions { content_type, metadata };
             let report = if src.as_os_str() == "-" {

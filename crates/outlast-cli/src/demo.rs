@@ -80,13 +80,20 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
 
     let objects = samples();
     let total: usize = objects.iter().map(|(_, d)| d.len()).sum();
-    println!("2. Storing {} objects ({:.1} MiB): encrypted, then erasure-coded into {N} shards each", objects.len(), total as f64 / 1048576.0);
+    println!(
+        "2. Storing {} objects ({:.1} MiB): encrypted, then erasure-coded into {N} shards each",
+        objects.len(),
+        total as f64 / 1048576.0
+    );
     for (name, data) in &objects {
         let r = store.put(name, &data[..], PutOptions::default(), &NoProgress).await?;
         println!("   {name:<28} {:>10} bytes  etag {}…", r.size, &r.etag[..16]);
     }
     let leaked = blobs_contain(&providers_dir, MARKER.as_bytes())? || blobs_contain(&providers_dir, b"hello.txt")?;
-    println!("3. The providers hold only opaque blobs: names and content appear nowhere ({})", if leaked { "LEAK FOUND" } else { "checked" });
+    println!(
+        "3. The providers hold only opaque blobs: names and content appear nowhere ({})",
+        if leaked { "LEAK FOUND" } else { "checked" }
+    );
 
     for gone in ["local2", "local5"] {
         std::fs::remove_dir_all(providers_dir.join(gone))?;

@@ -46,8 +46,12 @@ pub fn init(config: Option<&Path>, local: Option<&Path>, providers: u16, k: u16,
     let key_path = dir.join("outlast.key");
     let (k, n) = if local.is_some() { (k, providers) } else { (2, 3) };
     let mut body = match local {
-        Some(_) => format!("# Outlast store: {k}-of-{n} over local folders. Any {k} of the {n} providers rebuild every object.\n"),
-        None => "# Outlast store over independent providers: edit the providers below, then run `outlast providers`.\n".to_string(),
+        Some(_) => {
+            format!("# Outlast store: {k}-of-{n} over local folders. Any {k} of the {n} providers rebuild every object.\n")
+        }
+        None => {
+            "# Outlast store over independent providers: edit the providers below, then run `outlast providers`.\n".to_string()
+        }
     };
     body.push_str(&format!(
         "\n[coding]\nk = {k}\nn = {n}\n# write_quorum = {}   # shards durable before a write is acknowledged (default k + 1)\n# segment_size = 4194304   # plaintext bytes per segment\n",

@@ -109,11 +109,8 @@ fn main() -> ExitCode {
         .init();
     // Coding runs on the blocking pool (as do OpenDAL's file operations); a small pool keeps
     // memory bounded (each thread gets its own allocator arena) without starving either.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(16)
-        .build()
-        .expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(16).build().expect("tokio runtime");
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {

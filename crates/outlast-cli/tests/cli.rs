@@ -25,7 +25,10 @@ fn init_put_get_ls_stat_rm_providers_gc() {
     }
     let body = data(5_000_000, 1);
     std::fs::write(d.join("in.bin"), &body).unwrap();
-    let put = json(&run_ok(d, &["--json", "put", "in.bin", "dir/a.bin", "--content-type", "application/x-test", "--meta", "owner=ada"]));
+    let put = json(&run_ok(
+        d,
+        &["--json", "put", "in.bin", "dir/a.bin", "--content-type", "application/x-test", "--meta", "owner=ada"],
+    ));
     assert_eq!(put["size"], 5_000_000);
     assert_eq!(put["shards_written"], 5);
 
@@ -81,7 +84,8 @@ fn failed_get_leaves_no_partial_file() {
     let err = run_err(d, &["get", "x", "out.bin"]);
     assert!(err.contains("unreadable"), "{err}");
     assert!(!d.join("out.bin").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".part")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(d).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".part")).collect();
     assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
 }
 
@@ -119,7 +123,11 @@ fn wrong_key_and_bad_config_are_clear_one_line_errors() {
 fn passphrase_keys_work_and_a_wrong_passphrase_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ok = outlast(d).args(["init", "--local", "s", "--providers", "3", "--k", "2", "--passphrase"]).env("OUTLAST_PASSPHRASE", "open sesame").output().unwrap();
+    let ok = outlast(d)
+        .args(["init", "--local", "s", "--providers", "3", "--k", "2", "--passphrase"])
+        .env("OUTLAST_PASSPHRASE", "open sesame")
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(!std::fs::read_to_string(d.join("outlast.key")).unwrap().contains(" raw "));
     std::fs::write(d.join("f"), b"locked").unwrap();

@@ -70,21 +70,17 @@ impl MasterKey {
     /// Derives the key from a passphrase with Argon2id.
     pub fn from_passphrase(passphrase: &str, params: &KdfParams) -> Result<Self, CodecError> {
         let salt = hex::decode(&params.salt).map_err(|e| CodecError::Kdf(format!("salt: {e}")))?;
-        let p = argon2::Params::new(params.m_kib, params.t, params.p, Some(KEY_LEN))
-            .map_err(|e| CodecError::Kdf(e.to_string()))?;
+        let p =
+            argon2::Params::new(params.m_kib, params.t, params.p, Some(KEY_LEN)).map_err(|e| CodecError::Kdf(e.to_string()))?;
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
         let mut out = [0u8; KEY_LEN];
-        argon
-            .hash_password_into(passphrase.as_bytes(), &salt, &mut out)
-            .map_err(|e| CodecError::Kdf(e.to_string()))?;
+        argon.hash_password_into(passphrase.as_bytes(), &salt, &mut out).map_err(|e| CodecError::Kdf(e.to_string()))?;
         Ok(MasterKey(out))
     }
 
     fn derive(&self, label: &[u8], out: &mut [u8]) {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"outlast/v1").extract(&self.0);
-        prk.expand(&[label], Len(out.len()))
-            .and_then(|okm| okm.fill(out))
-            .expect("HKDF output length is valid");
+        prk.expand(&[label], Len(out.len())).and_then(|okm| okm.fill(out)).expect("HKDF output length is valid");
     }
 
     /// A short public identifier of the key, recorded in the config so that a wrong key is
@@ -104,9 +100,7 @@ impl MasterKey {
         self.derive(b"names", &mut names);
         self.derive(b"shard-check", &mut seed);
         let keys = StoreKeys {
-            manifest: aead::LessSafeKey::new(
-                aead::UnboundKey::new(&aead::AES_256_GCM, &manifest).expect("32-byte key"),
-            ),
+            manifest: aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &manifest).expect("32-byte key")),
             names: hmac::Key::new(hmac::HMAC_SHA256, &names),
             check_seed: u64::from_le_bytes(seed),
         };

@@ -154,8 +154,7 @@ impl Manifest {
             .manifest
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
             .map_err(|_| CodecError::ManifestAuth)?;
-        let m: Manifest =
-            postcard::from_bytes(plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))?;
+        let m: Manifest = postcard::from_bytes(plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))?;
         if let ManifestBody::Object(o) = &m.body {
             if o.segments_per_part == 0 {
                 return Err(CodecError::ManifestFormat("zero segments per part".into()));

@@ -33,14 +33,7 @@ fn segment_aad(vid: &VersionId, index: u64, is_last: bool) -> [u8; 18 + 16 + 8 +
 
 /// Encrypts `buf[..plain_len]` in place and writes the tag right after it.
 /// `buf` must be at least `plain_len + TAG_LEN` long; bytes beyond are left alone (padding).
-pub fn seal_segment_in_place(
-    key: &DataKey,
-    vid: &VersionId,
-    index: u64,
-    is_last: bool,
-    buf: &mut [u8],
-    plain_len: usize,
-) {
+pub fn seal_segment_in_place(key: &DataKey, vid: &VersionId, index: u64, is_last: bool, buf: &mut [u8], plain_len: usize) {
     let aad = segment_aad(vid, index, is_last);
     let tag: Tag = key
         .aead_key()

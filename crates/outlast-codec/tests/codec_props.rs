@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use outlast_codec::check::ShardCheck;
 use outlast_codec::{
-    CodecError, DataKey, Layout, Manifest, ManifestBody, MasterKey, ObjectManifest, SegmentCodec, ShardPlacement,
-    VersionId, VersionStamp,
+    CodecError, DataKey, Layout, Manifest, ManifestBody, MasterKey, ObjectManifest, SegmentCodec, ShardPlacement, VersionId,
+    VersionStamp,
 };
 use proptest::prelude::*;
 
@@ -48,8 +48,7 @@ fn decode_segment(c: &Coded, s: u64, missing: &[usize]) -> Result<Vec<u8>, Codec
 }
 
 fn params() -> impl Strategy<Value = (u16, u16, u32)> {
-    (1u16..6, 1u16..4, prop_oneof![Just(16u32), Just(64), Just(1000), Just(4096)])
-        .prop_map(|(k, m, seg)| (k, k + m, seg))
+    (1u16..6, 1u16..4, prop_oneof![Just(16u32), Just(64), Just(1000), Just(4096)]).prop_map(|(k, m, seg)| (k, k + m, seg))
 }
 
 proptest! {

@@ -136,7 +136,10 @@ impl Config {
             return Err(self.invalid("coding.k", "must be at least 1"));
         }
         if k >= n {
-            return Err(self.invalid("coding.k", format!("k ({k}) must be less than n ({n}): with k >= n a single lost provider loses data")));
+            return Err(self.invalid(
+                "coding.k",
+                format!("k ({k}) must be less than n ({n}): with k >= n a single lost provider loses data"),
+            ));
         }
         if let Err(e) = self.coding.layout() {
             return Err(self.invalid("coding", e.to_string()));
@@ -168,7 +171,9 @@ impl Config {
                 return Err(self.invalid(field("domain"), "must name the organisation that could end this provider"));
             }
             if !SCHEMES.contains(&p.scheme.as_str()) {
-                return Err(self.invalid(field("scheme"), format!("unknown scheme `{}` (known: {})", p.scheme, SCHEMES.join(", "))));
+                return Err(
+                    self.invalid(field("scheme"), format!("unknown scheme `{}` (known: {})", p.scheme, SCHEMES.join(", ")))
+                );
             }
             for opt in required_options(&p.scheme) {
                 if !p.options.contains_key(*opt) && !p.env.contains_key(*opt) {
@@ -177,7 +182,9 @@ impl Config {
             }
         }
         if self.providers.len() < n as usize {
-            return Err(self.invalid("providers", format!("n = {n} needs at least {n} providers, {} configured", self.providers.len())));
+            return Err(
+                self.invalid("providers", format!("n = {n} needs at least {n} providers, {} configured", self.providers.len()))
+            );
         }
         let cap = (n - k) as usize;
         let mut per_domain: BTreeMap<&str, usize> = BTreeMap::new();
@@ -224,7 +231,9 @@ mod tests {
     }
 
     fn fs(name: &str, domain: &str) -> String {
-        format!("[[providers]]\nname = \"{name}\"\ndomain = \"{domain}\"\nscheme = \"fs\"\noptions = {{ root = \"/tmp/{name}\" }}\n")
+        format!(
+            "[[providers]]\nname = \"{name}\"\ndomain = \"{domain}\"\nscheme = \"fs\"\noptions = {{ root = \"/tmp/{name}\" }}\n"
+        )
     }
 
     fn field_of(r: Result<Config, EngineError>) -> String {

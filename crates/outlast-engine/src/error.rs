@@ -23,7 +23,9 @@ pub enum EngineError {
     #[error("key: {0}")]
     Key(String),
     /// The key does not match the one the store was created with.
-    #[error("wrong key: {path} has fingerprint {found}, but this store was created with {expected}; use the store's own key file")]
+    #[error(
+        "wrong key: {path} has fingerprint {found}, but this store was created with {expected}; use the store's own key file"
+    )]
     WrongKey {
         /// Key file used.
         path: PathBuf,

@@ -65,9 +65,8 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
     // together, so a slow destination does not stall the fetches (and the reverse).
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let fetcher = async {
-        let mut runs = futures::stream::iter(runs(&layout, segments.clone(), run_len))
-            .map(|r| reader.read_run(r))
-            .buffered(READ_AHEAD);
+        let mut runs =
+            futures::stream::iter(runs(&layout, segments.clone(), run_len)).map(|r| reader.read_run(r)).buffered(READ_AHEAD);
         let tx = tx; // owned by this half: the writer's loop ends when it is dropped
         while let Some(run) = runs.next().await {
             for seg in run? {

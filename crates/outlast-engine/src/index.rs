@@ -107,8 +107,8 @@ impl Index {
 
     /// Records that a write of `vid` started, before any blob is written.
     pub fn begin_pending(&self, p: &PendingWrite) -> Result<(), EngineError> {
-        let blobs = serde_json::to_string(&p.blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>())
-            .expect("serializable");
+        let blobs =
+            serde_json::to_string(&p.blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>()).expect("serializable");
         self.conn().execute(
             "INSERT INTO pending (vid, pid, started_ns, blobs) VALUES (?1, ?2, ?3, ?4)",
             params![&p.vid.0[..], p.pid, p.started_ns as i64, blobs],
@@ -120,7 +120,8 @@ impl Index {
     pub fn add_pending_blobs(&self, vid: &VersionId, more: &[BlobRef]) -> Result<(), EngineError> {
         let mut blobs = self.pending_blobs(vid)?;
         blobs.extend(more.iter().cloned());
-        let json = serde_json::to_string(&blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>()).expect("serializable");
+        let json =
+            serde_json::to_string(&blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>()).expect("serializable");
         let changed = self.conn().execute("UPDATE pending SET blobs = ?2 WHERE vid = ?1", params![&vid.0[..], json])?;
         if changed != 1 {
             return Err(lost_pending(vid));
@@ -178,7 +179,8 @@ impl Index {
         let mut garbage = Vec::new();
         for (vid, _) in old.iter().chain(old_tomb.iter()) {
             let mut st = tx.prepare("SELECT provider, blob, size FROM blobs WHERE vid = ?1")?;
-            let rows = st.query_map([vid], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
+            let rows =
+                st.query_map([vid], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
             for r in rows {
                 garbage.push(r?);
             }
@@ -254,7 +256,8 @@ impl Index {
     pub fn blobs_on(&self, provider: &str) -> Result<Vec<BlobRef>, EngineError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT provider, blob, size FROM blobs WHERE provider = ?1")?;
-        let rows = st.query_map([provider], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
+        let rows =
+            st.query_map([provider], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -75,10 +75,8 @@ pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
     match words.next() {
         Some("raw") => {
             let hex = words.next().ok_or_else(|| bad("the key is missing"))?;
-            let bytes: [u8; KEY_LEN] = hex::decode(hex)
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| bad("the key is not 64 hex digits"))?;
+            let bytes: [u8; KEY_LEN] =
+                hex::decode(hex).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| bad("the key is not 64 hex digits"))?;
             Ok(MasterKey::from_bytes(bytes))
         }
         Some("argon2id") => {
@@ -94,9 +92,8 @@ pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
                     _ => return Err(bad("unknown parameter")),
                 }
             }
-            let pass = std::env::var(PASSPHRASE_ENV).map_err(|_| {
-                EngineError::Key(format!("{} is passphrase-protected: set {PASSPHRASE_ENV}", path.display()))
-            })?;
+            let pass = std::env::var(PASSPHRASE_ENV)
+                .map_err(|_| EngineError::Key(format!("{} is passphrase-protected: set {PASSPHRASE_ENV}", path.display())))?;
             Ok(MasterKey::from_passphrase(&pass, &p)?)
         }
         _ => Err(bad("unknown key kind")),

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 use outlast_codec::check::ShardCheck;
 use outlast_codec::{
-    names, DataKey, EncodedSegment, Layout, Manifest, ManifestBody, ObjectManifest, SegmentCodec, ShardPlacement,
-    VersionId, VersionStamp,
+    names, DataKey, EncodedSegment, Layout, Manifest, ManifestBody, ObjectManifest, SegmentCodec, ShardPlacement, VersionId,
+    VersionStamp,
 };
 use outlast_provider::{BlobWriter, Provider};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -63,7 +63,12 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     // part is written, so a crash at any point leaves only blobs the pending record names.
     let manifests: Vec<BlobRef> =
         placement.iter().map(|p| BlobRef { provider: p.name().into(), blob: manifest_name.clone(), size: 0 }).collect();
-    store.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: manifests })?;
+    store.index.begin_pending(&PendingWrite {
+        vid: stamp.vid,
+        pid: std::process::id(),
+        started_ns: now_ns(),
+        blobs: manifests,
+    })?;
 
     let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new() };
     match w.write(src, opts, progress, &manifest_name).await {

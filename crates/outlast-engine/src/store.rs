@@ -276,7 +276,12 @@ impl Store {
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
         let targets: Vec<BlobRef> =
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
-        self.index.begin_pending(&PendingWrite { vid: stamp.vid, pid: std::process::id(), started_ns: now_ns(), blobs: targets })?;
+        self.index.begin_pending(&PendingWrite {
+            vid: stamp.vid,
+            pid: std::process::id(),
+            started_ns: now_ns(),
+            blobs: targets,
+        })?;
         match self.write_tombstone(name, stamp, &blob, sealed).await {
             Ok(garbage) => {
                 self.delete_blobs(&garbage).await;
@@ -413,12 +418,8 @@ impl Store {
             }
             listings.push((prov, listed));
         }
-        let pending_now: HashSet<(String, String)> = self
-            .index
-            .pending()?
-            .into_iter()
-            .flat_map(|p| p.blobs.into_iter().map(|b| (b.provider, b.blob)))
-            .collect();
+        let pending_now: HashSet<(String, String)> =
+            self.index.pending()?.into_iter().flat_map(|p| p.blobs.into_iter().map(|b| (b.provider, b.blob))).collect();
         let mut referenced: HashSet<(String, String)> = HashSet::new();
         for prov in &self.providers {
             referenced.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| (b.provider, b.blob)));

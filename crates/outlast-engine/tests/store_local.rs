@@ -116,7 +116,14 @@ async fn ranges_read_only_what_they_cover() {
     let d = data(5 * SEG as usize + 123, 9);
     put(&store, "r", &d).await.unwrap();
     let s = SEG as u64;
-    for (a, b) in [(0, 1), (s - 1, s + 1), (2 * s + 5, 4 * s), (5 * s, 5 * s + 123), (100, 10_000_000), (d.len() as u64 - 1, d.len() as u64 + 9)] {
+    for (a, b) in [
+        (0, 1),
+        (s - 1, s + 1),
+        (2 * s + 5, 4 * s),
+        (5 * s, 5 * s + 123),
+        (100, 10_000_000),
+        (d.len() as u64 - 1, d.len() as u64 + 9),
+    ] {
         let mut out = Vec::new();
         store.get("r", Some(a..b), &mut out, &NoProgress).await.unwrap();
         let (a, b) = (a.min(d.len() as u64) as usize, b.min(d.len() as u64) as usize);
@@ -168,7 +175,11 @@ async fn a_shard_that_passes_its_check_but_lies_is_found_on_a_normal_read() {
     let mut out = Vec::new();
     let report = store.get("liar", None, &mut out, &NoProgress).await.unwrap();
     assert_eq!(out, d);
-    assert!(report.faults.iter().any(|fl| fl.provider == liar && fl.reason.contains("failed authentication")), "{:?}", report.faults);
+    assert!(
+        report.faults.iter().any(|fl| fl.provider == liar && fl.reason.contains("failed authentication")),
+        "{:?}",
+        report.faults
+    );
 }
 
 #[tokio::test]
