@@ -83,7 +83,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let total = store.stat(&name).ok().map(|i| i.size);
             let bar = Bar::new(total, "get");
             let report = match dest.filter(|d| d.as_os_str() != "-") {
-                None => store.get(&name, range, tokio::io::stdout(), &bar).await?,
+                None => get_on_thread(&store, &name, range, std::io::stdout(), &bar).await?,
                 Some(dest) => get_to_file(&store, &name, range, &dest, &bar).await?,
             };
             bar.finish();
@@ -187,13 +187,11 @@ async fn get_to_file(
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let file_name = dest.file_name().with_context(|| format!("{} is not a file path", dest.display()))?;
     let tmp = dir.join(format!(".{}.outlast-{}.part", file_name.to_string_lossy(), std::process::id()));
-    let file = tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let result = store.get(name, range, &mut out, bar).await;
+    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    // Like cp, no fsync: the store keeps the durable copy.
+    let result = get_on_thread(store, name, range, file, bar).await;
     let finish = async {
         let report = result?;
-        // Like cp, no fsync: the store keeps the durable copy.
-        drop(out.into_inner());
         tokio::fs::rename(&tmp, dest).await.with_context(|| format!("cannot rename into {}", dest.display()))?;
         Ok(report)
     };
@@ -202,6 +200,33 @@ async fn get_to_file(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+/// Runs a get whose output is written with blocking calls on a thread of its own: the write of
+/// one segment overlaps the fetch and decode of the next, and no segment is copied on the way.
+/// (Writing through tokio's file type copied every buffer and allowed one write in flight.)
+async fn get_on_thread<W: std::io::Write + Send + 'static>(
+    store: &Store,
+    name: &str,
+    range: Option<std::ops::Range<u64>>,
+    out: W,
+    bar: &Bar,
+) -> Result<outlast_engine::GetReport> {
+    let (mut tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut out = out;
+        while let Some(piece) = rx.blocking_recv() {
+            out.write_all(&piece)?;
+        }
+        out.flush()
+    });
+    let got = store.get_into(name, range, &mut tx, bar).await;
+    drop(tx);
+    let wrote = writer.await.context("the output writer panicked")?;
+    // A failed write closes the channel, which the get reports as a closed output: the
+    // writer's own error says more.
+    wrote.context("cannot write the output")?;
+    Ok(got?)
 }
 
 fn format_time(ns: u64) -> String {

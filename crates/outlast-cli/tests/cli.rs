@@ -90,6 +90,24 @@ fn failed_get_leaves_no_partial_file() {
 }
 
 #[test]
+fn a_get_onto_a_full_disk_fails_cleanly() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("in.bin"), data(3_000_000, 5)).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    let full = d.join("full");
+    std::fs::create_dir(&full).unwrap();
+    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&full).status().unwrap();
+    assert!(st.success(), "mounting a tmpfs needs root (as the test script and CI run)");
+    let err = run_err(d, &["get", "x", "full/out.bin"]);
+    let left: Vec<_> = std::fs::read_dir(&full).unwrap().flatten().map(|e| e.file_name()).collect();
+    let _ = std::process::Command::new("umount").arg(&full).status();
+    assert!(err.contains("cannot write the output") && err.contains("No space left"), "{err}");
+    assert!(left.is_empty(), "a failed get left {left:?}");
+    assert_eq!(std::fs::read(d.join("in.bin")).unwrap(), run_ok(d, &["get", "x"]).stdout);
+}
+
+#[test]
 fn wrong_key_and_bad_config_are_clear_one_line_errors() {
     let dir = init_store("2", "3");
     let d = dir.path();

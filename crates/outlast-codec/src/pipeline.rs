@@ -31,8 +31,8 @@ pub struct EncodedSegment {
 /// One segment, decoded.
 #[derive(Debug, Clone)]
 pub struct DecodedSegment {
-    /// The segment's plaintext.
-    pub plaintext: Vec<u8>,
+    /// The segment's plaintext, shareable without a copy on its way to the output.
+    pub plaintext: Bytes,
     /// Whether parity had to be decoded (a data shard was missing or bad).
     pub reconstructed: bool,
     /// A shard that passed its check yet made authentication fail, found by leaving shards out
@@ -156,6 +156,6 @@ impl SegmentCodec {
         let sealed_len = l.segment_sealed_len(s);
         let plain_len = seal::open_segment_in_place(&self.key, &self.vid, s, self.is_last(s), &mut buf[..sealed_len])?;
         buf.truncate(plain_len);
-        Ok(DecodedSegment { plaintext: buf, reconstructed, liar: None })
+        Ok(DecodedSegment { plaintext: Bytes::from(buf), reconstructed, liar: None })
     }
 }

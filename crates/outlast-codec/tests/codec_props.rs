@@ -44,7 +44,7 @@ fn decode_segment(c: &Coded, s: u64, missing: &[usize]) -> Result<Vec<u8>, Codec
     for b in c.codec.bad_shards(s, &present, &c.checks[s as usize]) {
         present[b] = None;
     }
-    c.codec.decode(s, &present).map(|d| d.plaintext)
+    c.codec.decode(s, &present).map(|d| d.plaintext.to_vec())
 }
 
 fn params() -> impl Strategy<Value = (u16, u16, u32)> {

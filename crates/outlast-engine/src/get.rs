@@ -2,6 +2,7 @@
 //! one ranged request each (parity only when one is missing or bad) -> check each shard ->
 //! decode -> decrypt -> stream out in order.
 
+use std::future::Future;
 use std::ops::Range;
 use std::sync::Mutex;
 
@@ -24,11 +25,44 @@ const RUN_SEGMENTS: u64 = 1;
 /// Runs fetched and decoded ahead of the writer.
 const READ_AHEAD: usize = 4;
 
-pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
+/// Where a get's plaintext goes, in order, a segment's worth at a time. Faces that can take
+/// whole buffers (a file written on its own thread, an HTTP body) receive them without a copy;
+/// [`WriteSink`] adapts any `AsyncWrite`.
+pub trait GetSink: Send {
+    /// Takes the next piece of the output.
+    fn accept(&mut self, chunk: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Called once after the last piece, before the get reports success.
+    fn finish(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// A [`GetSink`] over any `AsyncWrite` (the bytes are copied into the writer).
+pub struct WriteSink<W>(pub W);
+
+impl<W: AsyncWrite + Unpin + Send> GetSink for WriteSink<W> {
+    async fn accept(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.0.write_all(&chunk).await
+    }
+    async fn finish(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
+/// Hands each piece to a receiver, e.g. a thread writing a file with blocking calls, so output
+/// and fetching run side by side without copying.
+impl GetSink for tokio::sync::mpsc::Sender<Bytes> {
+    async fn accept(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.send(chunk).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the output was closed"))
+    }
+    async fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(crate) async fn get(
     store: &Store,
     name: &str,
     range: Option<Range<u64>>,
-    mut dst: W,
+    dst: &mut impl GetSink,
     progress: &dyn Progress,
 ) -> Result<GetReport, EngineError> {
     let entry = store.index.get(name)?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
@@ -84,12 +118,13 @@ pub(crate) async fn get<W: AsyncWrite + Unpin + Send>(
             let seg_range = layout.segment_range(s);
             let from = range.start.max(seg_range.start) - seg_range.start;
             let to = range.end.min(seg_range.end) - seg_range.start;
-            let part = &decoded.plaintext[from as usize..to as usize];
-            dst.write_all(part).await.map_err(|e| EngineError::io("writing the output", e))?;
-            report.bytes += part.len() as u64;
-            progress.advance(part.len() as u64);
+            let part = decoded.plaintext.slice(from as usize..to as usize);
+            let len = part.len() as u64;
+            dst.accept(part).await.map_err(|e| EngineError::io("writing the output", e))?;
+            report.bytes += len;
+            progress.advance(len);
         }
-        dst.flush().await.map_err(|e| EngineError::io("writing the output", e))?;
+        dst.finish().await.map_err(|e| EngineError::io("writing the output", e))?;
         Ok::<_, EngineError>(report)
     };
     let ((), mut report) = tokio::try_join!(fetcher, writer)?;

@@ -20,5 +20,6 @@ mod put;
 
 pub use config::Config;
 pub use error::EngineError;
+pub use get::{GetSink, WriteSink};
 pub use progress::Progress;
 pub use store::{GcReport, GetReport, ObjectInfo, ProviderReport, PutOptions, PutReport, Store};

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::index::{BlobRef, Index, IndexEntry, PendingWrite};
-use crate::{keyfile, Config, EngineError, Progress};
+use crate::{keyfile, Config, EngineError, GetSink, Progress, WriteSink};
 
 /// A pending write older than this is taken as crashed even if a process with its pid runs.
 const PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -220,7 +220,19 @@ impl Store {
         dst: W,
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {
-        crate::get::get(self, name, range, dst, progress).await
+        crate::get::get(self, name, range, &mut WriteSink(dst), progress).await
+    }
+
+    /// Like [`Self::get`], but hands the plaintext over in whole pieces: a sink that writes on
+    /// another thread or into a response body saves a copy and a wait per piece.
+    pub async fn get_into(
+        &self,
+        name: &str,
+        range: Option<Range<u64>>,
+        sink: &mut impl GetSink,
+        progress: &dyn Progress,
+    ) -> Result<GetReport, EngineError> {
+        crate::get::get(self, name, range, sink, progress).await
     }
 
     fn info(e: &IndexEntry) -> ObjectInfo {
