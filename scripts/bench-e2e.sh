@@ -43,6 +43,8 @@ P=$(printf '%s\n' "${put_t[@]}" | median); G=$(printf '%s\n' "${get_t[@]}" | med
 CP=$(printf '%s\n' "${cpput_t[@]}" | median); CG=$(printf '%s\n' "${cpget_t[@]}" | median)
 RC=$(printf '%s\n' "${rclone_t[@]}" | median); CS=$(printf '%s\n' "${cpsync_t[@]}" | median)
 mbps() { echo "scale=0; 1024 / $1" | bc -l; }
+samples() { printf '%.2f ' "$@"; }
+echo "samples: put $(samples "${put_t[@]}")| get $(samples "${get_t[@]}")| cp $(samples "${cpput_t[@]}")| cp+fsync $(samples "${cpsync_t[@]}")| cp 1 GiB $(samples "${cpget_t[@]}")"
 echo "1 GiB, 4-of-6 on local folders (medians of 3; page cache warm)"
 printf 'outlast put          %6.2f s  %5s MiB/s\n' "$P" "$(mbps "$P")"
 printf 'cp 1.5 GiB (stored)  %6.2f s  -> put/cp speed ratio %.2fx\n' "$CP" "$(echo "$CP / $P" | bc -l)"

@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 println!("stored {} ({} bytes, {} shards){extra}", report.name, report.size, report.shards_written);
             }
+            return Ok(after(&store));
         }
         Command::Get { name, dest, range } => {
             let store = open(cfg)?;
@@ -90,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 eprintln!("{}", serde_json::to_string(&report).expect("serializable"));
             }
+            return Ok(after(&store));
         }
         Command::Ls { prefix } => {
             let store = open(cfg)?;
@@ -131,6 +133,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("removed {name}");
             }
+            return Ok(after(&store));
         }
         Command::Providers => {
             let store = open(cfg)?;
@@ -139,11 +142,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&reports);
             } else {
-                println!("{:<16} {:<16} {:<7} {:<11} {:>8} {:>14}", "PROVIDER", "DOMAIN", "SCHEME", "STATE", "SHARDS", "BYTES");
+                println!(
+                    "{:<16} {:<16} {:<7} {:<11} {:>8} {:>14} {:>9}",
+                    "PROVIDER", "DOMAIN", "SCHEME", "STATE", "SHARDS", "BYTES", "READ p95"
+                );
                 for r in &reports {
-                    let state = if r.reachable { "reachable" } else { "UNREACHABLE" };
-                    println!("{:<16} {:<16} {:<7} {:<11} {:>8} {:>14}", r.name, r.domain, r.scheme, state, r.shards, r.bytes);
-                    if let Some(e) = &r.error {
+                    let state = if r.state.is_usable() { r.state.as_str().to_string() } else { r.state.as_str().to_uppercase() };
+                    let p95 = r.p95_ms.map(|ms| format!("{ms:.1} ms")).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<16} {:<16} {:<7} {:<11} {:>8} {:>14} {:>9}",
+                        r.name, r.domain, r.scheme, state, r.shards, r.bytes, p95
+                    );
+                    if !r.reason.is_empty() {
+                        println!("  {}", r.reason);
+                    } else if let Some(e) = &r.error {
                         println!("  {e}");
                     }
                 }
@@ -200,6 +212,20 @@ async fn get_to_file(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+/// The exit status of a command that succeeded: 3 when it used a provider that now looks
+/// terminated, so scripts learn of an ended account even when the work was done.
+fn after(store: &Store) -> ExitCode {
+    let troubled = store.terminated_providers();
+    for h in &troubled {
+        eprintln!("outlast: provider `{}` is {}: {}", h.name, h.state.as_str(), h.reason);
+    }
+    if troubled.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
 }
 
 /// Runs a get whose output is written with blocking calls on a thread of its own: the write of

@@ -108,6 +108,34 @@ fn a_get_onto_a_full_disk_fails_cleanly() {
 }
 
 #[test]
+fn a_terminated_provider_is_reported_and_sets_the_exit_status() {
+    let dir = init_store("2", "4");
+    let d = dir.path();
+    let body = data(200_000, 6);
+    std::fs::write(d.join("in.bin"), &body).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    run_ok(d, &["put", "in.bin", "y"]);
+    std::fs::remove_dir_all(d.join("stores/local2")).unwrap();
+
+    let out = outlast(d).args(["--json", "providers"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let reports = json(&out);
+    let local2 = reports.as_array().unwrap().iter().find(|r| r["name"] == "local2").unwrap();
+    assert_eq!(local2["state"], "terminated", "{local2}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TERMINATED"), "no error line");
+    let text = String::from_utf8(outlast(d).arg("providers").output().unwrap().stdout).unwrap();
+    assert!(text.contains("TERMINATED"), "{text}");
+
+    // A put that touches it succeeds at quorum but exits 3 and says why.
+    let out = outlast(d).args(["put", "in.bin", "z"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("provider `local2` is terminated"));
+    for name in ["x", "y", "z"] {
+        assert!(run_ok(d, &["get", name]).stdout == body, "{name}");
+    }
+}
+
+#[test]
 fn wrong_key_and_bad_config_are_clear_one_line_errors() {
     let dir = init_store("2", "3");
     let d = dir.path();

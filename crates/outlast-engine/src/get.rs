@@ -2,6 +2,7 @@
 //! one ranged request each (parity only when one is missing or bad) -> check each shard ->
 //! decode -> decrypt -> stream out in order.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -83,6 +84,11 @@ pub(crate) async fn get(
     // the providers hold this version.
     let segments = if om.size == 0 { 0..1 } else { layout.segments_for(range.clone()) };
     let holders: Vec<Option<&Provider>> = om.placement.iter().map(|p| store.provider(&p.provider)).collect();
+    // Shards the put could not write (or scrub found damaged) are repair debt: not asked for
+    // unless nothing else is left.
+    let recorded: HashSet<(String, String)> =
+        store.index.blobs_of(&manifest.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+    let usable: Vec<bool> = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
     let faults = Mutex::new(Vec::new());
     let run_len = store.config.coding.read_run_segments.map_or(RUN_SEGMENTS, u64::from);
     let reader = RunReader {
@@ -93,6 +99,10 @@ pub(crate) async fn get(
         faults: &faults,
         keys: &store.keys,
         vid: manifest.stamp.vid,
+        recorded: &recorded,
+        usable: &usable,
+        index: &store.index,
+        noted: Mutex::default(),
     };
 
     // Fetching and decoding run ahead while the output is written: both halves are polled
@@ -150,6 +160,11 @@ struct RunReader<'a> {
     faults: &'a Mutex<Vec<ShardFault>>,
     keys: &'a StoreKeys,
     vid: VersionId,
+    recorded: &'a HashSet<(String, String)>,
+    usable: &'a [bool],
+    index: &'a crate::index::Index,
+    /// (shard, part) blobs whose presence was already reported to the provider's health.
+    noted: Mutex<HashSet<(usize, u32)>>,
 }
 
 /// Splits `segments` into runs of at most `run_len` that never cross a part boundary.
@@ -171,20 +186,52 @@ impl RunReader<'_> {
         self.faults.lock().expect("faults lock").push(ShardFault { provider, segment, shard, reason });
     }
 
+    /// The order to ask for the shards of `part`: data shards before parity (a healthy read
+    /// decodes nothing), providers in a usable state before the others, shards the index does
+    /// not record (repair debt) last of all.
+    fn order(&self, part: u32) -> Vec<usize> {
+        let n = self.om.n as usize;
+        let stored = |i: usize| {
+            let blob = names::shard_blob(self.keys, &self.vid, i as u16, part);
+            self.recorded.contains(&(self.om.placement[i].provider.clone(), blob))
+        };
+        let mut order: Vec<(bool, bool, usize)> = (0..n).map(|i| (!stored(i), !self.usable[i], i)).collect();
+        order.sort_unstable();
+        order.into_iter().map(|(_, _, i)| i).collect()
+    }
+
     /// Fetches shards `which` for every segment of `run` and keeps those that pass their check
     /// in `shards[segment - run.start][shard]`.
-    async fn fetch(&self, run: &Range<u64>, shards: &mut [Vec<Option<Bytes>>], which: Range<usize>) {
+    async fn fetch(&self, run: &Range<u64>, shards: &mut [Vec<Option<Bytes>>], which: &[usize]) {
         let layout = self.codec.layout();
         let last = run.end - 1;
         let base = layout.shard_offset(run.start);
         let want = base..layout.shard_offset(last) + layout.shard_len(last) as u64;
         let part = layout.part_of(run.start);
-        let fetches = which.map(|i| {
+        let fetches = which.iter().map(|&i| {
             let want = want.clone();
             async move {
                 let blob = names::shard_blob(self.keys, &self.vid, i as u16, part);
                 let r = match self.holders[i] {
-                    Some(p) => p.read_range(&blob, want).await.map_err(|e| e.to_string()),
+                    Some(p) => {
+                        let r = p.read_range(&blob, want).await;
+                        // Each blob counts once towards the provider's health, however many
+                        // segments are read from it.
+                        let known = self.recorded.contains(&(p.name().to_string(), blob.clone()))
+                            && self.noted.lock().expect("noted lock").insert((i, part));
+                        match &r {
+                            Ok(_) if known => p.note_known_blob(true),
+                            Err(e) if known && e.is_not_found() => {
+                                p.note_known_blob(false);
+                                // Now repair debt: later reads do not ask for it again.
+                                if let Err(e) = self.index.forget_blob(p.name(), &blob) {
+                                    tracing::warn!("could not record a lost shard in the index: {e}");
+                                }
+                            }
+                            _ => {}
+                        }
+                        r.map_err(|e| e.to_string())
+                    }
                     None => Err(format!("provider `{}` is not in the configuration", self.om.placement[i].provider)),
                 };
                 (i, r)
@@ -206,6 +253,9 @@ impl RunReader<'_> {
         for (j, s) in run.clone().enumerate() {
             for bad in self.codec.bad_shards(s, &shards[j], self.om.segment_checks(s)) {
                 self.fault(s, bad, "shard failed its integrity check (corrupt or truncated)".into());
+                if let Some(p) = self.holders[bad] {
+                    p.note_corrupt();
+                }
                 shards[j][bad] = None;
             }
         }
@@ -223,8 +273,9 @@ impl RunReader<'_> {
     async fn read_run(&self, run: Range<u64>) -> Result<Vec<(u64, DecodedSegment)>, EngineError> {
         let (k, n) = (self.om.k as usize, self.om.n as usize);
         let mut shards: Vec<Vec<Option<Bytes>>> = vec![vec![None; n]; (run.end - run.start) as usize];
-        // Data shards first: a healthy read decodes nothing. Parity only as far as needed.
-        self.fetch(&run, &mut shards, 0..k).await;
+        let order = self.order(self.codec.layout().part_of(run.start));
+        self.fetch(&run, &mut shards, &order[..k]).await;
+        // More shards only as far as needed.
         let mut next = k;
         loop {
             let short = shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
@@ -232,14 +283,14 @@ impl RunReader<'_> {
                 break;
             }
             let upto = (next + short).min(n);
-            self.fetch(&run, &mut shards, next..upto).await;
+            self.fetch(&run, &mut shards, &order[next..upto]).await;
             next = upto;
         }
         let mut decoded = self.decode(&run, &shards).await;
         if next < n && decoded.iter().any(|(_, d)| matches!(d, Err(CodecError::SegmentAuth { .. }))) {
             // Every shard passed its check, yet the segment failed authentication: one of them
             // lies. Fetch the rest so the codec can leave shards out one at a time to find it.
-            self.fetch(&run, &mut shards, next..n).await;
+            self.fetch(&run, &mut shards, &order[next..]).await;
             decoded = self.decode(&run, &shards).await;
         }
         let mut out = Vec::with_capacity(decoded.len());
@@ -248,6 +299,9 @@ impl RunReader<'_> {
                 Ok(d) => {
                     if let Some(liar) = d.liar {
                         self.fault(s, liar, "shard passed its check but failed authentication".into());
+                        if let Some(p) = self.holders[liar] {
+                            p.note_corrupt();
+                        }
                     }
                     out.push((s, d));
                 }

@@ -8,11 +8,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use outlast_codec::{VersionId, VersionStamp};
+use outlast_provider::HealthStats;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::EngineError;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: objects, tombstones, blobs, pending. 2 adds `health` (created by `CREATE ... IF NOT
+/// EXISTS`, so a version-1 index is migrated by opening it).
+const SCHEMA_VERSION: i64 = 2;
 
 /// One row of the object table.
 #[derive(Debug, Clone)]
@@ -84,7 +87,8 @@ impl Index {
                  PRIMARY KEY (provider, blob));
              CREATE INDEX IF NOT EXISTS blobs_by_vid ON blobs (vid);
              CREATE TABLE IF NOT EXISTS pending (
-                 vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);",
+                 vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS health (provider TEXT PRIMARY KEY, stats TEXT NOT NULL);",
         )?;
         let v: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
         match v {
@@ -92,6 +96,9 @@ impl Index {
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
             }
             Some(SCHEMA_VERSION) => {}
+            Some(1) => {
+                conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [SCHEMA_VERSION])?;
+            }
             Some(other) => {
                 return Err(EngineError::State(format!(
                     "index schema {other} is newer than this build understands ({SCHEMA_VERSION}); upgrade outlast"
@@ -259,6 +266,80 @@ impl Index {
         let rows =
             st.query_map([provider], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// What repair and scrub change: which blobs of committed versions exist.
+impl Index {
+    /// Every blob recorded for version `vid`.
+    pub fn blobs_of(&self, vid: &VersionId) -> Result<Vec<BlobRef>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT provider, blob, size FROM blobs WHERE vid = ?1")?;
+        let rows = st.query_map([&vid.0[..]], |r| {
+            Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records a blob that repair wrote for `vid`, if `vid` is still current (an object or a
+    /// tombstone); returns whether it was recorded. A version replaced meanwhile gets nothing,
+    /// and the blob is garbage for gc.
+    pub fn add_blob(&self, vid: &VersionId, b: &BlobRef) -> Result<bool, EngineError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row(
+            "SELECT (SELECT COUNT(*) FROM objects WHERE vid = ?1) + (SELECT COUNT(*) FROM tombstones WHERE vid = ?1)",
+            [&vid.0[..]],
+            |r| r.get(0),
+        )?;
+        if current == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
+            params![b.provider, b.blob, &vid.0[..], b.size as i64],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Forgets a blob found missing or damaged, so it counts as repair debt.
+    pub fn forget_blob(&self, provider: &str, blob: &str) -> Result<(), EngineError> {
+        self.conn().execute("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob])?;
+        Ok(())
+    }
+
+    /// Every current object (tombstones excluded), in name order.
+    pub fn objects(&self) -> Result<Vec<IndexEntry>, EngineError> {
+        self.list("")
+    }
+
+    /// Health observations saved by earlier runs, by provider name.
+    pub fn load_health(&self) -> Result<Vec<(String, HealthStats)>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT provider, stats FROM health")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, json) = row?;
+            // Stats from an incompatible build are dropped rather than failing the store.
+            if let Ok(stats) = serde_json::from_str(&json) {
+                out.push((name, stats));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Saves health observations for the next run.
+    pub fn save_health(&self, stats: &[(&str, HealthStats)]) -> Result<(), EngineError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (name, h) in stats {
+            let json = serde_json::to_string(h).expect("serializable");
+            tx.execute("INSERT OR REPLACE INTO health (provider, stats) VALUES (?1, ?2)", [name, &json.as_str()])?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

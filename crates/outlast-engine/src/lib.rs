@@ -22,4 +22,4 @@ pub use config::Config;
 pub use error::EngineError;
 pub use get::{GetSink, WriteSink};
 pub use progress::Progress;
-pub use store::{GcReport, GetReport, ObjectInfo, ProviderReport, PutOptions, PutReport, Store};
+pub use store::{GcReport, GetReport, ObjectInfo, ProviderHealth, ProviderReport, PutOptions, PutReport, Store};

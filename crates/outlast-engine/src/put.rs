@@ -257,7 +257,7 @@ impl VersionWriter<'_> {
             let mut s = 0u64;
             while let Some(job) = rx.recv().await {
                 let (plain_len, encoded) = job.await.expect("encode task panicked")?;
-                if s % spp == 0 {
+                if s.is_multiple_of(spp) {
                     if s > 0 {
                         self.close_part(std::mem::take(&mut writers), &mut alive).await?;
                     }

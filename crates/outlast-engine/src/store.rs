@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use outlast_codec::{names, Manifest, ManifestBody, MasterKey, StoreKeys, VersionId, VersionStamp};
-use outlast_provider::Provider;
+use outlast_provider::{HealthState, HealthStats, Provider};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -26,6 +26,61 @@ pub struct Store {
     pub(crate) keys: Arc<StoreKeys>,
     pub(crate) providers: Vec<Provider>,
     pub(crate) index: Index,
+    /// Operations each provider had seen when the store was opened (to tell which ones this
+    /// process touched).
+    baseline: Vec<u64>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.save_health() {
+            tracing::warn!("could not save provider health: {e}");
+        }
+    }
+}
+
+/// A provider counts as slow when its read p95 exceeds both this and [`SLOW_FACTOR`] times
+/// the median of all providers' p95.
+const SLOW_FLOOR: Duration = Duration::from_millis(200);
+const SLOW_FACTOR: u32 = 5;
+
+/// Known blobs a probe stats per provider: enough to tell "all gone" from one lost blob.
+const PROBE_BLOBS: usize = outlast_provider::health::TERMINATED_AFTER as usize;
+/// What a probe of a provider holding nothing of ours asks for (never written).
+const PROBE_NAME: &str = "outlast-probe";
+
+/// Up to `count` items spread over `items` (first, last and between).
+fn sample_evenly<T>(items: &[T], count: usize) -> Vec<&T> {
+    if items.len() <= count {
+        return items.iter().collect();
+    }
+    (0..count).map(|i| &items[i * (items.len() - 1) / (count - 1).max(1)]).collect()
+}
+
+fn operations(h: &HealthStats) -> u64 {
+    h.ok + h.transient + h.denied + h.gone + h.other + h.corrupt
+}
+
+fn median(mut v: Vec<Duration>) -> Option<Duration> {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
+}
+
+/// One provider's health as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderHealth {
+    /// Provider name.
+    pub name: String,
+    /// Its state.
+    pub state: HealthState,
+    /// Why, when not healthy.
+    pub reason: String,
+    /// Median latency of recent reads, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile latency of recent reads, in milliseconds.
+    pub p95_ms: Option<f64>,
+    /// The counters behind it.
+    pub stats: HealthStats,
 }
 
 /// What a put may set besides the bytes.
@@ -117,6 +172,14 @@ pub struct ProviderReport {
     pub reachable: bool,
     /// The probe's error, if any.
     pub error: Option<String>,
+    /// Healthy, slow, unreachable or terminated, from the probe and earlier runs.
+    pub state: HealthState,
+    /// Why, when not healthy.
+    pub reason: String,
+    /// Median latency of recent reads, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile latency of recent reads, in milliseconds.
+    pub p95_ms: Option<f64>,
     /// Shard blobs the index places there.
     pub shards: u64,
     /// Bytes of all blobs (shards and manifests) the index places there.
@@ -167,7 +230,69 @@ impl Store {
             }
         }
         let index = Index::open(&config.state_dir())?;
-        Ok(Store { keys: Arc::new(key.store_keys()), providers, index, config })
+        for (name, stats) in index.load_health()? {
+            if let Some(p) = providers.iter().find(|p| p.name() == name) {
+                p.restore_health(stats);
+            }
+        }
+        let baseline = providers.iter().map(|p| operations(&p.health())).collect();
+        let store = Store { keys: Arc::new(key.store_keys()), providers, index, config, baseline };
+        for h in store.health() {
+            if h.state == HealthState::Terminated {
+                tracing::error!(provider = h.name, "provider `{}` looked TERMINATED when last used: {}", h.name, h.reason);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Each provider's state as the store sees it now: what its own operations imply, plus
+    /// [`HealthState::Slow`] for one whose recent reads are far slower than the others'.
+    pub fn health(&self) -> Vec<ProviderHealth> {
+        let stats: Vec<HealthStats> = self.providers.iter().map(Provider::health).collect();
+        let p95s: Vec<Duration> = stats.iter().filter_map(|h| h.latency(0.95)).collect();
+        let typical = median(p95s);
+        self.providers
+            .iter()
+            .zip(stats)
+            .map(|(p, h)| {
+                let mut state = p.state();
+                let mut reason = h.reason().or_else(|| p.build_error().map(str::to_string)).unwrap_or_default();
+                let p95 = h.latency(0.95);
+                if state == HealthState::Healthy {
+                    if let (Some(p95), Some(typical)) = (p95, typical) {
+                        if p95 > SLOW_FLOOR && p95 > typical * SLOW_FACTOR {
+                            state = HealthState::Slow;
+                            reason = format!("reads take {p95:?} at p95, the providers' typical p95 is {typical:?}");
+                        }
+                    }
+                }
+                ProviderHealth {
+                    name: p.name().to_string(),
+                    state,
+                    reason,
+                    p50_ms: h.latency(0.5).map(|d| d.as_secs_f64() * 1e3),
+                    p95_ms: p95.map(|d| d.as_secs_f64() * 1e3),
+                    stats: h,
+                }
+            })
+            .collect()
+    }
+
+    /// Providers this process used that now look terminated: the faces turn this into an exit
+    /// status, so scripts learn of an ended account even when the work itself succeeded.
+    pub fn terminated_providers(&self) -> Vec<ProviderHealth> {
+        self.health()
+            .into_iter()
+            .zip(&self.baseline)
+            .filter(|(h, before)| operations(&h.stats) != **before && h.state == HealthState::Terminated)
+            .map(|(h, _)| h)
+            .collect()
+    }
+
+    /// Saves the providers' health observations for the next run (also done on drop).
+    pub fn save_health(&self) -> Result<(), EngineError> {
+        let stats: Vec<(&str, HealthStats)> = self.providers.iter().map(|p| (p.name(), p.health())).collect();
+        self.index.save_health(&stats)
     }
 
     /// The configuration the store was opened with.
@@ -363,25 +488,52 @@ impl Store {
         results.into_iter().filter(|ok| *ok).count()
     }
 
-    /// Each provider: reachable or not, and what the index places there.
+    /// Each provider: its state, and what the index places there. The probe asks for a few
+    /// blobs the store wrote there: a deleted bucket or folder answers "not found" to every
+    /// one, which an empty probe could not tell from a healthy provider.
     pub async fn providers(&self) -> Result<Vec<ProviderReport>, EngineError> {
-        let probes = join_all(self.providers.iter().map(|p| async move {
-            match p.stat("outlast-probe").await {
-                Ok(_) => None,
-                Err(e) if e.is_not_found() => None,
-                Err(e) => Some(e.to_string()),
+        let mut held = Vec::new();
+        for p in &self.providers {
+            held.push(self.index.blobs_on(p.name())?);
+        }
+        let probes = join_all(self.providers.iter().zip(&held).map(|(p, blobs)| async move {
+            let known = sample_evenly(blobs, PROBE_BLOBS);
+            if known.is_empty() {
+                return match p.stat(PROBE_NAME).await {
+                    Ok(_) => None,
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => Some(e.to_string()),
+                };
             }
+            let mut error = None;
+            for b in known {
+                match p.stat(&b.blob).await {
+                    Ok(_) => p.note_known_blob(true),
+                    Err(e) if e.is_not_found() => {
+                        p.note_known_blob(false);
+                        error.get_or_insert_with(|| format!("blob `{}` it held is gone", b.blob));
+                    }
+                    Err(e) => {
+                        error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            error
         }))
         .await;
+        let health = self.health();
         let mut out = Vec::new();
-        for (p, err) in self.providers.iter().zip(probes) {
-            let blobs = self.index.blobs_on(p.name())?;
+        for (((p, err), blobs), h) in self.providers.iter().zip(probes).zip(held).zip(health) {
             out.push(ProviderReport {
                 name: p.name().to_string(),
                 domain: p.domain().to_string(),
                 scheme: p.scheme().to_string(),
-                reachable: err.is_none(),
+                reachable: err.is_none() && h.state.is_usable(),
                 error: err,
+                state: h.state,
+                reason: h.reason,
+                p50_ms: h.p50_ms,
+                p95_ms: h.p95_ms,
                 shards: blobs.iter().filter(|b| b.blob.starts_with(names::SHARD_PREFIX)).count() as u64,
                 bytes: blobs.iter().map(|b| b.size).sum(),
             });

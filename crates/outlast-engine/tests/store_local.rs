@@ -1,96 +1,15 @@
 //! Engine tests on local-folder providers: the write/read paths, the commit rule, failures and
 //! gc. (The same engine runs against real servers in the CLI's end-to-end tests.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::*;
 use outlast_codec::MasterKey;
 use outlast_engine::progress::NoProgress;
 use outlast_engine::{Config, EngineError, PutOptions, Store};
-
-const SEG: u32 = 64 * 1024;
-
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    key: MasterKey,
-    k: u16,
-    n: u16,
-}
-
-impl Fixture {
-    fn new(k: u16, n: u16) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n }
-    }
-
-    fn provider_dir(&self, i: u16) -> PathBuf {
-        self.root.join(format!("p{i}"))
-    }
-
-    /// Config text; `broken` providers get a root that cannot be created (below a file).
-    fn config_text(&self, broken: &[u16]) -> String {
-        std::fs::write(self.root.join("a-file"), b"x").unwrap();
-        let mut t = format!(
-            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\nsegments_per_part = 3\nread_run_segments = 2\n",
-            self.key.fingerprint(),
-            self.k,
-            self.n
-        );
-        for i in 0..self.n {
-            let root = if broken.contains(&i) { self.root.join("a-file/p") } else { self.provider_dir(i) };
-            t.push_str(&format!(
-                "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
-                root.display()
-            ));
-        }
-        t
-    }
-
-    fn store_with(&self, broken: &[u16]) -> Store {
-        let cfg = Config::parse(&self.config_text(broken), &self.root.join("outlast.toml")).unwrap();
-        Store::open_with_key(cfg, self.key.clone()).unwrap()
-    }
-
-    fn store(&self) -> Store {
-        self.store_with(&[])
-    }
-
-    fn blob_files(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for i in 0..self.n {
-            collect(&self.provider_dir(i), &mut out);
-        }
-        out
-    }
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
-}
-
-async fn get(store: &Store, name: &str) -> Result<Vec<u8>, EngineError> {
-    let mut out = Vec::new();
-    store.get(name, None, &mut out, &NoProgress).await?;
-    Ok(out)
-}
-
-async fn put(store: &Store, name: &str, bytes: &[u8]) -> Result<outlast_engine::PutReport, EngineError> {
-    store.put(name, bytes, PutOptions::default(), &NoProgress).await
-}
 
 #[tokio::test]
 async fn roundtrip_sizes_around_segments() {

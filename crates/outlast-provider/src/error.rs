@@ -12,6 +12,8 @@ pub enum ErrorClass {
     Denied,
     /// Worth retrying later: timeouts, 5xx, throttling, connection failures.
     Transient,
+    /// A write answered "not found": the bucket or container itself is gone.
+    Gone,
     /// Anything else: retrying will not help.
     Permanent,
 }
@@ -38,9 +40,9 @@ pub enum ProviderError {
         path: String,
         /// How it failed.
         class: ErrorClass,
-        /// OpenDAL's error.
+        /// OpenDAL's error (boxed: it is large, and errors travel through every `Result`).
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
 }
 
@@ -59,9 +61,12 @@ impl ProviderError {
     }
 }
 
-pub(crate) fn classify(e: &opendal::Error) -> ErrorClass {
+/// Reads the class from OpenDAL's error kind and retry status (never from messages); `op` is
+/// the operation, since "not found" on a write means the bucket is gone, not a blob.
+pub(crate) fn classify(e: &opendal::Error, op: &str) -> ErrorClass {
     use opendal::ErrorKind::*;
     match e.kind() {
+        NotFound if matches!(op, "write" | "close") => ErrorClass::Gone,
         NotFound => ErrorClass::NotFound,
         PermissionDenied => ErrorClass::Denied,
         RateLimited => ErrorClass::Transient,

@@ -6,9 +6,11 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod health;
 mod provider;
 mod spec;
 
 pub use error::{ErrorClass, ProviderError};
+pub use health::{HealthState, HealthStats};
 pub use provider::{BlobEntry, BlobWriter, Provider};
 pub use spec::{ProviderSpec, SCHEMES};

@@ -1,14 +1,19 @@
 //! A built provider and the blob operations the engine needs.
 
 use std::ops::Range;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::Operator;
 
 use crate::error::classify;
+use crate::health::{HealthState, HealthStats};
 use crate::{ProviderError, ProviderSpec};
+
+/// Shared by a provider, its clones and its writers.
+type SharedHealth = Arc<Mutex<HealthStats>>;
 
 /// One configured provider, ready for I/O.
 #[derive(Clone, Debug)]
@@ -19,6 +24,7 @@ pub struct Provider {
     /// The operator, or why it could not be built: such a provider fails every operation with
     /// that reason, exactly like a provider that is down, so the store keeps working without it.
     op: Result<Operator, String>,
+    health: SharedHealth,
 }
 
 /// A blob seen while listing.
@@ -38,6 +44,7 @@ pub struct BlobWriter {
     provider: String,
     path: String,
     sink: Sink,
+    health: SharedHealth,
 }
 
 enum Sink {
@@ -64,7 +71,13 @@ impl Provider {
         let op = op
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
             .layer(RetryLayer::new().with_max_times(3).with_jitter().with_min_delay(Duration::from_millis(50)));
-        Ok(Provider { name: spec.name.clone(), domain: spec.domain.clone(), scheme: spec.scheme.clone(), op: Ok(op) })
+        Ok(Provider {
+            name: spec.name.clone(),
+            domain: spec.domain.clone(),
+            scheme: spec.scheme.clone(),
+            op: Ok(op),
+            health: SharedHealth::default(),
+        })
     }
 
     /// Builds the provider, or, when that fails, a provider that reports the failure on every
@@ -75,6 +88,7 @@ impl Provider {
             domain: spec.domain.clone(),
             scheme: spec.scheme.clone(),
             op: Err(e.to_string()),
+            health: SharedHealth::default(),
         })
     }
 
@@ -103,17 +117,56 @@ impl Provider {
     }
 
     fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> ProviderError {
-        ProviderError::Op { provider: self.name.clone(), op, path: path.to_string(), class: classify(&source), source }
+        err(&self.name, path, op, source)
+    }
+
+    /// What has been seen of this provider so far (in this process, plus what was restored).
+    pub fn health(&self) -> HealthStats {
+        self.health.lock().expect("health lock").clone()
+    }
+
+    /// Starts from observations saved by an earlier run.
+    pub fn restore_health(&self, stats: HealthStats) {
+        *self.health.lock().expect("health lock") = stats;
+    }
+
+    /// The state the observations imply; a provider that could not be built is unreachable.
+    pub fn state(&self) -> HealthState {
+        match self.op {
+            Err(_) => HealthState::Unreachable,
+            Ok(_) => self.health.lock().expect("health lock").state(),
+        }
+    }
+
+    /// Tells the health record whether a blob the store knows it wrote was found, so that a
+    /// provider whose blobs vanished (a deleted bucket or folder) is seen as terminated even
+    /// while it accepts new writes.
+    pub fn note_known_blob(&self, present: bool) {
+        observe(&self.name, &self.health, |h| h.known_blob(present));
+    }
+
+    /// Tells the health record that a shard from this provider was wrong.
+    pub fn note_corrupt(&self) {
+        self.health.lock().expect("health lock").corrupt += 1;
+    }
+
+    fn record<T>(&self, started: Option<Instant>, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        record(&self.name, &self.health, started, r)
     }
 
     /// Writes a whole blob at once (manifests).
     pub async fn write(&self, path: &str, bytes: Bytes) -> Result<(), ProviderError> {
-        self.op()?.write(path, bytes).await.map(|_| ()).map_err(|e| self.err("write", path, e))
+        let r = match self.op() {
+            Ok(op) => op.write(path, bytes).await.map(|_| ()).map_err(|e| self.err("write", path, e)),
+            Err(e) => Err(e),
+        };
+        self.record(None, r)
     }
 
     /// Starts a streamed blob write (shards).
     pub async fn writer(&self, path: &str) -> Result<BlobWriter, ProviderError> {
         let op = self.op()?;
+        let health = self.health.clone();
         let cap = op.info().capability();
         let sink = if cap.write_can_multi {
             // Providers with a minimum part size (S3's 5 MiB) get writes gathered into chunks;
@@ -122,42 +175,63 @@ impl Provider {
                 Some(min) => op.writer_with(path).chunk(WRITE_CHUNK.max(min)).await,
                 None => op.writer_with(path).await,
             };
-            Sink::Stream(w.map_err(|e| self.err("write", path, e))?)
+            let w = w.map_err(|e| self.err("write", path, e));
+            Sink::Stream(self.record(None, w)?)
         } else {
             Sink::Buffer { op: op.clone(), chunks: Vec::new() }
         };
-        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink })
+        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink, health })
     }
 
     /// Reads a whole blob.
     pub async fn read(&self, path: &str) -> Result<Bytes, ProviderError> {
-        self.op()?.read(path).await.map(|b| b.to_bytes()).map_err(|e| self.err("read", path, e))
+        let started = Instant::now();
+        let r = match self.op() {
+            Ok(op) => op.read(path).await.map(|b| b.to_bytes()).map_err(|e| self.err("read", path, e)),
+            Err(e) => Err(e),
+        };
+        self.record(Some(started), r)
     }
 
     /// Reads `range` of a blob. The result may be shorter than asked if the blob is (a lying
     /// provider's truncated body is caught by the caller's checks).
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, ProviderError> {
-        self.op()?.read_with(path).range(range).await.map(|b| b.to_bytes()).map_err(|e| self.err("read", path, e))
+        let started = Instant::now();
+        let r = match self.op() {
+            Ok(op) => op.read_with(path).range(range).await.map(|b| b.to_bytes()).map_err(|e| self.err("read", path, e)),
+            Err(e) => Err(e),
+        };
+        self.record(Some(started), r)
     }
 
     /// Deletes a blob; deleting a missing blob succeeds.
     pub async fn delete(&self, path: &str) -> Result<(), ProviderError> {
-        self.op()?.delete(path).await.map_err(|e| self.err("delete", path, e))
+        let r = match self.op() {
+            Ok(op) => op.delete(path).await.map_err(|e| self.err("delete", path, e)),
+            Err(e) => Err(e),
+        };
+        self.record(None, r)
     }
 
     /// Size of a blob, or a not-found error.
     pub async fn stat(&self, path: &str) -> Result<BlobEntry, ProviderError> {
-        let m = self.op()?.stat(path).await.map_err(|e| self.err("stat", path, e))?;
+        let started = Instant::now();
+        let r = match self.op() {
+            Ok(op) => op.stat(path).await.map_err(|e| self.err("stat", path, e)),
+            Err(e) => Err(e),
+        };
+        let m = self.record(Some(started), r)?;
         Ok(BlobEntry { name: path.to_string(), size: m.content_length(), modified: m.last_modified().map(Into::into) })
     }
 
     /// Lists the blobs under `prefix` (e.g. `s/`), recursively. A missing prefix lists empty.
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, ProviderError> {
-        let entries = match self.op()?.list_with(prefix).recursive(true).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err("list", prefix, e)),
+        let r = self.op()?.list_with(prefix).recursive(true).await;
+        let r = match r {
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Vec::new()),
+            r => r.map_err(|e| self.err("list", prefix, e)),
         };
+        let entries = self.record(None, r)?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             if e.metadata().is_dir() {
@@ -180,7 +254,10 @@ impl BlobWriter {
     /// Appends bytes to the blob.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), ProviderError> {
         match &mut self.sink {
-            Sink::Stream(w) => w.write(bytes).await.map_err(|e| self.err("write", e)),
+            Sink::Stream(w) => {
+                let r = w.write(bytes).await.map_err(|e| err(&self.provider, &self.path, "write", e));
+                record(&self.provider, &self.health, None, r)
+            }
             Sink::Buffer { chunks, .. } => {
                 chunks.push(bytes);
                 Ok(())
@@ -194,13 +271,8 @@ impl BlobWriter {
             Sink::Stream(mut w) => w.close().await.map(|_| ()),
             Sink::Buffer { op, chunks } => op.write(&self.path, opendal::Buffer::from(chunks)).await.map(|_| ()),
         };
-        result.map_err(|e| ProviderError::Op {
-            provider: self.provider,
-            op: "close",
-            path: self.path,
-            class: classify(&e),
-            source: e,
-        })
+        let r = result.map_err(|e| err(&self.provider, &self.path, "close", e));
+        record(&self.provider, &self.health, None, r)
     }
 
     /// Gives up on the blob, removing staged parts where the provider supports it.
@@ -209,8 +281,45 @@ impl BlobWriter {
             let _ = w.abort().await;
         }
     }
+}
 
-    fn err(&self, op: &'static str, source: opendal::Error) -> ProviderError {
-        ProviderError::Op { provider: self.provider.clone(), op, path: self.path.clone(), class: classify(&source), source }
+fn err(provider: &str, path: &str, op: &'static str, source: opendal::Error) -> ProviderError {
+    let class = classify(&source, op);
+    ProviderError::Op { provider: provider.to_string(), op, path: path.to_string(), class, source: Box::new(source) }
+}
+
+/// Adds an operation's outcome to the provider's health record.
+fn record<T>(
+    provider: &str,
+    health: &Mutex<HealthStats>,
+    started: Option<Instant>,
+    r: Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    let outcome = match &r {
+        Ok(_) => Ok(()),
+        Err(e) => Err((e.class(), e.to_string())),
+    };
+    observe(provider, health, |h| h.record(started.map(|t| t.elapsed()), outcome));
+    r
+}
+
+/// Applies `change` to the health record and says so loudly when the provider's state changes
+/// for the worse: an account that was just ended must not go unnoticed.
+fn observe(provider: &str, health: &Mutex<HealthStats>, change: impl FnOnce(&mut HealthStats)) {
+    let mut h = health.lock().expect("health lock");
+    let before = h.state();
+    change(&mut h);
+    let after = h.state();
+    if after == before {
+        return;
+    }
+    let why = h.reason().unwrap_or_default();
+    match after {
+        HealthState::Terminated => tracing::error!(
+            provider,
+            "provider `{provider}` looks TERMINATED: {why}. reads carry on from the other providers while it stays so"
+        ),
+        HealthState::Unreachable => tracing::warn!(provider, "provider `{provider}` is unreachable: {why}"),
+        _ => tracing::info!(provider, "provider `{provider}` is {} again", after.as_str()),
     }
 }

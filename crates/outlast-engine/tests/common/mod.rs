@@ -1,0 +1,92 @@
+//! The fixture engine tests share: a store on local folders with a generated key.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use outlast_codec::MasterKey;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::{Config, EngineError, PutOptions, Store};
+
+pub const SEG: u32 = 64 * 1024;
+
+pub struct Fixture {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub key: MasterKey,
+    pub k: u16,
+    pub n: u16,
+}
+
+impl Fixture {
+    pub fn new(k: u16, n: u16) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n }
+    }
+
+    pub fn provider_dir(&self, i: u16) -> PathBuf {
+        self.root.join(format!("p{i}"))
+    }
+
+    /// Config text; `broken` providers get a root that cannot be created (below a file).
+    pub fn config_text(&self, broken: &[u16]) -> String {
+        std::fs::write(self.root.join("a-file"), b"x").unwrap();
+        let mut t = format!(
+            "key_fingerprint = \"{}\"\n[coding]\nk = {}\nn = {}\nsegment_size = {SEG}\nsegments_per_part = 3\nread_run_segments = 2\n",
+            self.key.fingerprint(),
+            self.k,
+            self.n
+        );
+        for i in 0..self.n {
+            let root = if broken.contains(&i) { self.root.join("a-file/p") } else { self.provider_dir(i) };
+            t.push_str(&format!(
+                "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
+                root.display()
+            ));
+        }
+        t
+    }
+
+    pub fn store_with(&self, broken: &[u16]) -> Store {
+        let cfg = Config::parse(&self.config_text(broken), &self.root.join("outlast.toml")).unwrap();
+        Store::open_with_key(cfg, self.key.clone()).unwrap()
+    }
+
+    pub fn store(&self) -> Store {
+        self.store_with(&[])
+    }
+
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for i in 0..self.n {
+            collect(&self.provider_dir(i), &mut out);
+        }
+        out
+    }
+}
+
+pub fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+pub fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
+}
+
+pub async fn get(store: &Store, name: &str) -> Result<Vec<u8>, EngineError> {
+    let mut out = Vec::new();
+    store.get(name, None, &mut out, &NoProgress).await?;
+    Ok(out)
+}
+
+pub async fn put(store: &Store, name: &str, bytes: &[u8]) -> Result<outlast_engine::PutReport, EngineError> {
+    store.put(name, bytes, PutOptions::default(), &NoProgress).await
+}
