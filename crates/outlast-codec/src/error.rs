@@ -28,6 +28,13 @@ pub enum CodecError {
         /// Shards required (`k`).
         needed: usize,
     },
+    /// Shards rebuilt for repair did not match their checks from the manifest: an input shard
+    /// was wrong although it passed its own check.
+    #[error("segment {segment}: rebuilt shards do not match the manifest")]
+    RebuildMismatch {
+        /// Index of the segment inside its object.
+        segment: u64,
+    },
     /// Coding parameters or shard sizes were inconsistent.
     #[error("invalid coding parameters: {0}")]
     Parameters(String),

@@ -145,6 +145,56 @@ impl SegmentCodec {
         }
     }
 
+    /// Rebuilds shards `want` of segment `s` from shards that passed their checks, without
+    /// decrypting: repair needs no data key. Reconstructs the data shards, recomputes parity
+    /// only if some is wanted, and returns the rebuilt shards only if each matches its check in
+    /// `checks` (the manifest's); if not and spare shards exist, leaves each input out in turn.
+    pub fn rebuild(
+        &self,
+        s: u64,
+        shards: &[Option<Bytes>],
+        checks: &[ShardCheck],
+        want: &[usize],
+    ) -> Result<Vec<Bytes>, CodecError> {
+        let k = self.layout.k as usize;
+        let good: Vec<usize> = (0..shards.len()).filter(|i| shards[*i].is_some()).collect();
+        if good.len() < k {
+            return Err(CodecError::NotEnoughShards { segment: s, good: good.len(), needed: k });
+        }
+        let mut attempts: Vec<Vec<usize>> = vec![good[..k].to_vec()];
+        if good.len() > k {
+            attempts.extend(good[..k].iter().map(|&out| good.iter().copied().filter(|i| *i != out).take(k).collect()));
+        }
+        for use_idx in attempts {
+            let rebuilt = self.rebuild_with(s, shards, &use_idx, want)?;
+            if rebuilt.iter().zip(want).all(|(sh, &i)| checks[i].verifies(self.check_seed, sh)) {
+                return Ok(rebuilt);
+            }
+        }
+        Err(CodecError::RebuildMismatch { segment: s })
+    }
+
+    fn rebuild_with(
+        &self,
+        s: u64,
+        shards: &[Option<Bytes>],
+        use_idx: &[usize],
+        want: &[usize],
+    ) -> Result<Vec<Bytes>, CodecError> {
+        let l = &self.layout;
+        let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len(s));
+        let chosen: Vec<(usize, &[u8])> =
+            use_idx.iter().map(|&i| (i, shards[i].as_deref().expect("chosen shards are present"))).collect();
+        let mut data = vec![0u8; k * shard_len];
+        erasure::reconstruct_data(k, n, shard_len, &chosen, &mut data)?;
+        let parity = if want.iter().any(|&i| i >= k) { erasure::encode_parity(k, n, shard_len, &data)? } else { Vec::new() };
+        let data = Bytes::from(data);
+        Ok(want
+            .iter()
+            .map(|&i| if i < k { data.slice(i * shard_len..(i + 1) * shard_len) } else { Bytes::from(parity[i - k].clone()) })
+            .collect())
+    }
+
     fn decode_with(&self, s: u64, shards: &[Option<Bytes>], use_idx: &[usize]) -> Result<DecodedSegment, CodecError> {
         let l = &self.layout;
         let (k, n, shard_len) = (l.k as usize, l.n as usize, l.shard_len(s));

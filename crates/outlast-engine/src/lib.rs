@@ -17,6 +17,7 @@ pub mod store;
 
 mod get;
 mod put;
+mod shards;
 
 pub use config::Config;
 pub use error::EngineError;

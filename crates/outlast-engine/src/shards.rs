@@ -1,0 +1,264 @@
+//! Fetching the shards of one object version: which to ask for and in what order, ranged reads
+//! of runs of segments, checks, attribution of every fault to its provider, and the retry that
+//! finds a shard that passes its check yet lies. Get decodes what this returns; repair
+//! rebuilds lost shards from it; the drill reads through it with providers left out.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use outlast_codec::{names, CodecError, DataKey, Layout, ObjectManifest, SegmentCodec, VersionId};
+use outlast_provider::Provider;
+
+use crate::store::ShardFault;
+use crate::{EngineError, Store};
+
+/// The checked shards of a run: `[segment - run.start][shard]`, `None` where missing or bad.
+pub(crate) type RunShards = Vec<Vec<Option<Bytes>>>;
+
+/// Reads the shards of one object version.
+pub(crate) struct ShardReader<'a> {
+    store: &'a Store,
+    name: String,
+    om: &'a ObjectManifest,
+    /// The version's codec (its data key, geometry and check seed).
+    pub(crate) codec: SegmentCodec,
+    vid: VersionId,
+    /// Provider of each shard; `None` when it is not configured (or left out by a drill).
+    holders: Vec<Option<&'a Provider>>,
+    /// (provider, blob) pairs the index records for this version: the others are repair debt.
+    recorded: HashSet<(String, String)>,
+    /// Whether each shard's provider is in a usable state now.
+    usable: Vec<bool>,
+    /// (shard, part) blobs whose presence was already reported to the provider's health.
+    noted: Mutex<HashSet<(usize, u32)>>,
+    faults: Mutex<Vec<ShardFault>>,
+}
+
+/// Splits `segments` into runs of at most `run_len` that never cross a part boundary.
+pub(crate) fn runs(layout: &Layout, segments: Range<u64>, run_len: u64) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    let mut s = segments.start;
+    while s < segments.end {
+        let part_end = (layout.part_of(s) as u64 + 1) * layout.segments_per_part as u64;
+        let end = (s + run_len).min(part_end).min(segments.end);
+        out.push(s..end);
+        s = end;
+    }
+    out
+}
+
+impl<'a> ShardReader<'a> {
+    /// A reader of version `vid` of `name`; providers named in `left_out` are treated as gone.
+    pub(crate) fn new(
+        store: &'a Store,
+        name: &str,
+        om: &'a ObjectManifest,
+        vid: VersionId,
+        left_out: &HashSet<String>,
+    ) -> Result<Self, EngineError> {
+        let layout = om.layout()?;
+        let codec = SegmentCodec::new(layout, DataKey::from_bytes(om.data_key), vid, store.keys.check_seed);
+        let holders: Vec<Option<&Provider>> = om
+            .placement
+            .iter()
+            .map(|p| if left_out.contains(&p.provider) { None } else { store.provider(&p.provider) })
+            .collect();
+        let recorded = store.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
+        Ok(ShardReader {
+            store,
+            name: name.to_string(),
+            om,
+            codec,
+            vid,
+            holders,
+            recorded,
+            usable,
+            noted: Mutex::default(),
+            faults: Mutex::default(),
+        })
+    }
+
+    /// Every fault seen so far, attributed; the reader's record is emptied.
+    pub(crate) fn take_faults(&self) -> Vec<ShardFault> {
+        std::mem::take(&mut *self.faults.lock().expect("faults lock"))
+    }
+
+    /// Whether the index records shard `i` of `part` as stored.
+    pub(crate) fn is_recorded(&self, i: usize, part: u32) -> bool {
+        let blob = names::shard_blob(&self.store.keys, &self.vid, i as u16, part);
+        self.recorded.contains(&(self.om.placement[i].provider.clone(), blob))
+    }
+
+    fn fault(&self, segment: u64, shard: usize, reason: String) {
+        let provider = self.om.placement[shard].provider.clone();
+        self.faults.lock().expect("faults lock").push(ShardFault { provider, segment, shard, reason });
+    }
+
+    /// The order to ask for the shards of `part`: data shards before parity (a healthy read
+    /// decodes nothing), providers in a usable state before the others, shards the index does
+    /// not record (repair debt) last of all, and never those in `skip`.
+    fn order(&self, part: u32, skip: &[usize]) -> Vec<usize> {
+        let n = self.om.n as usize;
+        let mut order: Vec<(bool, bool, usize)> =
+            (0..n).filter(|i| !skip.contains(i)).map(|i| (!self.is_recorded(i, part), !self.usable[i], i)).collect();
+        order.sort_unstable();
+        order.into_iter().map(|(_, _, i)| i).collect()
+    }
+
+    /// Fetches shards `which` for every segment of `run` and keeps those that pass their check
+    /// in `shards[segment - run.start][shard]`.
+    async fn fetch(&self, run: &Range<u64>, shards: &mut RunShards, which: &[usize]) {
+        let layout = self.codec.layout();
+        let last = run.end - 1;
+        let base = layout.shard_offset(run.start);
+        let want = base..layout.shard_offset(last) + layout.shard_len(last) as u64;
+        let part = layout.part_of(run.start);
+        let fetches = which.iter().map(|&i| {
+            let want = want.clone();
+            async move {
+                let blob = names::shard_blob(&self.store.keys, &self.vid, i as u16, part);
+                let r = match self.holders[i] {
+                    Some(p) => {
+                        let r = p.read_range(&blob, want).await;
+                        // Each blob counts once towards the provider's health, however many
+                        // segments are read from it.
+                        let known = self.recorded.contains(&(p.name().to_string(), blob.clone()))
+                            && self.noted.lock().expect("noted lock").insert((i, part));
+                        match &r {
+                            Ok(_) if known => p.note_known_blob(true),
+                            Err(e) if known && e.is_not_found() => {
+                                p.note_known_blob(false);
+                                // Now repair debt: later reads do not ask for it again.
+                                if let Err(e) = self.store.index.forget_blob(p.name(), &blob) {
+                                    tracing::warn!("could not record a lost shard in the index: {e}");
+                                }
+                            }
+                            _ => {}
+                        }
+                        r.map_err(|e| e.to_string())
+                    }
+                    None => Err(format!("provider `{}` is not available", self.om.placement[i].provider)),
+                };
+                (i, r)
+            }
+        });
+        for (i, r) in join_all(fetches).await {
+            for (j, s) in run.clone().enumerate() {
+                match &r {
+                    Ok(body) => {
+                        // A short body yields a short slice, which fails its check below.
+                        let off = ((layout.shard_offset(s) - base) as usize).min(body.len());
+                        let end = (off + layout.shard_len(s)).min(body.len());
+                        shards[j][i] = Some(body.slice(off..end));
+                    }
+                    Err(e) => self.fault(s, i, e.clone()),
+                }
+            }
+        }
+        for (j, s) in run.clone().enumerate() {
+            for bad in self.codec.bad_shards(s, &shards[j], self.om.segment_checks(s)) {
+                self.fault(s, bad, "shard failed its integrity check (corrupt or truncated)".into());
+                if let Some(p) = self.holders[bad] {
+                    p.note_corrupt();
+                }
+                shards[j][bad] = None;
+            }
+        }
+    }
+
+    /// Fetches `k` good shards for every segment of `run` (never those in `skip`), then runs
+    /// `act` on each segment's shards on the blocking pool. If `act` finds that a shard which
+    /// passed its check is wrong anyway (authentication or rebuild mismatch) and spare shards
+    /// remain, fetches them all and runs `act` again, so the codec can find the liar.
+    pub(crate) async fn with_shards<T, F>(&self, run: Range<u64>, skip: &[usize], act: F) -> Result<Vec<(u64, T)>, EngineError>
+    where
+        T: Send + 'static,
+        F: Fn(u64, &[Option<Bytes>]) -> Result<T, CodecError> + Clone + Send + 'static,
+    {
+        let (k, n) = (self.om.k as usize, self.om.n as usize);
+        let mut shards: RunShards = vec![vec![None; n]; (run.end - run.start) as usize];
+        let order = self.order(self.codec.layout().part_of(run.start), skip);
+        self.fetch(&run, &mut shards, &order[..k.min(order.len())]).await;
+        // More shards only as far as needed.
+        let mut next = k.min(order.len());
+        loop {
+            let short = shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
+            if short == 0 || next >= order.len() {
+                break;
+            }
+            let upto = (next + short).min(order.len());
+            self.fetch(&run, &mut shards, &order[next..upto]).await;
+            next = upto;
+        }
+        let (mut shards, mut results) = run_blocking(&run, shards, act.clone()).await;
+        let lied = |r: &Vec<(u64, Result<T, CodecError>)>| {
+            r.iter().any(|(_, d)| matches!(d, Err(CodecError::SegmentAuth { .. } | CodecError::RebuildMismatch { .. })))
+        };
+        if next < order.len() && lied(&results) {
+            self.fetch(&run, &mut shards, &order[next..]).await;
+            results = run_blocking(&run, shards, act).await.1;
+        }
+        let mut out = Vec::with_capacity(results.len());
+        for (s, r) in results {
+            match r {
+                Ok(v) => out.push((s, v)),
+                Err(CodecError::NotEnoughShards { good, needed, .. }) => {
+                    let detail = self
+                        .faults
+                        .lock()
+                        .expect("faults lock")
+                        .iter()
+                        .filter(|f| f.segment == s)
+                        .map(|f| format!("{}: {}", f.provider, f.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(EngineError::Unreadable { name: self.name.clone(), segment: s, good, needed, detail });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that shard `shard` of segment `s` lied (it passed its check, yet the codec
+    /// proved it wrong).
+    pub(crate) fn liar(&self, s: u64, shard: usize) {
+        self.fault(s, shard, "shard passed its check but failed authentication".into());
+        if let Some(p) = self.holders[shard] {
+            p.note_corrupt();
+        }
+    }
+}
+
+/// Runs `act` on every segment of the run on the blocking pool; hands the shards back.
+async fn run_blocking<T, F>(run: &Range<u64>, shards: RunShards, act: F) -> (RunShards, Vec<(u64, Result<T, CodecError>)>)
+where
+    T: Send + 'static,
+    F: Fn(u64, &[Option<Bytes>]) -> Result<T, CodecError> + Send + 'static,
+{
+    let segments = run.clone();
+    tokio::task::spawn_blocking(move || {
+        let results = segments.zip(&shards).map(|(s, sh)| (s, act(s, sh))).collect();
+        (shards, results)
+    })
+    .await
+    .expect("codec task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_cover_the_range_without_crossing_parts() {
+        let layout = Layout::new(100 * 1024, 1024, 2, 3).unwrap().with_segments_per_part(6);
+        assert_eq!(runs(&layout, 0..13, 4), vec![0..4, 4..6, 6..10, 10..12, 12..13]);
+        assert_eq!(runs(&layout, 5..7, 4), vec![5..6, 6..7]);
+        assert_eq!(runs(&layout, 5..8, 1), vec![5..6, 6..7, 7..8]);
+        assert!(runs(&layout, 3..3, 4).is_empty());
+    }
+}
