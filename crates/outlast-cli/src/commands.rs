@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use outlast_engine::{Config, PutOptions, Store};
+use outlast_engine::{Config, PutOptions, RepairOptions, Store};
 use serde::Serialize;
 
 use crate::progress::Bar;
@@ -181,6 +181,34 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if !report.errors.is_empty() {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Repair { limit_rate } => {
+            let store = open(cfg)?;
+            let bar = Bar::new(Some(0), "repair");
+            let report = store.repair(&RepairOptions { limit_rate }, &bar).await;
+            bar.finish();
+            let report = report?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "repaired {} shard blobs and {} manifests in {} of {} objects ({} bytes written, {} read); {} still owed",
+                    report.blobs_rebuilt,
+                    report.manifests_written,
+                    report.objects_in_debt,
+                    report.objects,
+                    report.bytes_written,
+                    report.bytes_read,
+                    report.remaining
+                );
+                for e in &report.errors {
+                    println!("  error: {e}");
+                }
+            }
+            if report.remaining > 0 {
+                return Ok(ExitCode::from(2));
+            }
+            return Ok(after(&store));
         }
         Command::Demo { dir } => return crate::demo::run(dir).await,
     }

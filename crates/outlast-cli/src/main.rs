@@ -89,12 +89,39 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         grace_secs: u64,
     },
+    /// Rebuild shards that are missing or damaged (repair debt) from the other providers.
+    /// Safe to interrupt and run again: it resumes where it stopped.
+    Repair {
+        /// Most bytes written per second, e.g. 500K, 20M, 1G (default: unlimited).
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        limit_rate: Option<u64>,
+    },
     /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
     Demo {
         /// Where to build it (default: a fresh temporary folder, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// Parses a byte rate: a number with an optional K, M or G suffix (powers of 1024).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a rate like 500K, 20M or 1G"))?;
+    let mult = match suffix.to_ascii_uppercase().as_str() {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("`{s}` is not a rate like 500K, 20M or 1G")),
+    };
+    match n.checked_mul(mult) {
+        Some(0) => Err("the rate must be above zero".into()),
+        Some(r) => Ok(r),
+        None => Err(format!("`{s}` is too large")),
+    }
 }
 
 fn main() -> ExitCode {

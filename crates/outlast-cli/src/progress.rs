@@ -35,6 +35,10 @@ impl Bar {
 }
 
 impl Progress for Bar {
+    fn set_total(&self, bytes: u64) {
+        self.bar.set_length(bytes);
+    }
+
     fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
         if self.enabled && !self.shown.load(Ordering::Relaxed) && self.start.elapsed() > Duration::from_secs(1) {

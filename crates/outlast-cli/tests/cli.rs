@@ -7,12 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn init_store(k: &str, n: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    run_ok(dir.path(), &["init", "--local", "stores", "--providers", n, "--k", k]);
-    dir
-}
-
 #[test]
 fn init_put_get_ls_stat_rm_providers_gc() {
     let dir = init_store("3", "5");

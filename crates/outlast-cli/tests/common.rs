@@ -10,6 +10,13 @@ pub fn outlast(dir: &Path) -> Command {
     c
 }
 
+/// A fresh store of `n` local folders, `k` of them needed to read.
+pub fn init_store(k: &str, n: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &["init", "--local", "stores", "--providers", n, "--k", k]);
+    dir
+}
+
 pub fn run_ok(dir: &Path, args: &[&str]) -> Output {
     let out = outlast(dir).args(args).output().unwrap();
     assert!(out.status.success(), "outlast {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -17,10 +17,12 @@ pub mod store;
 
 mod get;
 mod put;
+mod repair;
 mod shards;
 
 pub use config::Config;
 pub use error::EngineError;
 pub use get::{GetSink, WriteSink};
 pub use progress::Progress;
+pub use repair::{RepairOptions, RepairReport};
 pub use store::{GcReport, GetReport, ObjectInfo, ProviderHealth, ProviderReport, PutOptions, PutReport, Store};

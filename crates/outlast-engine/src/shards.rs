@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -35,6 +36,8 @@ pub(crate) struct ShardReader<'a> {
     /// (shard, part) blobs whose presence was already reported to the provider's health.
     noted: Mutex<HashSet<(usize, u32)>>,
     faults: Mutex<Vec<ShardFault>>,
+    /// Bytes received from providers.
+    bytes_read: AtomicU64,
 }
 
 /// Splits `segments` into runs of at most `run_len` that never cross a part boundary.
@@ -79,12 +82,18 @@ impl<'a> ShardReader<'a> {
             usable,
             noted: Mutex::default(),
             faults: Mutex::default(),
+            bytes_read: AtomicU64::new(0),
         })
     }
 
     /// Every fault seen so far, attributed; the reader's record is emptied.
     pub(crate) fn take_faults(&self) -> Vec<ShardFault> {
         std::mem::take(&mut *self.faults.lock().expect("faults lock"))
+    }
+
+    /// Bytes received from providers so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
     }
 
     /// Whether the index records shard `i` of `part` as stored.
@@ -147,6 +156,9 @@ impl<'a> ShardReader<'a> {
             }
         });
         for (i, r) in join_all(fetches).await {
+            if let Ok(body) = &r {
+                self.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
+            }
             for (j, s) in run.clone().enumerate() {
                 match &r {
                     Ok(body) => {

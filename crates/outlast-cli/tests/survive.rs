@@ -1,0 +1,62 @@
+//! Surviving providers through the binary: repair (interrupted by kill -9 and resumed), on
+//! local-folder providers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn repair_killed_mid_way_resumes_and_rebuilds_a_wiped_provider() {
+    let dir = init_store("2", "4");
+    let d = dir.path();
+    let bodies: Vec<Vec<u8>> = (0..4).map(|i| data(4 << 20, 10 + i)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        std::fs::write(d.join("in.bin"), b).unwrap();
+        run_ok(d, &["put", "in.bin", &format!("o{i}")]);
+    }
+    let wiped = d.join("stores/local3");
+    std::fs::remove_dir_all(&wiped).unwrap();
+
+    // About 2 MiB to rebuild per object at 2 MiB/s: kill it once the first object is done
+    // (its manifest copy is written last), well before the rest.
+    let mut child = outlast(d).args(["repair", "--limit-rate", "2M"]).spawn().unwrap();
+    let manifests = || files_under(&wiped).into_iter().filter(|p| p.parent().unwrap().ends_with("m")).count();
+    let start = Instant::now();
+    while manifests() == 0 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(manifests() > 0, "the first repair never finished an object");
+
+    let out = run_ok(d, &["--json", "repair"]);
+    let r = json(&out);
+    assert!(r["objects_in_debt"].as_u64().unwrap() < 4, "the killed run's work was lost: {r}");
+    assert_eq!(r["remaining"], 0, "{r}");
+    let again = json(&run_ok(d, &["--json", "repair"]));
+    assert_eq!(again["objects_in_debt"], 0, "{again}");
+
+    // local3 holds its shards again: read everything with two of the others gone.
+    std::fs::remove_dir_all(d.join("stores/local1")).unwrap();
+    std::fs::remove_dir_all(d.join("stores/local2")).unwrap();
+    for (i, b) in bodies.iter().enumerate() {
+        let out = outlast(d).args(["get", &format!("o{i}")]).output().unwrap();
+        // 3: it worked, and says the wiped providers look terminated.
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == *b, "o{i}");
+    }
+}
+
+#[test]
+fn repair_with_nothing_owed_changes_nothing_and_bad_rates_are_refused() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("in.bin"), data(10_000, 1)).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    let r = json(&run_ok(d, &["--json", "repair"]));
+    assert_eq!((r["objects"].as_u64(), r["objects_in_debt"].as_u64(), r["bytes_written"].as_u64()), (Some(1), Some(0), Some(0)));
+    let err = String::from_utf8(outlast(d).args(["repair", "--limit-rate", "fast"]).output().unwrap().stderr).unwrap();
+    assert!(err.contains("not a rate"), "{err}");
+}

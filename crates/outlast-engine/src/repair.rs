@@ -1,0 +1,334 @@
+//! Repair: pays repair debt. A shard blob the index does not record as stored (a put that
+//! missed a provider, a blob a read or scrub found lost or damaged) is rebuilt from `k` others
+//! and written to its provider; nothing that is present is rewritten. Each rebuilt blob is
+//! recorded in the index as soon as it is durable, so a repair killed at any point resumes
+//! where it stopped: the next run sees only what is still owed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outlast_codec::{names, ManifestBody, ObjectManifest};
+use outlast_provider::BlobWriter;
+use serde::Serialize;
+
+use crate::index::{BlobRef, IndexEntry};
+use crate::shards::{runs, ShardReader};
+use crate::{EngineError, Progress, Store};
+
+/// Segments rebuilt per round of ranged reads.
+const REPAIR_RUN_SEGMENTS: u64 = 4;
+
+/// How a repair may run.
+#[derive(Debug, Clone, Default)]
+pub struct RepairOptions {
+    /// Most bytes written per second (unlimited when `None`).
+    pub limit_rate: Option<u64>,
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RepairReport {
+    /// Objects examined.
+    pub objects: u64,
+    /// Objects that owed something.
+    pub objects_in_debt: u64,
+    /// Shard blobs rebuilt and written.
+    pub blobs_rebuilt: u64,
+    /// Manifest copies written back to shard holders that lacked them.
+    pub manifests_written: u64,
+    /// Bytes written to providers.
+    pub bytes_written: u64,
+    /// Bytes read from providers to rebuild them.
+    pub bytes_read: u64,
+    /// Blobs the index recorded that their provider no longer lists (or lists at another
+    /// size): found lost by this run's listing, and rebuilt.
+    pub blobs_found_lost: u64,
+    /// Shard blobs still owed after this run (their provider failed, or too few shards).
+    pub remaining: u64,
+    /// What went wrong, one line each; repair carries on past them.
+    pub errors: Vec<String>,
+}
+
+/// What one object version owes: for each part, the shards to rebuild; and the shard holders
+/// that lack its manifest.
+struct Debt {
+    entry: IndexEntry,
+    om: ObjectManifest,
+    parts: Vec<(u32, Vec<usize>)>,
+    manifests: Vec<usize>,
+}
+
+impl Debt {
+    fn bytes(&self) -> u64 {
+        let layout = self.om.layout().expect("a committed manifest has a valid layout");
+        self.parts.iter().map(|(p, shards)| layout.part_blob_len(*p) * shards.len() as u64).sum()
+    }
+}
+
+impl Store {
+    /// Rebuilds every shard the index does not record as stored, and puts back manifest copies
+    /// that shard holders lack. Safe to interrupt and run again.
+    pub async fn repair(&self, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairReport, EngineError> {
+        let mut report = RepairReport::default();
+        let lost = self.find_lost_blobs().await?;
+        report.blobs_found_lost = lost.found;
+        report.errors.extend(lost.errors);
+        let mut owed = Vec::new();
+        for entry in self.index.objects()? {
+            report.objects += 1;
+            if let Some(d) = self.debt_of(entry)? {
+                owed.push(d);
+            }
+        }
+        report.objects_in_debt = owed.len() as u64;
+        progress.set_total(owed.iter().map(Debt::bytes).sum());
+        let mut pacer = Pacer::new(opts.limit_rate);
+        for debt in owed {
+            self.repair_object(&debt, &mut report, &mut pacer, progress).await?;
+        }
+        if report.remaining > 0 {
+            tracing::warn!("{} shard blobs are still owed: {}", report.remaining, report.errors.join("; "));
+        }
+        Ok(report)
+    }
+
+    /// Lists every provider and drops from the index each recorded blob that is not there or
+    /// has the wrong size, so it becomes repair debt. A provider that cannot be listed is left
+    /// alone (its blobs may well be intact); one that lists none of its blobs counts towards
+    /// "terminated".
+    pub(crate) async fn find_lost_blobs(&self) -> Result<LostBlobs, EngineError> {
+        let mut out = LostBlobs::default();
+        for p in &self.providers {
+            let recorded = self.index.blobs_on(p.name())?;
+            if recorded.is_empty() {
+                continue;
+            }
+            let mut listed = std::collections::HashMap::new();
+            let mut failed = false;
+            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
+                match p.list(prefix).await {
+                    Ok(entries) => listed.extend(entries.into_iter().map(|e| (e.name, e.size))),
+                    Err(e) => {
+                        out.errors.push(format!("cannot list `{}`: {e}", p.name()));
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                continue;
+            }
+            let mut lost_here = 0u64;
+            for b in &recorded {
+                // A size of 0 means "not recorded"; any other difference is a torn or
+                // truncated blob.
+                let ok = listed.get(&b.blob).is_some_and(|size| b.size == 0 || *size == b.size);
+                if !ok {
+                    self.index.forget_blob(p.name(), &b.blob)?;
+                    lost_here += 1;
+                }
+            }
+            if lost_here > 0 {
+                tracing::warn!(
+                    provider = p.name(),
+                    "{lost_here} of {} blobs recorded there are missing or damaged",
+                    recorded.len()
+                );
+                // Each counts once towards the provider's health; all of them gone reads as an
+                // ended account.
+                for _ in 0..lost_here.min(outlast_provider::health::TERMINATED_AFTER as u64) {
+                    p.note_known_blob(false);
+                }
+                if lost_here < recorded.len() as u64 {
+                    p.note_known_blob(true);
+                }
+            }
+            out.found += lost_here;
+        }
+        Ok(out)
+    }
+
+    /// What `entry`'s version owes, from the index alone.
+    fn debt_of(&self, entry: IndexEntry) -> Result<Option<Debt>, EngineError> {
+        let manifest = self.open_manifest(&entry)?;
+        let ManifestBody::Object(om) = manifest.body else { return Ok(None) };
+        let layout = om.layout()?;
+        let recorded: HashSet<(String, String)> =
+            self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let has = |i: usize, blob: String| recorded.contains(&(om.placement[i].provider.clone(), blob));
+        let n = om.n as usize;
+        let mut parts = Vec::new();
+        for part in 0..layout.part_count() {
+            let missing: Vec<usize> =
+                (0..n).filter(|&i| !has(i, names::shard_blob(&self.keys, &entry.stamp.vid, i as u16, part))).collect();
+            if !missing.is_empty() {
+                parts.push((part, missing));
+            }
+        }
+        let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
+        let manifests: Vec<usize> = (0..n).filter(|&i| !has(i, manifest_blob.clone())).collect();
+        if parts.is_empty() && manifests.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Debt { entry, om, parts, manifests }))
+    }
+
+    async fn repair_object(
+        &self,
+        debt: &Debt,
+        report: &mut RepairReport,
+        pacer: &mut Pacer,
+        progress: &dyn Progress,
+    ) -> Result<(), EngineError> {
+        let vid = debt.entry.stamp.vid;
+        let name = &debt.entry.name;
+        let reader = ShardReader::new(self, name, &debt.om, vid, &HashSet::new())?;
+        let layout = *reader.codec.layout();
+        let checks = Arc::new(debt.om.checks.clone());
+        let n = debt.om.n as usize;
+        for (part, missing) in &debt.parts {
+            let part_len = layout.part_blob_len(*part);
+            // Open a writer for each lost shard; one that cannot be opened stays owed.
+            let mut writers: Vec<(usize, BlobWriter)> = Vec::new();
+            for &i in missing {
+                let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
+                match self.provider(&debt.om.placement[i].provider) {
+                    Some(p) => match p.writer(&blob).await {
+                        Ok(w) => writers.push((i, w)),
+                        Err(e) => report.errors.push(format!("{name}: {e}")),
+                    },
+                    None => report.errors.push(format!("{name}: provider `{}` is not configured", debt.om.placement[i].provider)),
+                }
+            }
+            report.remaining += (missing.len() - writers.len()) as u64;
+            if writers.is_empty() {
+                continue;
+            }
+            let want: Vec<usize> = writers.iter().map(|(i, _)| *i).collect();
+            let first = *part as u64 * layout.segments_per_part as u64;
+            let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+            let mut failed = false;
+            'runs: for run in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
+                let (codec, checks, want_c) = (reader.codec.clone(), checks.clone(), want.clone());
+                let rebuilt = match reader
+                    .with_shards(run, missing, move |s, shards| {
+                        let at = s as usize * n;
+                        codec.rebuild(s, shards, &checks[at..at + n], &want_c)
+                    })
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        report.errors.push(format!("{name}: {e}"));
+                        failed = true;
+                        break 'runs;
+                    }
+                };
+                for (_, shards) in rebuilt {
+                    let mut written = 0u64;
+                    for ((_, w), shard) in writers.iter_mut().zip(shards) {
+                        written += shard.len() as u64;
+                        if let Err(e) = w.write(shard).await {
+                            report.errors.push(format!("{name}: {e}"));
+                            failed = true;
+                            break 'runs;
+                        }
+                    }
+                    report.bytes_written += written;
+                    progress.advance(written);
+                    pacer.wrote(written).await;
+                }
+            }
+            if failed {
+                for (_, w) in writers {
+                    w.abort().await;
+                }
+                report.remaining += want.len() as u64;
+                continue;
+            }
+            for (i, w) in writers {
+                let provider = debt.om.placement[i].provider.clone();
+                let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
+                match w.close().await {
+                    Ok(()) => {
+                        if self
+                            .index
+                            .add_blob(&vid, &BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len })?
+                        {
+                            report.blobs_rebuilt += 1;
+                            // It holds what the store knows it holds again.
+                            if let Some(p) = self.provider(&provider) {
+                                p.note_known_blob(true);
+                            }
+                        } else if let Some(p) = self.provider(&provider) {
+                            // The object was replaced or removed meanwhile: what was rebuilt is garbage.
+                            let _ = p.delete(&blob).await;
+                        }
+                    }
+                    Err(e) => {
+                        report.errors.push(format!("{name}: {e}"));
+                        report.remaining += 1;
+                    }
+                }
+            }
+        }
+        report.bytes_read += reader.bytes_read();
+        self.repair_manifests(debt, report).await
+    }
+
+    /// Writes the sealed manifest back to shard holders that lack it (it is what a recovery
+    /// from the providers alone reads).
+    async fn repair_manifests(&self, debt: &Debt, report: &mut RepairReport) -> Result<(), EngineError> {
+        let vid = debt.entry.stamp.vid;
+        let blob = names::manifest_blob(&self.keys, &vid);
+        let sealed = Bytes::from(debt.entry.sealed_manifest.clone());
+        for &i in &debt.manifests {
+            let provider = &debt.om.placement[i].provider;
+            let Some(p) = self.provider(provider) else { continue };
+            match p.write(&blob, sealed.clone()).await {
+                Ok(()) => {
+                    let size = sealed.len() as u64;
+                    if self.index.add_blob(&vid, &BlobRef { provider: provider.clone(), blob: blob.clone(), size })? {
+                        report.manifests_written += 1;
+                        report.bytes_written += size;
+                    }
+                }
+                Err(e) => report.errors.push(format!("{}: {e}", debt.entry.name)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a listing pass found.
+#[derive(Debug, Default)]
+pub(crate) struct LostBlobs {
+    /// Recorded blobs missing or of the wrong size (now dropped from the index).
+    pub found: u64,
+    /// Providers that could not be listed.
+    pub errors: Vec<String>,
+}
+
+/// Keeps the write rate under a limit by sleeping when ahead of it.
+struct Pacer {
+    limit: Option<u64>,
+    start: Instant,
+    bytes: u64,
+}
+
+impl Pacer {
+    fn new(limit: Option<u64>) -> Self {
+        Pacer { limit: limit.filter(|l| *l > 0), start: Instant::now(), bytes: 0 }
+    }
+
+    async fn wrote(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if let Some(limit) = self.limit {
+            let due = Duration::from_secs_f64(self.bytes as f64 / limit as f64);
+            if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+                tokio::time::sleep(ahead).await;
+            }
+        }
+    }
+}

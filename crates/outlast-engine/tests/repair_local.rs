@@ -1,0 +1,93 @@
+//! Repair on local folders: debt from a put that missed a provider, a wiped provider found by
+//! listing, and the rebuilt shards proven good by reading with the others gone.
+
+mod common;
+
+use common::*;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::RepairOptions;
+
+#[tokio::test]
+async fn repair_pays_the_debt_of_a_put_that_missed_a_provider() {
+    let f = Fixture::new(2, 4);
+    let d = data(5 * SEG as usize + 100, 1); // two parts per shard
+    {
+        let store = f.store_with(&[0]);
+        assert_eq!(put(&store, "x", &d).await.unwrap().missing, ["p0"]);
+    }
+    let store = f.store();
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((r.objects_in_debt, r.blobs_rebuilt, r.manifests_written, r.remaining), (1, 2, 1, 0), "{r:?}");
+    // Reading k shards per byte rebuilt, no more.
+    let rebuilt = r.bytes_written
+        - store.index().blobs_on("p0").unwrap().iter().filter(|b| b.blob.starts_with("m/")).map(|b| b.size).sum::<u64>();
+    assert!(r.bytes_read <= 2 * rebuilt, "read {} to rebuild {rebuilt}", r.bytes_read);
+    // Nothing is owed any more, and nothing present was rewritten.
+    let again = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((again.objects_in_debt, again.bytes_written, again.bytes_read), (0, 0, 0), "{again:?}");
+    // The rebuilt shards are good: read with two of the other three providers gone.
+    let placement = store.stat("x").unwrap().placement;
+    drop(store);
+    let others: Vec<u16> = placement.iter().filter(|p| *p != "p0").take(2).map(|p| p[1..].parse().unwrap()).collect();
+    for i in &others {
+        std::fs::remove_dir_all(f.provider_dir(*i)).unwrap();
+    }
+    assert_eq!(get(&f.store(), "x").await.unwrap(), d);
+}
+
+#[tokio::test]
+async fn repair_finds_a_wiped_provider_by_listing_and_rebuilds_it() {
+    let f = Fixture::new(2, 4);
+    let objects: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("o{i}"), data(40_000 * (i + 1), i as u8))).collect();
+    let store = f.store();
+    for (name, d) in &objects {
+        put(&store, name, d).await.unwrap();
+    }
+    let before = f.blob_files().into_iter().filter(|p| p.starts_with(f.provider_dir(3))).count();
+    std::fs::remove_dir_all(f.provider_dir(3)).unwrap();
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!(r.blobs_found_lost as usize, before, "{r:?}");
+    assert_eq!(r.remaining, 0, "{r:?}");
+    assert_eq!(r.blobs_rebuilt + r.manifests_written, before as u64);
+    // p3 holds everything again: read with two others gone.
+    drop(store);
+    std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
+    std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    let store = f.store();
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn repair_below_k_says_what_is_still_owed_and_changes_nothing_else() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    put(&store, "x", &data(100_000, 3)).await.unwrap();
+    for i in 0..3 {
+        std::fs::remove_dir_all(f.provider_dir(i)).unwrap();
+    }
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert!(r.remaining > 0 && !r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.blobs_rebuilt, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds() {
+    let f = Fixture::new(2, 4);
+    let d = data(6 * SEG as usize, 4);
+    {
+        let store = f.store_with(&[1]);
+        put(&store, "x", &d).await.unwrap();
+    }
+    let store = f.store();
+    let started = std::time::Instant::now();
+    let rate = 100_000; // bytes per second; about 200 KB of shards to rebuild
+    let r = store.repair(&RepairOptions { limit_rate: Some(rate) }, &NoProgress).await.unwrap();
+    let elapsed = started.elapsed();
+    let shard_bytes: u64 =
+        store.index().blobs_on("p1").unwrap().iter().filter(|b| b.blob.starts_with("s/")).map(|b| b.size).sum();
+    assert_eq!(r.blobs_rebuilt, 2);
+    // A lower bound only (the pacer sleeps until the bytes written fit the rate).
+    assert!(elapsed.as_secs_f64() >= shard_bytes as f64 / rate as f64, "{elapsed:?} for {shard_bytes} bytes");
+}
