@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use outlast_engine::{Config, PutOptions, RepairOptions, Store};
+use outlast_engine::{Config, PutOptions, RepairOptions, ScrubOptions, Store};
 use serde::Serialize;
 
 use crate::progress::Bar;
@@ -184,10 +184,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Repair { limit_rate } => {
             let store = open(cfg)?;
-            let bar = Bar::new(Some(0), "repair");
-            let report = store.repair(&RepairOptions { limit_rate }, &bar).await;
-            bar.finish();
-            let report = report?;
+            let opts = RepairOptions { limit_rate };
+            let report = with_bar("repair", async |bar| store.repair(&opts, bar).await).await?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -206,6 +204,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if report.remaining > 0 {
+                return Ok(ExitCode::from(2));
+            }
+            return Ok(after(&store));
+        }
+        Command::Scrub { sample } => {
+            let store = open(cfg)?;
+            let opts = ScrubOptions { sample };
+            let report = with_bar("scrub", async |bar| store.scrub(&opts, bar).await).await?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "{:<16} {:>8} {:>10} {:>10} {:>8} {:>8}",
+                    "PROVIDER", "BLOBS", "SHARDS", "CHECKED", "MISSING", "CORRUPT"
+                );
+                for p in &report.providers {
+                    println!(
+                        "{:<16} {:>8} {:>10} {:>10} {:>8} {:>8}",
+                        p.name, p.blobs, p.shards, p.shards_checked, p.missing, p.corrupt
+                    );
+                    if let Some(e) = &p.error {
+                        println!("  error: {e}");
+                    }
+                }
+                if report.found_damage() {
+                    println!("damage found: run `outlast repair` to rebuild it");
+                }
+            }
+            if report.found_damage() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));
@@ -239,6 +266,17 @@ async fn get_to_file(
     if r.is_err() {
         let _ = tokio::fs::remove_file(&tmp).await;
     }
+    r
+}
+
+/// Runs a long job with a progress bar (its size set by the job) that is cleared however it ends.
+async fn with_bar<T>(
+    what: &str,
+    job: impl AsyncFnOnce(&Bar) -> Result<T, outlast_engine::EngineError>,
+) -> Result<T, outlast_engine::EngineError> {
+    let bar = Bar::new(Some(0), what);
+    let r = job(&bar).await;
+    bar.finish();
     r
 }
 

@@ -96,6 +96,14 @@ enum Command {
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         limit_rate: Option<u64>,
     },
+    /// Check that providers still hold every shard intact: a listing finds missing blobs, reads
+    /// find corruption. Exits 2 when it found damage; `repair` then fixes it.
+    Scrub {
+        /// Read a random sample of this fraction of each provider's shards (at least enough to
+        /// catch 1% damage with 99% probability) instead of all of them.
+        #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+        sample: Option<f64>,
+    },
     /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
     Demo {
         /// Where to build it (default: a fresh temporary folder, removed afterwards).
@@ -121,6 +129,13 @@ fn parse_rate(s: &str) -> Result<u64, String> {
         Some(0) => Err("the rate must be above zero".into()),
         Some(r) => Ok(r),
         None => Err(format!("`{s}` is too large")),
+    }
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("`{s}` is not a fraction above 0 and at most 1, e.g. 0.005")),
     }
 }
 

@@ -60,3 +60,28 @@ fn repair_with_nothing_owed_changes_nothing_and_bad_rates_are_refused() {
     let err = String::from_utf8(outlast(d).args(["repair", "--limit-rate", "fast"]).output().unwrap().stderr).unwrap();
     assert!(err.contains("not a rate"), "{err}");
 }
+
+#[test]
+fn scrub_exits_2_on_damage_and_repair_clears_it() {
+    let dir = init_store("2", "4");
+    let d = dir.path();
+    let body = data(3_000_000, 4);
+    std::fs::write(d.join("in.bin"), &body).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    assert!(String::from_utf8(run_ok(d, &["scrub"]).stdout).unwrap().contains("CORRUPT"));
+    let shard = files_under(&d.join("stores/local2")).into_iter().find(|p| p.parent().unwrap().ends_with("s")).unwrap();
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&shard, bytes).unwrap();
+
+    let out = outlast(d).args(["--json", "scrub", "--sample", "0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let r = json(&out);
+    let local2 = r["providers"].as_array().unwrap().iter().find(|p| p["name"] == "local2").unwrap().clone();
+    assert_eq!(local2["corrupt"], 1, "{r}");
+    run_ok(d, &["repair"]);
+    run_ok(d, &["scrub"]);
+    assert!(run_ok(d, &["get", "x"]).stdout == body);
+    let err = String::from_utf8(outlast(d).args(["scrub", "--sample", "2"]).output().unwrap().stderr).unwrap();
+    assert!(err.contains("not a fraction"), "{err}");
+}

@@ -18,6 +18,7 @@ pub mod store;
 mod get;
 mod put;
 mod repair;
+pub mod scrub;
 mod shards;
 
 pub use config::Config;
@@ -25,4 +26,5 @@ pub use error::EngineError;
 pub use get::{GetSink, WriteSink};
 pub use progress::Progress;
 pub use repair::{RepairOptions, RepairReport};
+pub use scrub::{ProviderScrub, ScrubOptions, ScrubReport};
 pub use store::{GcReport, GetReport, ObjectInfo, ProviderHealth, ProviderReport, PutOptions, PutReport, Store};

@@ -73,8 +73,8 @@ impl Store {
     pub async fn repair(&self, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairReport, EngineError> {
         let mut report = RepairReport::default();
         let lost = self.find_lost_blobs().await?;
-        report.blobs_found_lost = lost.found;
-        report.errors.extend(lost.errors);
+        report.blobs_found_lost = lost.by_provider.values().sum();
+        report.errors.extend(lost.unlisted.into_iter().map(|(p, e)| format!("cannot list `{p}`: {e}")));
         let mut owed = Vec::new();
         for entry in self.index.objects()? {
             report.objects += 1;
@@ -111,8 +111,9 @@ impl Store {
                 match p.list(prefix).await {
                     Ok(entries) => listed.extend(entries.into_iter().map(|e| (e.name, e.size))),
                     Err(e) => {
-                        out.errors.push(format!("cannot list `{}`: {e}", p.name()));
+                        out.unlisted.push((p.name().to_string(), e.to_string()));
                         failed = true;
+                        break;
                     }
                 }
             }
@@ -144,7 +145,9 @@ impl Store {
                     p.note_known_blob(true);
                 }
             }
-            out.found += lost_here;
+            if lost_here > 0 {
+                out.by_provider.insert(p.name().to_string(), lost_here);
+            }
         }
         Ok(out)
     }
@@ -304,10 +307,10 @@ impl Store {
 /// What a listing pass found.
 #[derive(Debug, Default)]
 pub(crate) struct LostBlobs {
-    /// Recorded blobs missing or of the wrong size (now dropped from the index).
-    pub found: u64,
-    /// Providers that could not be listed.
-    pub errors: Vec<String>,
+    /// Recorded blobs missing or of the wrong size (now dropped from the index), by provider.
+    pub by_provider: std::collections::BTreeMap<String, u64>,
+    /// Providers that could not be listed, with the error.
+    pub unlisted: Vec<(String, String)>,
 }
 
 /// Keeps the write rate under a limit by sleeping when ahead of it.

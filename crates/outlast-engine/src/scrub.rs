@@ -1,0 +1,239 @@
+//! Scrub: proves that providers still hold what the index says they hold. A listing of each
+//! provider finds missing and truncated blobs for certain, reading no blob bytes; ranged reads
+//! of segment shards, all of them or a random sample, find silent corruption. Whatever is found
+//! is dropped from the index, so `repair` rebuilds it. See docs/ARCHITECTURE.md for the
+//! sampling arithmetic.
+
+use std::collections::{BTreeMap, HashSet};
+
+use futures::StreamExt;
+use outlast_codec::{names, ManifestBody};
+use rand::seq::index::sample;
+use serde::Serialize;
+
+use crate::{EngineError, Progress, Store};
+
+/// Shard reads in flight at once.
+const SCRUB_CONCURRENCY: usize = 8;
+
+/// Probability of catching a provider that corrupted at least [`DETECT_FRACTION`] of its
+/// segment shards, which every sampled round guarantees at least.
+pub const DETECT_PROBABILITY: f64 = 0.99;
+/// The damage a sampled round is sized to catch with [`DETECT_PROBABILITY`].
+pub const DETECT_FRACTION: f64 = 0.01;
+
+/// Segment shards to read from a provider holding `units` of them, for a sample `fraction`:
+/// the fraction, but never fewer than it takes to catch [`DETECT_FRACTION`] damage with
+/// [`DETECT_PROBABILITY`] (459), nor more than there are.
+pub fn sample_size(units: u64, fraction: f64) -> u64 {
+    let by_fraction = (units as f64 * fraction.clamp(0.0, 1.0)).ceil() as u64;
+    let floor = ((1.0 - DETECT_PROBABILITY).ln() / (1.0 - DETECT_FRACTION).ln()).ceil() as u64;
+    by_fraction.max(floor).min(units)
+}
+
+/// How a scrub runs.
+#[derive(Debug, Clone, Default)]
+pub struct ScrubOptions {
+    /// Check a random sample of this fraction of each provider's segment shards instead of
+    /// all of them (at least [`sample_size`]).
+    pub sample: Option<f64>,
+}
+
+/// What a scrub found on one provider.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProviderScrub {
+    /// Provider name.
+    pub name: String,
+    /// Blobs the index records there.
+    pub blobs: u64,
+    /// Segment shards the index says it holds (after the listing).
+    pub shards: u64,
+    /// Segment shards read and checked.
+    pub shards_checked: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Blobs missing or of the wrong size (from the listing).
+    pub missing: u64,
+    /// Segment shards that failed their check (or came back short).
+    pub corrupt: u64,
+    /// Whether it could be listed and read at all.
+    pub error: Option<String>,
+}
+
+/// What a scrub found.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ScrubReport {
+    /// Objects whose shards were considered.
+    pub objects: u64,
+    /// Per provider.
+    pub providers: Vec<ProviderScrub>,
+}
+
+impl ScrubReport {
+    /// Whether anything was missing, corrupt or unreachable.
+    pub fn found_damage(&self) -> bool {
+        self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.error.is_some())
+    }
+}
+
+/// One segment shard to check.
+struct Unit {
+    provider: usize,
+    object: usize,
+    shard: usize,
+    part: u32,
+    segment: u64,
+}
+
+impl Store {
+    /// Checks the providers against the index; what is damaged becomes repair debt.
+    pub async fn scrub(&self, opts: &ScrubOptions, progress: &dyn Progress) -> Result<ScrubReport, EngineError> {
+        let mut report = ScrubReport {
+            providers: self.providers.iter().map(|p| ProviderScrub { name: p.name().into(), ..Default::default() }).collect(),
+            ..Default::default()
+        };
+        let lost = self.find_lost_blobs().await?;
+        for (i, p) in self.providers.iter().enumerate() {
+            report.providers[i].missing = lost.by_provider.get(p.name()).copied().unwrap_or(0);
+            report.providers[i].blobs = self.index.blobs_on(p.name())?.len() as u64 + report.providers[i].missing;
+        }
+        for (name, e) in lost.unlisted {
+            if let Some(r) = report.providers.iter_mut().find(|r| r.name == name) {
+                r.error = Some(e);
+            }
+        }
+
+        // Every segment shard the index still records, by provider.
+        let mut objects = Vec::new();
+        let mut units: Vec<Vec<Unit>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
+        for entry in self.index.objects()? {
+            let manifest = self.open_manifest(&entry)?;
+            let ManifestBody::Object(om) = manifest.body else { continue };
+            let layout = om.layout()?;
+            let recorded: HashSet<(String, String)> =
+                self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+            let object = objects.len();
+            for (shard, place) in om.placement.iter().enumerate() {
+                let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
+                for part in 0..layout.part_count() {
+                    let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
+                    if !recorded.contains(&(place.provider.clone(), blob)) {
+                        continue;
+                    }
+                    let first = part as u64 * layout.segments_per_part as u64;
+                    let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+                    units[provider].extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
+                }
+            }
+            objects.push((entry, om));
+        }
+        report.objects = objects.len() as u64;
+
+        let mut chosen: Vec<Unit> = Vec::new();
+        for (i, mut all) in units.into_iter().enumerate() {
+            report.providers[i].shards = all.len() as u64;
+            if let Some(fraction) = opts.sample {
+                let m = sample_size(all.len() as u64, fraction) as usize;
+                let mut picked: Vec<usize> = sample(&mut rand::thread_rng(), all.len(), m).into_vec();
+                picked.sort_unstable();
+                let keep: HashSet<usize> = picked.into_iter().collect();
+                all = all.into_iter().enumerate().filter(|(j, _)| keep.contains(j)).map(|(_, u)| u).collect();
+            }
+            chosen.extend(all);
+        }
+        progress.set_total(chosen.len() as u64);
+
+        // Read and check; every check is one ranged read of one segment's shard.
+        let objects = &objects;
+        let results: Vec<(Unit, u64, Result<bool, String>)> = futures::stream::iter(chosen)
+            .map(|u| async move {
+                let (entry, om) = &objects[u.object];
+                let layout = om.layout().expect("checked above");
+                let blob = names::shard_blob(&self.keys, &entry.stamp.vid, u.shard as u16, u.part);
+                let off = layout.shard_offset(u.segment);
+                let len = layout.shard_len(u.segment);
+                let p = &self.providers[u.provider];
+                let r = p.read_range(&blob, off..off + len as u64).await;
+                progress.advance(1);
+                let check = &om.segment_checks(u.segment)[u.shard];
+                let outcome = match r {
+                    Ok(body) => Ok(body.len() == len && check.verifies(self.keys.check_seed, &body)),
+                    Err(e) if e.is_not_found() => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                };
+                (u, len as u64, outcome)
+            })
+            .buffer_unordered(SCRUB_CONCURRENCY)
+            .collect()
+            .await;
+        let mut damaged: BTreeMap<(usize, usize, usize, u32), ()> = BTreeMap::new();
+        for (Unit { provider, object, shard, part, .. }, len, outcome) in results {
+            let r = &mut report.providers[provider];
+            match outcome {
+                Ok(good) => {
+                    r.shards_checked += 1;
+                    r.bytes_read += len;
+                    if !good {
+                        r.corrupt += 1;
+                        self.providers[provider].note_corrupt();
+                        damaged.insert((provider, object, shard, part), ());
+                    }
+                }
+                Err(e) => {
+                    r.error.get_or_insert(e);
+                }
+            }
+        }
+        // A damaged segment shard spoils its part blob: repair rewrites the blob whole.
+        for (provider, object, shard, part) in damaged.into_keys() {
+            let (entry, _) = &objects[object];
+            let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
+            self.index.forget_blob(self.providers[provider].name(), &blob)?;
+        }
+        for r in &report.providers {
+            if r.missing > 0 || r.corrupt > 0 {
+                tracing::warn!(provider = r.name, "scrub: {} blobs missing, {} shards corrupt", r.missing, r.corrupt);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_sample_is_the_fraction_but_never_below_what_catches_one_percent() {
+        assert_eq!(sample_size(100, 0.005), 100);
+        assert_eq!(sample_size(1_000, 0.005), 459);
+        assert_eq!(sample_size(1_000_000, 0.005), 5_000);
+        assert_eq!(sample_size(0, 0.5), 0);
+        // (1 - 1%)^459 < 1% <= (1 - 1%)^458
+        assert!(0.99f64.powi(459) < 0.01 && 0.99f64.powi(458) >= 0.01);
+    }
+
+    /// The arithmetic, checked by simulation: a provider with 100,000 segment shards (about
+    /// 100 GB at 1 MiB shards), 1% of them corrupt, sampled at 0.5% of its bytes, is caught
+    /// in at least 99% of rounds (expected: 1 - 0.99^500 = 99.3%).
+    #[test]
+    fn sampling_half_a_percent_catches_one_percent_damage_in_99_percent_of_rounds() {
+        let (units, bad) = (100_000usize, 1_000usize);
+        let m = sample_size(units as u64, 0.005) as usize;
+        assert_eq!(m, 500);
+        assert!((m as f64) / (units as f64) <= 0.005);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let rounds = 2_000;
+        let mut caught = 0;
+        for _ in 0..rounds {
+            // Damage a random 1%, then sample as scrub does.
+            let damaged: HashSet<usize> = sample(&mut rng, units, bad).into_iter().collect();
+            if sample(&mut rng, units, m).into_iter().any(|u| damaged.contains(&u)) {
+                caught += 1;
+            }
+        }
+        let rate = caught as f64 / rounds as f64;
+        assert!(rate >= 0.985, "caught in {rate} of rounds");
+    }
+}
