@@ -237,6 +237,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             return Ok(after(&store));
         }
+        Command::Drill { providers } => {
+            let store = open(cfg)?;
+            let report = with_bar("drill", async |bar| store.drill(&providers, bar).await).await?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                print_drill(&report);
+            }
+            if !report.lost.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
         Command::Demo { dir } => return crate::demo::run(dir).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -267,6 +279,33 @@ async fn get_to_file(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+fn print_drill(r: &outlast_engine::DrillReport) {
+    let without = r.without.join(", ");
+    if r.lost.is_empty() {
+        println!("without {without}: all {} objects read back intact ({} bytes verified)", r.objects, r.bytes_verified);
+    } else {
+        println!("without {without}: {} of {} objects would be LOST:", r.lost.len(), r.objects);
+        for name in &r.lost {
+            println!("  {name}");
+        }
+    }
+    if let Some(m) = r.min_redundancy_left {
+        println!("redundancy left: at least {m} spare shards per object");
+    }
+    if !r.at_risk.is_empty() {
+        println!("{} objects would be one failure from loss, e.g. {}", r.at_risk.len(), r.at_risk[0]);
+    }
+    let e = &r.evacuation;
+    print!(
+        "to evacuate: {} blobs, {} bytes to copy while they answer; {} bytes to read to rebuild once gone",
+        e.blobs, e.bytes, e.rebuild_read_bytes
+    );
+    match e.estimated_rebuild_seconds {
+        Some(s) => println!(" (about {s:.0} s at the read rate of this drill)"),
+        None => println!(),
+    }
 }
 
 /// Runs a long job with a progress bar (its size set by the job) that is cleared however it ends.

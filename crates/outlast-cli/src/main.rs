@@ -104,6 +104,14 @@ enum Command {
         #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
         sample: Option<f64>,
     },
+    /// The exit drill: prove, changing nothing, that every object stays readable without the
+    /// named providers (read through the normal path with them left out). Exits 2 if any
+    /// object would be lost.
+    Drill {
+        /// Providers to imagine gone.
+        #[arg(required = true, value_name = "PROVIDER")]
+        providers: Vec<String>,
+    },
     /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
     Demo {
         /// Where to build it (default: a fresh temporary folder, removed afterwards).

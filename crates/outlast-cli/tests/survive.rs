@@ -85,3 +85,20 @@ fn scrub_exits_2_on_damage_and_repair_clears_it() {
     let err = String::from_utf8(outlast(d).args(["scrub", "--sample", "2"]).output().unwrap().stderr).unwrap();
     assert!(err.contains("not a fraction"), "{err}");
 }
+
+#[test]
+fn drill_exits_2_only_when_something_would_be_lost() {
+    let dir = init_store("2", "4");
+    let d = dir.path();
+    std::fs::write(d.join("in.bin"), data(300_000, 5)).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    let ok = String::from_utf8(run_ok(d, &["drill", "local1", "local2"]).stdout).unwrap();
+    assert!(ok.contains("all 1 objects read back intact") && ok.contains("one failure from loss"), "{ok}");
+    let out = outlast(d).args(["--json", "drill", "local1", "local2", "local3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json(&out)["lost"][0], "x");
+    let err = String::from_utf8(outlast(d).args(["drill", "local9"]).output().unwrap().stderr).unwrap();
+    assert!(err.contains("no provider named `local9`"), "{err}");
+    // It changed nothing: every provider still holds its shard.
+    assert!(run_ok(d, &["get", "x"]).stdout == data(300_000, 5));
+}

@@ -2,7 +2,6 @@
 //! one ranged request each (parity only when one is missing or bad) -> check each shard ->
 //! decode -> decrypt -> stream out in order.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Range;
 
@@ -11,7 +10,7 @@ use futures::StreamExt;
 use outlast_codec::{DecodedSegment, ManifestBody};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::shards::{runs, ShardReader};
+use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, GetReport, Progress, Store};
 
 /// Consecutive segments fetched with one ranged request per shard, unless the config says
@@ -43,6 +42,18 @@ impl<W: AsyncWrite + Unpin + Send> GetSink for WriteSink<W> {
     }
 }
 
+/// Discards the plaintext: for reads whose point is the proof that they succeed (the drill).
+pub(crate) struct NullSink;
+
+impl GetSink for NullSink {
+    async fn accept(&mut self, _chunk: Bytes) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Hands each piece to a receiver, e.g. a thread writing a file with blocking calls, so output
 /// and fetching run side by side without copying.
 impl GetSink for tokio::sync::mpsc::Sender<Bytes> {
@@ -60,13 +71,14 @@ pub(crate) async fn get(
     range: Option<Range<u64>>,
     dst: &mut impl GetSink,
     progress: &dyn Progress,
+    scope: &ReadScope,
 ) -> Result<GetReport, EngineError> {
     let entry = store.index.get(name)?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
     let manifest = store.open_manifest(&entry)?;
     let ManifestBody::Object(om) = manifest.body else {
         return Err(EngineError::NotFound(name.to_string()));
     };
-    let reader = ShardReader::new(store, name, &om, manifest.stamp.vid, &HashSet::new())?;
+    let reader = ShardReader::new(store, name, &om, manifest.stamp.vid, scope)?;
     let layout = *reader.codec.layout();
     if let Some(r) = &range {
         if r.start >= om.size && om.size > 0 {
@@ -114,6 +126,7 @@ pub(crate) async fn get(
     };
     let ((), mut report) = tokio::try_join!(fetcher, writer)?;
     report.faults = reader.take_faults();
+    report.fetched = reader.bytes_read();
     // One line per provider, not per segment: a provider that is gone fails every read.
     let mut by_provider: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
     for f in &report.faults {

@@ -15,6 +15,7 @@ pub mod placement;
 pub mod progress;
 pub mod store;
 
+mod drill;
 mod get;
 mod put;
 mod repair;
@@ -22,6 +23,7 @@ pub mod scrub;
 mod shards;
 
 pub use config::Config;
+pub use drill::{DrillReport, Evacuation};
 pub use error::EngineError;
 pub use get::{GetSink, WriteSink};
 pub use progress::Progress;

@@ -14,7 +14,7 @@ use outlast_provider::BlobWriter;
 use serde::Serialize;
 
 use crate::index::{BlobRef, IndexEntry};
-use crate::shards::{runs, ShardReader};
+use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store};
 
 /// Segments rebuilt per round of ranged reads.
@@ -186,7 +186,7 @@ impl Store {
     ) -> Result<(), EngineError> {
         let vid = debt.entry.stamp.vid;
         let name = &debt.entry.name;
-        let reader = ShardReader::new(self, name, &debt.om, vid, &HashSet::new())?;
+        let reader = ShardReader::new(self, name, &debt.om, vid, &ReadScope::default())?;
         let layout = *reader.codec.layout();
         let checks = Arc::new(debt.om.checks.clone());
         let n = debt.om.n as usize;

@@ -19,6 +19,15 @@ use crate::{EngineError, Store};
 /// The checked shards of a run: `[segment - run.start][shard]`, `None` where missing or bad.
 pub(crate) type RunShards = Vec<Vec<Option<Bytes>>>;
 
+/// What a read may use and change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadScope {
+    /// Providers treated as gone (a drill's "what if").
+    pub left_out: HashSet<String>,
+    /// Change nothing: a blob found missing is reported but stays recorded.
+    pub read_only: bool,
+}
+
 /// Reads the shards of one object version.
 pub(crate) struct ShardReader<'a> {
     store: &'a Store,
@@ -38,6 +47,7 @@ pub(crate) struct ShardReader<'a> {
     faults: Mutex<Vec<ShardFault>>,
     /// Bytes received from providers.
     bytes_read: AtomicU64,
+    read_only: bool,
 }
 
 /// Splits `segments` into runs of at most `run_len` that never cross a part boundary.
@@ -54,20 +64,20 @@ pub(crate) fn runs(layout: &Layout, segments: Range<u64>, run_len: u64) -> Vec<R
 }
 
 impl<'a> ShardReader<'a> {
-    /// A reader of version `vid` of `name`; providers named in `left_out` are treated as gone.
+    /// A reader of version `vid` of `name`, within `scope`.
     pub(crate) fn new(
         store: &'a Store,
         name: &str,
         om: &'a ObjectManifest,
         vid: VersionId,
-        left_out: &HashSet<String>,
+        scope: &ReadScope,
     ) -> Result<Self, EngineError> {
         let layout = om.layout()?;
         let codec = SegmentCodec::new(layout, DataKey::from_bytes(om.data_key), vid, store.keys.check_seed);
         let holders: Vec<Option<&Provider>> = om
             .placement
             .iter()
-            .map(|p| if left_out.contains(&p.provider) { None } else { store.provider(&p.provider) })
+            .map(|p| if scope.left_out.contains(&p.provider) { None } else { store.provider(&p.provider) })
             .collect();
         let recorded = store.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
@@ -83,6 +93,7 @@ impl<'a> ShardReader<'a> {
             noted: Mutex::default(),
             faults: Mutex::default(),
             bytes_read: AtomicU64::new(0),
+            read_only: scope.read_only,
         })
     }
 
@@ -142,7 +153,8 @@ impl<'a> ShardReader<'a> {
                             Err(e) if known && e.is_not_found() => {
                                 p.note_known_blob(false);
                                 // Now repair debt: later reads do not ask for it again.
-                                if let Err(e) = self.store.index.forget_blob(p.name(), &blob) {
+                                let forgot = if self.read_only { Ok(()) } else { self.store.index.forget_blob(p.name(), &blob) };
+                                if let Err(e) = forgot {
                                     tracing::warn!("could not record a lost shard in the index: {e}");
                                 }
                             }

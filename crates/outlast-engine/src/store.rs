@@ -129,6 +129,8 @@ pub struct GetReport {
     pub bytes: u64,
     /// Segments that needed parity.
     pub degraded_segments: u64,
+    /// Bytes received from providers (shards, including any fetched in vain).
+    pub fetched: u64,
     /// Every fault, attributed.
     pub faults: Vec<ShardFault>,
 }
@@ -345,7 +347,7 @@ impl Store {
         dst: W,
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {
-        crate::get::get(self, name, range, &mut WriteSink(dst), progress).await
+        crate::get::get(self, name, range, &mut WriteSink(dst), progress, &Default::default()).await
     }
 
     /// Like [`Self::get`], but hands the plaintext over in whole pieces: a sink that writes on
@@ -357,7 +359,7 @@ impl Store {
         sink: &mut impl GetSink,
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {
-        crate::get::get(self, name, range, sink, progress).await
+        crate::get::get(self, name, range, sink, progress, &Default::default()).await
     }
 
     fn info(e: &IndexEntry) -> ObjectInfo {
