@@ -14,8 +14,10 @@ use crate::keys::StoreKeys;
 use crate::layout::Layout;
 use crate::CodecError;
 
-/// Current manifest format version (first byte of every manifest blob).
-pub const MANIFEST_FORMAT: u8 = 1;
+/// Current manifest format version (first byte of every manifest blob). Format 2 added
+/// [`Manifest::revision`]; format 1 blobs are still read (as revision 0).
+pub const MANIFEST_FORMAT: u8 = 2;
+const MANIFEST_FORMAT_1: u8 = 1;
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 const AAD_PREFIX: &[u8] = b"outlast/manifest/v1";
 
@@ -115,25 +117,24 @@ pub struct Manifest {
     pub stamp: VersionStamp,
     /// Data or tombstone.
     pub body: ManifestBody,
+    /// Placement revision of this version: 0 when written, one more each time its shards are
+    /// moved (evacuation) and the manifest is rewritten under the same name. Of two copies of
+    /// one version's manifest, the higher revision is current.
+    pub revision: u32,
+}
+
+/// Format 1 of [`Manifest`]: the same fields without the revision.
+#[derive(Serialize, Deserialize)]
+struct ManifestFormat1 {
+    name: String,
+    stamp: VersionStamp,
+    body: ManifestBody,
 }
 
 impl Manifest {
     /// Serializes and seals the manifest for storage under blob name `blob`.
     pub fn seal(&self, keys: &StoreKeys, blob: &str) -> Vec<u8> {
-        let plain = postcard::to_stdvec(self).expect("manifest serializes");
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + 16);
-        out.push(MANIFEST_FORMAT);
-        out.extend_from_slice(&0u32.to_le_bytes()); // key epoch, for key rotation
-        out.extend_from_slice(&nonce);
-        let aad = aad(&out[..HEADER_LEN], blob);
-        let mut body = plain;
-        keys.manifest
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
-            .expect("manifest below AES-GCM's length limit");
-        out.extend_from_slice(&body);
-        out
+        seal_body(keys, blob, MANIFEST_FORMAT, postcard::to_stdvec(self).expect("manifest serializes"))
     }
 
     /// Opens a manifest blob read from blob name `blob`.
@@ -141,10 +142,10 @@ impl Manifest {
         if bytes.len() < HEADER_LEN + 16 {
             return Err(CodecError::ManifestFormat(format!("{} bytes is too short", bytes.len())));
         }
-        if bytes[0] != MANIFEST_FORMAT {
+        let format = bytes[0];
+        if format != MANIFEST_FORMAT && format != MANIFEST_FORMAT_1 {
             return Err(CodecError::ManifestFormat(format!(
-                "format version {} is not known to this build (it reads version {MANIFEST_FORMAT})",
-                bytes[0]
+                "format version {format} is not known to this build (it reads versions 1 to {MANIFEST_FORMAT})"
             )));
         }
         let nonce: [u8; NONCE_LEN] = bytes[5..HEADER_LEN].try_into().expect("length checked");
@@ -154,8 +155,19 @@ impl Manifest {
             .manifest
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
             .map_err(|_| CodecError::ManifestAuth)?;
-        let m: Manifest = postcard::from_bytes(plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))?;
-        if let ManifestBody::Object(o) = &m.body {
+        let bad = |e: postcard::Error| CodecError::ManifestFormat(e.to_string());
+        let m: Manifest = if format == MANIFEST_FORMAT_1 {
+            let v1: ManifestFormat1 = postcard::from_bytes(plain).map_err(bad)?;
+            Manifest { name: v1.name, stamp: v1.stamp, body: v1.body, revision: 0 }
+        } else {
+            postcard::from_bytes(plain).map_err(bad)?
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> Result<(), CodecError> {
+        if let ManifestBody::Object(o) = &self.body {
             if o.segments_per_part == 0 {
                 return Err(CodecError::ManifestFormat("zero segments per part".into()));
             }
@@ -165,8 +177,25 @@ impl Manifest {
                 return Err(CodecError::ManifestFormat("placement or checks do not match the layout".into()));
             }
         }
-        Ok(m)
+        Ok(())
     }
+}
+
+/// Seals a serialized manifest body under `format`.
+fn seal_body(keys: &StoreKeys, blob: &str, format: u8, plain: Vec<u8>) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + 16);
+    out.push(format);
+    out.extend_from_slice(&0u32.to_le_bytes()); // key epoch, for key rotation
+    out.extend_from_slice(&nonce);
+    let aad = aad(&out[..HEADER_LEN], blob);
+    let mut body = plain;
+    keys.manifest
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+        .expect("manifest below AES-GCM's length limit");
+    out.extend_from_slice(&body);
+    out
 }
 
 fn aad(header: &[u8], blob: &str) -> Vec<u8> {
@@ -175,4 +204,26 @@ fn aad(header: &[u8], blob: &str) -> Vec<u8> {
     a.extend_from_slice(header);
     a.extend_from_slice(blob.as_bytes());
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::MasterKey;
+
+    #[test]
+    fn format_1_manifests_are_still_read_as_revision_0() {
+        let keys = MasterKey::generate().store_keys();
+        let stamp = VersionStamp { time_ns: 42, vid: VersionId::generate() };
+        let v1 = ManifestFormat1 { name: "old".into(), stamp, body: ManifestBody::Tombstone };
+        let blob = seal_body(&keys, "m/x", MANIFEST_FORMAT_1, postcard::to_stdvec(&v1).unwrap());
+        let m = Manifest::open(&keys, "m/x", &blob).unwrap();
+        assert_eq!((m.name.as_str(), m.stamp, m.revision), ("old", stamp, 0));
+
+        let v2 = Manifest { revision: 3, ..m };
+        assert_eq!(Manifest::open(&keys, "m/x", &v2.seal(&keys, "m/x")).unwrap(), v2);
+        let mut unknown = v2.seal(&keys, "m/x");
+        unknown[0] = 3;
+        assert!(matches!(Manifest::open(&keys, "m/x", &unknown), Err(CodecError::ManifestFormat(_))));
+    }
 }

@@ -223,6 +223,7 @@ fn sample_manifest() -> Manifest {
             placement: (0..3).map(|i| ShardPlacement { provider: format!("p{i}") }).collect(),
             checks: vec![ShardCheck([0; 16]); 3],
         }),
+        revision: 0,
     }
 }
 

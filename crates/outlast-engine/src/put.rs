@@ -310,6 +310,7 @@ impl VersionWriter<'_> {
                 placement: self.placement.iter().map(|p| ShardPlacement { provider: p.name().to_string() }).collect(),
                 checks,
             }),
+            revision: 0,
         };
         let sealed = Bytes::from(manifest.seal(&self.store.keys, manifest_name));
         let holders: Vec<usize> = (0..alive.len()).filter(|i| alive[*i]).collect();

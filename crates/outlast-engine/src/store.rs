@@ -410,7 +410,7 @@ impl Store {
             return Err(EngineError::NotFound(name.to_string()));
         }
         let stamp = self.next_stamp(name)?;
-        let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone };
+        let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone, revision: 0 };
         let blob = names::manifest_blob(&self.keys, &stamp.vid);
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
         let targets: Vec<BlobRef> =
