@@ -21,6 +21,19 @@ fn print_json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
+/// Parses repeated `KEY=VALUE` arguments.
+fn key_values(items: &[String], flag: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("{flag} `{kv}`: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
 /// Parses `START-END` (inclusive) or `START-` into a half-open byte range.
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>> {
     let (a, b) = s.split_once('-').with_context(|| format!("--range `{s}`: expected START-END, e.g. 0-1023"))?;
@@ -233,6 +246,72 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if report.found_damage() {
+                return Ok(ExitCode::from(2));
+            }
+            return Ok(after(&store));
+        }
+        Command::Provider(crate::ProviderCommand::Add { name, scheme, options, env, domain }) => {
+            let path = Config::locate(cfg);
+            let spec = outlast_engine::config::ProviderSpec {
+                name: name.clone(),
+                domain,
+                scheme,
+                options: key_values(&options, "--option")?,
+                env: key_values(&env, "--env")?,
+            };
+            let config = outlast_engine::config_edit::add_provider(&path, &spec)?;
+            let store = Store::open(config)?;
+            let report = store.providers().await?.into_iter().find(|r| r.name == name).expect("just added");
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!("added {name} ({}) to {}", report.state.as_str(), path.display());
+            }
+            if !report.reachable {
+                eprintln!("outlast: warning: `{name}` does not answer yet: {}", report.error.unwrap_or(report.reason));
+            }
+        }
+        Command::Provider(crate::ProviderCommand::Remove { name }) => {
+            let path = Config::locate(cfg);
+            let store = open(cfg)?;
+            outlast_engine::config_edit::remove_provider(&path, &store, &name)?;
+            if cli.json {
+                print_json(&serde_json::json!({ "removed": name }));
+            } else {
+                println!("removed {name} from {}", path.display());
+            }
+        }
+        Command::Evacuate { provider, to } => {
+            let store = open(cfg)?;
+            let r = with_bar("evacuate", async |bar| store.evacuate(&provider, &to, bar).await).await?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "moved {} of {} objects from {} to {}: {} blobs copied ({} bytes, egress {}), {} rebuilt from the others; {} verified",
+                    r.objects_moved,
+                    r.objects,
+                    r.from,
+                    r.to,
+                    r.blobs_copied,
+                    r.bytes_copied,
+                    r.egress_ratio.map(|e| format!("{e:.2}x")).unwrap_or_else(|| "-".into()),
+                    r.blobs_rebuilt,
+                    r.verified
+                );
+                for e in &r.errors {
+                    println!("  error: {e}");
+                }
+                if r.remaining == 0 {
+                    println!(
+                        "{} holds no shards now; `outlast provider remove {}` takes it out of the configuration",
+                        r.from, r.from
+                    );
+                } else {
+                    println!("{} objects still have a shard on {}: run evacuate again", r.remaining, r.from);
+                }
+            }
+            if r.remaining > 0 {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));

@@ -82,6 +82,9 @@ enum Command {
     },
     /// Show each provider: reachable, shards, bytes.
     Providers,
+    /// Add or remove a provider in the configuration.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
     /// Delete blobs that no object references (crashed or failed writes, replaced versions).
     Gc {
         /// Keep unreferenced blobs younger than this many seconds (they may be a write in
@@ -103,6 +106,16 @@ enum Command {
         /// catch 1% damage with 99% probability) instead of all of them.
         #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
         sample: Option<f64>,
+    },
+    /// Move every shard off PROVIDER onto the provider named by --to: copied while PROVIDER
+    /// answers, rebuilt from the others once it does not; verified at the end. Resumable; reads
+    /// and writes go on meanwhile, and new writes avoid PROVIDER. Exits 2 if shards remain.
+    Evacuate {
+        /// The provider that is leaving.
+        provider: String,
+        /// The configured provider that takes its shards (see `outlast provider add`).
+        #[arg(long, value_name = "NEW")]
+        to: String,
     },
     /// The exit drill: prove, changing nothing, that every object stays readable without the
     /// named providers (read through the normal path with them left out). Exits 2 if any
@@ -138,6 +151,33 @@ fn parse_rate(s: &str) -> Result<u64, String> {
         Some(r) => Ok(r),
         None => Err(format!("`{s}` is too large")),
     }
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Add a provider (checked, then written to the config with comments kept).
+    Add {
+        /// Its name: stable, recorded in manifests.
+        name: String,
+        /// OpenDAL scheme: fs, s3, azblob, gcs, sftp or webdav.
+        #[arg(long)]
+        scheme: String,
+        /// An OpenDAL option, KEY=VALUE (repeat): bucket, endpoint, root, ...
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        /// An option read from an environment variable, KEY=VARIABLE (repeat): keeps secrets
+        /// out of the file.
+        #[arg(long = "env", value_name = "KEY=VARIABLE")]
+        env: Vec<String>,
+        /// The organisation that could end it (two buckets at one company share a domain).
+        #[arg(long)]
+        domain: String,
+    },
+    /// Remove a provider; refused while it holds shards (evacuate it first).
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {

@@ -102,3 +102,55 @@ fn drill_exits_2_only_when_something_would_be_lost() {
     // It changed nothing: every provider still holds its shard.
     assert!(run_ok(d, &["get", "x"]).stdout == data(300_000, 5));
 }
+
+#[test]
+fn leaving_a_provider_add_evacuate_killed_and_resumed_then_remove() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let bodies: Vec<Vec<u8>> = (0..6).map(|i| data(6 << 20, 20 + i)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        std::fs::write(d.join("in.bin"), b).unwrap();
+        run_ok(d, &["put", "in.bin", &format!("o{i}")]);
+    }
+    let new_root = d.join("stores/local4");
+    let root_opt = format!("root={}", new_root.display());
+    run_ok(d, &["provider", "add", "local4", "--scheme", "fs", "--option", &root_opt, "--domain", "elsewhere"]);
+    let toml = std::fs::read_to_string(d.join("outlast.toml")).unwrap();
+    assert!(toml.contains("# write_quorum") && toml.contains("name = \"local4\""), "comments lost or entry missing:\n{toml}");
+    let err = run_err(d, &["provider", "remove", "local1"]);
+    assert!(err.contains("still holds") && err.contains("evacuate"), "{err}");
+    let err = run_err(d, &["provider", "add", "local4", "--scheme", "fs", "--option", &root_opt, "--domain", "x"]);
+    assert!(err.contains("used twice"), "{err}");
+
+    // Kill the evacuation once its first object is nearly switched over (its manifest is
+    // written to the new provider after its blobs), then run it again.
+    let mut child = outlast(d).args(["evacuate", "local1", "--to", "local4"]).spawn().unwrap();
+    let manifests = || files_under(&new_root).into_iter().filter(|p| p.parent().unwrap().ends_with("m")).count();
+    let start = Instant::now();
+    while manifests() == 0 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL (a no-op if it already finished)
+    child.wait().unwrap();
+    let r = json(&run_ok(d, &["--json", "evacuate", "local1", "--to", "local4"]));
+    // Blobs that landed before the kill are not moved again (the first object's, at least).
+    let moved_again = r["blobs_copied"].as_u64().unwrap() + r["blobs_rebuilt"].as_u64().unwrap();
+    assert!(moved_again < 6, "the killed run's work was lost: {r}");
+    assert_eq!(r["remaining"], 0, "{r}");
+    assert_eq!(r["verified"], r["blobs_copied"].as_u64().unwrap() + r["blobs_rebuilt"].as_u64().unwrap(), "{r}");
+    if r["blobs_copied"].as_u64().unwrap() > 0 {
+        assert_eq!(r["egress_ratio"], 1.0, "{r}");
+    }
+    run_ok(d, &["provider", "remove", "local1"]);
+    let providers = json(&run_ok(d, &["--json", "providers"]));
+    let names: Vec<&str> = providers.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["local2", "local3", "local4"]);
+    // local1 is gone for good; everything reads with local2 gone too.
+    std::fs::remove_dir_all(d.join("stores/local1")).unwrap();
+    std::fs::remove_dir_all(d.join("stores/local2")).unwrap();
+    for (i, b) in bodies.iter().enumerate() {
+        let out = outlast(d).args(["get", &format!("o{i}")]).output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == *b, "o{i}");
+    }
+}

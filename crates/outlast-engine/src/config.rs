@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use outlast_provider::{ProviderSpec, SCHEMES};
+pub use outlast_provider::ProviderSpec;
+use outlast_provider::SCHEMES;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;

@@ -13,8 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::EngineError;
 
-/// 1: objects, tombstones, blobs, pending. 2 adds `health` (created by `CREATE ... IF NOT
-/// EXISTS`, so a version-1 index is migrated by opening it).
+/// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining` (created by
+/// `CREATE ... IF NOT EXISTS`, so a version-1 index is migrated by opening it).
 const SCHEMA_VERSION: i64 = 2;
 
 /// One row of the object table.
@@ -88,7 +88,8 @@ impl Index {
              CREATE INDEX IF NOT EXISTS blobs_by_vid ON blobs (vid);
              CREATE TABLE IF NOT EXISTS pending (
                  vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS health (provider TEXT PRIMARY KEY, stats TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS health (provider TEXT PRIMARY KEY, stats TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS draining (provider TEXT PRIMARY KEY, target TEXT NOT NULL);",
         )?;
         let v: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
         match v {
@@ -312,6 +313,54 @@ impl Index {
     /// Every current object (tombstones excluded), in name order.
     pub fn objects(&self) -> Result<Vec<IndexEntry>, EngineError> {
         self.list("")
+    }
+
+    /// Providers being evacuated, with their targets: new writes are not placed on them.
+    pub fn draining(&self) -> Result<Vec<(String, String)>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT provider, target FROM draining ORDER BY provider")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks `provider` as being evacuated to `target`.
+    pub fn set_draining(&self, provider: &str, target: &str) -> Result<(), EngineError> {
+        self.conn().execute("INSERT OR REPLACE INTO draining (provider, target) VALUES (?1, ?2)", [provider, target])?;
+        Ok(())
+    }
+
+    /// Forgets that `provider` is being evacuated (it was removed from the configuration).
+    pub fn clear_draining(&self, provider: &str) -> Result<(), EngineError> {
+        self.conn().execute("DELETE FROM draining WHERE provider = ?1", [provider])?;
+        Ok(())
+    }
+
+    /// Switches version `vid` of `name` to a rewritten manifest in which `from`'s shards moved:
+    /// `from`'s blobs of the version are forgotten and `added` recorded, in one transaction.
+    /// Returns false (changing nothing) when `vid` is no longer the name's current version.
+    pub fn move_shards(
+        &self,
+        name: &str,
+        vid: &VersionId,
+        sealed_manifest: &[u8],
+        from: &str,
+        added: &[BlobRef],
+    ) -> Result<bool, EngineError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let v = &vid.0[..];
+        if tx.execute("UPDATE objects SET manifest = ?3 WHERE name = ?1 AND vid = ?2", params![name, v, sealed_manifest])? != 1 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM blobs WHERE provider = ?1 AND vid = ?2", params![from, v])?;
+        for b in added {
+            tx.execute(
+                "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
+                params![b.provider, b.blob, v, b.size as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Health observations saved by earlier runs, by provider name.

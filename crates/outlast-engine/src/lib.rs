@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod config_edit;
 pub mod error;
 pub mod index;
 pub mod keyfile;
@@ -16,6 +17,7 @@ pub mod progress;
 pub mod store;
 
 mod drill;
+mod evacuate;
 mod get;
 mod put;
 mod repair;
@@ -25,6 +27,7 @@ mod shards;
 pub use config::Config;
 pub use drill::{DrillReport, Evacuation};
 pub use error::EngineError;
+pub use evacuate::EvacuateReport;
 pub use get::{GetSink, WriteSink};
 pub use progress::Progress;
 pub use repair::{RepairOptions, RepairReport};

@@ -5,18 +5,18 @@
 //! providers come and go and spreads objects evenly when there are more providers than `n`. No
 //! failure domain gets more than `n - k` shards, so losing any one organisation leaves `k`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use outlast_codec::VersionId;
 use outlast_provider::Provider;
 
-/// Picks `n` providers for version `vid`; `result[i]` holds shard `i`. Returns `None` when the
-/// domain rule cannot be met (config validation rules that out for the full provider list).
-pub fn place<'a>(providers: &'a [Provider], vid: &VersionId, k: usize, n: usize) -> Option<Vec<&'a Provider>> {
+/// Picks `n` of `providers` for version `vid`; `result[i]` holds shard `i`. Returns `None` when
+/// the domain rule cannot be met (config validation rules that out for the full provider list).
+pub fn place<'a>(providers: &[&'a Provider], vid: &VersionId, k: usize, n: usize) -> Option<Vec<&'a Provider>> {
     let cap = n - k;
-    let mut scored: Vec<(u64, &Provider)> = providers
+    let mut scored: Vec<(u64, &'a Provider)> = providers
         .iter()
-        .map(|p| {
+        .map(|&p| {
             let mut h = blake3::Hasher::new();
             h.update(b"outlast/placement/v1");
             h.update(&vid.0);
@@ -39,4 +39,25 @@ pub fn place<'a>(providers: &'a [Provider], vid: &VersionId, k: usize, n: usize)
         }
     }
     None
+}
+
+/// Places a new version over the providers fit to take it: those not being evacuated, and
+/// among them healthy (or slow) ones first. When those cannot hold `n` shards within the domain
+/// rule, providers being evacuated are used too (a write must not fail because an evacuation is
+/// under way; the evacuation picks such versions up when run again), and last unreachable or
+/// terminated ones (the write then succeeds at its quorum, the missing shards being debt).
+pub fn place_new<'a>(
+    providers: &'a [Provider],
+    draining: &HashSet<String>,
+    vid: &VersionId,
+    k: usize,
+    n: usize,
+) -> Option<Vec<&'a Provider>> {
+    let all: Vec<&Provider> = providers.iter().collect();
+    let staying: Vec<&Provider> = all.iter().copied().filter(|p| !draining.contains(p.name())).collect();
+    let usable = |v: &[&'a Provider]| -> Vec<&'a Provider> { v.iter().copied().filter(|p| p.state().is_usable()).collect() };
+    place(&usable(&staying), vid, k, n)
+        .or_else(|| place(&usable(&all), vid, k, n))
+        .or_else(|| place(&staying, vid, k, n))
+        .or_else(|| place(&all, vid, k, n))
 }

@@ -53,11 +53,13 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     let coding = &store.config.coding;
     let (k, n) = (coding.k as usize, coding.n as usize);
     let stamp = store.next_stamp(name)?;
-    let placement = crate::placement::place(&store.providers, &stamp.vid, k, n).ok_or_else(|| EngineError::Config {
-        path: store.config.path.clone(),
-        field: "providers.domain".into(),
-        message: "no placement satisfies the failure-domain rule".into(),
-    })?;
+    let draining = store.index.draining()?.into_iter().map(|(p, _)| p).collect();
+    let placement =
+        crate::placement::place_new(&store.providers, &draining, &stamp.vid, k, n).ok_or_else(|| EngineError::Config {
+            path: store.config.path.clone(),
+            field: "providers.domain".into(),
+            message: "no placement satisfies the failure-domain rule".into(),
+        })?;
     let manifest_name = names::manifest_blob(&store.keys, &stamp.vid);
     // The manifest's names are known up front; each part's shard names are added before the
     // part is written, so a crash at any point leaves only blobs the pending record names.

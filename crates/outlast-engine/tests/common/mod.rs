@@ -15,13 +15,21 @@ pub struct Fixture {
     pub key: MasterKey,
     pub k: u16,
     pub n: u16,
+    /// Providers configured beyond `n` (p{n}, p{n+1}, ...).
+    pub spare: u16,
 }
 
 impl Fixture {
     pub fn new(k: u16, n: u16) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n }
+        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0 }
+    }
+
+    /// The same store with `spare` more providers configured.
+    pub fn with_spare(mut self, spare: u16) -> Self {
+        self.spare = spare;
+        self
     }
 
     pub fn provider_dir(&self, i: u16) -> PathBuf {
@@ -37,7 +45,7 @@ impl Fixture {
             self.k,
             self.n
         );
-        for i in 0..self.n {
+        for i in 0..self.n + self.spare {
             let root = if broken.contains(&i) { self.root.join("a-file/p") } else { self.provider_dir(i) };
             t.push_str(&format!(
                 "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
@@ -58,7 +66,7 @@ impl Fixture {
 
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for i in 0..self.n {
+        for i in 0..self.n + self.spare {
             collect(&self.provider_dir(i), &mut out);
         }
         out

@@ -1,0 +1,313 @@
+//! Evacuation: moves every shard off a provider that is leaving, without its cooperation if
+//! need be. While it answers, each of its blobs is read once, checked and copied (egress equal
+//! to what it holds); a blob it cannot serve intact is rebuilt from the others. Once all of an
+//! object's blobs are on the new provider, the object's manifest is rewritten with the new
+//! placement (a higher revision, same name) and the switch is committed to the index; then the
+//! old copies are deleted. Every step is recorded as it lands, so a killed evacuation resumes.
+//! New writes avoid a provider being evacuated.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest};
+use serde::Serialize;
+
+use crate::index::{BlobRef, IndexEntry};
+use crate::shards::{runs, ReadScope, ShardReader};
+use crate::{EngineError, Progress, Store};
+
+/// Segments rebuilt per round of ranged reads when a blob must be rebuilt.
+const REBUILD_RUN_SEGMENTS: u64 = 4;
+
+/// What an evacuation did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EvacuateReport {
+    /// The provider emptied.
+    pub from: String,
+    /// The provider that took its shards.
+    pub to: String,
+    /// Objects that had a shard on `from` when this run started.
+    pub objects: u64,
+    /// Objects whose shard now lives on `to`.
+    pub objects_moved: u64,
+    /// Shard blobs copied from `from` (read once, checked, written).
+    pub blobs_copied: u64,
+    /// Shard blobs rebuilt from the other providers (`from` did not serve them intact).
+    pub blobs_rebuilt: u64,
+    /// Bytes of the blobs copied.
+    pub bytes_copied: u64,
+    /// Bytes read from `from`.
+    pub bytes_read_from_source: u64,
+    /// Bytes read from the other providers to rebuild.
+    pub bytes_read_from_others: u64,
+    /// Bytes written to `to`.
+    pub bytes_written: u64,
+    /// Bytes read from the source per byte copied (1.00 when every blob was copied once).
+    pub egress_ratio: Option<f64>,
+    /// Moved blobs read back from `to` and checked at the end.
+    pub verified: u64,
+    /// Objects that still have a shard on `from` (run again, or see `errors`).
+    pub remaining: u64,
+    /// What went wrong, one line each.
+    pub errors: Vec<String>,
+}
+
+/// One object version with a shard on the provider being emptied.
+struct Move {
+    entry: IndexEntry,
+    om: ObjectManifest,
+    shard: usize,
+}
+
+impl Store {
+    /// Moves every shard on `from` to `to`, then reads the moved blobs back from `to` and
+    /// checks them. `from` may be gone already: its shards are then rebuilt from the others.
+    pub async fn evacuate(&self, from: &str, to: &str, progress: &dyn Progress) -> Result<EvacuateReport, EngineError> {
+        for (field, name) in [("PROVIDER", from), ("--to", to)] {
+            if self.provider(name).is_none() {
+                return Err(EngineError::Config {
+                    path: self.config.path.clone(),
+                    field: field.into(),
+                    message: format!("no provider named `{name}` in the configuration"),
+                });
+            }
+        }
+        if from == to {
+            return Err(EngineError::Config {
+                path: self.config.path.clone(),
+                field: "--to".into(),
+                message: "must name another provider than the one being evacuated".into(),
+            });
+        }
+        self.index.set_draining(from, to)?;
+        let moves = self.shards_on(from)?;
+        let mut report = EvacuateReport { from: from.into(), to: to.into(), objects: moves.len() as u64, ..Default::default() };
+        let total: u64 = moves
+            .iter()
+            .map(|m| m.om.layout().map(|l| (0..l.part_count()).map(|p| l.part_blob_len(p)).sum::<u64>()).unwrap_or(0))
+            .sum();
+        progress.set_total(total);
+        let mut moved = Vec::new();
+        for m in &moves {
+            match self.move_shard(m, from, to, &mut report, progress).await {
+                Ok(true) => {
+                    report.objects_moved += 1;
+                    moved.push(m);
+                }
+                Ok(false) => {} // replaced or removed meanwhile: nothing left to move
+                Err(e) => report.errors.push(format!("{}: {e}", m.entry.name)),
+            }
+        }
+        for m in moved {
+            self.verify_moved(m, to, &mut report).await?;
+        }
+        report.remaining = self.shards_on(from)?.len() as u64;
+        report.egress_ratio =
+            (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
+        if report.remaining == 0 {
+            tracing::info!("`{from}` holds no shards any more; it can be removed");
+        }
+        Ok(report)
+    }
+
+    /// Current object versions with a shard placed on `provider`.
+    fn shards_on(&self, provider: &str) -> Result<Vec<Move>, EngineError> {
+        let mut out = Vec::new();
+        for entry in self.index.objects()? {
+            let manifest = self.open_manifest(&entry)?;
+            let ManifestBody::Object(om) = manifest.body else { continue };
+            if let Some(shard) = om.placement.iter().position(|p| p.provider == provider) {
+                out.push(Move { entry, om, shard });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves one object's shard; `Ok(false)` if the version was replaced meanwhile.
+    async fn move_shard(
+        &self,
+        m: &Move,
+        from: &str,
+        to: &str,
+        report: &mut EvacuateReport,
+        progress: &dyn Progress,
+    ) -> Result<bool, EngineError> {
+        let (om, i, vid) = (&m.om, m.shard, m.entry.stamp.vid);
+        if let Some(j) = om.placement.iter().position(|p| p.provider == to) {
+            return Err(EngineError::State(format!("`{to}` already holds shard {j} of it; pick another target")));
+        }
+        let to_p = self.provider(to).expect("checked by the caller");
+        let cap = (om.n - om.k) as usize;
+        let in_domain = om
+            .placement
+            .iter()
+            .enumerate()
+            .filter(|(j, p)| *j != i && self.provider(&p.provider).is_some_and(|p| p.domain() == to_p.domain()))
+            .count();
+        if in_domain + 1 > cap {
+            return Err(EngineError::State(format!(
+                "`{to}`'s failure domain `{}` would hold more than {cap} of its shards",
+                to_p.domain()
+            )));
+        }
+        let layout = om.layout()?;
+        let recorded: HashSet<(String, String)> = self.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let reader = ShardReader::new(self, &m.entry.name, om, vid, &ReadScope::default())?;
+        let mut added = Vec::new();
+        for part in 0..layout.part_count() {
+            let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
+            let len = layout.part_blob_len(part);
+            let blob_ref = BlobRef { provider: to.into(), blob: blob.clone(), size: len };
+            if !recorded.contains(&(to.to_string(), blob.clone())) {
+                let copy = match self.provider(from) {
+                    Some(p) if recorded.contains(&(from.to_string(), blob.clone())) => match p.read(&blob).await {
+                        Ok(bytes) => {
+                            report.bytes_read_from_source += bytes.len() as u64;
+                            part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed).then_some(bytes)
+                        }
+                        Err(_) => None,
+                    },
+                    _ => None,
+                };
+                match copy {
+                    Some(bytes) => {
+                        to_p.write(&blob, bytes).await?;
+                        report.blobs_copied += 1;
+                        report.bytes_copied += len;
+                    }
+                    None => {
+                        self.rebuild_part_to(&reader, om, &layout, i, part, to_p, &blob).await?;
+                        report.blobs_rebuilt += 1;
+                    }
+                }
+                report.bytes_written += len;
+                // Recorded at once: a killed evacuation does not move this blob again.
+                if !self.index.add_blob(&vid, &blob_ref)? {
+                    let _ = to_p.delete(&blob).await;
+                    return Ok(false);
+                }
+            }
+            progress.advance(len);
+            added.push(blob_ref);
+        }
+        report.bytes_read_from_others += reader.bytes_read();
+
+        // Rewrite the manifest with the new placement, on every holder of the new placement.
+        let mut manifest = self.open_manifest(&m.entry)?;
+        manifest.revision += 1;
+        let ManifestBody::Object(new_om) = &mut manifest.body else { unreachable!("an object version") };
+        new_om.placement[i].provider = to.into();
+        let holders: Vec<String> = new_om.placement.iter().map(|p| p.provider.clone()).collect();
+        let manifest_blob = names::manifest_blob(&self.keys, &vid);
+        let sealed = Bytes::from(Manifest::seal(&manifest, &self.keys, &manifest_blob));
+        let mut written = 0;
+        for h in &holders {
+            let Some(p) = self.provider(h) else { continue };
+            match p.write(&manifest_blob, sealed.clone()).await {
+                Ok(()) => {
+                    written += 1;
+                    added.push(BlobRef { provider: h.clone(), blob: manifest_blob.clone(), size: sealed.len() as u64 });
+                }
+                Err(e) => report.errors.push(format!("{}: {e}", m.entry.name)),
+            }
+        }
+        let quorum = self.config.coding.write_quorum();
+        if written < quorum {
+            return Err(EngineError::Quorum {
+                name: m.entry.name.clone(),
+                ok: written,
+                needed: quorum,
+                detail: report.errors.join("; "),
+            });
+        }
+        if !self.index.move_shards(&m.entry.name, &vid, &sealed, from, &added)? {
+            return Ok(false);
+        }
+        // `from`'s copies are garbage now; it may well be gone, so failures are ignored.
+        if let Some(p) = self.provider(from) {
+            for part in 0..layout.part_count() {
+                let _ = p.delete(&names::shard_blob(&self.keys, &vid, i as u16, part)).await;
+            }
+            let _ = p.delete(&manifest_blob).await;
+        }
+        Ok(true)
+    }
+
+    /// Rebuilds shard `i` of `part` from the other shards and streams it to `to` as `blob`.
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild_part_to(
+        &self,
+        reader: &ShardReader<'_>,
+        om: &ObjectManifest,
+        layout: &Layout,
+        i: usize,
+        part: u32,
+        to: &outlast_provider::Provider,
+        blob: &str,
+    ) -> Result<(), EngineError> {
+        let n = om.n as usize;
+        let checks = std::sync::Arc::new(om.checks.clone());
+        let mut w = to.writer(blob).await?;
+        let first = part as u64 * layout.segments_per_part as u64;
+        let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+        for run in runs(layout, first..last, REBUILD_RUN_SEGMENTS) {
+            let (codec, checks) = (reader.codec.clone(), checks.clone());
+            let rebuilt = match reader
+                .with_shards(run, &[i], move |s, shards| {
+                    let at = s as usize * n;
+                    codec.rebuild(s, shards, &checks[at..at + n], &[i])
+                })
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(e);
+                }
+            };
+            for (_, mut shards) in rebuilt {
+                if let Err(e) = w.write(shards.remove(0)).await {
+                    w.abort().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(w.close().await?)
+    }
+
+    /// Reads the moved blobs back from `to` and checks every segment shard; a blob that fails
+    /// is dropped from the index (repair debt) and reported.
+    async fn verify_moved(&self, m: &Move, to: &str, report: &mut EvacuateReport) -> Result<(), EngineError> {
+        let (om, i, vid) = (&m.om, m.shard, m.entry.stamp.vid);
+        let layout = om.layout()?;
+        let p = self.provider(to).expect("checked by the caller");
+        for part in 0..layout.part_count() {
+            let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
+            let good = match p.read(&blob).await {
+                Ok(bytes) => part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed),
+                Err(_) => false,
+            };
+            if good {
+                report.verified += 1;
+            } else {
+                report.errors.push(format!("{}: blob `{blob}` did not read back intact from `{to}`", m.entry.name));
+                self.index.forget_blob(to, &blob)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `bytes` is exactly shard `i`'s blob of `part`, every segment matching its check.
+fn part_is_intact(om: &ObjectManifest, layout: &Layout, i: usize, part: u32, bytes: &[u8], seed: u64) -> bool {
+    if bytes.len() as u64 != layout.part_blob_len(part) {
+        return false;
+    }
+    let first = part as u64 * layout.segments_per_part as u64;
+    let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+    (first..last).all(|s| {
+        let off = layout.shard_offset(s) as usize;
+        let shard = &bytes[off..off + layout.shard_len(s)];
+        om.segment_checks(s)[i].verifies(seed, shard)
+    })
+}

@@ -1,0 +1,87 @@
+//! Evacuation on local folders: from a provider that still answers (copied once, egress 1.00x)
+//! and from one that is gone (rebuilt), verified, with reads and writes going on.
+
+mod common;
+
+use common::*;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::Store;
+
+fn shard_blobs(f: &Fixture, i: u16) -> usize {
+    f.blob_files().into_iter().filter(|p| p.starts_with(f.provider_dir(i)) && p.to_string_lossy().contains("/s/")).count()
+}
+
+async fn fill(store: &Store) -> Vec<(String, Vec<u8>)> {
+    let objects: Vec<(String, Vec<u8>)> =
+        (0..3u8).map(|i| (format!("o{i}"), data(4 * SEG as usize * (i as usize + 1) + 17, i))).collect();
+    for (name, d) in &objects {
+        put(store, name, d).await.unwrap();
+    }
+    objects
+}
+
+#[tokio::test]
+async fn evacuating_a_live_provider_copies_each_blob_once_and_moves_placement() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    let objects = {
+        let store = f.store_with(&[4]); // the spare p4 is out of reach while writing: p0..p3 hold everything
+        fill(&store).await
+    };
+    let store = f.store();
+    let held = shard_blobs(&f, 1);
+    assert!(held > 0);
+
+    let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects, r.objects_moved, r.blobs_rebuilt, r.remaining), (3, 3, 0, 0), "{r:?}");
+    assert_eq!(r.blobs_copied as usize, held);
+    assert_eq!(r.egress_ratio, Some(1.0), "{r:?}");
+    assert_eq!(r.verified, r.blobs_copied, "{r:?}");
+    assert_eq!(shard_blobs(&f, 1), 0, "p1 still holds shard blobs");
+    assert_eq!(shard_blobs(&f, 4), held);
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d);
+        assert!(store.stat(name).unwrap().placement.contains(&"p4".to_string()));
+    }
+    // New writes avoid the provider being emptied.
+    for i in 0..6 {
+        put(&store, &format!("new{i}"), &data(1000, i)).await.unwrap();
+        assert!(!store.stat(&format!("new{i}")).unwrap().placement.contains(&"p1".to_string()));
+    }
+    // p4 now holds a shard of every object: it cannot take p0's too (one provider, one shard).
+    let blocked = store.evacuate("p0", "p4", &NoProgress).await.unwrap();
+    assert_eq!((blocked.objects_moved, blocked.remaining), (0, blocked.objects), "{blocked:?}");
+    assert!(blocked.errors.iter().all(|e| e.contains("already holds")), "{blocked:?}");
+    // Running it again finds nothing on p1; p1 can go: everything reads without it and one more.
+    assert_eq!(store.evacuate("p1", "p4", &NoProgress).await.unwrap().objects, 0);
+    drop(store);
+    std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    std::fs::remove_dir_all(f.provider_dir(2)).unwrap();
+    let store = f.store();
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn evacuating_a_vanished_provider_rebuilds_its_shards_from_the_others() {
+    // 2-of-3 plus a spare: every object has a shard on each of p0..p2, none on p3.
+    let f = Fixture::new(2, 3).with_spare(1);
+    let objects = {
+        let store = f.store_with(&[3]); // p3 unusable while writing: placement uses p0..p2
+        fill(&store).await
+    };
+    std::fs::remove_dir_all(f.provider_dir(2)).unwrap();
+    let store = f.store();
+    let r = store.evacuate("p2", "p3", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.blobs_copied, r.remaining), (3, 0, 0), "{r:?}");
+    assert!(r.blobs_rebuilt > 0 && r.verified == r.blobs_rebuilt, "{r:?}");
+    assert_eq!(r.bytes_read_from_source, 0);
+    drop(store);
+    // p3 now carries what p2 held: read with p0 gone too.
+    std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
+    let store = f.store();
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
+        assert!(store.stat(name).unwrap().placement.contains(&"p3".to_string()));
+    }
+}
