@@ -17,6 +17,16 @@ pub fn init_store(k: &str, n: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Puts `count` objects `o0`, `o1`, ... of `size` pseudo-random bytes; returns their bodies.
+pub fn put_objects(dir: &Path, count: u64, size: usize, seed: u64) -> Vec<Vec<u8>> {
+    let bodies: Vec<Vec<u8>> = (0..count).map(|i| data(size, seed + i)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        std::fs::write(dir.join("in.bin"), b).unwrap();
+        run_ok(dir, &["put", "in.bin", &format!("o{i}")]);
+    }
+    bodies
+}
+
 pub fn run_ok(dir: &Path, args: &[&str]) -> Output {
     let out = outlast(dir).args(args).output().unwrap();
     assert!(out.status.success(), "outlast {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -11,11 +11,7 @@ use common::*;
 fn repair_killed_mid_way_resumes_and_rebuilds_a_wiped_provider() {
     let dir = init_store("2", "4");
     let d = dir.path();
-    let bodies: Vec<Vec<u8>> = (0..4).map(|i| data(4 << 20, 10 + i)).collect();
-    for (i, b) in bodies.iter().enumerate() {
-        std::fs::write(d.join("in.bin"), b).unwrap();
-        run_ok(d, &["put", "in.bin", &format!("o{i}")]);
-    }
+    let bodies = put_objects(d, 4, 4 << 20, 10);
     let wiped = d.join("stores/local3");
     std::fs::remove_dir_all(&wiped).unwrap();
 
@@ -107,11 +103,7 @@ fn drill_exits_2_only_when_something_would_be_lost() {
 fn leaving_a_provider_add_evacuate_killed_and_resumed_then_remove() {
     let dir = init_store("2", "3");
     let d = dir.path();
-    let bodies: Vec<Vec<u8>> = (0..6).map(|i| data(6 << 20, 20 + i)).collect();
-    for (i, b) in bodies.iter().enumerate() {
-        std::fs::write(d.join("in.bin"), b).unwrap();
-        run_ok(d, &["put", "in.bin", &format!("o{i}")]);
-    }
+    let bodies = put_objects(d, 6, 6 << 20, 20);
     let new_root = d.join("stores/local4");
     let root_opt = format!("root={}", new_root.display());
     run_ok(d, &["provider", "add", "local4", "--scheme", "fs", "--option", &root_opt, "--domain", "elsewhere"]);

@@ -176,7 +176,7 @@ impl Store {
                         report.bytes_copied += len;
                     }
                     None => {
-                        self.rebuild_part_to(&reader, om, &layout, i, part, to_p, &blob).await?;
+                        self.rebuild_part_to(&reader, &layout, i, part, to_p, &blob).await?;
                         report.blobs_rebuilt += 1;
                     }
                 }
@@ -234,38 +234,27 @@ impl Store {
     }
 
     /// Rebuilds shard `i` of `part` from the other shards and streams it to `to` as `blob`.
-    #[allow(clippy::too_many_arguments)]
     async fn rebuild_part_to(
         &self,
         reader: &ShardReader<'_>,
-        om: &ObjectManifest,
         layout: &Layout,
         i: usize,
         part: u32,
         to: &outlast_provider::Provider,
         blob: &str,
     ) -> Result<(), EngineError> {
-        let n = om.n as usize;
-        let checks = std::sync::Arc::new(om.checks.clone());
         let mut w = to.writer(blob).await?;
         let first = part as u64 * layout.segments_per_part as u64;
         let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
         for run in runs(layout, first..last, REBUILD_RUN_SEGMENTS) {
-            let (codec, checks) = (reader.codec.clone(), checks.clone());
-            let rebuilt = match reader
-                .with_shards(run, &[i], move |s, shards| {
-                    let at = s as usize * n;
-                    codec.rebuild(s, shards, &checks[at..at + n], &[i])
-                })
-                .await
-            {
+            let rebuilt = match reader.rebuild_run(run, &[i], &[i]).await {
                 Ok(r) => r,
                 Err(e) => {
                     w.abort().await;
                     return Err(e);
                 }
             };
-            for (_, mut shards) in rebuilt {
+            for mut shards in rebuilt {
                 if let Err(e) = w.write(shards.remove(0)).await {
                     w.abort().await;
                     return Err(e.into());

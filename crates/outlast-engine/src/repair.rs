@@ -5,7 +5,6 @@
 //! where it stopped: the next run sees only what is still owed.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -188,8 +187,6 @@ impl Store {
         let name = &debt.entry.name;
         let reader = ShardReader::new(self, name, &debt.om, vid, &ReadScope::default())?;
         let layout = *reader.codec.layout();
-        let checks = Arc::new(debt.om.checks.clone());
-        let n = debt.om.n as usize;
         for (part, missing) in &debt.parts {
             let part_len = layout.part_blob_len(*part);
             // Open a writer for each lost shard; one that cannot be opened stays owed.
@@ -213,14 +210,7 @@ impl Store {
             let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
             let mut failed = false;
             'runs: for run in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
-                let (codec, checks, want_c) = (reader.codec.clone(), checks.clone(), want.clone());
-                let rebuilt = match reader
-                    .with_shards(run, missing, move |s, shards| {
-                        let at = s as usize * n;
-                        codec.rebuild(s, shards, &checks[at..at + n], &want_c)
-                    })
-                    .await
-                {
+                let rebuilt = match reader.rebuild_run(run, &want, missing).await {
                     Ok(r) => r,
                     Err(e) => {
                         report.errors.push(format!("{name}: {e}"));
@@ -228,7 +218,7 @@ impl Store {
                         break 'runs;
                     }
                 };
-                for (_, shards) in rebuilt {
+                for shards in rebuilt {
                     let mut written = 0u64;
                     for ((_, w), shard) in writers.iter_mut().zip(shards) {
                         written += shard.len() as u64;

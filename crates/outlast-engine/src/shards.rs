@@ -248,6 +248,26 @@ impl<'a> ShardReader<'a> {
         Ok(out)
     }
 
+    /// Rebuilds shards `want` of every segment of `run` from the others (never reading those
+    /// in `skip`), each checked against the manifest: `result[segment - run.start][j]` is shard
+    /// `want[j]`.
+    pub(crate) async fn rebuild_run(
+        &self,
+        run: Range<u64>,
+        want: &[usize],
+        skip: &[usize],
+    ) -> Result<Vec<Vec<Bytes>>, EngineError> {
+        let n = self.om.n as usize;
+        let (codec, checks, want) = (self.codec.clone(), std::sync::Arc::new(self.om.checks.clone()), want.to_vec());
+        let rebuilt = self
+            .with_shards(run, skip, move |s, shards| {
+                let at = s as usize * n;
+                codec.rebuild(s, shards, &checks[at..at + n], &want)
+            })
+            .await?;
+        Ok(rebuilt.into_iter().map(|(_, shards)| shards).collect())
+    }
+
     /// Records that shard `shard` of segment `s` lied (it passed its check, yet the codec
     /// proved it wrong).
     pub(crate) fn liar(&self, s: u64, shard: usize) {
