@@ -127,6 +127,8 @@ pub(crate) async fn get(
     let ((), mut report) = tokio::try_join!(fetcher, writer)?;
     report.faults = reader.take_faults();
     report.fetched = reader.bytes_read();
+    report.requests = reader.requests();
+    report.hedged = reader.hedged();
     // One line per provider, not per segment: a provider that is gone fails every read.
     let mut by_provider: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
     for f in &report.faults {

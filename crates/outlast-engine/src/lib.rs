@@ -20,6 +20,7 @@ mod drill;
 mod evacuate;
 mod get;
 mod put;
+mod quorum;
 mod repair;
 pub mod scrub;
 mod shards;

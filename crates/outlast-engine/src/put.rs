@@ -24,6 +24,8 @@ use crate::{EngineError, Progress, PutOptions, PutReport, Store};
 /// Encoded segments queued between the reader and the writers: enough to keep both cores and
 /// the providers busy, few enough to bound memory.
 const PIPELINE_DEPTH: usize = 3;
+/// How long a failed put waits for blobs still closing before it cleans up.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads up to `len` bytes (less only at the end of the stream) into a buffer of `capacity`,
 /// so the codec can seal and split it in place.
@@ -82,7 +84,10 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
             // Nothing was committed: remove what was written, once no close still in flight can
             // bring a blob back. What cannot be removed now stays listed as pending for gc.
             for (_, close) in w.closing.drain(..) {
-                let _ = close.await;
+                let abort = close.abort_handle();
+                if tokio::time::timeout(CLOSE_PATIENCE, close).await.is_err() {
+                    abort.abort(); // a hanging provider: its blob stays pending for gc
+                }
             }
             store.abandon_write(&stamp.vid).await?;
             Err(e)
@@ -130,24 +135,17 @@ impl VersionWriter<'_> {
             .map(|i| BlobRef { provider: self.placement[i].name().into(), blob: names[i].clone(), size: 0 })
             .collect();
         self.store.index.add_pending_blobs(&self.vid(), &refs)?;
-        let opened = join_all(self.placement.iter().zip(&names).zip(alive).map(|((p, b), ok)| async move {
-            if *ok {
-                Some(p.writer(b).await)
-            } else {
-                None
+        let opening: Vec<_> = (0..alive.len()).filter(|i| alive[*i]).map(|i| (i, self.placement[i].writer(&names[i]))).collect();
+        let out = crate::quorum::gather(opening, self.quorum()).await;
+        let mut writers: PartWriters = (0..alive.len()).map(|_| None).collect();
+        for (i, r) in out.answered {
+            match r {
+                Ok(w) => writers[i] = Some(w),
+                Err(e) => self.failures.push(e.to_string()),
             }
-        }))
-        .await;
-        let mut writers = Vec::with_capacity(opened.len());
-        for r in opened {
-            writers.push(match r {
-                Some(Ok(w)) => Some(w),
-                Some(Err(e)) => {
-                    self.failures.push(e.to_string());
-                    None
-                }
-                None => None,
-            });
+        }
+        for i in out.abandoned {
+            self.failures.push(format!("`{}` did not open shard {i}'s blob in time", self.placement[i].name()));
         }
         let ok = live(&writers);
         if ok < self.quorum() {
@@ -171,10 +169,14 @@ impl VersionWriter<'_> {
         Ok(())
     }
 
-    /// Waits for the closes in flight; fails when fewer than the quorum of shards survive.
+    /// Waits for the closes in flight (a hanging one only for the grace after the quorum);
+    /// fails when fewer than the quorum of shards survive.
     async fn finish_closes(&mut self, alive: &mut [bool]) -> Result<(), EngineError> {
-        for (i, handle) in std::mem::take(&mut self.closing) {
-            match handle.await {
+        let closing = std::mem::take(&mut self.closing);
+        let aborts: Vec<(usize, tokio::task::AbortHandle)> = closing.iter().map(|(i, h)| (*i, h.abort_handle())).collect();
+        let out = crate::quorum::gather(closing, self.quorum()).await;
+        for (i, r) in out.answered {
+            match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     self.failures.push(e.to_string());
@@ -186,6 +188,13 @@ impl VersionWriter<'_> {
                 }
             }
         }
+        for i in out.abandoned {
+            self.failures.push(format!("`{}` did not finish writing shard {i} in time", self.placement[i].name()));
+            alive[i] = false;
+            if let Some((_, a)) = aborts.iter().find(|(j, _)| *j == i) {
+                a.abort();
+            }
+        }
         let ok = alive.iter().filter(|a| **a).count();
         if ok < self.quorum() {
             return Err(self.quorum_err(ok));
@@ -193,20 +202,35 @@ impl VersionWriter<'_> {
         Ok(())
     }
 
+    /// Writes one segment's shards to their blobs, all at once; a provider that fails, or
+    /// hangs past the grace after the quorum, loses its writer (its shard is missing).
     async fn write_segment(&mut self, writers: &mut PartWriters, encoded: &EncodedSegment) -> Result<(), EngineError> {
-        let writes = writers.iter_mut().enumerate().filter_map(|(i, w)| {
-            w.as_mut().map(|w| {
+        let writes: Vec<_> = writers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, slot)| slot.take().map(|w| (i, w)))
+            .map(|(i, mut w)| {
                 let shard: Bytes = encoded.shards[i].clone();
-                async move { (i, w.write(shard).await) }
+                (i, async move {
+                    match w.write(shard).await {
+                        Ok(()) => Ok(w),
+                        Err(e) => Err((w, e)),
+                    }
+                })
             })
-        });
-        for (i, r) in join_all(writes).await {
-            if let Err(e) = r {
-                self.failures.push(e.to_string());
-                if let Some(w) = writers[i].take() {
+            .collect();
+        let out = crate::quorum::gather(writes, self.quorum()).await;
+        for (i, r) in out.answered {
+            match r {
+                Ok(w) => writers[i] = Some(w),
+                Err((w, e)) => {
+                    self.failures.push(e.to_string());
                     w.abort().await;
                 }
             }
+        }
+        for i in out.abandoned {
+            self.failures.push(format!("`{}` did not take shard {i} in time", self.placement[i].name()));
         }
         if live(writers) < self.quorum() {
             return Err(self.quorum_err(live(writers)));
@@ -316,9 +340,20 @@ impl VersionWriter<'_> {
         };
         let sealed = Bytes::from(manifest.seal(&self.store.keys, manifest_name));
         let holders: Vec<usize> = (0..alive.len()).filter(|i| alive[*i]).collect();
-        let writes = join_all(holders.iter().map(|&i| self.placement[i].write(manifest_name, sealed.clone()))).await;
+        let out = crate::quorum::gather(
+            holders.iter().map(|&i| (i, self.placement[i].write(manifest_name, sealed.clone()))).collect(),
+            self.quorum(),
+        )
+        .await;
+        let mut answers: Vec<(usize, Result<(), String>)> =
+            out.answered.into_iter().map(|(i, r)| (i, r.map_err(|e| e.to_string()))).collect();
+        answers.extend(
+            out.abandoned
+                .into_iter()
+                .map(|i| (i, Err(format!("`{}` did not take the manifest in time", self.placement[i].name())))),
+        );
         let mut blobs = Vec::new();
-        for (&i, r) in holders.iter().zip(writes) {
+        for (i, r) in answers {
             let provider = self.placement[i].name().to_string();
             for part in 0..layout.part_count() {
                 let blob = names::shard_blob(&self.store.keys, &self.stamp.vid, i as u16, part);

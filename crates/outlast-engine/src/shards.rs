@@ -10,8 +10,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use outlast_codec::{names, CodecError, DataKey, Layout, ObjectManifest, SegmentCodec, VersionId};
 use outlast_provider::Provider;
+use std::time::{Duration, Instant};
 
 use crate::store::ShardFault;
 use crate::{EngineError, Store};
@@ -48,7 +50,22 @@ pub(crate) struct ShardReader<'a> {
     /// Bytes received from providers.
     bytes_read: AtomicU64,
     read_only: bool,
+    /// Recent median and 95th percentile read latency of each shard's provider.
+    p50: Vec<Option<Duration>>,
+    p95: Vec<Option<Duration>>,
+    /// Spare requests sent because an answer was late.
+    hedged: AtomicU64,
+    /// Shard requests sent.
+    requests: AtomicU64,
 }
+
+/// Hedge delay bounds, and the delay when a provider's latency is not known yet.
+const HEDGE_MIN: Duration = Duration::from_millis(10);
+const HEDGE_MAX: Duration = Duration::from_secs(2);
+const HEDGE_UNKNOWN: Duration = Duration::from_millis(250);
+/// A provider whose median read latency exceeds this many times the providers' median is
+/// asked after the others.
+const SLOW_AGAINST_MEDIAN: u32 = 3;
 
 /// Splits `segments` into runs of at most `run_len` that never cross a part boundary.
 pub(crate) fn runs(layout: &Layout, segments: Range<u64>, run_len: u64) -> Vec<Range<u64>> {
@@ -81,6 +98,8 @@ impl<'a> ShardReader<'a> {
             .collect();
         let recorded = store.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
+        let p50 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.5))).collect();
+        let p95 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.95))).collect();
         Ok(ShardReader {
             store,
             name: name.to_string(),
@@ -94,6 +113,10 @@ impl<'a> ShardReader<'a> {
             faults: Mutex::default(),
             bytes_read: AtomicU64::new(0),
             read_only: scope.read_only,
+            p50,
+            p95,
+            hedged: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         })
     }
 
@@ -118,80 +141,156 @@ impl<'a> ShardReader<'a> {
         self.faults.lock().expect("faults lock").push(ShardFault { provider, segment, shard, reason });
     }
 
-    /// The order to ask for the shards of `part`: data shards before parity (a healthy read
-    /// decodes nothing), providers in a usable state before the others, shards the index does
-    /// not record (repair debt) last of all, and never those in `skip`.
+    /// The order to ask for the shards of `part`: shards the index records (the others are
+    /// repair debt) on usable providers, fast ones (median read latency within
+    /// [`SLOW_AGAINST_MEDIAN`] times the median) before slow ones, data shards before parity (a
+    /// healthy read decodes nothing); never those in `skip`.
     fn order(&self, part: u32, skip: &[usize]) -> Vec<usize> {
         let n = self.om.n as usize;
-        let mut order: Vec<(bool, bool, usize)> =
-            (0..n).filter(|i| !skip.contains(i)).map(|i| (!self.is_recorded(i, part), !self.usable[i], i)).collect();
+        let mut p50s: Vec<Duration> = self.p50.iter().flatten().copied().collect();
+        p50s.sort_unstable();
+        let typical = p50s.get(p50s.len() / 2).copied();
+        let slow = |i: usize| match (self.p50[i], typical) {
+            (Some(p), Some(t)) => p > t * SLOW_AGAINST_MEDIAN && p > HEDGE_MIN,
+            _ => false,
+        };
+        let mut order: Vec<(bool, bool, bool, usize)> =
+            (0..n).filter(|i| !skip.contains(i)).map(|i| (!self.is_recorded(i, part), !self.usable[i], slow(i), i)).collect();
         order.sort_unstable();
-        order.into_iter().map(|(_, _, i)| i).collect()
+        order.into_iter().map(|(_, _, _, i)| i).collect()
     }
 
-    /// Fetches shards `which` for every segment of `run` and keeps those that pass their check
-    /// in `shards[segment - run.start][shard]`.
-    async fn fetch(&self, run: &Range<u64>, shards: &mut RunShards, which: &[usize]) {
+    /// Spare requests sent because an answer was late.
+    pub(crate) fn hedged(&self) -> u64 {
+        self.hedged.load(Ordering::Relaxed)
+    }
+
+    /// Shard requests sent.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Reads shard `i`'s bytes for every segment of `run` with one ranged request.
+    async fn fetch_one(&self, run: &Range<u64>, i: usize) -> (usize, Result<Bytes, String>) {
         let layout = self.codec.layout();
         let last = run.end - 1;
-        let base = layout.shard_offset(run.start);
-        let want = base..layout.shard_offset(last) + layout.shard_len(last) as u64;
+        let want = layout.shard_offset(run.start)..layout.shard_offset(last) + layout.shard_len(last) as u64;
         let part = layout.part_of(run.start);
-        let fetches = which.iter().map(|&i| {
-            let want = want.clone();
-            async move {
-                let blob = names::shard_blob(&self.store.keys, &self.vid, i as u16, part);
-                let r = match self.holders[i] {
-                    Some(p) => {
-                        let r = p.read_range(&blob, want).await;
-                        // Each blob counts once towards the provider's health, however many
-                        // segments are read from it.
-                        let known = self.recorded.contains(&(p.name().to_string(), blob.clone()))
-                            && self.noted.lock().expect("noted lock").insert((i, part));
-                        match &r {
-                            Ok(_) if known => p.note_known_blob(true),
-                            Err(e) if known && e.is_not_found() => {
-                                p.note_known_blob(false);
-                                // Now repair debt: later reads do not ask for it again.
-                                let forgot = if self.read_only { Ok(()) } else { self.store.index.forget_blob(p.name(), &blob) };
-                                if let Err(e) = forgot {
-                                    tracing::warn!("could not record a lost shard in the index: {e}");
-                                }
-                            }
-                            _ => {}
-                        }
-                        r.map_err(|e| e.to_string())
-                    }
-                    None => Err(format!("provider `{}` is not available", self.om.placement[i].provider)),
-                };
-                (i, r)
-            }
-        });
-        for (i, r) in join_all(fetches).await {
-            if let Ok(body) = &r {
-                self.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
-            }
-            for (j, s) in run.clone().enumerate() {
-                match &r {
-                    Ok(body) => {
-                        // A short body yields a short slice, which fails its check below.
-                        let off = ((layout.shard_offset(s) - base) as usize).min(body.len());
-                        let end = (off + layout.shard_len(s)).min(body.len());
-                        shards[j][i] = Some(body.slice(off..end));
-                    }
-                    Err(e) => self.fault(s, i, e.clone()),
+        let blob = names::shard_blob(&self.store.keys, &self.vid, i as u16, part);
+        let Some(p) = self.holders[i] else {
+            return (i, Err(format!("provider `{}` is not available", self.om.placement[i].provider)));
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let r = p.read_range(&blob, want).await;
+        // Each blob counts once towards the provider's health, however many segments are read.
+        let known = self.recorded.contains(&(p.name().to_string(), blob.clone()))
+            && self.noted.lock().expect("noted lock").insert((i, part));
+        match &r {
+            Ok(_) if known => p.note_known_blob(true),
+            Err(e) if known && e.is_not_found() => {
+                p.note_known_blob(false);
+                // Now repair debt: later reads do not ask for it again.
+                let forgot = if self.read_only { Ok(()) } else { self.store.index.forget_blob(p.name(), &blob) };
+                if let Err(e) = forgot {
+                    tracing::warn!("could not record a lost shard in the index: {e}");
                 }
             }
+            _ => {}
         }
+        if let Ok(body) = &r {
+            self.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+        (i, r.map_err(|e| e.to_string()))
+    }
+
+    /// Keeps what passes its check of shard `i`'s answer for `run` in `shards`; records the
+    /// rest as faults. Returns whether every segment's shard was good.
+    fn accept(&self, run: &Range<u64>, shards: &mut RunShards, i: usize, answer: Result<Bytes, String>) -> bool {
+        let layout = self.codec.layout();
+        let base = layout.shard_offset(run.start);
+        let body = match answer {
+            Ok(body) => body,
+            Err(e) => {
+                for s in run.clone() {
+                    self.fault(s, i, e.clone());
+                }
+                return false;
+            }
+        };
+        let mut all_good = true;
         for (j, s) in run.clone().enumerate() {
-            for bad in self.codec.bad_shards(s, &shards[j], self.om.segment_checks(s)) {
-                self.fault(s, bad, "shard failed its integrity check (corrupt or truncated)".into());
-                if let Some(p) = self.holders[bad] {
+            // A short body yields a short slice, which fails its check.
+            let off = ((layout.shard_offset(s) - base) as usize).min(body.len());
+            let end = (off + layout.shard_len(s)).min(body.len());
+            let shard = body.slice(off..end);
+            if shard.len() == layout.shard_len(s) && self.om.segment_checks(s)[i].verifies(self.store.keys.check_seed, &shard) {
+                shards[j][i] = Some(shard);
+            } else {
+                self.fault(s, i, "shard failed its integrity check (corrupt or truncated)".into());
+                if let Some(p) = self.holders[i] {
                     p.note_corrupt();
                 }
-                shards[j][bad] = None;
+                all_good = false;
             }
         }
+        all_good
+    }
+
+    /// Fetches shards `which` for every segment of `run`, all at once, keeping the good ones.
+    async fn fetch(&self, run: &Range<u64>, shards: &mut RunShards, which: &[usize]) {
+        for (i, answer) in join_all(which.iter().map(|&i| self.fetch_one(run, i))).await {
+            self.accept(run, shards, i, answer);
+        }
+    }
+
+    /// How long to wait for shard `i` before asking a spare: its provider's recent p95 read
+    /// latency, within bounds.
+    fn hedge_delay(&self, i: usize) -> Duration {
+        self.p95[i].map_or(HEDGE_UNKNOWN, |d| d.clamp(HEDGE_MIN, HEDGE_MAX))
+    }
+
+    /// Gathers `k` good shards for every segment of `run`, asking in `order`: the first `k` at
+    /// once, the next one as soon as an answer is bad, and a spare whenever the hedge delay of
+    /// the newest request passes with answers missing. Answers no longer needed are dropped
+    /// (their requests cancelled). Returns how far into `order` it asked.
+    async fn gather(&self, run: &Range<u64>, shards: &mut RunShards, order: &[usize]) -> usize {
+        let k = self.om.k as usize;
+        let short =
+            |shards: &RunShards| shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
+        let mut inflight = FuturesUnordered::new();
+        let mut next = 0;
+        while next < k.min(order.len()) {
+            inflight.push(self.fetch_one(run, order[next]));
+            next += 1;
+        }
+        let mut deadline = Instant::now() + order[..next].iter().map(|&i| self.hedge_delay(i)).max().unwrap_or(HEDGE_MIN);
+        while short(shards) > 0 {
+            if inflight.is_empty() {
+                if next >= order.len() {
+                    break;
+                }
+                for _ in 0..short(shards).min(order.len() - next) {
+                    inflight.push(self.fetch_one(run, order[next]));
+                    next += 1;
+                }
+                continue;
+            }
+            tokio::select! {
+                Some((i, answer)) = inflight.next() => {
+                    if !self.accept(run, shards, i, answer) && next < order.len() {
+                        inflight.push(self.fetch_one(run, order[next]));
+                        next += 1;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()), if next < order.len() => {
+                    inflight.push(self.fetch_one(run, order[next]));
+                    deadline = Instant::now() + self.hedge_delay(order[next]);
+                    next += 1;
+                    self.hedged.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        next
     }
 
     /// Fetches `k` good shards for every segment of `run` (never those in `skip`), then runs
@@ -203,21 +302,10 @@ impl<'a> ShardReader<'a> {
         T: Send + 'static,
         F: Fn(u64, &[Option<Bytes>]) -> Result<T, CodecError> + Clone + Send + 'static,
     {
-        let (k, n) = (self.om.k as usize, self.om.n as usize);
+        let n = self.om.n as usize;
         let mut shards: RunShards = vec![vec![None; n]; (run.end - run.start) as usize];
         let order = self.order(self.codec.layout().part_of(run.start), skip);
-        self.fetch(&run, &mut shards, &order[..k.min(order.len())]).await;
-        // More shards only as far as needed.
-        let mut next = k.min(order.len());
-        loop {
-            let short = shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
-            if short == 0 || next >= order.len() {
-                break;
-            }
-            let upto = (next + short).min(order.len());
-            self.fetch(&run, &mut shards, &order[next..upto]).await;
-            next = upto;
-        }
+        let next = self.gather(&run, &mut shards, &order).await;
         let (mut shards, mut results) = run_blocking(&run, shards, act.clone()).await;
         let lied = |r: &Vec<(u64, Result<T, CodecError>)>| {
             r.iter().any(|(_, d)| matches!(d, Err(CodecError::SegmentAuth { .. } | CodecError::RebuildMismatch { .. })))

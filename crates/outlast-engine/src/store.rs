@@ -17,6 +17,9 @@ use crate::{keyfile, Config, EngineError, GetSink, Progress, WriteSink};
 /// A pending write older than this is taken as crashed even if a process with its pid runs.
 const PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long cleanup deletes wait for a provider that does not answer.
+const DELETE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Longest object name accepted (the S3 limit).
 pub const MAX_NAME_LEN: usize = 1024;
 
@@ -131,6 +134,10 @@ pub struct GetReport {
     pub degraded_segments: u64,
     /// Bytes received from providers (shards, including any fetched in vain).
     pub fetched: u64,
+    /// Shard requests sent.
+    pub requests: u64,
+    /// Of those, spares sent because an answer was late (hedging).
+    pub hedged: u64,
     /// Every fault, attributed.
     pub faults: Vec<ShardFault>,
 }
@@ -307,6 +314,11 @@ impl Store {
         &self.index
     }
 
+    /// The provider named `name` (faces show it; tests inject faults into it).
+    pub fn provider_named(&self, name: &str) -> Option<&Provider> {
+        self.provider(name)
+    }
+
     pub(crate) fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.name() == name)
     }
@@ -440,20 +452,22 @@ impl Store {
         blob: &str,
         sealed: bytes::Bytes,
     ) -> Result<Vec<BlobRef>, EngineError> {
-        let results = join_all(self.providers.iter().map(|p| {
-            let (blob, sealed) = (blob.to_string(), sealed.clone());
-            async move { (p.name().to_string(), p.write(&blob, sealed).await) }
-        }))
-        .await;
+        let q = self.config.coding.write_quorum();
+        let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
+        let out = crate::quorum::gather(writes, q).await;
         let mut written = Vec::new();
-        let mut failures = Vec::new();
-        for (p, r) in results {
+        let mut failures: Vec<String> =
+            out.abandoned.iter().map(|&i| format!("`{}` did not take the tombstone in time", self.providers[i].name())).collect();
+        for (i, r) in out.answered {
             match r {
-                Ok(()) => written.push(BlobRef { provider: p, blob: blob.to_string(), size: sealed.len() as u64 }),
+                Ok(()) => written.push(BlobRef {
+                    provider: self.providers[i].name().to_string(),
+                    blob: blob.to_string(),
+                    size: sealed.len() as u64,
+                }),
                 Err(e) => failures.push(e.to_string()),
             }
         }
-        let q = self.config.coding.write_quorum();
         if written.len() < q {
             return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, detail: failures.join("; ") });
         }
@@ -478,11 +492,12 @@ impl Store {
         Ok(())
     }
 
-    /// Best-effort deletion; what fails stays unreferenced and gc removes it later.
+    /// Best-effort deletion, all at once, waiting at most [`DELETE_PATIENCE`] for a provider
+    /// that does not answer; what is not deleted stays unreferenced and gc removes it later.
     pub(crate) async fn delete_blobs(&self, blobs: &[BlobRef]) -> usize {
         let results = join_all(blobs.iter().map(|b| async move {
             match self.provider(&b.provider) {
-                Some(p) => p.delete(&b.blob).await.is_ok(),
+                Some(p) => tokio::time::timeout(DELETE_PATIENCE, p.delete(&b.blob)).await.is_ok_and(|r| r.is_ok()),
                 None => false,
             }
         }))

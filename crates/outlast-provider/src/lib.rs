@@ -6,11 +6,13 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod faults;
 pub mod health;
 mod provider;
 mod spec;
 
 pub use error::{ErrorClass, ProviderError};
+pub use faults::Faults;
 pub use health::{HealthState, HealthStats};
 pub use provider::{BlobEntry, BlobWriter, Provider};
 pub use spec::{ProviderSpec, SCHEMES};

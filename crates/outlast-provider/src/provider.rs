@@ -9,11 +9,14 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::Operator;
 
 use crate::error::classify;
+use crate::faults::Faults;
 use crate::health::{HealthState, HealthStats};
 use crate::{ProviderError, ProviderSpec};
 
 /// Shared by a provider, its clones and its writers.
 type SharedHealth = Arc<Mutex<HealthStats>>;
+/// Injected faults, shared the same way (normally none).
+type SharedFaults = Arc<Mutex<Faults>>;
 
 /// One configured provider, ready for I/O.
 #[derive(Clone, Debug)]
@@ -25,6 +28,7 @@ pub struct Provider {
     /// that reason, exactly like a provider that is down, so the store keeps working without it.
     op: Result<Operator, String>,
     health: SharedHealth,
+    faults: SharedFaults,
 }
 
 /// A blob seen while listing.
@@ -45,6 +49,7 @@ pub struct BlobWriter {
     path: String,
     sink: Sink,
     health: SharedHealth,
+    faults: SharedFaults,
 }
 
 enum Sink {
@@ -71,12 +76,19 @@ impl Provider {
         let op = op
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
             .layer(RetryLayer::new().with_max_times(3).with_jitter().with_min_delay(Duration::from_millis(50)));
+        let faults = Faults::from_env(&spec.name)
+            .map_err(|message| ProviderError::Config { provider: spec.name.clone(), message })?
+            .unwrap_or_default();
+        if !faults.is_none() {
+            tracing::warn!(provider = spec.name, "injecting faults: {faults:?}");
+        }
         Ok(Provider {
             name: spec.name.clone(),
             domain: spec.domain.clone(),
             scheme: spec.scheme.clone(),
             op: Ok(op),
             health: SharedHealth::default(),
+            faults: Arc::new(Mutex::new(faults)),
         })
     }
 
@@ -89,6 +101,7 @@ impl Provider {
             scheme: spec.scheme.clone(),
             op: Err(e.to_string()),
             health: SharedHealth::default(),
+            faults: SharedFaults::default(),
         })
     }
 
@@ -118,6 +131,25 @@ impl Provider {
 
     fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> ProviderError {
         err(&self.name, path, op, source)
+    }
+
+    /// Injects `faults` into every later operation (and those of its clones and writers).
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().expect("faults lock") = faults;
+    }
+
+    fn faults(&self) -> Faults {
+        self.faults.lock().expect("faults lock").clone()
+    }
+
+    /// The operator, once injected faults let the operation through.
+    async fn ready(&self, op: &'static str, path: &str) -> Result<&Operator, ProviderError> {
+        let operator = self.op()?;
+        let faults = self.faults();
+        if !faults.is_none() {
+            faults.before(&self.name, op, path).await?;
+        }
+        Ok(operator)
     }
 
     /// What has been seen of this provider so far (in this process, plus what was restored).
@@ -156,7 +188,7 @@ impl Provider {
 
     /// Writes a whole blob at once (manifests).
     pub async fn write(&self, path: &str, bytes: Bytes) -> Result<(), ProviderError> {
-        let r = match self.op() {
+        let r = match self.ready("write", path).await {
             Ok(op) => op.write(path, bytes).await.map(|_| ()).map_err(|e| self.err("write", path, e)),
             Err(e) => Err(e),
         };
@@ -165,8 +197,11 @@ impl Provider {
 
     /// Starts a streamed blob write (shards).
     pub async fn writer(&self, path: &str) -> Result<BlobWriter, ProviderError> {
-        let op = self.op()?;
-        let health = self.health.clone();
+        let op = match self.ready("write", path).await {
+            Ok(op) => op,
+            Err(e) => return self.record(None, Err(e)),
+        };
+        let (health, faults) = (self.health.clone(), self.faults.clone());
         let cap = op.info().capability();
         let sink = if cap.write_can_multi {
             // Providers with a minimum part size (S3's 5 MiB) get writes gathered into chunks;
@@ -180,14 +215,14 @@ impl Provider {
         } else {
             Sink::Buffer { op: op.clone(), chunks: Vec::new() }
         };
-        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink, health })
+        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink, health, faults })
     }
 
     /// Reads a whole blob.
     pub async fn read(&self, path: &str) -> Result<Bytes, ProviderError> {
         let started = Instant::now();
-        let r = match self.op() {
-            Ok(op) => op.read(path).await.map(|b| b.to_bytes()).map_err(|e| self.err("read", path, e)),
+        let r = match self.ready("read", path).await {
+            Ok(op) => op.read(path).await.map(|b| self.faults().mangle(b.to_bytes())).map_err(|e| self.err("read", path, e)),
             Err(e) => Err(e),
         };
         self.record(Some(started), r)
@@ -197,8 +232,13 @@ impl Provider {
     /// provider's truncated body is caught by the caller's checks).
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, ProviderError> {
         let started = Instant::now();
-        let r = match self.op() {
-            Ok(op) => op.read_with(path).range(range).await.map(|b| b.to_bytes()).map_err(|e| self.err("read", path, e)),
+        let r = match self.ready("read", path).await {
+            Ok(op) => op
+                .read_with(path)
+                .range(range)
+                .await
+                .map(|b| self.faults().mangle(b.to_bytes()))
+                .map_err(|e| self.err("read", path, e)),
             Err(e) => Err(e),
         };
         self.record(Some(started), r)
@@ -206,7 +246,7 @@ impl Provider {
 
     /// Deletes a blob; deleting a missing blob succeeds.
     pub async fn delete(&self, path: &str) -> Result<(), ProviderError> {
-        let r = match self.op() {
+        let r = match self.ready("delete", path).await {
             Ok(op) => op.delete(path).await.map_err(|e| self.err("delete", path, e)),
             Err(e) => Err(e),
         };
@@ -216,7 +256,7 @@ impl Provider {
     /// Size of a blob, or a not-found error.
     pub async fn stat(&self, path: &str) -> Result<BlobEntry, ProviderError> {
         let started = Instant::now();
-        let r = match self.op() {
+        let r = match self.ready("stat", path).await {
             Ok(op) => op.stat(path).await.map_err(|e| self.err("stat", path, e)),
             Err(e) => Err(e),
         };
@@ -226,7 +266,11 @@ impl Provider {
 
     /// Lists the blobs under `prefix` (e.g. `s/`), recursively. A missing prefix lists empty.
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, ProviderError> {
-        let r = self.op()?.list_with(prefix).recursive(true).await;
+        let op = match self.ready("list", prefix).await {
+            Ok(op) => op,
+            Err(e) => return self.record(None, Err(e)),
+        };
+        let r = op.list_with(prefix).recursive(true).await;
         let r = match r {
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Vec::new()),
             r => r.map_err(|e| self.err("list", prefix, e)),
@@ -255,7 +299,11 @@ impl BlobWriter {
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), ProviderError> {
         match &mut self.sink {
             Sink::Stream(w) => {
-                let r = w.write(bytes).await.map_err(|e| err(&self.provider, &self.path, "write", e));
+                let faults = self.faults.lock().expect("faults lock").clone();
+                let r = match faults.before(&self.provider, "write", &self.path).await {
+                    Ok(()) => w.write(bytes).await.map_err(|e| err(&self.provider, &self.path, "write", e)),
+                    Err(e) => Err(e),
+                };
                 record(&self.provider, &self.health, None, r)
             }
             Sink::Buffer { chunks, .. } => {
@@ -267,6 +315,13 @@ impl BlobWriter {
 
     /// Finishes the blob; only now is it durable.
     pub async fn close(self) -> Result<(), ProviderError> {
+        let faults = self.faults.lock().expect("faults lock").clone();
+        if let Err(e) = faults.before(&self.provider, "close", &self.path).await {
+            if let Sink::Stream(mut w) = self.sink {
+                let _ = w.abort().await;
+            }
+            return record(&self.provider, &self.health, None, Err(e));
+        }
         let result = match self.sink {
             Sink::Stream(mut w) => w.close().await.map(|_| ()),
             Sink::Buffer { op, chunks } => op.write(&self.path, opendal::Buffer::from(chunks)).await.map(|_| ()),

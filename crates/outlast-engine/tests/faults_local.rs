@@ -1,0 +1,106 @@
+//! Faults injected between the engine and real local folders: hangs cost neither reads nor
+//! writes their timeouts, refusals end in "terminated", lies are caught and attributed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::Store;
+use outlast_provider::{Faults, HealthState};
+
+/// Fails the test instead of hanging it: these operations must finish without a timeout.
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f).await.expect("the operation waited on a hanging provider")
+}
+
+fn fault(store: &Store, provider: &str, faults: Faults) {
+    store.provider_named(provider).unwrap().set_faults(faults);
+}
+
+fn holder_of_shard(store: &Store, name: &str, shard: usize) -> String {
+    store.stat(name).unwrap().placement[shard].clone()
+}
+
+#[tokio::test]
+async fn a_hanging_provider_is_hedged_around_on_reads_and_left_behind_on_writes() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(5 * SEG as usize, 1);
+    put(&store, "x", &d).await.unwrap();
+    let slow = holder_of_shard(&store, "x", 0); // a data shard: asked first
+    fault(&store, &slow, Faults { hang: true, ..Default::default() });
+
+    let mut out = Vec::new();
+    let report = bounded(store.get("x", None, &mut out, &NoProgress)).await.unwrap();
+    assert_eq!(out, d);
+    assert!(report.hedged >= 1, "{report:?}");
+
+    // A write goes on at quorum plus a short grace; the hanging provider's shard is debt.
+    let r = bounded(put(&store, "y", &d)).await.unwrap();
+    if store.stat("y").unwrap().placement.contains(&slow) {
+        assert_eq!(r.missing, std::slice::from_ref(&slow), "{r:?}");
+    }
+    fault(&store, &slow, Faults::default());
+    assert_eq!(get(&store, "y").await.unwrap(), d);
+    bounded(store.remove("y")).await.unwrap();
+}
+
+#[tokio::test]
+async fn refusals_mark_a_provider_terminated_and_reads_and_writes_carry_on() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(3 * SEG as usize, 2);
+    put(&store, "x", &d).await.unwrap();
+    let gone = holder_of_shard(&store, "x", 0);
+    fault(&store, &gone, Faults { deny: true, ..Default::default() });
+    for i in 0..3 {
+        assert_eq!(get(&store, "x").await.unwrap(), d);
+        put(&store, &format!("after{i}"), &d).await.unwrap();
+    }
+    let h = store.health().into_iter().find(|h| h.name == gone).unwrap();
+    assert_eq!(h.state, HealthState::Terminated, "{h:?}");
+    assert!(h.reason.contains("refused"), "{h:?}");
+    assert_eq!(store.terminated_providers().len(), 1);
+    // With exactly n providers configured, new versions still place a shard on the
+    // terminated one; the writes succeeded at quorum and read back.
+    for i in 0..3 {
+        assert_eq!(get(&store, &format!("after{i}")).await.unwrap(), d);
+    }
+}
+
+#[tokio::test]
+async fn truncated_and_corrupted_bodies_are_caught_attributed_and_worked_around() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(4 * SEG as usize + 3, 3);
+    put(&store, "x", &d).await.unwrap();
+    for (shard, faults) in
+        [(0, Faults { truncate: true, ..Default::default() }), (1, Faults { corrupt: true, ..Default::default() })]
+    {
+        let liar = holder_of_shard(&store, "x", shard);
+        fault(&store, &liar, faults);
+        let mut out = Vec::new();
+        let report = store.get("x", None, &mut out, &NoProgress).await.unwrap();
+        assert_eq!(out, d, "a lie reached the output");
+        assert!(!report.faults.is_empty() && report.faults.iter().all(|f| f.provider == liar), "{:?}", report.faults);
+        assert!(report.faults.iter().all(|f| f.reason.contains("integrity")), "{:?}", report.faults);
+        fault(&store, &liar, Faults::default());
+    }
+}
+
+#[tokio::test]
+async fn transient_errors_everywhere_but_k_still_read_and_the_failing_provider_is_named() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(2 * SEG as usize, 4);
+    put(&store, "x", &d).await.unwrap();
+    let flaky = holder_of_shard(&store, "x", 1);
+    fault(&store, &flaky, Faults { error_rate: 1.0, ..Default::default() });
+    for _ in 0..3 {
+        assert_eq!(get(&store, "x").await.unwrap(), d);
+    }
+    let h = store.health().into_iter().find(|h| h.name == flaky).unwrap();
+    assert_eq!(h.state, HealthState::Unreachable, "{h:?}");
+}
