@@ -3,77 +3,11 @@
 //! servers, so `scripts/test.sh` runs them alone: `cargo test --test servers_e2e -- --ignored`.
 
 mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod servers;
 
 use common::*;
-use outlast_provider::{Provider, ProviderSpec};
-
-fn providers_file() -> PathBuf {
-    PathBuf::from(std::env::var("OUTLAST_TEST_PROVIDERS").expect("run through scripts/test.sh (OUTLAST_TEST_PROVIDERS)"))
-}
-
-fn servers(args: &[&str]) {
-    let script = std::env::var("OUTLAST_SERVERS_SCRIPT").expect("OUTLAST_SERVERS_SCRIPT");
-    let st = Command::new("bash").arg(script).args(args).status().unwrap();
-    assert!(st.success(), "servers.sh {args:?} failed");
-}
-
-/// Stops a server kind; starts it again when dropped, even if the test fails.
-struct Stopped(&'static str);
-
-impl Stopped {
-    fn new(kind: &'static str) -> Self {
-        servers(&["stop", kind]);
-        Stopped(kind)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        servers(&["start", self.0]);
-    }
-}
-
-/// A fresh store over the five servers, under a unique root on each so runs do not mix.
-fn store(dir: &Path) -> Vec<ProviderSpec> {
-    #[derive(serde::Deserialize)]
-    struct List {
-        providers: Vec<ProviderSpec>,
-    }
-    let list: List = toml::from_str(&std::fs::read_to_string(providers_file()).unwrap()).unwrap();
-    let run = dir.file_name().unwrap().to_string_lossy().replace(['.', '-'], "");
-    let mut specs = list.providers;
-    for s in &mut specs {
-        let root = s.options.get("root").cloned().unwrap_or_else(|| "/".into());
-        s.options.insert("root".into(), format!("{}/{run}", root.trim_end_matches('/')));
-    }
-    run_ok(dir, &["init", "--local", "unused", "--providers", "5", "--k", "3"]);
-    let cfg = std::fs::read_to_string(dir.join("outlast.toml")).unwrap();
-    let head = &cfg[..cfg.find("[[providers]]").unwrap()];
-    #[derive(serde::Serialize)]
-    struct Out<'a> {
-        providers: &'a [ProviderSpec],
-    }
-    let body = toml::to_string(&Out { providers: &specs }).unwrap();
-    std::fs::write(dir.join("outlast.toml"), format!("{head}{body}")).unwrap();
-    specs
-}
-
-fn put_file(dir: &Path, name: &str, body: &[u8]) {
-    let src = dir.join("src.bin");
-    std::fs::write(&src, body).unwrap();
-    run_ok(dir, &["put", "src.bin", name]);
-}
-
-fn check_file(dir: &Path, name: &str, body: &[u8]) {
-    let dst = dir.join("dst.bin");
-    let _ = std::fs::remove_file(&dst);
-    run_ok(dir, &["get", name, "dst.bin"]);
-    let got = std::fs::read(&dst).unwrap();
-    assert!(got.len() == body.len() && got == body, "{name}: {} bytes back, {} stored", got.len(), body.len());
-}
+use outlast_provider::Provider;
+use servers::*;
 
 const SIZES: &[usize] = &[0, 1, 1_000_003, 4 * 1024 * 1024, 4 * 1024 * 1024 + 1, 64 * 1024 * 1024];
 

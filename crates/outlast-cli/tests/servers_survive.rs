@@ -1,0 +1,144 @@
+//! Surviving on real servers (`scripts/servers.sh`): an ended account (a deleted bucket or
+//! container), servers killed with -9 mid-put and mid-get, and scrub, repair, drill and
+//! evacuation from each kind to another kind. These stop servers and delete buckets, so
+//! `scripts/test.sh` runs them alone: `cargo test --test servers_survive -- --ignored`.
+
+mod common;
+mod servers;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use servers::*;
+
+fn check(dir: &std::path::Path, name: &str, body: &[u8]) {
+    let out = outlast(dir).args(["get", name]).output().unwrap();
+    // 3: read back, and a provider it used looks terminated.
+    assert!(matches!(out.status.code(), Some(0 | 3)), "get {name}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == body, "{name}: {} bytes back, {} stored", out.stdout.len(), body.len());
+}
+
+#[test]
+#[ignore = "needs the servers of scripts/servers.sh; deletes and recreates buckets"]
+fn a_deleted_bucket_or_container_is_a_terminated_account_and_io_carries_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let specs = store(d);
+    let bodies = put_objects(d, 3, 2_000_000, 40);
+    for kind in ["s3", "azblob"] {
+        let spec = specs.iter().find(|s| s.name == kind).unwrap();
+        bucket(spec, "delete");
+        let out = outlast(d).args(["--json", "providers"]).output().unwrap();
+        bucket(spec, "create");
+        assert_eq!(out.status.code(), Some(2));
+        let reports = json(&out);
+        let r = reports.as_array().unwrap().iter().find(|r| r["name"] == kind).unwrap();
+        assert_eq!(r["state"], "terminated", "{r}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("TERMINATED"));
+        for (i, b) in bodies.iter().enumerate() {
+            check(d, &format!("o{i}"), b);
+        }
+        // Its shards are repair debt now: repair puts them back into the new bucket.
+        let r = json(&run_ok(d, &["--json", "repair"]));
+        assert_eq!(r["remaining"], 0, "{r}");
+        assert!(r["blobs_rebuilt"].as_u64().unwrap() >= 3, "{r}");
+        run_ok(d, &["scrub"]);
+    }
+}
+
+#[test]
+#[ignore = "needs the servers of scripts/servers.sh; kills and restarts them"]
+fn servers_killed_mid_put_and_mid_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    store(d);
+    let body = data(24 << 20, 7);
+    std::fs::write(d.join("big.bin"), &body).unwrap();
+    run_ok(d, &["put", "big.bin", "big"]);
+    // moto keeps data in memory: S3 goes last, since a restart empties it.
+    for kind in ["sftp", "webdav", "azblob", "s3"] {
+        // Mid-get: the reader switches to parity and the output is intact.
+        let child = outlast(d).args(["get", "big", "out.bin"]).stderr(Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let down = Stopped::new(kind);
+        let out = child.wait_with_output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 3)), "get with {kind} killed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::read(d.join("out.bin")).unwrap() == body, "get with {kind} killed returned wrong bytes");
+        drop(down);
+
+        // Mid-put: it finishes at quorum (4 of 5) or fails cleanly; either way what is
+        // visible reads back intact.
+        let mut child = outlast(d).args(["put", "-", "streamed"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&body[..8 << 20]).unwrap();
+        let down = Stopped::new(kind);
+        stdin.write_all(&body[8 << 20..]).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        drop(down);
+        if out.status.success() {
+            check(d, "streamed", &body);
+            run_ok(d, &["rm", "streamed"]);
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("outlast: error:"), "{err}");
+            assert!(run_err(d, &["get", "streamed"]).contains("no object named"));
+        }
+    }
+    check(d, "big", &body);
+    // What the kills left missing is repaired from the others.
+    let r = json(&run_ok(d, &["--json", "repair"]));
+    assert_eq!(r["remaining"], 0, "{r}");
+    run_ok(d, &["scrub"]);
+}
+
+#[test]
+#[ignore = "needs the servers of scripts/servers.sh"]
+fn scrub_repair_drill_and_evacuation_from_each_kind_to_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let specs = store(d);
+    let bodies = put_objects(d, 3, 1_500_000, 60);
+    add_spares(d, &specs);
+    run_ok(d, &["scrub"]);
+    run_ok(d, &["scrub", "--sample", "0.5"]);
+    for s in &specs {
+        let out = run_ok(d, &["--json", "drill", &s.name]);
+        assert!(json(&out)["lost"].as_array().unwrap().is_empty());
+    }
+    let out = outlast(d).args(["drill", "s3", "azblob", "sftp"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "three of five gone with k=3 must lose data");
+
+    // Each kind's shards move to a provider of another kind, in a ring.
+    for (from, to) in [("s3", "azblob-2"), ("azblob", "sftp-2"), ("sftp", "webdav-2"), ("webdav", "local-2"), ("local", "s3-2")] {
+        let r = json(&run_ok(d, &["--json", "evacuate", from, "--to", to]));
+        assert_eq!((r["objects_moved"].as_u64(), r["remaining"].as_u64()), (Some(3), Some(0)), "{from} -> {to}: {r}");
+        assert_eq!(r["egress_ratio"], 1.0, "{from} -> {to}: {r}");
+        assert_eq!(r["verified"], 3, "{r}");
+        run_ok(d, &["provider", "remove", from]);
+        for (i, b) in bodies.iter().enumerate() {
+            check(d, &format!("o{i}"), b);
+        }
+    }
+    // A provider whose blobs vanish: scrub finds it, repair rebuilds it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let victim = specs.iter().find(|s| s.name == "webdav").map(|s| {
+        let mut v = s.clone();
+        v.name = "webdav-2".into();
+        v.options.insert("root".into(), format!("{}-2", s.options["root"]));
+        v
+    });
+    rt.block_on(async {
+        let p = outlast_provider::Provider::build(&victim.unwrap()).unwrap();
+        for e in p.list("s/").await.unwrap() {
+            p.delete(&e.name).await.unwrap();
+        }
+    });
+    let out = outlast(d).args(["--json", "scrub"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let r = json(&run_ok(d, &["--json", "repair"]));
+    assert_eq!((r["blobs_rebuilt"].as_u64(), r["remaining"].as_u64()), (Some(3), Some(0)), "{r}");
+    run_ok(d, &["scrub"]);
+}
