@@ -74,10 +74,18 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
         blobs: manifests,
     })?;
 
-    let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new() };
+    // Providers known to be slow are not waited for once the quorum is in: their shards may
+    // become repair debt, but they do not set the pace of every write.
+    let slow_names: Vec<String> =
+        store.health().into_iter().filter(|h| h.state == outlast_provider::HealthState::Slow).map(|h| h.name).collect();
+    let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
+    let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
+    let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new(), slow };
     match w.write(src, opts, progress, &manifest_name).await {
         Ok((report, garbage)) => {
-            store.delete_blobs(&garbage).await;
+            // Garbage on a slow provider is left to gc rather than delay the answer.
+            let now: Vec<BlobRef> = garbage.into_iter().filter(on_fast).collect();
+            store.delete_blobs(&now).await;
             Ok(report)
         }
         Err(e) => {
@@ -101,6 +109,8 @@ struct VersionWriter<'a> {
     placement: Vec<&'a Provider>,
     stamp: VersionStamp,
     failures: Vec<String>,
+    /// Shards placed on providers known to be slow (no grace after the quorum).
+    slow: Vec<usize>,
     /// Shard blobs being closed in the background: (shard index, close task).
     closing: Vec<(usize, tokio::task::JoinHandle<Result<(), outlast_provider::ProviderError>>)>,
 }
@@ -136,7 +146,7 @@ impl VersionWriter<'_> {
             .collect();
         self.store.index.add_pending_blobs(&self.vid(), &refs)?;
         let opening: Vec<_> = (0..alive.len()).filter(|i| alive[*i]).map(|i| (i, self.placement[i].writer(&names[i]))).collect();
-        let out = crate::quorum::gather(opening, self.quorum()).await;
+        let out = crate::quorum::gather(opening, self.quorum(), &self.slow).await;
         let mut writers: PartWriters = (0..alive.len()).map(|_| None).collect();
         for (i, r) in out.answered {
             match r {
@@ -174,7 +184,7 @@ impl VersionWriter<'_> {
     async fn finish_closes(&mut self, alive: &mut [bool]) -> Result<(), EngineError> {
         let closing = std::mem::take(&mut self.closing);
         let aborts: Vec<(usize, tokio::task::AbortHandle)> = closing.iter().map(|(i, h)| (*i, h.abort_handle())).collect();
-        let out = crate::quorum::gather(closing, self.quorum()).await;
+        let out = crate::quorum::gather(closing, self.quorum(), &self.slow).await;
         for (i, r) in out.answered {
             match r {
                 Ok(Ok(())) => {}
@@ -219,7 +229,7 @@ impl VersionWriter<'_> {
                 })
             })
             .collect();
-        let out = crate::quorum::gather(writes, self.quorum()).await;
+        let out = crate::quorum::gather(writes, self.quorum(), &self.slow).await;
         for (i, r) in out.answered {
             match r {
                 Ok(w) => writers[i] = Some(w),
@@ -343,6 +353,7 @@ impl VersionWriter<'_> {
         let out = crate::quorum::gather(
             holders.iter().map(|&i| (i, self.placement[i].write(manifest_name, sealed.clone()))).collect(),
             self.quorum(),
+            &self.slow,
         )
         .await;
         let mut answers: Vec<(usize, Result<(), String>)> =

@@ -21,8 +21,9 @@ pub(crate) struct Outcome<T, E> {
 }
 
 /// Runs `writes` (index, future) concurrently until all answer, or until `quorum` succeeded and
-/// the grace after that ran out.
-pub(crate) async fn gather<T, E, F>(writes: Vec<(usize, F)>, quorum: usize) -> Outcome<T, E>
+/// the grace after that ran out. Writes whose index is in `impatient` (providers known to be
+/// slow) get no grace: once the quorum is reached they are not waited for at all.
+pub(crate) async fn gather<T, E, F>(writes: Vec<(usize, F)>, quorum: usize, impatient: &[usize]) -> Outcome<T, E>
 where
     F: Future<Output = Result<T, E>>,
 {
@@ -33,6 +34,9 @@ where
     let mut ok = 0;
     let mut deadline: Option<Instant> = None;
     loop {
+        if deadline.is_some() && pending.iter().all(|i| impatient.contains(i)) {
+            break;
+        }
         let next = match deadline {
             None => inflight.next().await,
             Some(d) => match tokio::time::timeout_at(d.into(), inflight.next()).await {
@@ -65,9 +69,27 @@ mod tests {
             (2, Box::pin(std::future::pending())),
             (3, Box::pin(async { Err(()) })),
         ];
-        let out = tokio::time::timeout(Duration::from_secs(30), gather(writes, 2)).await.expect("gave up in time");
+        let out = tokio::time::timeout(Duration::from_secs(30), gather(writes, 2, &[])).await.expect("gave up in time");
         assert_eq!(out.abandoned, [2]);
         assert_eq!(out.answered.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_known_slow_provider_gets_no_grace() {
+        let writes: Vec<Write> = vec![
+            (0, Box::pin(async { Ok(()) })),
+            (
+                1,
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    Ok(())
+                }),
+            ),
+        ];
+        let started = Instant::now();
+        let out = gather(writes, 1, &[1]).await;
+        assert_eq!(out.abandoned, [1]);
+        assert!(started.elapsed() < Duration::from_secs(10), "waited for the slow one");
     }
 
     #[tokio::test]
@@ -82,7 +104,7 @@ mod tests {
                 }),
             ),
         ];
-        let out = gather(writes, 2).await;
+        let out = gather(writes, 2, &[]).await;
         assert!(out.abandoned.is_empty());
         assert_eq!(out.answered.iter().filter(|(_, r)| r.is_ok()).count(), 2);
     }

@@ -50,8 +50,9 @@ pub(crate) struct ShardReader<'a> {
     /// Bytes received from providers.
     bytes_read: AtomicU64,
     read_only: bool,
-    /// Recent median and 95th percentile read latency of each shard's provider.
-    p50: Vec<Option<Duration>>,
+    /// Whether each shard's provider is known to be slow.
+    slow: Vec<bool>,
+    /// Recent 95th percentile read latency of each shard's provider.
     p95: Vec<Option<Duration>>,
     /// Spare requests sent because an answer was late.
     hedged: AtomicU64,
@@ -63,9 +64,6 @@ pub(crate) struct ShardReader<'a> {
 const HEDGE_MIN: Duration = Duration::from_millis(10);
 const HEDGE_MAX: Duration = Duration::from_secs(2);
 const HEDGE_UNKNOWN: Duration = Duration::from_millis(250);
-/// A provider whose median read latency exceeds this many times the providers' median is
-/// asked after the others.
-const SLOW_AGAINST_MEDIAN: u32 = 3;
 
 /// Splits `segments` into runs of at most `run_len` that never cross a part boundary.
 pub(crate) fn runs(layout: &Layout, segments: Range<u64>, run_len: u64) -> Vec<Range<u64>> {
@@ -98,7 +96,9 @@ impl<'a> ShardReader<'a> {
             .collect();
         let recorded = store.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
-        let p50 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.5))).collect();
+        let slow_names: Vec<String> =
+            store.health().into_iter().filter(|h| h.state == outlast_provider::HealthState::Slow).map(|h| h.name).collect();
+        let slow = holders.iter().map(|h| h.is_some_and(|p| slow_names.iter().any(|n| n == p.name()))).collect();
         let p95 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.95))).collect();
         Ok(ShardReader {
             store,
@@ -113,7 +113,7 @@ impl<'a> ShardReader<'a> {
             faults: Mutex::default(),
             bytes_read: AtomicU64::new(0),
             read_only: scope.read_only,
-            p50,
+            slow,
             p95,
             hedged: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -142,20 +142,15 @@ impl<'a> ShardReader<'a> {
     }
 
     /// The order to ask for the shards of `part`: shards the index records (the others are
-    /// repair debt) on usable providers, fast ones (median read latency within
-    /// [`SLOW_AGAINST_MEDIAN`] times the median) before slow ones, data shards before parity (a
-    /// healthy read decodes nothing); never those in `skip`.
+    /// repair debt) on usable providers, providers not known to be slow before slow ones
+    /// ([`Store::health`]), data shards before parity (a healthy read decodes nothing); never
+    /// those in `skip`.
     fn order(&self, part: u32, skip: &[usize]) -> Vec<usize> {
         let n = self.om.n as usize;
-        let mut p50s: Vec<Duration> = self.p50.iter().flatten().copied().collect();
-        p50s.sort_unstable();
-        let typical = p50s.get(p50s.len() / 2).copied();
-        let slow = |i: usize| match (self.p50[i], typical) {
-            (Some(p), Some(t)) => p > t * SLOW_AGAINST_MEDIAN && p > HEDGE_MIN,
-            _ => false,
-        };
-        let mut order: Vec<(bool, bool, bool, usize)> =
-            (0..n).filter(|i| !skip.contains(i)).map(|i| (!self.is_recorded(i, part), !self.usable[i], slow(i), i)).collect();
+        let mut order: Vec<(bool, bool, bool, usize)> = (0..n)
+            .filter(|i| !skip.contains(i))
+            .map(|i| (!self.is_recorded(i, part), !self.usable[i], self.slow[i], i))
+            .collect();
         order.sort_unstable();
         order.into_iter().map(|(_, _, _, i)| i).collect()
     }
@@ -181,7 +176,9 @@ impl<'a> ShardReader<'a> {
             return (i, Err(format!("provider `{}` is not available", self.om.placement[i].provider)));
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut waiting = Unanswered { provider: p, started: Instant::now(), answered: false };
         let r = p.read_range(&blob, want).await;
+        waiting.answered = true;
         // Each blob counts once towards the provider's health, however many segments are read.
         let known = self.recorded.contains(&(p.name().to_string(), blob.clone()))
             && self.noted.lock().expect("noted lock").insert((i, part));
@@ -362,6 +359,22 @@ impl<'a> ShardReader<'a> {
         self.fault(s, shard, "shard passed its check but failed authentication".into());
         if let Some(p) = self.holders[shard] {
             p.note_corrupt();
+        }
+    }
+}
+
+/// A read in flight: if it is dropped unanswered (a hedge won), its provider's latency record
+/// learns that it took at least this long.
+struct Unanswered<'a> {
+    provider: &'a Provider,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.provider.note_unanswered(self.started.elapsed());
         }
     }
 }

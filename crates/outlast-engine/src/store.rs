@@ -44,8 +44,11 @@ impl Drop for Store {
 
 /// A provider counts as slow when its read p95 exceeds both this and [`SLOW_FACTOR`] times
 /// the median of all providers' p95.
-const SLOW_FLOOR: Duration = Duration::from_millis(200);
+const SLOW_FLOOR: Duration = Duration::from_millis(50);
 const SLOW_FACTOR: u32 = 5;
+/// A provider whose recent reads were abandoned (others answered first) more often than this
+/// counts as slow too: its true latency is unknown, only that it loses the race.
+const SLOW_ABANDON_RATE: f64 = 0.25;
 
 /// Known blobs a probe stats per provider: enough to tell "all gone" from one lost blob.
 const PROBE_BLOBS: usize = outlast_provider::health::TERMINATED_AFTER as usize;
@@ -274,6 +277,10 @@ impl Store {
                             reason = format!("reads take {p95:?} at p95, the providers' typical p95 is {typical:?}");
                         }
                     }
+                    if let Some(rate) = h.abandon_rate().filter(|r| *r > SLOW_ABANDON_RATE) {
+                        state = HealthState::Slow;
+                        reason = format!("others answered first in {:.0}% of recent reads", rate * 100.0);
+                    }
                 }
                 ProviderHealth {
                     name: p.name().to_string(),
@@ -454,7 +461,7 @@ impl Store {
     ) -> Result<Vec<BlobRef>, EngineError> {
         let q = self.config.coding.write_quorum();
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
-        let out = crate::quorum::gather(writes, q).await;
+        let out = crate::quorum::gather(writes, q, &[]).await;
         let mut written = Vec::new();
         let mut failures: Vec<String> =
             out.abandoned.iter().map(|&i| format!("`{}` did not take the tombstone in time", self.providers[i].name())).collect();

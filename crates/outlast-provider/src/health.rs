@@ -15,6 +15,9 @@ pub const TERMINATED_AFTER: u32 = 3;
 pub const UNREACHABLE_AFTER: u32 = 3;
 /// Latencies kept for the percentiles.
 const LATENCY_WINDOW: usize = 128;
+/// Recent reads whose race outcome is kept, and the fewest that give an abandon rate.
+const RACE_WINDOW: usize = 32;
+const RACE_MIN: usize = 8;
 
 /// A provider's state as the engine acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -74,6 +77,10 @@ pub struct HealthStats {
     pub last_error: Option<String>,
     /// Latencies of recent successful operations, in microseconds, oldest first.
     pub recent_us: VecDeque<u32>,
+    /// For recent reads, oldest first: whether it was abandoned unanswered because other
+    /// providers answered first.
+    #[serde(default)]
+    pub recent_abandoned: VecDeque<bool>,
 }
 
 impl HealthStats {
@@ -90,6 +97,7 @@ impl HealthStats {
                         self.recent_us.pop_front();
                     }
                     self.recent_us.push_back(elapsed.as_micros().min(u32::MAX as u128) as u32);
+                    self.race(false);
                 }
             }
             Err((class, message)) => {
@@ -117,6 +125,31 @@ impl HealthStats {
                 self.last_error = Some(message);
             }
         }
+    }
+
+    /// Records a read that was abandoned unanswered after `elapsed` (a hedged request whose
+    /// answer was no longer needed): its latency was at least that. Without these, a slow
+    /// provider that is always hedged around would keep looking fast.
+    pub fn unanswered_after(&mut self, elapsed: Duration) {
+        if self.recent_us.len() == LATENCY_WINDOW {
+            self.recent_us.pop_front();
+        }
+        self.recent_us.push_back(elapsed.as_micros().min(u32::MAX as u128) as u32);
+        self.race(true);
+    }
+
+    fn race(&mut self, abandoned: bool) {
+        if self.recent_abandoned.len() == RACE_WINDOW {
+            self.recent_abandoned.pop_front();
+        }
+        self.recent_abandoned.push_back(abandoned);
+    }
+
+    /// The share of recent reads abandoned because others answered first, once there are
+    /// enough of them to tell.
+    pub fn abandon_rate(&self) -> Option<f64> {
+        (self.recent_abandoned.len() >= RACE_MIN)
+            .then(|| self.recent_abandoned.iter().filter(|a| **a).count() as f64 / self.recent_abandoned.len() as f64)
     }
 
     /// Records whether a blob the store knows it wrote was there when read.

@@ -177,6 +177,11 @@ impl Provider {
         observe(&self.name, &self.health, |h| h.known_blob(present));
     }
 
+    /// Tells the health record that a read was abandoned unanswered after `elapsed`.
+    pub fn note_unanswered(&self, elapsed: Duration) {
+        self.health.lock().expect("health lock").unanswered_after(elapsed);
+    }
+
     /// Tells the health record that a shard from this provider was wrong.
     pub fn note_corrupt(&self) {
         self.health.lock().expect("health lock").corrupt += 1;

@@ -1,0 +1,194 @@
+//! Survival benchmarks, side by side in one run (`cargo bench -p outlast-engine --bench survive`):
+//!
+//! 1. GET and PUT latency (p50, p99) with every provider healthy, then with one provider 50x
+//!    slower, and the extra requests and bytes that hedging spent.
+//! 2. Repair of a wiped provider: bytes read per byte rebuilt.
+//! 3. Evacuation of a live provider: egress ratio, and throughput beside `cp` of its folder.
+//!
+//! Six local-folder providers, 4-of-6, 1 MiB objects of one segment each. Every provider gets
+//! a base latency (`OUTLAST_BENCH_BASE_MS`, default 2 ms) so that it behaves like a provider
+//! across a network; "50x slower" adds 49 times that. `OUTLAST_BENCH_OPS` sets the operations per
+//! phase (default 200).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outlast_codec::MasterKey;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::{Config, PutOptions, RepairOptions, Store};
+use outlast_provider::Faults;
+
+const K: u16 = 4;
+const N: u16 = 6;
+const OBJECT: usize = 1 << 20;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn config(root: &Path, key: &MasterKey, providers: u16, broken: Option<u16>) -> Config {
+    let mut t = format!("key_fingerprint = \"{}\"\n[coding]\nk = {K}\nn = {N}\nsegment_size = {OBJECT}\n", key.fingerprint());
+    for i in 0..providers {
+        let dir = if Some(i) == broken { root.join("a-file/p") } else { root.join(format!("p{i}")) };
+        t.push_str(&format!(
+            "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
+            dir.display()
+        ));
+    }
+    Config::parse(&t, &root.join("outlast.toml")).unwrap()
+}
+
+fn body(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..OBJECT)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn pct(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+struct Phase {
+    put: Vec<Duration>,
+    get: Vec<Duration>,
+    requests: u64,
+    hedged: u64,
+    fetched: u64,
+}
+
+async fn phase(store: &Store, ops: u64, tag: &str) -> Phase {
+    let mut p = Phase { put: Vec::new(), get: Vec::new(), requests: 0, hedged: 0, fetched: 0 };
+    for i in 0..ops {
+        let name = format!("{tag}/{i}");
+        let b = body(i + 1);
+        let t = Instant::now();
+        store.put(&name, &b[..], PutOptions::default(), &NoProgress).await.unwrap();
+        p.put.push(t.elapsed());
+        let mut out = Vec::with_capacity(OBJECT);
+        let t = Instant::now();
+        let r = store.get(&name, None, &mut out, &NoProgress).await.unwrap();
+        p.get.push(t.elapsed());
+        assert!(out == b);
+        p.requests += r.requests;
+        p.hedged += r.hedged;
+        p.fetched += r.fetched;
+    }
+    p
+}
+
+/// (p50, p99) of `v`, all of it or without its first `skip` samples.
+fn p50_p99(v: &[Duration], skip: usize) -> (Duration, Duration) {
+    let mut s = v[skip.min(v.len() - 1)..].to_vec();
+    s.sort();
+    (pct(&s, 0.5), pct(&s, 0.99))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        total += if p.is_dir() { dir_bytes(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+    }
+    total
+}
+
+#[tokio::main]
+async fn main() {
+    let ops = env_u64("OUTLAST_BENCH_OPS", 200);
+    let base = Duration::from_millis(env_u64("OUTLAST_BENCH_BASE_MS", 2));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::write(root.join("a-file"), b"x").unwrap();
+    let key = MasterKey::generate();
+    let store = Store::open_with_key(config(root, &key, N, None), key.clone()).unwrap();
+    let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+    for n in &names {
+        store.provider_named(n).unwrap().set_faults(Faults { latency: base, ..Default::default() });
+    }
+
+    // 1. Latency, healthy, then with p0 50x slower (all objects have a shard on every provider).
+    let healthy = phase(&store, ops, "healthy").await;
+    store.provider_named("p0").unwrap().set_faults(Faults { latency: base * 50, ..Default::default() });
+    let slow = phase(&store, ops, "slow").await;
+    let p0 = store.health().into_iter().find(|h| h.name == "p0").unwrap();
+    println!("p0 after the slow phase: {} ({})", p0.state.as_str(), p0.reason);
+
+    println!("latency over {ops} put+get of 1 MiB, 4-of-6, base provider latency {base:?}; p0 at {:?}:", base * 50);
+    // The first operations with p0 slow are how Outlast learns it (hedges lost, then p0 asked
+    // last and not waited for): shown with them, and without the first 10%.
+    let learn = (ops / 10) as usize;
+    for (what, h, s) in [("PUT", &healthy.put, &slow.put), ("GET", &healthy.get, &slow.get)] {
+        let (h50, h99) = p50_p99(h, 0);
+        for (label, skip) in [("all", 0), ("after learning", learn)] {
+            let (s50, s99) = p50_p99(s, skip);
+            println!(
+                "  {what} healthy p50 {h50:>9.2?} p99 {h99:>9.2?} | one slow ({label:>14}) p50 {s50:>9.2?} p99 {s99:>9.2?} | p99 ratio {:.2}x",
+                s99.as_secs_f64() / h99.as_secs_f64()
+            );
+        }
+    }
+    let needed = ops * K as u64;
+    let shard_bytes = (OBJECT / K as usize) as u64;
+    for (what, p) in [("healthy", &healthy), ("one slow", &slow)] {
+        println!(
+            "  GET {what}: {} shard requests for {needed} needed (+{:.1}%), {} hedged; {} bytes fetched for {} needed (+{:.1}%)",
+            p.requests,
+            (p.requests as f64 / needed as f64 - 1.0) * 100.0,
+            p.hedged,
+            p.fetched,
+            needed * shard_bytes,
+            (p.fetched as f64 / (needed * shard_bytes) as f64 - 1.0) * 100.0
+        );
+    }
+    for n in &names {
+        store.provider_named(n).unwrap().set_faults(Faults::default());
+    }
+    // The slow phase left debt on p0 (its shards were not waited for); pay it before going on.
+    store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+
+    // 2. Repair of a wiped provider.
+    let held = dir_bytes(&root.join("p2"));
+    std::fs::remove_dir_all(root.join("p2")).unwrap();
+    let t = Instant::now();
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let rebuilt = r.bytes_written;
+    println!(
+        "repair of wiped p2 ({held} bytes): {} blobs, {rebuilt} bytes written, {} read: {:.2} bytes read per byte rebuilt (k = {K}), {:.0} MiB/s",
+        r.blobs_rebuilt,
+        r.bytes_read,
+        r.bytes_read as f64 / rebuilt as f64,
+        rebuilt as f64 / secs / 1048576.0
+    );
+    drop(store);
+
+    // 3. Evacuation of a live provider to a spare that holds nothing yet.
+    let store = Store::open_with_key(config(root, &key, N + 1, None), key.clone()).unwrap();
+    let held = dir_bytes(&root.join("p1"));
+    let t = Instant::now();
+    let r = store.evacuate("p1", &format!("p{N}"), &NoProgress).await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let cp_dst = root.join("cp-copy");
+    std::fs::create_dir_all(&cp_dst).unwrap();
+    let t = Instant::now();
+    let st = std::process::Command::new("cp").arg("-r").arg(root.join(format!("p{N}"))).arg(&cp_dst).status().unwrap();
+    assert!(st.success());
+    let cp_secs = t.elapsed().as_secs_f64();
+    println!(
+        "evacuation of live p1 ({held} bytes on disk): {} blobs copied, egress {:.3}x, {} verified, {:.2} s = {:.0} MiB/s; cp -r of the same blobs {:.2} s = {:.0} MiB/s; evacuate/cp speed {:.2}x",
+        r.blobs_copied,
+        r.egress_ratio.unwrap_or(0.0),
+        r.verified,
+        secs,
+        r.bytes_copied as f64 / secs / 1048576.0,
+        cp_secs,
+        r.bytes_copied as f64 / cp_secs / 1048576.0,
+        cp_secs / secs
+    );
+}
