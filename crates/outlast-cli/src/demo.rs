@@ -11,25 +11,12 @@ const K: u16 = 4;
 const N: u16 = 6;
 const MARKER: &str = "OUTLAST-DEMO-SECRET-MARKER";
 
-/// Deterministic, incompressible-looking sample bytes.
-fn sample(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("notes/hello.txt", format!("Hello from Outlast. {MARKER}\n").into_bytes()),
         ("notes/empty.txt", Vec::new()),
-        ("photos/one-segment.jpg", sample(1_000_003, 1)),
-        ("videos/many-segments.mp4", sample(37 * 1024 * 1024 + 17, 2)),
+        ("photos/one-segment.jpg", outlast_engine::sample::bytes(1_000_003, 1)),
+        ("videos/many-segments.mp4", outlast_engine::sample::bytes(37 * 1024 * 1024 + 17, 2)),
     ]
 }
 

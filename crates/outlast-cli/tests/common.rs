@@ -49,15 +49,7 @@ pub fn json(out: &Output) -> serde_json::Value {
 }
 
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    outlast_engine::sample::bytes(len, seed)
 }
 
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -39,15 +39,7 @@ fn config(root: &Path, key: &MasterKey, providers: u16, broken: Option<u16>) -> 
 }
 
 fn body(seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..OBJECT)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    outlast_engine::sample::bytes(OBJECT, seed)
 }
 
 fn pct(sorted: &[Duration], q: f64) -> Duration {

@@ -14,6 +14,7 @@ pub mod index;
 pub mod keyfile;
 pub mod placement;
 pub mod progress;
+pub mod sample;
 pub mod store;
 
 mod drill;
