@@ -3,7 +3,7 @@
 //! folders. Checked: no acknowledged write is lost, no wrong or stale byte is ever returned, and
 //! every fault a read reports names a provider that was faulty.
 //!
-//! `OUTLAST_MODEL_OPS` sets the number of operations (default 2,000; e.g. 100000 for a long
+//! `OUTLAST_MODEL_OPS` sets the number of operations (default 1,200; e.g. 100000 for a long
 //! run), `OUTLAST_MODEL_SEED` the seed (printed on failure).
 
 mod common;
@@ -55,7 +55,7 @@ async fn audit(store: &Store, model: &BTreeMap<String, Vec<u8>>, removed: &HashS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_operations_under_random_faults_match_the_model() {
-    let ops = env_u64("OUTLAST_MODEL_OPS", 2_000);
+    let ops = env_u64("OUTLAST_MODEL_OPS", 1_200);
     let seed = env_u64("OUTLAST_MODEL_SEED", rand::random());
     let ctx = format!("seed {seed} (OUTLAST_MODEL_SEED={seed} to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
