@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest};
 use serde::Serialize;
 
@@ -52,6 +53,24 @@ pub struct EvacuateReport {
     pub errors: Vec<String>,
 }
 
+impl EvacuateReport {
+    /// Adds the counts and errors of one object's move.
+    fn absorb(&mut self, o: EvacuateReport) {
+        self.objects_moved += o.objects_moved;
+        self.blobs_copied += o.blobs_copied;
+        self.blobs_rebuilt += o.blobs_rebuilt;
+        self.bytes_copied += o.bytes_copied;
+        self.bytes_read_from_source += o.bytes_read_from_source;
+        self.bytes_read_from_others += o.bytes_read_from_others;
+        self.bytes_written += o.bytes_written;
+        self.verified += o.verified;
+        self.errors.extend(o.errors);
+    }
+}
+
+/// Objects moved at once.
+const EVACUATE_CONCURRENCY: usize = 8;
+
 /// One object version with a shard on the provider being emptied.
 struct Move {
     entry: IndexEntry,
@@ -87,19 +106,30 @@ impl Store {
             .map(|m| m.om.layout().map(|l| (0..l.part_count()).map(|p| l.part_blob_len(p)).sum::<u64>()).unwrap_or(0))
             .sum();
         progress.set_total(total);
-        let mut moved = Vec::new();
-        for m in &moves {
-            match self.move_shard(m, from, to, &mut report, progress).await {
-                Ok(true) => {
-                    report.objects_moved += 1;
-                    moved.push(m);
+        // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
+        // manifest rewrite, index switch), so one at a time would leave the links idle.
+        let mut outcomes = futures::stream::iter(&moves)
+            .map(|m| async move {
+                let mut mine = EvacuateReport::default();
+                let moved = match self.move_shard(m, from, to, &mut mine, progress).await {
+                    Ok(moved) => moved,
+                    Err(e) => {
+                        mine.errors.push(format!("{}: {e}", m.entry.name));
+                        false
+                    }
+                };
+                // Ok(false): replaced or removed meanwhile, nothing left to move.
+                if moved {
+                    mine.objects_moved += 1;
+                    if let Err(e) = self.verify_moved(m, to, &mut mine).await {
+                        mine.errors.push(format!("{}: {e}", m.entry.name));
+                    }
                 }
-                Ok(false) => {} // replaced or removed meanwhile: nothing left to move
-                Err(e) => report.errors.push(format!("{}: {e}", m.entry.name)),
-            }
-        }
-        for m in moved {
-            self.verify_moved(m, to, &mut report).await?;
+                mine
+            })
+            .buffer_unordered(EVACUATE_CONCURRENCY);
+        while let Some(mine) = outcomes.next().await {
+            report.absorb(mine);
         }
         report.remaining = self.shards_on(from)?.len() as u64;
         report.egress_ratio =
