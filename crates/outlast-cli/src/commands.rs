@@ -203,9 +203,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&report);
             } else {
                 println!(
-                    "repaired {} shard blobs and {} manifests in {} of {} objects ({} bytes written, {} read); {} still owed",
+                    "repaired {} shard blobs, {} manifests and {} tombstones in {} of {} objects ({} bytes written, {} read); {} still owed",
                     report.blobs_rebuilt,
                     report.manifests_written,
+                    report.tombstones_written,
                     report.objects_in_debt,
                     report.objects,
                     report.bytes_written,

@@ -131,6 +131,10 @@ impl Store {
         while let Some(mine) = outcomes.next().await {
             report.absorb(mine);
         }
+        // Tombstones live on every provider: the new one gets any it lacks.
+        let mut tombstones = crate::RepairReport::default();
+        self.repair_tombstones(&mut tombstones).await?;
+        report.errors.extend(tombstones.errors);
         report.remaining = self.shards_on(from)?.len() as u64;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);

@@ -310,6 +310,16 @@ impl Index {
         Ok(())
     }
 
+    /// Every tombstone: the name and the stamp of its deletion.
+    pub fn tombstones(&self) -> Result<Vec<(String, VersionStamp)>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT name, vid, time_ns FROM tombstones ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, VersionStamp { vid: vid_of(r.get(1)?), time_ns: r.get::<_, i64>(2)? as u64 }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every current object (tombstones excluded), in name order.
     pub fn objects(&self) -> Result<Vec<IndexEntry>, EngineError> {
         self.list("")

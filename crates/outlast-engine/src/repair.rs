@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use outlast_codec::{names, ManifestBody, ObjectManifest};
+use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use outlast_provider::BlobWriter;
 use serde::Serialize;
 
@@ -37,6 +37,8 @@ pub struct RepairReport {
     pub blobs_rebuilt: u64,
     /// Manifest copies written back to shard holders that lacked them.
     pub manifests_written: u64,
+    /// Tombstone copies written to providers that lacked them.
+    pub tombstones_written: u64,
     /// Bytes written to providers.
     pub bytes_written: u64,
     /// Bytes read from providers to rebuild them.
@@ -87,10 +89,54 @@ impl Store {
         for debt in owed {
             self.repair_object(&debt, &mut report, &mut pacer, progress).await?;
         }
+        self.repair_tombstones(&mut report).await?;
         if report.remaining > 0 {
             tracing::warn!("{} shard blobs are still owed: {}", report.remaining, report.errors.join("; "));
         }
         Ok(report)
+    }
+
+    /// Puts each tombstone on every configured provider that lacks it (a tombstone lives on
+    /// all of them, so that a recovery from any k keeps the name deleted). Its sealed bytes are
+    /// read from a provider that holds it and checked before they are copied.
+    pub(crate) async fn repair_tombstones(&self, report: &mut RepairReport) -> Result<(), EngineError> {
+        for (name, stamp) in self.index.tombstones()? {
+            let blob = names::manifest_blob(&self.keys, &stamp.vid);
+            let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
+            let lacking: Vec<&outlast_provider::Provider> =
+                self.providers.iter().filter(|p| !holders.contains(p.name())).collect();
+            if lacking.is_empty() {
+                continue;
+            }
+            let mut sealed = None;
+            for h in self.providers.iter().filter(|p| holders.contains(p.name())) {
+                if let Ok(bytes) = h.read(&blob).await {
+                    let genuine = Manifest::open(&self.keys, &blob, &bytes)
+                        .is_ok_and(|m| m.name == name && m.stamp == stamp && matches!(m.body, ManifestBody::Tombstone));
+                    if genuine {
+                        sealed = Some(bytes);
+                        break;
+                    }
+                }
+            }
+            let Some(sealed) = sealed else {
+                report.errors.push(format!("{name}: no provider serves its tombstone intact"));
+                continue;
+            };
+            for p in lacking {
+                match p.write(&blob, sealed.clone()).await {
+                    Ok(()) => {
+                        let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
+                        if self.index.add_blob(&stamp.vid, &b)? {
+                            report.tombstones_written += 1;
+                            report.bytes_written += b.size;
+                        }
+                    }
+                    Err(e) => report.errors.push(format!("{name}: {e}")),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Lists every provider and drops from the index each recorded blob that is not there or

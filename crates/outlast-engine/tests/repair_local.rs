@@ -91,3 +91,27 @@ async fn the_rate_limit_holds() {
     // A lower bound only (the pacer sleeps until the bytes written fit the rate).
     assert!(elapsed.as_secs_f64() >= shard_bytes as f64 / rate as f64, "{elapsed:?} for {shard_bytes} bytes");
 }
+
+#[tokio::test]
+async fn tombstones_are_put_back_on_every_provider_that_lacks_one() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    {
+        let store = f.store_with(&[4]); // the spare is out of reach while deleting
+        put(&store, "gone", &data(1000, 5)).await.unwrap();
+        put(&store, "kept", &data(1000, 6)).await.unwrap();
+        store.remove("gone").await.unwrap();
+    }
+    let tombstone_files = |i: u16| {
+        f.blob_files().into_iter().filter(|p| p.starts_with(f.provider_dir(i)) && p.to_string_lossy().contains("/m/")).count()
+    };
+    assert_eq!(tombstone_files(4), 0);
+    std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    let store = f.store();
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    // p1 gets back its tombstone (and "kept"'s manifest and shard); p4 gets the tombstone.
+    assert_eq!(r.tombstones_written, 2, "{r:?}");
+    assert_eq!(tombstone_files(4), 1);
+    let again = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!(again.tombstones_written, 0, "{again:?}");
+    assert!(matches!(get(&store, "gone").await, Err(outlast_engine::EngineError::NotFound(_))));
+}
