@@ -190,8 +190,9 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // OpenDAL's retry layer warns on every retry; Outlast reports what matters itself. The demo
-    // wipes providers on purpose and reports what that did in its own words.
-    let default_filter = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "warn,opendal=error" };
+    // wipes providers on purpose and reports what that did (terminated providers included) in
+    // its own words.
+    let default_filter = if matches!(cli.command, Command::Demo { .. }) { "off" } else { "warn,opendal=error" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OUTLAST_LOG").unwrap_or_else(|_| default_filter.into()))
         .with_writer(std::io::stderr)

@@ -231,4 +231,5 @@ fn demo_runs_and_says_so() {
     let out = run_ok(dir.path(), &["demo", "--dir", "demo"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("All 4 objects read back byte-for-byte with 2 of 6 providers gone"), "{text}");
+    assert!(text.contains("Full redundancy is back") && text.contains("4 of 4 objects readable"), "{text}");
 }

@@ -179,7 +179,10 @@ impl HealthStats {
         if self.denied_in_a_row >= TERMINATED_AFTER {
             Some(format!("{} calls in a row refused (last: {last})", self.denied_in_a_row))
         } else if self.gone_in_a_row >= TERMINATED_AFTER {
-            Some(format!("{} blobs it held are gone, or its bucket is (last: {last})", self.gone_in_a_row))
+            Some(format!(
+                "{} blobs it held are gone, as after a deleted bucket or an ended account (last: {last})",
+                self.gone_in_a_row
+            ))
         } else if self.failed_in_a_row >= UNREACHABLE_AFTER {
             Some(format!("{} calls in a row failed (last: {last})", self.failed_in_a_row))
         } else {
