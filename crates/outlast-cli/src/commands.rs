@@ -217,7 +217,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("  error: {e}");
                 }
             }
-            if report.remaining > 0 {
+            // Anything left undone (a shard, a manifest or tombstone copy, a provider that could
+            // not be listed) is worth a non-zero status.
+            if report.remaining > 0 || !report.errors.is_empty() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));
@@ -312,7 +314,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("{} objects still have a shard on {}: run evacuate again", r.remaining, r.from);
                 }
             }
-            if r.remaining > 0 {
+            // Shards left behind, or a moved blob that did not read back intact.
+            if r.remaining > 0 || !r.errors.is_empty() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));

@@ -148,3 +148,29 @@ fn leaving_a_provider_add_evacuate_killed_and_resumed_then_remove() {
         assert!(out.stdout == *b, "o{i}");
     }
 }
+
+#[test]
+fn a_provider_whose_blobs_vanished_cannot_be_removed_until_evacuated() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let bodies = put_objects(d, 2, 100_000, 70);
+    let root_opt = format!("root={}", d.join("stores/local4").display());
+    run_ok(d, &["provider", "add", "local4", "--scheme", "fs", "--option", &root_opt, "--domain", "elsewhere"]);
+    // local1's data vanishes and it cannot take writes (its root is now a file): repair
+    // forgets what it held but cannot put it back.
+    std::fs::remove_dir_all(d.join("stores/local1")).unwrap();
+    std::fs::write(d.join("stores/local1"), b"not a folder").unwrap();
+    let out = outlast(d).args(["--json", "repair"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = run_err(d, &["provider", "remove", "local1"]);
+    assert!(err.contains("placed in 2 objects"), "{err}");
+    let out = outlast(d).args(["--json", "evacuate", "local1", "--to", "local4"]).output().unwrap();
+    // 3: done, and it touched a provider that looks terminated (it could not delete there).
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!((r["objects_moved"].as_u64(), r["blobs_rebuilt"].as_u64()), (Some(2), Some(2)), "{r}");
+    run_ok(d, &["provider", "remove", "local1"]);
+    for (i, b) in bodies.iter().enumerate() {
+        assert!(run_ok(d, &["get", &format!("o{i}")]).stdout == *b);
+    }
+}

@@ -64,12 +64,17 @@ pub fn add_provider(path: &Path, spec: &ProviderSpec) -> Result<Config, EngineEr
 /// Removes provider `name` from the config at `path`. Refused while the store's index places
 /// any shard there (evacuate it first), or when the providers left could not hold `n` shards.
 pub fn remove_provider(path: &Path, store: &Store, name: &str) -> Result<Config, EngineError> {
+    // Both what the index records there and what manifests place there: a provider whose
+    // blobs vanished has no rows left, yet objects still name it until evacuated.
     let shards = store.index().blobs_on(name)?.iter().filter(|b| b.blob.starts_with(names::SHARD_PREFIX)).count();
-    if shards > 0 {
+    let placed = store.objects_placed_on(name)?;
+    if shards > 0 || placed > 0 {
         return Err(edit_error(
             path,
             "providers",
-            format!("`{name}` still holds {shards} shard blobs; move them first with `outlast evacuate {name} --to OTHER`"),
+            format!(
+                "`{name}` still holds {shards} shard blobs and is placed in {placed} objects; move them first with `outlast evacuate {name} --to OTHER`"
+            ),
         ));
     }
     let mut doc = read_doc(path)?;

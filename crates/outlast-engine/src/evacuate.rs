@@ -144,6 +144,11 @@ impl Store {
         Ok(report)
     }
 
+    /// How many current objects place a shard on `provider` (whether or not it still holds it).
+    pub fn objects_placed_on(&self, provider: &str) -> Result<usize, EngineError> {
+        Ok(self.shards_on(provider)?.len())
+    }
+
     /// Current object versions with a shard placed on `provider`.
     fn shards_on(&self, provider: &str) -> Result<Vec<Move>, EngineError> {
         let mut out = Vec::new();
@@ -254,8 +259,10 @@ impl Store {
                 detail: report.errors.join("; "),
             });
         }
-        if !self.index.move_shards(&m.entry.name, &vid, &sealed, from, &added)? {
-            return Ok(false);
+        if !self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &added)? {
+            // Replaced, removed, or moved by another evacuation meanwhile: nothing is switched
+            // (the copies on `to` stay recorded, so a new run does not move them again).
+            return Err(EngineError::State("its manifest changed during the move; run evacuate again".into()));
         }
         // `from`'s copies are garbage now; it may well be gone, so failures are ignored.
         if let Some(p) = self.provider(from) {

@@ -304,6 +304,16 @@ impl Index {
         Ok(true)
     }
 
+    /// Whether `vid` is still the current version of its name (an object or a tombstone).
+    pub fn is_current(&self, vid: &VersionId) -> Result<bool, EngineError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT (SELECT COUNT(*) FROM objects WHERE vid = ?1) + (SELECT COUNT(*) FROM tombstones WHERE vid = ?1)",
+            [&vid.0[..]],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Forgets a blob found missing or damaged, so it counts as repair debt.
     pub fn forget_blob(&self, provider: &str, blob: &str) -> Result<(), EngineError> {
         self.conn().execute("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob])?;
@@ -345,21 +355,27 @@ impl Index {
         Ok(())
     }
 
-    /// Switches version `vid` of `name` to a rewritten manifest in which `from`'s shards moved:
-    /// `from`'s blobs of the version are forgotten and `added` recorded, in one transaction.
-    /// Returns false (changing nothing) when `vid` is no longer the name's current version.
+    /// Switches version `vid` of `name` from the sealed manifest `was` to `now`, in which
+    /// `from`'s shards moved: `from`'s blobs of the version are forgotten and `added` recorded,
+    /// in one transaction. Returns false (changing nothing) when the current manifest is no
+    /// longer `was` (replaced, removed, or rewritten by another move).
     pub fn move_shards(
         &self,
         name: &str,
         vid: &VersionId,
-        sealed_manifest: &[u8],
+        was: &[u8],
+        now: &[u8],
         from: &str,
         added: &[BlobRef],
     ) -> Result<bool, EngineError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let v = &vid.0[..];
-        if tx.execute("UPDATE objects SET manifest = ?3 WHERE name = ?1 AND vid = ?2", params![name, v, sealed_manifest])? != 1 {
+        let changed = tx.execute(
+            "UPDATE objects SET manifest = ?4 WHERE name = ?1 AND vid = ?2 AND manifest = ?3",
+            params![name, v, was, now],
+        )?;
+        if changed != 1 {
             return Ok(false);
         }
         tx.execute("DELETE FROM blobs WHERE provider = ?1 AND vid = ?2", params![from, v])?;

@@ -184,7 +184,9 @@ impl<'a> ShardReader<'a> {
             && self.noted.lock().expect("noted lock").insert((i, part));
         match &r {
             Ok(_) if known => p.note_known_blob(true),
-            Err(e) if known && e.is_not_found() => {
+            // A version replaced or removed during the read had its blobs deleted: that is
+            // no sign against the provider.
+            Err(e) if known && e.is_not_found() && self.store.index.is_current(&self.vid).unwrap_or(false) => {
                 p.note_known_blob(false);
                 // Now repair debt: later reads do not ask for it again.
                 let forgot = if self.read_only { Ok(()) } else { self.store.index.forget_blob(p.name(), &blob) };
@@ -249,12 +251,14 @@ impl<'a> ShardReader<'a> {
     /// Gathers `k` good shards for every segment of `run`, asking in `order`: the first `k` at
     /// once, the next one as soon as an answer is bad, and a spare whenever the hedge delay of
     /// the newest request passes with answers missing. Answers no longer needed are dropped
-    /// (their requests cancelled). Returns how far into `order` it asked.
-    async fn gather(&self, run: &Range<u64>, shards: &mut RunShards, order: &[usize]) -> usize {
+    /// (their requests cancelled). Returns how far into `order` it asked, and the shards asked
+    /// for but cancelled unanswered.
+    async fn gather(&self, run: &Range<u64>, shards: &mut RunShards, order: &[usize]) -> (usize, Vec<usize>) {
         let k = self.om.k as usize;
         let short =
             |shards: &RunShards| shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
         let mut inflight = FuturesUnordered::new();
+        let mut answered = Vec::new();
         let mut next = 0;
         while next < k.min(order.len()) {
             inflight.push(self.fetch_one(run, order[next]));
@@ -274,6 +278,7 @@ impl<'a> ShardReader<'a> {
             }
             tokio::select! {
                 Some((i, answer)) = inflight.next() => {
+                    answered.push(i);
                     if !self.accept(run, shards, i, answer) && next < order.len() {
                         inflight.push(self.fetch_one(run, order[next]));
                         next += 1;
@@ -287,7 +292,8 @@ impl<'a> ShardReader<'a> {
                 }
             }
         }
-        next
+        let unanswered = order[..next].iter().copied().filter(|i| !answered.contains(i)).collect();
+        (next, unanswered)
     }
 
     /// Fetches `k` good shards for every segment of `run` (never those in `skip`), then runs
@@ -302,13 +308,15 @@ impl<'a> ShardReader<'a> {
         let n = self.om.n as usize;
         let mut shards: RunShards = vec![vec![None; n]; (run.end - run.start) as usize];
         let order = self.order(self.codec.layout().part_of(run.start), skip);
-        let next = self.gather(&run, &mut shards, &order).await;
+        let (next, unanswered) = self.gather(&run, &mut shards, &order).await;
         let (mut shards, mut results) = run_blocking(&run, shards, act.clone()).await;
         let lied = |r: &Vec<(u64, Result<T, CodecError>)>| {
             r.iter().any(|(_, d)| matches!(d, Err(CodecError::SegmentAuth { .. } | CodecError::RebuildMismatch { .. })))
         };
-        if next < order.len() && lied(&results) {
-            self.fetch(&run, &mut shards, &order[next..]).await;
+        if (next < order.len() || !unanswered.is_empty()) && lied(&results) {
+            // Ask everything not yet answered: never asked, or cancelled when a hedge won.
+            let rest: Vec<usize> = unanswered.into_iter().chain(order[next..].iter().copied()).collect();
+            self.fetch(&run, &mut shards, &rest).await;
             results = run_blocking(&run, shards, act).await.1;
         }
         let mut out = Vec::with_capacity(results.len());

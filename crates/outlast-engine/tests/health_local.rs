@@ -96,3 +96,27 @@ async fn shards_a_put_could_not_write_are_not_asked_for_on_reads() {
     assert_eq!(report.degraded_segments, expected, "p0 holds shard {p0_shard}; only a missing data shard needs parity");
     assert_eq!(state_of(&store, "p0"), HealthState::Healthy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_racing_overwrites_do_not_blame_the_providers() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(12 * SEG as usize, 1); // 4 parts: a read takes a while
+    put(&store, "x", &d).await.unwrap();
+    let reads = async {
+        for _ in 0..20 {
+            // May fail midway: the version it reads is replaced and its blobs deleted.
+            let _ = get(&store, "x").await;
+        }
+    };
+    let writes = async {
+        for i in 0..20u8 {
+            put(&store, "x", &data(12 * SEG as usize, i)).await.unwrap();
+        }
+    };
+    tokio::join!(reads, writes);
+    for h in store.health() {
+        assert_eq!(h.state, HealthState::Healthy, "{h:?}");
+        assert_eq!(h.stats.gone, 0, "{h:?}");
+    }
+}
