@@ -27,6 +27,16 @@ pub fn put_objects(dir: &Path, count: u64, size: usize, seed: u64) -> Vec<Vec<u8
     bodies
 }
 
+/// Reads back objects `o0`, `o1`, ... and compares them with `bodies`. Exit status 3 is
+/// accepted: the read worked and says a provider it used looks terminated.
+pub fn check_objects(dir: &Path, bodies: &[Vec<u8>]) {
+    for (i, b) in bodies.iter().enumerate() {
+        let out = outlast(dir).args(["get", &format!("o{i}")]).output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 3)), "get o{i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == *b, "o{i}: {} bytes back, {} stored", out.stdout.len(), b.len());
+    }
+}
+
 pub fn run_ok(dir: &Path, args: &[&str]) -> Output {
     let out = outlast(dir).args(args).output().unwrap();
     assert!(out.status.success(), "outlast {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -37,9 +37,7 @@ fn a_deleted_bucket_or_container_is_a_terminated_account_and_io_carries_on() {
         let r = reports.as_array().unwrap().iter().find(|r| r["name"] == kind).unwrap();
         assert_eq!(r["state"], "terminated", "{r}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("TERMINATED"));
-        for (i, b) in bodies.iter().enumerate() {
-            check(d, &format!("o{i}"), b);
-        }
+        check_objects(d, &bodies);
         // Its shards are repair debt now: repair puts them back into the new bucket.
         let r = json(&run_ok(d, &["--json", "repair"]));
         assert_eq!(r["remaining"], 0, "{r}");
@@ -118,9 +116,7 @@ fn scrub_repair_drill_and_evacuation_from_each_kind_to_another() {
         assert_eq!(r["egress_ratio"], 1.0, "{from} -> {to}: {r}");
         assert_eq!(r["verified"], 3, "{r}");
         run_ok(d, &["provider", "remove", from]);
-        for (i, b) in bodies.iter().enumerate() {
-            check(d, &format!("o{i}"), b);
-        }
+        check_objects(d, &bodies);
     }
     // A provider whose blobs vanish: scrub finds it, repair rebuilds it.
     let rt = tokio::runtime::Runtime::new().unwrap();
