@@ -304,6 +304,18 @@ impl Index {
         Ok(true)
     }
 
+    /// Whether `blob` on `provider` is referenced by a committed version or named by a write in
+    /// progress, now.
+    pub fn is_recorded(&self, provider: &str, blob: &str) -> Result<bool, EngineError> {
+        let referenced: i64 =
+            self.conn()
+                .query_row("SELECT COUNT(*) FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob], |r| r.get(0))?;
+        if referenced > 0 {
+            return Ok(true);
+        }
+        Ok(self.pending()?.iter().any(|p| p.blobs.iter().any(|b| b.provider == provider && b.blob == blob)))
+    }
+
     /// Whether `vid` is still the current version of its name (an object or a tombstone).
     pub fn is_current(&self, vid: &VersionId) -> Result<bool, EngineError> {
         let n: i64 = self.conn().query_row(

@@ -652,6 +652,11 @@ impl Store {
                     report.kept_young += 1;
                     continue;
                 }
+                // The snapshots above may be minutes old: a repair, evacuation or write may have
+                // recorded this name since (a rebuilt blob keeps an old blob's name).
+                if self.index.is_recorded(prov.name(), &entry.name)? {
+                    continue;
+                }
                 match prov.delete(&entry.name).await {
                     Ok(()) => {
                         report.deleted += 1;
