@@ -76,8 +76,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
 
     // Providers known to be slow are not waited for once the quorum is in: their shards may
     // become repair debt, but they do not set the pace of every write.
-    let slow_names: Vec<String> =
-        store.health().into_iter().filter(|h| h.state == outlast_provider::HealthState::Slow).map(|h| h.name).collect();
+    let slow_names = store.slow_providers();
     let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
     let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
     let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new(), slow };

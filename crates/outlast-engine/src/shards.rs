@@ -96,8 +96,7 @@ impl<'a> ShardReader<'a> {
             .collect();
         let recorded = store.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
-        let slow_names: Vec<String> =
-            store.health().into_iter().filter(|h| h.state == outlast_provider::HealthState::Slow).map(|h| h.name).collect();
+        let slow_names = store.slow_providers();
         let slow = holders.iter().map(|h| h.is_some_and(|p| slow_names.iter().any(|n| n == p.name()))).collect();
         let p95 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.95))).collect();
         Ok(ShardReader {

@@ -294,6 +294,12 @@ impl Store {
             .collect()
     }
 
+    /// Names of the providers known to be slow now: asked last on reads, given no grace on
+    /// writes.
+    pub(crate) fn slow_providers(&self) -> Vec<String> {
+        self.health().into_iter().filter(|h| h.state == HealthState::Slow).map(|h| h.name).collect()
+    }
+
     /// Providers this process used that now look terminated: the faces turn this into an exit
     /// status, so scripts learn of an ended account even when the work itself succeeded.
     pub fn terminated_providers(&self) -> Vec<ProviderHealth> {
