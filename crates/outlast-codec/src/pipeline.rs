@@ -108,14 +108,19 @@ impl SegmentCodec {
     /// Indices of the given shards that are present but fail their check (or have the wrong
     /// length). `shards[i]` is shard `i` or `None` when it could not be fetched.
     pub fn bad_shards(&self, s: u64, shards: &[Option<Bytes>], checks: &[ShardCheck]) -> Vec<usize> {
-        let len = self.layout.shard_len(s);
         shards
             .iter()
             .enumerate()
             .filter_map(|(i, sh)| sh.as_ref().map(|sh| (i, sh)))
-            .filter(|(i, sh)| sh.len() != len || !checks[*i].verifies(self.check_seed, sh))
+            .filter(|(i, sh)| !self.shard_is_good(s, sh, &checks[*i]))
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Whether `shard` is a whole shard of segment `s` matching `check` (one shard at a time,
+    /// as answers arrive).
+    pub fn shard_is_good(&self, s: u64, shard: &[u8], check: &ShardCheck) -> bool {
+        shard.len() == self.layout.shard_len(s) && check.verifies(self.check_seed, shard)
     }
 
     /// Decodes segment `s` from shards already known to pass their checks (see

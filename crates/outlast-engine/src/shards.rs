@@ -221,7 +221,7 @@ impl<'a> ShardReader<'a> {
             let off = ((layout.shard_offset(s) - base) as usize).min(body.len());
             let end = (off + layout.shard_len(s)).min(body.len());
             let shard = body.slice(off..end);
-            if shard.len() == layout.shard_len(s) && self.om.segment_checks(s)[i].verifies(self.store.keys.check_seed, &shard) {
+            if self.codec.shard_is_good(s, &shard, &self.om.segment_checks(s)[i]) {
                 shards[j][i] = Some(shard);
             } else {
                 self.fault(s, i, "shard failed its integrity check (corrupt or truncated)".into());
