@@ -232,13 +232,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&report);
             } else {
                 println!(
-                    "{:<16} {:>8} {:>10} {:>10} {:>8} {:>8}",
-                    "PROVIDER", "BLOBS", "SHARDS", "CHECKED", "MISSING", "CORRUPT"
+                    "{:<16} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+                    "PROVIDER", "BLOBS", "SHARDS", "CHECKED", "MANIFESTS", "MISSING", "CORRUPT", "STALE"
                 );
                 for p in &report.providers {
                     println!(
-                        "{:<16} {:>8} {:>10} {:>10} {:>8} {:>8}",
-                        p.name, p.blobs, p.shards, p.shards_checked, p.missing, p.corrupt
+                        "{:<16} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+                        p.name, p.blobs, p.shards, p.shards_checked, p.manifests_checked, p.missing, p.corrupt, p.stale_manifests
                     );
                     if let Some(e) = &p.error {
                         println!("  error: {e}");
@@ -328,7 +328,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print_drill(&report);
             }
-            if !report.lost.is_empty() {
+            if !report.lost.is_empty() || !report.unchecked.is_empty() {
                 return Ok(ExitCode::from(2));
             }
         }
@@ -366,12 +366,18 @@ async fn get_to_file(
 
 fn print_drill(r: &outlast_engine::DrillReport) {
     let without = r.without.join(", ");
-    if r.lost.is_empty() {
+    if r.lost.is_empty() && r.unchecked.is_empty() {
         println!("without {without}: all {} objects read back intact ({} bytes verified)", r.objects, r.bytes_verified);
-    } else {
+    } else if !r.lost.is_empty() {
         println!("without {without}: {} of {} objects would be LOST:", r.lost.len(), r.objects);
         for name in &r.lost {
             println!("  {name}");
+        }
+    }
+    if !r.unchecked.is_empty() {
+        println!("without {without}: {} of {} objects could not be checked:", r.unchecked.len(), r.objects);
+        for line in &r.unchecked {
+            println!("  {line}");
         }
     }
     if let Some(m) = r.min_redundancy_left {

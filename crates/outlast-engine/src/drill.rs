@@ -24,6 +24,9 @@ pub struct DrillReport {
     pub readable: u64,
     /// Objects that could not be read without them: they would be lost.
     pub lost: Vec<String>,
+    /// Objects the drill could not check, with why (a provider error other than too few
+    /// shards, say): neither proven readable nor lost. The drill carries on past them.
+    pub unchecked: Vec<String>,
     /// Objects readable, but with no shard to spare in some part: one more loss and they go.
     pub at_risk: Vec<String>,
     /// The fewest spare shards any readable object keeps (shards beyond `k`).
@@ -53,6 +56,7 @@ pub struct Evacuation {
 
 impl Store {
     /// Reads every object without `without`, changing nothing, and reports what would survive.
+    /// (What the reads observe of the remaining providers' health is kept, as for any read.)
     pub async fn drill(&self, without: &[String], progress: &dyn Progress) -> Result<DrillReport, EngineError> {
         for name in without {
             if self.provider(name).is_none() {
@@ -71,7 +75,13 @@ impl Store {
         let mut k_max = 1u64;
         for entry in entries {
             report.objects += 1;
-            let manifest = self.open_manifest(&entry)?;
+            let manifest = match self.open_manifest(&entry) {
+                Ok(m) => m,
+                Err(e) => {
+                    report.unchecked.push(format!("{}: {e}", entry.name));
+                    continue;
+                }
+            };
             let ManifestBody::Object(om) = &manifest.body else { continue };
             k_max = k_max.max(om.k as u64);
             let spare = self.spare_shards(&entry.stamp.vid, om, &scope.left_out)?;
@@ -86,7 +96,7 @@ impl Store {
                     }
                 }
                 Err(EngineError::Unreadable { .. }) => report.lost.push(entry.name.clone()),
-                Err(e) => return Err(e),
+                Err(e) => report.unchecked.push(format!("{}: {e}", entry.name)),
             }
         }
         report.seconds = started.elapsed().as_secs_f64();

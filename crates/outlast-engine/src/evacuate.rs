@@ -13,7 +13,9 @@ use futures::StreamExt;
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest};
 use serde::Serialize;
 
+use crate::breaker::Breaker;
 use crate::index::{BlobRef, IndexEntry};
+use crate::repair::RepairRun;
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store};
 
@@ -108,13 +110,20 @@ impl Store {
         progress.set_total(total);
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
         // manifest rewrite, index switch), so one at a time would leave the links idle.
+        let breaker = &Breaker::default();
         let mut outcomes = futures::stream::iter(&moves)
             .map(|m| async move {
                 let mut mine = EvacuateReport::default();
-                let moved = match self.move_shard(m, from, to, &mut mine, progress).await {
+                if !breaker.allows(to) {
+                    return mine; // counted in `remaining`; the reason was reported once
+                }
+                let moved = match self.move_shard(m, from, to, breaker, &mut mine, progress).await {
                     Ok(moved) => moved,
                     Err(e) => {
                         mine.errors.push(format!("{}: {e}", m.entry.name));
+                        if matches!(e, EngineError::Provider(_)) && breaker.record(to, false) {
+                            mine.errors.push(Breaker::skipped(to));
+                        }
                         false
                     }
                 };
@@ -133,7 +142,7 @@ impl Store {
         }
         // Tombstones live on every provider: the new one gets any it lacks.
         let mut tombstones = crate::RepairReport::default();
-        self.repair_tombstones(&mut tombstones).await?;
+        self.repair_tombstones(&mut RepairRun::new(&mut tombstones, None)).await?;
         report.errors.extend(tombstones.errors);
         report.remaining = self.shards_on(from)?.len() as u64;
         report.egress_ratio =
@@ -168,6 +177,7 @@ impl Store {
         m: &Move,
         from: &str,
         to: &str,
+        breaker: &Breaker,
         report: &mut EvacuateReport,
         progress: &dyn Progress,
     ) -> Result<bool, EngineError> {
@@ -198,30 +208,43 @@ impl Store {
             let len = layout.part_blob_len(part);
             let blob_ref = BlobRef { provider: to.into(), blob: blob.clone(), size: len };
             if !recorded.contains(&(to.to_string(), blob.clone())) {
+                // A source that keeps failing is not asked again: rebuilding costs reads from
+                // the others, waiting for its timeouts on every blob costs far more.
                 let copy = match self.provider(from) {
-                    Some(p) if recorded.contains(&(from.to_string(), blob.clone())) => match p.read(&blob).await {
-                        Ok(bytes) => {
-                            report.bytes_read_from_source += bytes.len() as u64;
-                            part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed).then_some(bytes)
+                    Some(p) if recorded.contains(&(from.to_string(), blob.clone())) && breaker.allows(from) => {
+                        match p.read(&blob).await {
+                            Ok(bytes) => {
+                                breaker.record(from, true);
+                                report.bytes_read_from_source += bytes.len() as u64;
+                                part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed).then_some(bytes)
+                            }
+                            Err(e) => {
+                                if breaker.record(from, false) {
+                                    report.errors.push(format!("{}; rebuilding from the others instead", Breaker::skipped(from)));
+                                }
+                                tracing::debug!("copying from `{from}`: {e}");
+                                None
+                            }
                         }
-                        Err(_) => None,
-                    },
+                    }
                     _ => None,
                 };
                 match copy {
                     Some(bytes) => {
                         to_p.write(&blob, bytes).await?;
+                        breaker.record(to, true);
                         report.blobs_copied += 1;
                         report.bytes_copied += len;
                     }
                     None => {
                         self.rebuild_part_to(&reader, &layout, i, part, to_p, &blob).await?;
+                        breaker.record(to, true);
                         report.blobs_rebuilt += 1;
                     }
                 }
                 report.bytes_written += len;
                 // Recorded at once: a killed evacuation does not move this blob again.
-                if !self.index.add_blob(&vid, &blob_ref)? {
+                if !self.index.add_blob(&vid, &m.entry.sealed_manifest, &blob_ref)? {
                     let _ = to_p.delete(&blob).await;
                     return Ok(false);
                 }
@@ -259,7 +282,7 @@ impl Store {
                 detail: report.errors.join("; "),
             });
         }
-        if !self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &added)? {
+        if !self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &manifest_blob, &added)? {
             // Replaced, removed, or moved by another evacuation meanwhile: nothing is switched
             // (the copies on `to` stay recorded, so a new run does not move them again).
             return Err(EngineError::State("its manifest changed during the move; run evacuate again".into()));
@@ -315,7 +338,12 @@ impl Store {
             let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
             let good = match p.read(&blob).await {
                 Ok(bytes) => part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed),
-                Err(_) => false,
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    // Not an answer about the blob: it stays recorded, and a scrub will tell.
+                    report.errors.push(format!("{}: could not read `{blob}` back from `{to}`: {e}", m.entry.name));
+                    continue;
+                }
             };
             if good {
                 report.verified += 1;

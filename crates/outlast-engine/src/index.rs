@@ -148,6 +148,12 @@ impl Index {
         Ok(())
     }
 
+    /// Takes over a crashed write's record so that its blobs can be removed: true if this
+    /// caller removed the record (the write can then never commit), false if it was gone.
+    pub fn claim_pending(&self, vid: &VersionId) -> Result<bool, EngineError> {
+        Ok(self.conn().execute("DELETE FROM pending WHERE vid = ?1", [&vid.0[..]])? == 1)
+    }
+
     /// All pending writes.
     pub fn pending(&self) -> Result<Vec<PendingWrite>, EngineError> {
         let conn = self.conn();
@@ -282,17 +288,26 @@ impl Index {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records a blob that repair wrote for `vid`, if `vid` is still current (an object or a
-    /// tombstone); returns whether it was recorded. A version replaced meanwhile gets nothing,
-    /// and the blob is garbage for gc.
-    pub fn add_blob(&self, vid: &VersionId, b: &BlobRef) -> Result<bool, EngineError> {
+    /// Records a blob written for object version `vid` (a rebuilt or moved shard, a manifest
+    /// copy) if the version's current sealed manifest is still `placed_by`, the one the blob was
+    /// written for; returns whether it was recorded. A version replaced, removed or moved
+    /// meanwhile gets nothing, and the blob is garbage for gc.
+    pub fn add_blob(&self, vid: &VersionId, placed_by: &[u8], b: &BlobRef) -> Result<bool, EngineError> {
+        self.add_blob_if("SELECT COUNT(*) FROM objects WHERE vid = ?1 AND manifest = ?2", params![&vid.0[..], placed_by], vid, b)
+    }
+
+    /// Records a copy of tombstone `vid` if it is still the current version of its name;
+    /// returns whether it was recorded.
+    pub fn add_tombstone_copy(&self, vid: &VersionId, b: &BlobRef) -> Result<bool, EngineError> {
+        self.add_blob_if("SELECT COUNT(*) FROM tombstones WHERE vid = ?1", params![&vid.0[..]], vid, b)
+    }
+
+    /// Records `b` for `vid` in one transaction with the check `count_sql` (a count that must
+    /// not be 0).
+    fn add_blob_if(&self, count_sql: &str, p: impl rusqlite::Params, vid: &VersionId, b: &BlobRef) -> Result<bool, EngineError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: i64 = tx.query_row(
-            "SELECT (SELECT COUNT(*) FROM objects WHERE vid = ?1) + (SELECT COUNT(*) FROM tombstones WHERE vid = ?1)",
-            [&vid.0[..]],
-            |r| r.get(0),
-        )?;
+        let current: i64 = tx.query_row(count_sql, p, |r| r.get(0))?;
         if current == 0 {
             return Ok(false);
         }
@@ -368,9 +383,12 @@ impl Index {
     }
 
     /// Switches version `vid` of `name` from the sealed manifest `was` to `now`, in which
-    /// `from`'s shards moved: `from`'s blobs of the version are forgotten and `added` recorded,
-    /// in one transaction. Returns false (changing nothing) when the current manifest is no
-    /// longer `was` (replaced, removed, or rewritten by another move).
+    /// `from`'s shards moved: `from`'s blobs of the version are forgotten, and so is every copy
+    /// of `manifest_blob` (holders that missed the rewrite keep the old revision: repair
+    /// rewrites them); `added` (moved shards, new manifest copies) is recorded, all in one
+    /// transaction. Returns false (changing nothing) when the current manifest is no longer
+    /// `was` (replaced, removed, or rewritten by another move).
+    #[allow(clippy::too_many_arguments)]
     pub fn move_shards(
         &self,
         name: &str,
@@ -378,6 +396,7 @@ impl Index {
         was: &[u8],
         now: &[u8],
         from: &str,
+        manifest_blob: &str,
         added: &[BlobRef],
     ) -> Result<bool, EngineError> {
         let mut conn = self.conn();
@@ -391,6 +410,7 @@ impl Index {
             return Ok(false);
         }
         tx.execute("DELETE FROM blobs WHERE provider = ?1 AND vid = ?2", params![from, v])?;
+        tx.execute("DELETE FROM blobs WHERE blob = ?1 AND vid = ?2", params![manifest_blob, v])?;
         for b in added {
             tx.execute(
                 "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
@@ -492,5 +512,34 @@ mod tests {
         assert!(matches!(index.commit(&e, &[], false), Err(EngineError::State(_))));
         assert!(matches!(index.add_pending_blobs(&e.stamp.vid, &[]), Err(EngineError::State(_))));
         assert!(index.get("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_blob_is_recorded_only_for_the_manifest_it_was_written_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let e = entry("a", 10);
+        index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: vec![] }).unwrap();
+        index.commit(&e, &[], false).unwrap();
+        let b = |p: &str| BlobRef { provider: p.into(), blob: "s/x".into(), size: 1 };
+        assert!(index.add_blob(&e.stamp.vid, &e.sealed_manifest, &b("p")).unwrap());
+        // Another move rewrote the manifest: a blob written for the old one is not recorded.
+        assert!(index.move_shards("a", &e.stamp.vid, &e.sealed_manifest, &[2], "p", "m/x", &[]).unwrap());
+        assert!(!index.add_blob(&e.stamp.vid, &e.sealed_manifest, &b("q")).unwrap());
+        assert!(index.add_blob(&e.stamp.vid, &[2], &b("q")).unwrap());
+        assert_eq!(index.blobs_of(&e.stamp.vid).unwrap(), vec![b("q")]);
+        // A tombstone copy is recorded only while the tombstone is current.
+        assert!(!index.add_tombstone_copy(&e.stamp.vid, &b("r")).unwrap());
+    }
+
+    #[test]
+    fn a_claimed_write_can_never_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let e = entry("a", 10);
+        index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: vec![] }).unwrap();
+        assert!(index.claim_pending(&e.stamp.vid).unwrap());
+        assert!(!index.claim_pending(&e.stamp.vid).unwrap(), "claimed twice");
+        assert!(matches!(index.commit(&e, &[], false), Err(EngineError::State(_))));
     }
 }

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod sample;
 pub mod store;
 
+mod breaker;
 mod drill;
 mod evacuate;
 mod get;

@@ -79,7 +79,8 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     let slow_names = store.slow_providers();
     let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
     let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
-    let mut w = VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new(), slow };
+    let mut w =
+        VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new(), slow, abandoned: Vec::new() };
     match w.write(src, opts, progress, &manifest_name).await {
         Ok((report, garbage)) => {
             // Garbage on a slow provider is left to gc rather than delay the answer.
@@ -110,6 +111,8 @@ struct VersionWriter<'a> {
     failures: Vec<String>,
     /// Shards placed on providers known to be slow (no grace after the quorum).
     slow: Vec<usize>,
+    /// Shards whose provider did not answer in time.
+    abandoned: Vec<usize>,
     /// Shard blobs being closed in the background: (shard index, close task).
     closing: Vec<(usize, tokio::task::JoinHandle<Result<(), outlast_provider::ProviderError>>)>,
 }
@@ -155,6 +158,7 @@ impl VersionWriter<'_> {
         }
         for i in out.abandoned {
             self.failures.push(format!("`{}` did not open shard {i}'s blob in time", self.placement[i].name()));
+            self.abandoned.push(i);
         }
         let ok = live(&writers);
         if ok < self.quorum() {
@@ -199,6 +203,7 @@ impl VersionWriter<'_> {
         }
         for i in out.abandoned {
             self.failures.push(format!("`{}` did not finish writing shard {i} in time", self.placement[i].name()));
+            self.abandoned.push(i);
             alive[i] = false;
             if let Some((_, a)) = aborts.iter().find(|(j, _)| *j == i) {
                 a.abort();
@@ -240,6 +245,7 @@ impl VersionWriter<'_> {
         }
         for i in out.abandoned {
             self.failures.push(format!("`{}` did not take shard {i} in time", self.placement[i].name()));
+            self.abandoned.push(i);
         }
         if live(writers) < self.quorum() {
             return Err(self.quorum_err(live(writers)));
@@ -387,16 +393,23 @@ impl VersionWriter<'_> {
             etag: etag.clone(),
             sealed_manifest: sealed.to_vec(),
         };
-        // Blobs of shards that failed part-way (say, a full disk) are garbage once this commits.
+        // Blobs of shards that failed part-way (say, a full disk) are removed before the commit:
+        // after it, a repair may write the same names. Those of providers that did not answer
+        // in time, or are known to be slow, are not waited for: the repair that pays the debt
+        // overwrites them, or gc sweeps them once the version is replaced.
         let partial: Vec<BlobRef> = self
             .store
             .index
             .pending_blobs(&self.vid())?
             .into_iter()
             .filter(|p| !blobs.iter().any(|b| b.provider == p.provider && b.blob == p.blob))
+            .filter(|p| {
+                let i = self.placement.iter().position(|q| q.name() == p.provider);
+                i.is_some_and(|i| !self.abandoned.contains(&i) && !self.slow.contains(&i))
+            })
             .collect();
-        let mut garbage = self.store.index.commit(&entry, &blobs, false)?;
-        garbage.extend(partial);
+        self.store.delete_blobs(&partial).await;
+        let garbage = self.store.index.commit(&entry, &blobs, false)?;
         let missing: Vec<String> =
             (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
         if !missing.is_empty() {

@@ -8,10 +8,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
+use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest, VersionId};
 use outlast_provider::BlobWriter;
 use serde::Serialize;
 
+use crate::breaker::Breaker;
 use crate::index::{BlobRef, IndexEntry};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store};
@@ -52,13 +53,12 @@ pub struct RepairReport {
     pub errors: Vec<String>,
 }
 
-/// What one object version owes: for each part, the shards to rebuild; and the shard holders
-/// that lack its manifest.
+/// What one object version owes: for each part, the shards to rebuild (a shard holder that
+/// lacks the manifest is found afresh when the copies are written).
 struct Debt {
     entry: IndexEntry,
     om: ObjectManifest,
     parts: Vec<(u32, Vec<usize>)>,
-    manifests: Vec<usize>,
 }
 
 impl Debt {
@@ -85,11 +85,11 @@ impl Store {
         }
         report.objects_in_debt = owed.len() as u64;
         progress.set_total(owed.iter().map(Debt::bytes).sum());
-        let mut pacer = Pacer::new(opts.limit_rate);
+        let mut run = RepairRun::new(&mut report, opts.limit_rate);
         for debt in owed {
-            self.repair_object(&debt, &mut report, &mut pacer, progress).await?;
+            self.repair_object(&debt, &mut run, progress).await?;
         }
-        self.repair_tombstones(&mut report).await?;
+        self.repair_tombstones(&mut run).await?;
         if report.remaining > 0 {
             tracing::warn!("{} shard blobs are still owed: {}", report.remaining, report.errors.join("; "));
         }
@@ -99,12 +99,12 @@ impl Store {
     /// Puts each tombstone on every configured provider that lacks it (a tombstone lives on
     /// all of them, so that a recovery from any k keeps the name deleted). Its sealed bytes are
     /// read from a provider that holds it and checked before they are copied.
-    pub(crate) async fn repair_tombstones(&self, report: &mut RepairReport) -> Result<(), EngineError> {
+    pub(crate) async fn repair_tombstones(&self, run: &mut RepairRun<'_>) -> Result<(), EngineError> {
         for (name, stamp) in self.index.tombstones()? {
             let blob = names::manifest_blob(&self.keys, &stamp.vid);
             let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
             let lacking: Vec<&outlast_provider::Provider> =
-                self.providers.iter().filter(|p| !holders.contains(p.name())).collect();
+                self.providers.iter().filter(|p| !holders.contains(p.name()) && run.breaker.allows(p.name())).collect();
             if lacking.is_empty() {
                 continue;
             }
@@ -120,19 +120,20 @@ impl Store {
                 }
             }
             let Some(sealed) = sealed else {
-                report.errors.push(format!("{name}: no provider serves its tombstone intact"));
+                run.report.errors.push(format!("{name}: no provider serves its tombstone intact"));
                 continue;
             };
             for p in lacking {
                 match p.write(&blob, sealed.clone()).await {
                     Ok(()) => {
+                        run.breaker.record(p.name(), true);
                         let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
-                        if self.index.add_blob(&stamp.vid, &b)? {
-                            report.tombstones_written += 1;
-                            report.bytes_written += b.size;
+                        if self.index.add_tombstone_copy(&stamp.vid, &b)? {
+                            run.report.tombstones_written += 1;
+                            run.report.bytes_written += b.size;
                         }
                     }
-                    Err(e) => report.errors.push(format!("{name}: {e}")),
+                    Err(e) => run.failed(p.name(), format!("{name}: {e}")),
                 }
             }
         }
@@ -215,20 +216,14 @@ impl Store {
             }
         }
         let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
-        let manifests: Vec<usize> = (0..n).filter(|&i| !has(i, manifest_blob.clone())).collect();
-        if parts.is_empty() && manifests.is_empty() {
+        let lacks_manifest = (0..n).any(|i| !has(i, manifest_blob.clone()));
+        if parts.is_empty() && !lacks_manifest {
             return Ok(None);
         }
-        Ok(Some(Debt { entry, om, parts, manifests }))
+        Ok(Some(Debt { entry, om, parts }))
     }
 
-    async fn repair_object(
-        &self,
-        debt: &Debt,
-        report: &mut RepairReport,
-        pacer: &mut Pacer,
-        progress: &dyn Progress,
-    ) -> Result<(), EngineError> {
+    async fn repair_object(&self, debt: &Debt, run: &mut RepairRun<'_>, progress: &dyn Progress) -> Result<(), EngineError> {
         let vid = debt.entry.stamp.vid;
         let name = &debt.entry.name;
         let reader = ShardReader::new(self, name, &debt.om, vid, &ReadScope::default())?;
@@ -236,107 +231,159 @@ impl Store {
         for (part, missing) in &debt.parts {
             let part_len = layout.part_blob_len(*part);
             // Open a writer for each lost shard; one that cannot be opened stays owed.
-            let mut writers: Vec<(usize, BlobWriter)> = Vec::new();
+            let mut writers: Vec<(usize, Option<BlobWriter>)> = Vec::new();
             for &i in missing {
+                let provider = &debt.om.placement[i].provider;
                 let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
-                match self.provider(&debt.om.placement[i].provider) {
-                    Some(p) => match p.writer(&blob).await {
-                        Ok(w) => writers.push((i, w)),
-                        Err(e) => report.errors.push(format!("{name}: {e}")),
-                    },
-                    None => report.errors.push(format!("{name}: provider `{}` is not configured", debt.om.placement[i].provider)),
+                let Some(p) = self.provider(provider) else {
+                    run.report.errors.push(format!("{name}: provider `{provider}` is not configured"));
+                    run.report.remaining += 1;
+                    continue;
+                };
+                if !run.breaker.allows(provider) {
+                    run.report.remaining += 1;
+                    continue;
+                }
+                match p.writer(&blob).await {
+                    Ok(w) => writers.push((i, Some(w))),
+                    Err(e) => {
+                        run.failed(provider, format!("{name}: {e}"));
+                        run.report.remaining += 1;
+                    }
                 }
             }
-            report.remaining += (missing.len() - writers.len()) as u64;
             if writers.is_empty() {
                 continue;
             }
             let want: Vec<usize> = writers.iter().map(|(i, _)| *i).collect();
             let first = *part as u64 * layout.segments_per_part as u64;
             let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-            let mut failed = false;
-            'runs: for run in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
-                let rebuilt = match reader.rebuild_run(run, &want, missing).await {
+            for segments in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
+                let rebuilt = match reader.rebuild_run(segments, &want, missing).await {
                     Ok(r) => r,
                     Err(e) => {
-                        report.errors.push(format!("{name}: {e}"));
-                        failed = true;
-                        break 'runs;
+                        run.report.errors.push(format!("{name}: {e}"));
+                        for (_, w) in &mut writers {
+                            if let Some(w) = w.take() {
+                                w.abort().await;
+                                run.report.remaining += 1;
+                            }
+                        }
+                        break;
                     }
                 };
                 for shards in rebuilt {
                     let mut written = 0u64;
-                    for ((_, w), shard) in writers.iter_mut().zip(shards) {
+                    // A provider that fails drops out; the others carry on.
+                    for ((i, slot), shard) in writers.iter_mut().zip(shards) {
+                        let Some(w) = slot else { continue };
                         written += shard.len() as u64;
                         if let Err(e) = w.write(shard).await {
-                            report.errors.push(format!("{name}: {e}"));
-                            failed = true;
-                            break 'runs;
+                            let provider = &debt.om.placement[*i].provider;
+                            run.failed(provider, format!("{name}: {e}"));
+                            slot.take().expect("checked above").abort().await;
+                            run.report.remaining += 1;
                         }
                     }
-                    report.bytes_written += written;
+                    run.report.bytes_written += written;
                     progress.advance(written);
-                    pacer.wrote(written).await;
+                    run.pacer.wrote(written).await;
                 }
-            }
-            if failed {
-                for (_, w) in writers {
-                    w.abort().await;
-                }
-                report.remaining += want.len() as u64;
-                continue;
             }
             for (i, w) in writers {
+                let Some(w) = w else { continue };
                 let provider = debt.om.placement[i].provider.clone();
                 let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
-                match w.close().await {
-                    Ok(()) => {
-                        if self
-                            .index
-                            .add_blob(&vid, &BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len })?
-                        {
-                            report.blobs_rebuilt += 1;
-                            // It holds what the store knows it holds again.
-                            if let Some(p) = self.provider(&provider) {
-                                p.note_known_blob(true);
-                            }
-                        } else if let Some(p) = self.provider(&provider) {
-                            // The object was replaced or removed meanwhile: what was rebuilt is garbage.
-                            let _ = p.delete(&blob).await;
-                        }
+                if let Err(e) = w.close().await {
+                    run.failed(&provider, format!("{name}: {e}"));
+                    run.report.remaining += 1;
+                    continue;
+                }
+                run.breaker.record(&provider, true);
+                let b = BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len };
+                if self.record_rebuilt(name, &vid, i, &b)? {
+                    run.report.blobs_rebuilt += 1;
+                    // It holds what the store knows it holds again.
+                    if let Some(p) = self.provider(&provider) {
+                        p.note_known_blob(true);
                     }
-                    Err(e) => {
-                        report.errors.push(format!("{name}: {e}"));
-                        report.remaining += 1;
-                    }
+                } else if let Some(p) = self.provider(&provider) {
+                    // Replaced, removed, or moved off this provider meanwhile: what was rebuilt
+                    // is garbage (a name no current placement uses there).
+                    let _ = p.delete(&blob).await;
                 }
             }
         }
-        report.bytes_read += reader.bytes_read();
-        self.repair_manifests(debt, report).await
+        run.report.bytes_read += reader.bytes_read();
+        self.repair_manifests(name, &vid, run).await
     }
 
-    /// Writes the sealed manifest back to shard holders that lack it (it is what a recovery
-    /// from the providers alone reads).
-    async fn repair_manifests(&self, debt: &Debt, report: &mut RepairReport) -> Result<(), EngineError> {
-        let vid = debt.entry.stamp.vid;
-        let blob = names::manifest_blob(&self.keys, &vid);
-        let sealed = Bytes::from(debt.entry.sealed_manifest.clone());
-        for &i in &debt.manifests {
-            let provider = &debt.om.placement[i].provider;
-            let Some(p) = self.provider(provider) else { continue };
+    /// Records shard `shard`'s rebuilt blob `b` of `name`'s version `vid` if the current
+    /// manifest still places that shard on `b`'s provider: an evacuation may have moved it
+    /// while it was being rebuilt, or moved another shard (then this one still counts).
+    fn record_rebuilt(&self, name: &str, vid: &VersionId, shard: usize, b: &BlobRef) -> Result<bool, EngineError> {
+        // The compare-and-swap fails only when the manifest changed in between; look again.
+        for _ in 0..3 {
+            let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(false) };
+            let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(false) };
+            if om.placement.get(shard).is_none_or(|p| p.provider != b.provider) {
+                return Ok(false);
+            }
+            if self.index.add_blob(vid, &entry.sealed_manifest, b)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes the current sealed manifest to the shard holders that lack it (it is what a
+    /// recovery from the providers alone reads). Read afresh: an evacuation may have rewritten
+    /// it since the debt was counted, and a stale revision must not be recorded as a copy.
+    async fn repair_manifests(&self, name: &str, vid: &VersionId, run: &mut RepairRun<'_>) -> Result<(), EngineError> {
+        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
+        let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(()) };
+        let blob = names::manifest_blob(&self.keys, vid);
+        let holding: HashSet<String> =
+            self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob).map(|b| b.provider).collect();
+        let sealed = Bytes::from(entry.sealed_manifest.clone());
+        for place in om.placement.iter().filter(|p| !holding.contains(&p.provider)) {
+            let provider = &place.provider;
+            let Some(p) = self.provider(provider).filter(|_| run.breaker.allows(provider)) else { continue };
             match p.write(&blob, sealed.clone()).await {
                 Ok(()) => {
+                    run.breaker.record(provider, true);
                     let size = sealed.len() as u64;
-                    if self.index.add_blob(&vid, &BlobRef { provider: provider.clone(), blob: blob.clone(), size })? {
-                        report.manifests_written += 1;
-                        report.bytes_written += size;
+                    if self.index.add_blob(vid, &sealed, &BlobRef { provider: provider.clone(), blob: blob.clone(), size })? {
+                        run.report.manifests_written += 1;
+                        run.report.bytes_written += size;
                     }
                 }
-                Err(e) => report.errors.push(format!("{}: {e}", debt.entry.name)),
+                Err(e) => run.failed(provider, format!("{name}: {e}")),
             }
         }
         Ok(())
+    }
+}
+
+/// One repair run's running state: its report, its write pacing, and which providers it has
+/// given up on.
+pub(crate) struct RepairRun<'a> {
+    pub(crate) report: &'a mut RepairReport,
+    pacer: Pacer,
+    pub(crate) breaker: Breaker,
+}
+
+impl<'a> RepairRun<'a> {
+    pub(crate) fn new(report: &'a mut RepairReport, limit_rate: Option<u64>) -> Self {
+        RepairRun { report, pacer: Pacer::new(limit_rate), breaker: Breaker::default() }
+    }
+
+    /// Notes a failure on `provider`, saying once when the run gives up on it.
+    pub(crate) fn failed(&mut self, provider: &str, error: String) {
+        self.report.errors.push(error);
+        if self.breaker.record(provider, false) {
+            self.report.errors.push(Breaker::skipped(provider));
+        }
     }
 }
 

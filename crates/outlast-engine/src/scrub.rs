@@ -6,11 +6,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use bytes::Bytes;
 use futures::StreamExt;
-use outlast_codec::{names, ManifestBody};
+use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use rand::seq::index::sample;
 use serde::Serialize;
 
+use crate::index::IndexEntry;
 use crate::{EngineError, Progress, Store};
 
 /// Shard reads in flight at once.
@@ -54,8 +56,14 @@ pub struct ProviderScrub {
     pub bytes_read: u64,
     /// Blobs missing or of the wrong size (from the listing).
     pub missing: u64,
-    /// Segment shards that failed their check (or came back short).
+    /// Segment shards that failed their check (or came back short), and manifest copies that
+    /// do not open with the store's key (corrupt, or another blob swapped in).
     pub corrupt: u64,
+    /// Manifest copies read and checked against the index.
+    pub manifests_checked: u64,
+    /// Manifest copies that open but are an older revision of the current one: a provider
+    /// that kept or rolled back to a manifest since rewritten (by an evacuation).
+    pub stale_manifests: u64,
     /// Whether it could be listed and read at all.
     pub error: Option<String>,
 }
@@ -72,7 +80,7 @@ pub struct ScrubReport {
 impl ScrubReport {
     /// Whether anything was missing, corrupt or unreachable.
     pub fn found_damage(&self) -> bool {
-        self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.error.is_some())
+        self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.stale_manifests > 0 || p.error.is_some())
     }
 }
 
@@ -103,18 +111,24 @@ impl Store {
             }
         }
 
-        // Every segment shard the index still records, by provider.
+        // Every segment shard and manifest copy the index still records, by provider.
         let mut objects = Vec::new();
         let mut units: Vec<Vec<Unit>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
+        let mut manifest_units: Vec<Vec<(usize, usize)>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
         for entry in self.index.objects()? {
             let manifest = self.open_manifest(&entry)?;
+            let revision = manifest.revision;
             let ManifestBody::Object(om) = manifest.body else { continue };
             let layout = om.layout()?;
             let recorded: HashSet<(String, String)> =
                 self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
             let object = objects.len();
+            let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
             for (shard, place) in om.placement.iter().enumerate() {
                 let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
+                if recorded.contains(&(place.provider.clone(), manifest_blob.clone())) {
+                    manifest_units[provider].push((provider, object));
+                }
                 for part in 0..layout.part_count() {
                     let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
                     if !recorded.contains(&(place.provider.clone(), blob)) {
@@ -125,29 +139,24 @@ impl Store {
                     units[provider].extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
                 }
             }
-            objects.push((entry, om));
+            objects.push((entry, om, revision));
         }
         report.objects = objects.len() as u64;
 
         let mut chosen: Vec<Unit> = Vec::new();
-        for (i, mut all) in units.into_iter().enumerate() {
+        for (i, all) in units.into_iter().enumerate() {
             report.providers[i].shards = all.len() as u64;
-            if let Some(fraction) = opts.sample {
-                let m = sample_size(all.len() as u64, fraction) as usize;
-                let mut picked: Vec<usize> = sample(&mut rand::thread_rng(), all.len(), m).into_vec();
-                picked.sort_unstable();
-                let keep: HashSet<usize> = picked.into_iter().collect();
-                all = all.into_iter().enumerate().filter(|(j, _)| keep.contains(j)).map(|(_, u)| u).collect();
-            }
-            chosen.extend(all);
+            chosen.extend(pick(all, opts.sample));
         }
-        progress.set_total(chosen.len() as u64);
+        let chosen_manifests: Vec<(usize, usize)> = manifest_units.into_iter().flat_map(|all| pick(all, opts.sample)).collect();
+        progress.set_total((chosen.len() + chosen_manifests.len()) as u64);
+        self.check_manifests(chosen_manifests, &objects, &mut report, progress).await?;
 
         // Read and check; every check is one ranged read of one segment's shard.
         let objects = &objects;
         let results: Vec<(Unit, u64, Result<bool, String>)> = futures::stream::iter(chosen)
             .map(|u| async move {
-                let (entry, om) = &objects[u.object];
+                let (entry, om, _) = &objects[u.object];
                 let layout = om.layout().expect("checked above");
                 let blob = names::shard_blob(&self.keys, &entry.stamp.vid, u.shard as u16, u.part);
                 let off = layout.shard_offset(u.segment);
@@ -186,17 +195,97 @@ impl Store {
         }
         // A damaged segment shard spoils its part blob: repair rewrites the blob whole.
         for (provider, object, shard, part) in damaged.into_keys() {
-            let (entry, _) = &objects[object];
+            let (entry, _, _) = &objects[object];
             let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
             self.index.forget_blob(self.providers[provider].name(), &blob)?;
         }
         for r in &report.providers {
-            if r.missing > 0 || r.corrupt > 0 {
-                tracing::warn!(provider = r.name, "scrub: {} blobs missing, {} shards corrupt", r.missing, r.corrupt);
+            if r.missing > 0 || r.corrupt > 0 || r.stale_manifests > 0 {
+                tracing::warn!(
+                    provider = r.name,
+                    "scrub: {} blobs missing, {} corrupt, {} manifests stale",
+                    r.missing,
+                    r.corrupt,
+                    r.stale_manifests
+                );
             }
         }
         Ok(report)
     }
+
+    /// Reads manifest copies (object, by provider) and compares each with the index's: a copy
+    /// that is not the current sealed manifest is dropped from the index, so repair rewrites it.
+    /// These are what a recovery from the providers alone would read.
+    async fn check_manifests(
+        &self,
+        chosen: Vec<(usize, usize)>,
+        objects: &[(IndexEntry, ObjectManifest, u32)],
+        report: &mut ScrubReport,
+        progress: &dyn Progress,
+    ) -> Result<(), EngineError> {
+        type Read = ((usize, usize), String, Result<Bytes, outlast_provider::ProviderError>);
+        let results: Vec<Read> = futures::stream::iter(chosen)
+            .map(|(provider, object)| async move {
+                let blob = names::manifest_blob(&self.keys, &objects[object].0.stamp.vid);
+                let r = self.providers[provider].read(&blob).await;
+                progress.advance(1);
+                ((provider, object), blob, r)
+            })
+            .buffer_unordered(SCRUB_CONCURRENCY)
+            .collect()
+            .await;
+        for ((provider, object), blob, r) in results {
+            let (entry, _, revision) = &objects[object];
+            let out = &mut report.providers[provider];
+            let bytes = match r {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => {
+                    out.missing += 1;
+                    self.index.forget_blob(&out.name, &blob)?;
+                    continue;
+                }
+                Err(e) => {
+                    out.error.get_or_insert(e.to_string());
+                    continue;
+                }
+            };
+            out.manifests_checked += 1;
+            out.bytes_read += bytes.len() as u64;
+            if bytes[..] == entry.sealed_manifest[..] {
+                continue;
+            }
+            match Manifest::open(&self.keys, &blob, &bytes) {
+                // It was recorded as holding the current revision: it went back on what it held.
+                Ok(m) if m.stamp == entry.stamp && m.revision < *revision => {
+                    out.stale_manifests += 1;
+                    self.providers[provider].note_corrupt();
+                }
+                Ok(m) if m.stamp == entry.stamp && m.revision > *revision => {
+                    // Newer than what the index holds: the index is the stale one here (restored
+                    // from an old copy?). Nothing is dropped; this needs a look.
+                    out.error.get_or_insert(format!(
+                        "manifest `{blob}` is revision {} but the index holds revision {revision}",
+                        m.revision
+                    ));
+                    continue;
+                }
+                _ => {
+                    out.corrupt += 1;
+                    self.providers[provider].note_corrupt();
+                }
+            }
+            self.index.forget_blob(&out.name, &blob)?;
+        }
+        Ok(())
+    }
+}
+
+/// All of `units`, or a random sample of them sized by [`sample_size`].
+fn pick<T>(all: Vec<T>, fraction: Option<f64>) -> Vec<T> {
+    let Some(fraction) = fraction else { return all };
+    let m = sample_size(all.len() as u64, fraction) as usize;
+    let keep: HashSet<usize> = sample(&mut rand::thread_rng(), all.len(), m).into_iter().collect();
+    all.into_iter().enumerate().filter(|(j, _)| keep.contains(j)).map(|(_, u)| u).collect()
 }
 
 #[cfg(test)]

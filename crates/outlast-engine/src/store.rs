@@ -1,6 +1,6 @@
 //! The store: one configuration, one key, its providers and its index.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -573,7 +573,8 @@ impl Store {
 
     /// Deletes blobs no committed version references: first those of writes whose process
     /// died, then any unreferenced blob older than `grace` (younger ones may belong to a write
-    /// in progress elsewhere).
+    /// in progress elsewhere). A name a current version places is never deleted, recorded or
+    /// not.
     pub async fn gc(&self, grace: Duration) -> Result<GcReport, EngineError> {
         let mut report = GcReport::default();
         let mut live_pending: HashSet<(String, String)> = HashSet::new();
@@ -584,18 +585,19 @@ impl Store {
                 live_pending.extend(p.blobs.iter().map(|b| (b.provider.clone(), b.blob.clone())));
                 continue;
             }
-            let mut all_gone = true;
+            // Claim the record first: from then on the write can never commit, so removing
+            // its blobs cannot take anything from a committed version. What is not removed
+            // now is unreferenced, and the sweep below (or the next gc) takes it.
+            if !self.index.claim_pending(&p.vid)? {
+                continue;
+            }
+            report.crashed_writes += 1;
             for b in &p.blobs {
                 if let Some(prov) = self.provider(&b.provider) {
                     if let Err(e) = prov.delete(&b.blob).await {
-                        all_gone = false;
                         report.errors.push(e.to_string());
                     }
                 }
-            }
-            if all_gone {
-                self.index.end_pending(&p.vid)?;
-                report.crashed_writes += 1;
             }
         }
         let now = SystemTime::now();
@@ -618,6 +620,7 @@ impl Store {
         for prov in &self.providers {
             referenced.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| (b.provider, b.blob)));
         }
+        referenced.extend(self.placed_names()?);
         let kept = |prov: &Provider, blob: &str| {
             let key = (prov.name().to_string(), blob.to_string());
             referenced.contains(&key) || live_pending.contains(&key) || pending_now.contains(&key)
@@ -677,6 +680,36 @@ impl Store {
 }
 
 impl Store {
+    /// Every (provider, blob) name the current versions place, recorded or not: a blob a read
+    /// found missing once and that is back, a shard being rebuilt, a copy on the target of an
+    /// evacuation in progress. gc never deletes these; repair overwrites them.
+    fn placed_names(&self) -> Result<HashSet<(String, String)>, EngineError> {
+        let draining: HashMap<String, String> = self.index.draining()?.into_iter().collect();
+        let mut out = HashSet::new();
+        for entry in self.index.objects()? {
+            let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { continue };
+            let layout = om.layout()?;
+            let vid = &entry.stamp.vid;
+            let manifest = names::manifest_blob(&self.keys, vid);
+            for (i, place) in om.placement.iter().enumerate() {
+                let mut at = vec![place.provider.clone()];
+                at.extend(draining.get(&place.provider).cloned());
+                for provider in at {
+                    out.insert((provider.clone(), manifest.clone()));
+                    for part in 0..layout.part_count() {
+                        out.insert((provider.clone(), names::shard_blob(&self.keys, vid, i as u16, part)));
+                    }
+                }
+            }
+        }
+        // A tombstone lives on every provider.
+        for (_, stamp) in self.index.tombstones()? {
+            let blob = names::manifest_blob(&self.keys, &stamp.vid);
+            out.extend(self.providers.iter().map(|p| (p.name().to_string(), blob.clone())));
+        }
+        Ok(out)
+    }
+
     /// Reads an unreferenced manifest blob. `Ok(None)`: garbage (the index knows a newer version
     /// of its name, or the blob is not a manifest this key opens: a torn write or junk).
     /// `Ok(Some(blobs))`: a version the index does not know, with the names of its shard blobs.

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use outlast_engine::progress::NoProgress;
 use outlast_engine::Store;
+use outlast_provider::Faults;
 
 fn shard_blobs(f: &Fixture, i: u16) -> usize {
     f.blob_files().into_iter().filter(|p| p.starts_with(f.provider_dir(i)) && p.to_string_lossy().contains("/s/")).count()
@@ -84,4 +85,43 @@ async fn evacuating_a_vanished_provider_rebuilds_its_shards_from_the_others() {
         assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
         assert!(store.stat(name).unwrap().placement.contains(&"p3".to_string()));
     }
+}
+
+#[tokio::test]
+async fn a_holder_that_missed_the_rewritten_manifest_gets_it_from_the_next_repair() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    let objects = {
+        let store = f.store_with(&[4]);
+        fill(&store).await
+    };
+    let store = f.store();
+    // p2 refuses every write while p1's shards move to p4: the new manifest reaches the
+    // quorum, not p2, which keeps the old revision.
+    store.provider_named("p2").unwrap().set_faults(Faults { error_rate: 1.0, ..Default::default() });
+    let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.remaining), (3, 0), "{r:?}");
+    store.provider_named("p2").unwrap().set_faults(Faults::default());
+    let stale_on_p2 = |name: &str| {
+        let e = store.index().get(name).unwrap().unwrap();
+        let copy = std::fs::read(f.provider_dir(2).join(manifest_blob(&store, name))).unwrap();
+        copy != e.sealed_manifest
+    };
+    for (name, _) in &objects {
+        assert!(stale_on_p2(name), "{name}: p2 was expected to keep the old revision");
+        let rows = store.index().blobs_on("p2").unwrap();
+        assert!(!rows.iter().any(|b| b.blob == manifest_blob(&store, name)), "{name}: the stale copy is still recorded");
+    }
+    let rep = store.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((rep.manifests_written, rep.blobs_rebuilt, rep.remaining), (3, 0, 0), "{rep:?}");
+    for (name, d) in &objects {
+        assert!(!stale_on_p2(name), "{name}: repair left the old revision on p2");
+        assert_eq!(&get(&store, name).await.unwrap(), d);
+    }
+}
+
+/// The manifest blob's name of `name`'s current version, from the index.
+fn manifest_blob(store: &Store, name: &str) -> String {
+    let vid = store.index().get(name).unwrap().unwrap().stamp.vid;
+    let rows = store.index().blobs_of(&vid).unwrap();
+    rows.into_iter().find(|b| b.blob.starts_with("m/")).expect("some holder records the manifest").blob
 }

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use outlast_engine::progress::NoProgress;
 use outlast_engine::RepairOptions;
+use outlast_provider::Faults;
 
 #[tokio::test]
 async fn repair_pays_the_debt_of_a_put_that_missed_a_provider() {
@@ -114,4 +115,49 @@ async fn tombstones_are_put_back_on_every_provider_that_lacks_one() {
     let again = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(again.tombstones_written, 0, "{again:?}");
     assert!(matches!(get(&store, "gone").await, Err(outlast_engine::EngineError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn gc_never_deletes_a_shard_the_current_placement_names_even_when_the_index_forgot_it() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(150_000, 5);
+    put(&store, "x", &d).await.unwrap();
+    // A read that once found it missing (a provider mid-restart, say) dropped it from the index.
+    let shard = store.index().blobs_on("p0").unwrap().into_iter().find(|b| b.blob.starts_with("s/")).unwrap();
+    store.index().forget_blob("p0", &shard.blob).unwrap();
+    let file = f.provider_dir(0).join(&shard.blob);
+    assert!(file.exists());
+    let r = store.gc(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(r.deleted, 0, "{r:?}");
+    assert!(file.exists(), "gc deleted a shard of the current version");
+    // Repair overwrites it in place and records it again.
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((r.blobs_rebuilt, r.remaining), (1, 0), "{r:?}");
+    assert!(store.index().blobs_on("p0").unwrap().contains(&shard));
+    assert_eq!(get(&store, "x").await.unwrap(), d);
+}
+
+#[tokio::test]
+async fn repair_leaves_a_provider_that_keeps_failing_alone_for_the_rest_of_the_run() {
+    let f = Fixture::new(2, 4);
+    {
+        let store = f.store_with(&[0]);
+        for i in 0..6u8 {
+            put(&store, &format!("o{i}"), &data(20_000, i)).await.unwrap();
+        }
+    }
+    let store = f.store();
+    let refusing = store.provider_named("p0").unwrap();
+    refusing.set_faults(Faults { deny: true, ..Default::default() });
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((r.objects_in_debt, r.blobs_rebuilt, r.remaining), (6, 0, 6), "{r:?}");
+    // Three refusals, then it is not asked again: a dead provider costs its timeouts a few
+    // times per run, not once per blob.
+    assert_eq!(refusing.health().denied, 3, "{r:?}");
+    assert_eq!(r.errors.iter().filter(|e| e.contains("left alone")).count(), 1, "{r:?}");
+    // The next run tries again, and pays the debt once the provider is back.
+    refusing.set_faults(Faults::default());
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((r.blobs_rebuilt, r.manifests_written, r.remaining), (6, 6, 0), "{r:?}");
 }

@@ -77,3 +77,45 @@ async fn a_sampled_scrub_reads_a_sample_and_still_catches_one_percent_damage() {
     assert!(p0.corrupt >= 1, "{p0:?}");
     assert!(r.providers.iter().filter(|p| p.name != "p0").all(|p| p.corrupt == 0));
 }
+
+#[tokio::test]
+async fn scrub_catches_a_rolled_back_or_swapped_manifest_and_repair_rewrites_it() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    {
+        let store = f.store_with(&[4]); // p0..p3 hold everything
+        put(&store, "x", &data(3000, 1)).await.unwrap();
+        put(&store, "y", &data(3000, 2)).await.unwrap();
+    }
+    let store = f.store();
+    let manifest_of = |name: &str| {
+        let vid = store.index().get(name).unwrap().unwrap().stamp.vid;
+        store.index().blobs_of(&vid).unwrap().into_iter().find(|b| b.blob.starts_with("m/")).unwrap().blob
+    };
+    let (x, y) = (manifest_of("x"), manifest_of("y"));
+    let revision_0 = std::fs::read(f.provider_dir(2).join(&x)).unwrap();
+    // Moving p1's shards rewrites both manifests (revision 1) on p0, p2, p3 and p4.
+    let moved = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!(moved.remaining, 0, "{moved:?}");
+    let clean = scrub(&store, None).await;
+    assert!(!clean.found_damage(), "{clean:?}");
+    assert!(clean.providers.iter().filter(|p| p.name != "p1").all(|p| p.manifests_checked == 2), "{clean:?}");
+
+    // p2 goes back to the old revision; p3 serves y's manifest under x's name.
+    std::fs::write(f.provider_dir(2).join(&x), &revision_0).unwrap();
+    std::fs::copy(f.provider_dir(3).join(&y), f.provider_dir(3).join(&x)).unwrap();
+    let r = scrub(&store, None).await;
+    assert!(r.found_damage());
+    let by = |name: &str| r.providers.iter().find(|p| p.name == name).unwrap().clone();
+    assert_eq!((by("p2").stale_manifests, by("p2").corrupt), (1, 0), "{r:?}");
+    assert_eq!((by("p3").stale_manifests, by("p3").corrupt), (0, 1), "{r:?}");
+    assert_eq!(by("p0").stale_manifests + by("p0").corrupt + by("p4").stale_manifests + by("p4").corrupt, 0, "{r:?}");
+    assert_eq!(store.provider_named("p2").unwrap().health().corrupt, 1);
+
+    let fixed = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((fixed.manifests_written, fixed.blobs_rebuilt, fixed.remaining), (2, 0, 0), "{fixed:?}");
+    assert!(!scrub(&store, None).await.found_damage());
+    let current = store.index().get("x").unwrap().unwrap().sealed_manifest;
+    for p in [2, 3] {
+        assert_eq!(std::fs::read(f.provider_dir(p).join(&x)).unwrap(), current, "p{p}");
+    }
+}
