@@ -1,14 +1,16 @@
 //! Survival benchmarks, side by side in one run (`cargo bench -p outlast-engine --bench survive`):
 //!
-//! 1. GET and PUT latency (p50, p99) with every provider healthy, then with one provider 50x
-//!    slower, and the extra requests and bytes that hedging spent.
+//! 1. GET and PUT latency (p50, p99) on two stores run interleaved, operation by operation, so
+//!    that machine noise falls on both alike: one with every provider healthy, one with a
+//!    provider 50x slower; gets of new objects (written with the provider slow) and of old ones
+//!    (written before); and the extra requests and bytes that hedging spent.
 //! 2. Repair of a wiped provider: bytes read per byte rebuilt.
 //! 3. Evacuation of a live provider: egress ratio, and throughput beside `cp` of its folder.
 //!
 //! Six local-folder providers, 4-of-6, 1 MiB objects of one segment each. Every provider gets
 //! a base latency (`OUTLAST_BENCH_BASE_MS`, default 2 ms) so that it behaves like a provider
 //! across a network; "50x slower" adds 49 times that. `OUTLAST_BENCH_OPS` sets the operations per
-//! phase (default 200).
+//! store (default 500).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,6 +48,7 @@ fn pct(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+#[derive(Default)]
 struct Phase {
     put: Vec<Duration>,
     get: Vec<Duration>,
@@ -54,24 +57,33 @@ struct Phase {
     fetched: u64,
 }
 
-async fn phase(store: &Store, ops: u64, tag: &str) -> Phase {
-    let mut p = Phase { put: Vec::new(), get: Vec::new(), requests: 0, hedged: 0, fetched: 0 };
-    for i in 0..ops {
-        let name = format!("{tag}/{i}");
-        let b = body(i + 1);
-        let t = Instant::now();
-        store.put(&name, &b[..], PutOptions::default(), &NoProgress).await.unwrap();
-        p.put.push(t.elapsed());
-        let mut out = Vec::with_capacity(OBJECT);
-        let t = Instant::now();
-        let r = store.get(&name, None, &mut out, &NoProgress).await.unwrap();
-        p.get.push(t.elapsed());
-        assert!(out == b);
-        p.requests += r.requests;
-        p.hedged += r.hedged;
-        p.fetched += r.fetched;
-    }
-    p
+/// A get of an object stored before the run, timed.
+async fn get_old(store: &Store, i: u64, p: &mut Phase) {
+    let mut out = Vec::with_capacity(OBJECT);
+    let t = Instant::now();
+    let r = store.get(&format!("old/{i}"), None, &mut out, &NoProgress).await.unwrap();
+    p.get.push(t.elapsed());
+    assert!(out == body(i + 1));
+    p.requests += r.requests;
+    p.hedged += r.hedged;
+    p.fetched += r.fetched;
+}
+
+/// One put and one get of a fresh 1 MiB object, timed.
+async fn op(store: &Store, i: u64, p: &mut Phase) {
+    let name = format!("o/{i}");
+    let b = body(i + 1);
+    let t = Instant::now();
+    store.put(&name, &b[..], PutOptions::default(), &NoProgress).await.unwrap();
+    p.put.push(t.elapsed());
+    let mut out = Vec::with_capacity(OBJECT);
+    let t = Instant::now();
+    let r = store.get(&name, None, &mut out, &NoProgress).await.unwrap();
+    p.get.push(t.elapsed());
+    assert!(out == b);
+    p.requests += r.requests;
+    p.hedged += r.hedged;
+    p.fetched += r.fetched;
 }
 
 /// (p50, p99) of `v`, all of it or without its first `skip` samples.
@@ -92,42 +104,71 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let ops = env_u64("OUTLAST_BENCH_OPS", 200);
+    let ops = env_u64("OUTLAST_BENCH_OPS", 500);
     let base = Duration::from_millis(env_u64("OUTLAST_BENCH_BASE_MS", 2));
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    std::fs::write(root.join("a-file"), b"x").unwrap();
     let key = MasterKey::generate();
-    let store = Store::open_with_key(config(root, &key, N, None), key.clone()).unwrap();
     let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
-    for n in &names {
-        store.provider_named(n).unwrap().set_faults(Faults { latency: base, ..Default::default() });
+    let open = |dir: &str| {
+        let root = tmp.path().join(dir);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a-file"), b"x").unwrap();
+        let store = Store::open_with_key(config(&root, &key, N, None), key.clone()).unwrap();
+        for n in &names {
+            store.provider_named(n).unwrap().set_faults(Faults { latency: base, ..Default::default() });
+        }
+        (root, store)
+    };
+    let (root, store) = open("healthy");
+    let (_, slow_store) = open("slow");
+    // Objects stored while every provider was healthy: p0 holds a data shard of most of them.
+    for i in 0..ops {
+        for s in [&store, &slow_store] {
+            s.put(&format!("old/{i}"), &body(i + 1)[..], PutOptions::default(), &NoProgress).await.unwrap();
+        }
     }
+    slow_store.provider_named("p0").unwrap().set_faults(Faults { latency: base * 50, ..Default::default() });
 
-    // 1. Latency, healthy, then with p0 50x slower (all objects have a shard on every provider).
-    let healthy = phase(&store, ops, "healthy").await;
-    store.provider_named("p0").unwrap().set_faults(Faults { latency: base * 50, ..Default::default() });
-    let slow = phase(&store, ops, "slow").await;
-    let p0 = store.health().into_iter().find(|h| h.name == "p0").unwrap();
-    println!("p0 after the slow phase: {} ({})", p0.state.as_str(), p0.reason);
+    // 1. Latency: the two stores take turns, one operation each (every object has a shard on
+    // every provider, so every read and write on the slow store meets p0): a put and a get of a
+    // new object, and a get of an old one.
+    let (mut healthy, mut slow) = (Phase::default(), Phase::default());
+    let (mut healthy_old, mut slow_old) = (Phase::default(), Phase::default());
+    for i in 0..ops {
+        op(&store, i, &mut healthy).await;
+        op(&slow_store, i, &mut slow).await;
+        get_old(&store, i, &mut healthy_old).await;
+        get_old(&slow_store, i, &mut slow_old).await;
+    }
+    let p0 = slow_store.health().into_iter().find(|h| h.name == "p0").unwrap();
+    println!("p0 after the slow run: {} ({})", p0.state.as_str(), p0.reason);
+    drop(slow_store);
 
     println!("latency over {ops} put+get of 1 MiB, 4-of-6, base provider latency {base:?}; p0 at {:?}:", base * 50);
     // The first operations with p0 slow are how Outlast learns it (hedges lost, then p0 asked
     // last and not waited for): shown with them, and without the first 10%.
     let learn = (ops / 10) as usize;
-    for (what, h, s) in [("PUT", &healthy.put, &slow.put), ("GET", &healthy.get, &slow.get)] {
-        let (h50, h99) = p50_p99(h, 0);
+    for (what, h, s) in
+        [("PUT", &healthy.put, &slow.put), ("GET new", &healthy.get, &slow.get), ("GET old", &healthy_old.get, &slow_old.get)]
+    {
         for (label, skip) in [("all", 0), ("after learning", learn)] {
+            let (h50, h99) = p50_p99(h, skip);
             let (s50, s99) = p50_p99(s, skip);
+            let max = |v: &[Duration]| v[skip..].iter().max().copied().unwrap_or_default();
             println!(
-                "  {what} healthy p50 {h50:>9.2?} p99 {h99:>9.2?} | one slow ({label:>14}) p50 {s50:>9.2?} p99 {s99:>9.2?} | p99 ratio {:.2}x",
+                "  {what} healthy p50 {h50:>9.2?} p99 {h99:>9.2?} max {:>9.2?} | one slow ({label:>14}) p50 {s50:>9.2?} p99 {s99:>9.2?} max {:>9.2?} | ratio p50 {:.2}x p99 {:.2}x",
+                max(h),
+                max(s),
+                s50.as_secs_f64() / h50.as_secs_f64(),
                 s99.as_secs_f64() / h99.as_secs_f64()
             );
         }
     }
     let needed = ops * K as u64;
     let shard_bytes = (OBJECT / K as usize) as u64;
-    for (what, p) in [("healthy", &healthy), ("one slow", &slow)] {
+    for (what, p) in
+        [("new, healthy", &healthy), ("new, one slow", &slow), ("old, healthy", &healthy_old), ("old, one slow", &slow_old)]
+    {
         println!(
             "  GET {what}: {} shard requests for {needed} needed (+{:.1}%), {} hedged; {} bytes fetched for {} needed (+{:.1}%)",
             p.requests,
@@ -141,8 +182,6 @@ async fn main() {
     for n in &names {
         store.provider_named(n).unwrap().set_faults(Faults::default());
     }
-    // The slow phase left debt on p0 (its shards were not waited for); pay it before going on.
-    store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
 
     // 2. Repair of a wiped provider.
     let held = dir_bytes(&root.join("p2"));
@@ -161,7 +200,7 @@ async fn main() {
     drop(store);
 
     // 3. Evacuation of a live provider to a spare that holds nothing yet.
-    let store = Store::open_with_key(config(root, &key, N + 1, None), key.clone()).unwrap();
+    let store = Store::open_with_key(config(&root, &key, N + 1, None), key.clone()).unwrap();
     let held = dir_bytes(&root.join("p1"));
     let t = Instant::now();
     let r = store.evacuate("p1", &format!("p{N}"), &NoProgress).await.unwrap();

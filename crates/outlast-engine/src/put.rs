@@ -56,12 +56,17 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     let (k, n) = (coding.k as usize, coding.n as usize);
     let stamp = store.next_stamp(name)?;
     let draining = store.index.draining()?.into_iter().map(|(p, _)| p).collect();
-    let placement =
-        crate::placement::place_new(&store.providers, &draining, &stamp.vid, k, n).ok_or_else(|| EngineError::Config {
+    // Providers known to be slow hold parity if they must hold anything, and are not waited
+    // for once the quorum is in: their shards may become repair debt, but they do not set the
+    // pace of every write.
+    let slow_names = store.slow_providers();
+    let placement = crate::placement::place_new(&store.providers, &draining, &slow_names, &stamp.vid, k, n).ok_or_else(|| {
+        EngineError::Config {
             path: store.config.path.clone(),
             field: "providers.domain".into(),
             message: "no placement satisfies the failure-domain rule".into(),
-        })?;
+        }
+    })?;
     let manifest_name = names::manifest_blob(&store.keys, &stamp.vid);
     // The manifest's names are known up front; each part's shard names are added before the
     // part is written, so a crash at any point leaves only blobs the pending record names.
@@ -74,9 +79,6 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
         blobs: manifests,
     })?;
 
-    // Providers known to be slow are not waited for once the quorum is in: their shards may
-    // become repair debt, but they do not set the pace of every write.
-    let slow_names = store.slow_providers();
     let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
     let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
     let mut w =
