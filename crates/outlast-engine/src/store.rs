@@ -49,6 +49,28 @@ const SLOW_FACTOR: u32 = 5;
 /// A provider whose recent reads were abandoned (others answered first) more often than this
 /// counts as slow too: its true latency is unknown, only that it loses the race.
 const SLOW_ABANDON_RATE: f64 = 0.25;
+/// ... provided its p95 (which counts abandoned reads at the time they had waited) is also this
+/// many times the providers' median p95.
+const SLOW_RACE_GAP: u32 = 2;
+
+/// For each provider, why it counts as slow beside the others, if it does: a read p95 far
+/// above the providers' median p95, or losing most hedge races with a real latency gap too.
+fn slow_among(stats: &[HealthStats]) -> Vec<Option<String>> {
+    let typical = median(stats.iter().filter_map(|h| h.latency(0.95)).collect());
+    stats
+        .iter()
+        .map(|h| {
+            let (p95, typical) = (h.latency(0.95)?, typical?);
+            if p95 > SLOW_FLOOR && p95 > typical * SLOW_FACTOR {
+                return Some(format!("reads take {p95:?} at p95, the providers' typical p95 is {typical:?}"));
+            }
+            // Losing races counts only with a real gap behind it: under CPU load every provider
+            // loses some, and their latencies rise together.
+            let rate = h.abandon_rate().filter(|r| *r > SLOW_ABANDON_RATE && p95 > typical * SLOW_RACE_GAP)?;
+            Some(format!("others answered first in {:.0}% of recent reads", rate * 100.0))
+        })
+        .collect()
+}
 
 /// Known blobs a probe stats per provider: enough to tell "all gone" from one lost blob.
 const PROBE_BLOBS: usize = outlast_provider::health::TERMINATED_AFTER as usize;
@@ -261,27 +283,19 @@ impl Store {
     /// [`HealthState::Slow`] for one whose recent reads are far slower than the others'.
     pub fn health(&self) -> Vec<ProviderHealth> {
         let stats: Vec<HealthStats> = self.providers.iter().map(Provider::health).collect();
-        let p95s: Vec<Duration> = stats.iter().filter_map(|h| h.latency(0.95)).collect();
-        let typical = median(p95s);
+        let slow = slow_among(&stats);
         self.providers
             .iter()
             .zip(stats)
-            .map(|(p, h)| {
+            .zip(slow)
+            .map(|((p, h), slow)| {
                 let mut state = p.state();
                 let mut reason = h.reason().or_else(|| p.build_error().map(str::to_string)).unwrap_or_default();
-                let p95 = h.latency(0.95);
-                if state == HealthState::Healthy {
-                    if let (Some(p95), Some(typical)) = (p95, typical) {
-                        if p95 > SLOW_FLOOR && p95 > typical * SLOW_FACTOR {
-                            state = HealthState::Slow;
-                            reason = format!("reads take {p95:?} at p95, the providers' typical p95 is {typical:?}");
-                        }
-                    }
-                    if let Some(rate) = h.abandon_rate().filter(|r| *r > SLOW_ABANDON_RATE) {
-                        state = HealthState::Slow;
-                        reason = format!("others answered first in {:.0}% of recent reads", rate * 100.0);
-                    }
+                if let (HealthState::Healthy, Some(why)) = (state, slow) {
+                    state = HealthState::Slow;
+                    reason = why;
                 }
+                let p95 = h.latency(0.95);
                 ProviderHealth {
                     name: p.name().to_string(),
                     state,
@@ -744,5 +758,31 @@ fn process_alive(pid: u32) -> bool {
         proc.join(pid.to_string()).exists()
     } else {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(latency_ms: u32, abandoned_of_32: usize) -> HealthStats {
+        let mut h = HealthStats::default();
+        h.recent_us.extend(std::iter::repeat_n(latency_ms * 1000, 64));
+        h.recent_abandoned.extend((0..32).map(|i| i < abandoned_of_32));
+        h
+    }
+
+    #[test]
+    fn slow_means_far_slower_than_the_others_not_just_losing_races() {
+        let fast = || reads(4, 0);
+        // Far above the others' p95 (and above the 50 ms floor).
+        assert!(slow_among(&[fast(), fast(), fast(), reads(100, 0)])[3].is_some());
+        // Losing most races with a real gap behind it (abandoned reads count at their wait).
+        assert!(slow_among(&[fast(), fast(), fast(), reads(12, 16)])[3].is_some());
+        // Losing races as everyone does under CPU load, at the same latency: not slow.
+        assert!(slow_among(&[fast(), fast(), fast(), reads(5, 16)])[3].is_none());
+        // Slower, but under the floor and winning its races: not slow.
+        assert!(slow_among(&[fast(), fast(), fast(), reads(30, 0)])[3].is_none());
+        assert!(slow_among(&[fast(), fast(), fast(), fast()]).iter().all(Option::is_none));
     }
 }
