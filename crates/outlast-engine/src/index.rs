@@ -437,10 +437,19 @@ impl Index {
         Ok(out)
     }
 
-    /// Saves health observations for the next run.
+    /// Saves health observations for the next run; `stats` names every configured provider,
+    /// and rows of providers no longer configured are dropped.
     pub fn save_health(&self, stats: &[(&str, HealthStats)]) -> Result<(), EngineError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let names: Vec<String> = {
+            let mut st = tx.prepare("SELECT provider FROM health")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for gone in names.iter().filter(|n| !stats.iter().any(|(s, _)| s == n)) {
+            tx.execute("DELETE FROM health WHERE provider = ?1", [gone])?;
+        }
         for (name, h) in stats {
             let json = serde_json::to_string(h).expect("serializable");
             tx.execute("INSERT OR REPLACE INTO health (provider, stats) VALUES (?1, ?2)", [name, &json.as_str()])?;
@@ -541,5 +550,16 @@ mod tests {
         assert!(index.claim_pending(&e.stamp.vid).unwrap());
         assert!(!index.claim_pending(&e.stamp.vid).unwrap(), "claimed twice");
         assert!(matches!(index.commit(&e, &[], false), Err(EngineError::State(_))));
+    }
+
+    #[test]
+    fn health_rows_follow_the_configured_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let h = HealthStats { ok: 3, ..Default::default() };
+        index.save_health(&[("a", h.clone()), ("b", h.clone())]).unwrap();
+        index.save_health(&[("a", h.clone())]).unwrap(); // `b` was removed from the config
+        let names: Vec<String> = index.load_health().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a"]);
     }
 }
