@@ -190,7 +190,11 @@ fn kill_9_mid_put_leaves_nothing_visible_and_gc_removes_its_blobs() {
     for _ in 0..48 {
         stdin.write_all(&chunk).unwrap();
     }
-    let shard_files = || files_under(&d.join("stores")).into_iter().filter(|p| p.parent().unwrap().ends_with("s")).count();
+    // Shard blobs, whole (`s/`) or still being written (`t/`, renamed into `s/` when durable).
+    let shard_files = || {
+        let in_dir = |p: &std::path::Path, dir: &str| p.parent().unwrap().ends_with(dir);
+        files_under(&d.join("stores")).into_iter().filter(|p| in_dir(p, "s") || in_dir(p, "t")).count()
+    };
     let start = Instant::now();
     while shard_files() == 0 && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest};
+use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
 use serde::Serialize;
 
 use crate::breaker::Breaker;
@@ -111,8 +111,11 @@ impl Store {
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
         // manifest rewrite, index switch), so one at a time would leave the links idle.
         let breaker = &Breaker::default();
-        let mut outcomes = futures::stream::iter(&moves)
+        // Each move owns its `Move`: a closure over borrowed items would make this future
+        // impossible to spawn (the compiler cannot prove it `Send` for every lifetime).
+        let mut outcomes = futures::stream::iter(moves)
             .map(|m| async move {
+                let m = &m;
                 let mut mine = EvacuateReport::default();
                 if !breaker.allows(to) {
                     return mine; // counted in `remaining`; the reason was reported once
@@ -218,6 +221,8 @@ impl Store {
                                 report.bytes_read_from_source += bytes.len() as u64;
                                 part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed).then_some(bytes)
                             }
+                            // A lost blob is an answer, not a failing provider.
+                            Err(e) if e.is_not_found() => None,
                             Err(e) => {
                                 if breaker.record(from, false) {
                                     report.errors.push(format!("{}; rebuilding from the others instead", Breaker::skipped(from)));
@@ -245,8 +250,17 @@ impl Store {
                 report.bytes_written += len;
                 // Recorded at once: a killed evacuation does not move this blob again.
                 if !self.index.add_blob(&vid, &m.entry.sealed_manifest, &blob_ref)? {
-                    let _ = to_p.delete(&blob).await;
-                    return Ok(false);
+                    if !self.index.is_current(&vid)? {
+                        let _ = to_p.delete(&blob).await; // replaced or removed: garbage
+                        return Ok(false);
+                    }
+                    // Another move changed the manifest meanwhile. If it put this very shard
+                    // on `to`, the copy there is its (the same bytes); otherwise this one is
+                    // garbage. Either way this run has nothing more to do for the object.
+                    if self.current_placing(&m.entry.name, &vid, Some(i), to)?.is_none() {
+                        let _ = to_p.delete(&blob).await;
+                    }
+                    return Err(EngineError::State("its manifest changed during the move; run evacuate again".into()));
                 }
             }
             progress.advance(len);
@@ -274,17 +288,24 @@ impl Store {
             }
         }
         let quorum = self.config.coding.write_quorum();
-        if written < quorum {
-            return Err(EngineError::Quorum {
-                name: m.entry.name.clone(),
-                ok: written,
-                needed: quorum,
-                detail: report.errors.join("; "),
-            });
-        }
-        if !self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &manifest_blob, &added)? {
-            // Replaced, removed, or moved by another evacuation meanwhile: nothing is switched
-            // (the copies on `to` stay recorded, so a new run does not move them again).
+        let switched = written >= quorum
+            && self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &manifest_blob, &added)?;
+        if !switched {
+            // Nothing is switched (the copies on `to` stay recorded, so a new run does not
+            // move them again), but the holders just written may now hold a manifest the index
+            // does not: their copies count as debt, and repair writes the current one back.
+            for b in added.iter().filter(|b| b.blob == manifest_blob) {
+                self.index.forget_blob(&b.provider, &b.blob)?;
+            }
+            if written < quorum {
+                return Err(EngineError::Quorum {
+                    name: m.entry.name.clone(),
+                    ok: written,
+                    needed: quorum,
+                    detail: report.errors.join("; "),
+                });
+            }
+            // Replaced, removed, or moved by another evacuation meanwhile.
             return Err(EngineError::State("its manifest changed during the move; run evacuate again".into()));
         }
         // `from`'s copies are garbage now; it may well be gone, so failures are ignored.
@@ -350,6 +371,37 @@ impl Store {
             } else {
                 report.errors.push(format!("{}: blob `{blob}` did not read back intact from `{to}`", m.entry.name));
                 self.index.forget_blob(to, &blob)?;
+            }
+        }
+        self.verify_manifest_copies(&m.entry.name, &vid, report).await
+    }
+
+    /// Reads back every manifest copy the index records for `name`'s version `vid` and drops
+    /// those that are not the current manifest: a repair that read the manifest just before
+    /// the switch may have written the old revision over a new copy (two writers of one name;
+    /// the index cannot know which landed last). Repair then writes the current one.
+    async fn verify_manifest_copies(&self, name: &str, vid: &VersionId, report: &mut EvacuateReport) -> Result<(), EngineError> {
+        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
+        let blob = names::manifest_blob(&self.keys, vid);
+        for b in self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob) {
+            let Some(p) = self.provider(&b.provider) else { continue };
+            match p.read(&blob).await {
+                Ok(bytes) if bytes[..] == entry.sealed_manifest[..] => {}
+                Ok(_) => {
+                    // Only if the index still holds what was compared: a later move may have
+                    // switched it again meanwhile.
+                    if self.index.get(name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest) {
+                        self.index.forget_blob(&b.provider, &blob)?;
+                        report.errors.push(format!(
+                            "{name}: the manifest copy on `{}` was overwritten by a concurrent repair; run repair",
+                            b.provider
+                        ));
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    self.index.forget_blob(&b.provider, &blob)?;
+                }
+                Err(e) => report.errors.push(format!("{name}: could not read the manifest back from `{}`: {e}", b.provider)),
             }
         }
         Ok(())

@@ -17,6 +17,10 @@ use crate::EngineError;
 /// `CREATE ... IF NOT EXISTS`, so a version-1 index is migrated by opening it).
 const SCHEMA_VERSION: i64 = 2;
 
+/// The pid of a pending write that gc has claimed as crashed (no process has it): the write
+/// can no longer commit, and gc removes its blobs.
+pub const CLAIMED_PID: u32 = 0;
+
 /// One row of the object table.
 #[derive(Debug, Clone)]
 pub struct IndexEntry {
@@ -148,10 +152,15 @@ impl Index {
         Ok(())
     }
 
-    /// Takes over a crashed write's record so that its blobs can be removed: true if this
-    /// caller removed the record (the write can then never commit), false if it was gone.
-    pub fn claim_pending(&self, vid: &VersionId) -> Result<bool, EngineError> {
-        Ok(self.conn().execute("DELETE FROM pending WHERE vid = ?1", [&vid.0[..]])? == 1)
+    /// Takes over the record of a write whose process `pid` is gone, so that its blobs can be
+    /// removed: true if this caller claimed it (the write can then never commit). The record
+    /// stays, marked, until its blobs are gone ([`Self::end_pending`]): a gc that cannot
+    /// delete them all tries again next time.
+    pub fn claim_pending(&self, vid: &VersionId, pid: u32) -> Result<bool, EngineError> {
+        let claimed = self
+            .conn()
+            .execute("UPDATE pending SET pid = ?3 WHERE vid = ?1 AND pid = ?2", params![&vid.0[..], pid, CLAIMED_PID])?;
+        Ok(claimed == 1)
     }
 
     /// All pending writes.
@@ -220,7 +229,7 @@ impl Index {
                 params![b.provider, b.blob, vid, b.size as i64],
             )?;
         }
-        if tx.execute("DELETE FROM pending WHERE vid = ?1", [vid])? != 1 {
+        if tx.execute("DELETE FROM pending WHERE vid = ?1 AND pid != ?2", params![vid, CLAIMED_PID])? != 1 {
             // gc took this write for a crashed one and removed its blobs: it must not commit.
             return Err(lost_pending(&entry.stamp.vid));
         }
@@ -341,10 +350,11 @@ impl Index {
         Ok(n > 0)
     }
 
-    /// Forgets a blob found missing or damaged, so it counts as repair debt.
-    pub fn forget_blob(&self, provider: &str, blob: &str) -> Result<(), EngineError> {
-        self.conn().execute("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob])?;
-        Ok(())
+    /// Forgets a blob found missing or damaged, so it counts as repair debt; returns whether
+    /// it was recorded (a move or replacement may have dropped it meanwhile: then it was no
+    /// loss).
+    pub fn forget_blob(&self, provider: &str, blob: &str) -> Result<bool, EngineError> {
+        Ok(self.conn().execute("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob])? > 0)
     }
 
     /// Every tombstone: the name and the stamp of its deletion.
@@ -547,9 +557,11 @@ mod tests {
         let index = Index::open(dir.path()).unwrap();
         let e = entry("a", 10);
         index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: vec![] }).unwrap();
-        assert!(index.claim_pending(&e.stamp.vid).unwrap());
-        assert!(!index.claim_pending(&e.stamp.vid).unwrap(), "claimed twice");
+        assert!(index.claim_pending(&e.stamp.vid, 1).unwrap());
+        assert!(!index.claim_pending(&e.stamp.vid, 1).unwrap(), "claimed twice");
         assert!(matches!(index.commit(&e, &[], false), Err(EngineError::State(_))));
+        // Still listed (its blobs may not all be gone yet), as claimed.
+        assert_eq!(index.pending().unwrap()[0].pid, CLAIMED_PID);
     }
 
     #[test]

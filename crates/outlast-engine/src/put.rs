@@ -365,6 +365,7 @@ impl VersionWriter<'_> {
         .await;
         let mut answers: Vec<(usize, Result<(), String>)> =
             out.answered.into_iter().map(|(i, r)| (i, r.map_err(|e| e.to_string()))).collect();
+        self.abandoned.extend(&out.abandoned);
         answers.extend(
             out.abandoned
                 .into_iter()

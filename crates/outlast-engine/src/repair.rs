@@ -171,8 +171,8 @@ impl Store {
                 // A size of 0 means "not recorded"; any other difference is a torn or
                 // truncated blob.
                 let ok = listed.get(&b.blob).is_some_and(|size| b.size == 0 || *size == b.size);
-                if !ok {
-                    self.index.forget_blob(p.name(), &b.blob)?;
+                // Still recorded: not moved or replaced since `recorded` was read.
+                if !ok && self.index.forget_blob(p.name(), &b.blob)? {
                     lost_here += 1;
                 }
             }
@@ -231,7 +231,8 @@ impl Store {
         for (part, missing) in &debt.parts {
             let part_len = layout.part_blob_len(*part);
             // Open a writer for each lost shard; one that cannot be opened stays owed.
-            let mut writers: Vec<(usize, Option<BlobWriter>)> = Vec::new();
+            // (shard, its writer while alive, bytes written to it)
+            let mut writers: Vec<(usize, Option<BlobWriter>, u64)> = Vec::new();
             for &i in missing {
                 let provider = &debt.om.placement[i].provider;
                 let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
@@ -245,7 +246,7 @@ impl Store {
                     continue;
                 }
                 match p.writer(&blob).await {
-                    Ok(w) => writers.push((i, Some(w))),
+                    Ok(w) => writers.push((i, Some(w), 0)),
                     Err(e) => {
                         run.failed(provider, format!("{name}: {e}"));
                         run.report.remaining += 1;
@@ -255,7 +256,7 @@ impl Store {
             if writers.is_empty() {
                 continue;
             }
-            let want: Vec<usize> = writers.iter().map(|(i, _)| *i).collect();
+            let want: Vec<usize> = writers.iter().map(|(i, _, _)| *i).collect();
             let first = *part as u64 * layout.segments_per_part as u64;
             let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
             for segments in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
@@ -263,10 +264,11 @@ impl Store {
                     Ok(r) => r,
                     Err(e) => {
                         run.report.errors.push(format!("{name}: {e}"));
-                        for (_, w) in &mut writers {
+                        for (_, w, sent) in &mut writers {
                             if let Some(w) = w.take() {
                                 w.abort().await;
                                 run.report.remaining += 1;
+                                progress.advance(part_len - *sent);
                             }
                         }
                         break;
@@ -275,22 +277,26 @@ impl Store {
                 for shards in rebuilt {
                     let mut written = 0u64;
                     // A provider that fails drops out; the others carry on.
-                    for ((i, slot), shard) in writers.iter_mut().zip(shards) {
+                    for ((i, slot, sent), shard) in writers.iter_mut().zip(shards) {
                         let Some(w) = slot else { continue };
-                        written += shard.len() as u64;
+                        let len = shard.len() as u64;
                         if let Err(e) = w.write(shard).await {
                             let provider = &debt.om.placement[*i].provider;
                             run.failed(provider, format!("{name}: {e}"));
                             slot.take().expect("checked above").abort().await;
                             run.report.remaining += 1;
+                            progress.advance(part_len - *sent); // it will not be written now
+                            continue;
                         }
+                        *sent += len;
+                        written += len;
                     }
                     run.report.bytes_written += written;
                     progress.advance(written);
                     run.pacer.wrote(written).await;
                 }
             }
-            for (i, w) in writers {
+            for (i, w, _) in writers {
                 let Some(w) = w else { continue };
                 let provider = debt.om.placement[i].provider.clone();
                 let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
@@ -301,16 +307,27 @@ impl Store {
                 }
                 run.breaker.record(&provider, true);
                 let b = BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len };
-                if self.record_rebuilt(name, &vid, i, &b)? {
-                    run.report.blobs_rebuilt += 1;
-                    // It holds what the store knows it holds again.
-                    if let Some(p) = self.provider(&provider) {
-                        p.note_known_blob(true);
+                match self.record_rebuilt(name, &vid, i, &b)? {
+                    Recorded::Yes => {
+                        run.report.blobs_rebuilt += 1;
+                        // It holds what the store knows it holds again.
+                        if let Some(p) = self.provider(&provider) {
+                            p.note_known_blob(true);
+                        }
                     }
-                } else if let Some(p) = self.provider(&provider) {
-                    // Replaced, removed, or moved off this provider meanwhile: what was rebuilt
-                    // is garbage (a name no current placement uses there).
-                    let _ = p.delete(&blob).await;
+                    Recorded::NotPlaced => {
+                        // Replaced, removed, or moved off this provider meanwhile: what was
+                        // rebuilt is garbage (a name no current placement uses there).
+                        if let Some(p) = self.provider(&provider) {
+                            let _ = p.delete(&blob).await;
+                        }
+                    }
+                    Recorded::GaveUp => {
+                        // The manifest kept changing under it; the blob is good and placed, and
+                        // the next run records it (gc leaves placed names alone).
+                        run.report.errors.push(format!("{name}: its manifest kept changing; run repair again"));
+                        run.report.remaining += 1;
+                    }
                 }
             }
         }
@@ -318,52 +335,90 @@ impl Store {
         self.repair_manifests(name, &vid, run).await
     }
 
+    /// The current index entry of `name` if it is still version `vid` and its manifest places
+    /// shard `shard` (`None`: any shard, as for a manifest copy) on `provider`.
+    pub(crate) fn current_placing(
+        &self,
+        name: &str,
+        vid: &VersionId,
+        shard: Option<usize>,
+        provider: &str,
+    ) -> Result<Option<IndexEntry>, EngineError> {
+        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(None) };
+        let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(None) };
+        let placed = match shard {
+            Some(i) => om.placement.get(i).is_some_and(|p| p.provider == provider),
+            None => om.placement.iter().any(|p| p.provider == provider),
+        };
+        Ok(placed.then_some(entry))
+    }
+
     /// Records shard `shard`'s rebuilt blob `b` of `name`'s version `vid` if the current
     /// manifest still places that shard on `b`'s provider: an evacuation may have moved it
     /// while it was being rebuilt, or moved another shard (then this one still counts).
-    fn record_rebuilt(&self, name: &str, vid: &VersionId, shard: usize, b: &BlobRef) -> Result<bool, EngineError> {
+    fn record_rebuilt(&self, name: &str, vid: &VersionId, shard: usize, b: &BlobRef) -> Result<Recorded, EngineError> {
         // The compare-and-swap fails only when the manifest changed in between; look again.
-        for _ in 0..3 {
-            let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(false) };
-            let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(false) };
-            if om.placement.get(shard).is_none_or(|p| p.provider != b.provider) {
-                return Ok(false);
-            }
+        for _ in 0..RECORD_TRIES {
+            let Some(entry) = self.current_placing(name, vid, Some(shard), &b.provider)? else { return Ok(Recorded::NotPlaced) };
             if self.index.add_blob(vid, &entry.sealed_manifest, b)? {
-                return Ok(true);
+                return Ok(Recorded::Yes);
             }
         }
-        Ok(false)
+        Ok(Recorded::GaveUp)
     }
 
     /// Writes the current sealed manifest to the shard holders that lack it (it is what a
-    /// recovery from the providers alone reads). Read afresh: an evacuation may have rewritten
-    /// it since the debt was counted, and a stale revision must not be recorded as a copy.
+    /// recovery from the providers alone reads). Read afresh for each copy: an evacuation may
+    /// rewrite it meanwhile, and a copy is recorded only if its bytes are the current ones.
     async fn repair_manifests(&self, name: &str, vid: &VersionId, run: &mut RepairRun<'_>) -> Result<(), EngineError> {
         let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
         let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(()) };
         let blob = names::manifest_blob(&self.keys, vid);
         let holding: HashSet<String> =
             self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob).map(|b| b.provider).collect();
-        let sealed = Bytes::from(entry.sealed_manifest.clone());
         for place in om.placement.iter().filter(|p| !holding.contains(&p.provider)) {
             let provider = &place.provider;
             let Some(p) = self.provider(provider).filter(|_| run.breaker.allows(provider)) else { continue };
-            match p.write(&blob, sealed.clone()).await {
-                Ok(()) => {
-                    run.breaker.record(provider, true);
-                    let size = sealed.len() as u64;
-                    if self.index.add_blob(vid, &sealed, &BlobRef { provider: provider.clone(), blob: blob.clone(), size })? {
-                        run.report.manifests_written += 1;
-                        run.report.bytes_written += size;
-                    }
+            let mut wrote_stale = false;
+            for _ in 0..RECORD_TRIES {
+                let Some(current) = self.current_placing(name, vid, None, provider)? else { break };
+                let sealed = Bytes::from(current.sealed_manifest);
+                if let Err(e) = p.write(&blob, sealed.clone()).await {
+                    run.failed(provider, format!("{name}: {e}"));
+                    break;
                 }
-                Err(e) => run.failed(provider, format!("{name}: {e}")),
+                run.breaker.record(provider, true);
+                let size = sealed.len() as u64;
+                if self.index.add_blob(vid, &sealed, &BlobRef { provider: provider.clone(), blob: blob.clone(), size })? {
+                    run.report.manifests_written += 1;
+                    run.report.bytes_written += size;
+                    wrote_stale = false;
+                    break;
+                }
+                // Rewritten meanwhile (an evacuation): what was just written may have replaced a
+                // newer copy. Write the current one again.
+                wrote_stale = true;
+            }
+            if wrote_stale {
+                // Whatever another process recorded for this copy may be gone: it is debt.
+                self.index.forget_blob(provider, &blob)?;
             }
         }
         Ok(())
     }
 }
+
+/// Whether a blob repair wrote was recorded.
+enum Recorded {
+    Yes,
+    /// The current version no longer places it there: garbage.
+    NotPlaced,
+    /// The manifest kept changing between looking and recording.
+    GaveUp,
+}
+
+/// Compare-and-swap attempts before repair leaves a record to its next run.
+const RECORD_TRIES: usize = 3;
 
 /// One repair run's running state: its report, its write pacing, and which providers it has
 /// given up on.

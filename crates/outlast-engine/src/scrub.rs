@@ -175,7 +175,8 @@ impl Store {
             .buffer_unordered(SCRUB_CONCURRENCY)
             .collect()
             .await;
-        let mut damaged: BTreeMap<(usize, usize, usize, u32), ()> = BTreeMap::new();
+        // Damaged segment shards, by the part blob they spoil (repair rewrites it whole).
+        let mut damaged: BTreeMap<(usize, usize, usize, u32), u64> = BTreeMap::new();
         for (Unit { provider, object, shard, part, .. }, len, outcome) in results {
             let r = &mut report.providers[provider];
             match outcome {
@@ -183,9 +184,7 @@ impl Store {
                     r.shards_checked += 1;
                     r.bytes_read += len;
                     if !good {
-                        r.corrupt += 1;
-                        self.providers[provider].note_corrupt();
-                        damaged.insert((provider, object, shard, part), ());
+                        *damaged.entry((provider, object, shard, part)).or_default() += 1;
                     }
                 }
                 Err(e) => {
@@ -193,11 +192,17 @@ impl Store {
                 }
             }
         }
-        // A damaged segment shard spoils its part blob: repair rewrites the blob whole.
-        for (provider, object, shard, part) in damaged.into_keys() {
+        for ((provider, object, shard, part), count) in damaged {
             let (entry, _, _) = &objects[object];
+            // A blob moved or replaced since the scrub started was deleted on purpose.
+            if !self.unchanged(entry)? {
+                continue;
+            }
             let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
-            self.index.forget_blob(self.providers[provider].name(), &blob)?;
+            if self.index.forget_blob(self.providers[provider].name(), &blob)? {
+                report.providers[provider].corrupt += count;
+                self.providers[provider].note_corrupt();
+            }
         }
         for r in &report.providers {
             if r.missing > 0 || r.corrupt > 0 || r.stale_manifests > 0 {
@@ -237,11 +242,21 @@ impl Store {
         for ((provider, object), blob, r) in results {
             let (entry, _, revision) = &objects[object];
             let out = &mut report.providers[provider];
+            if r.as_ref().is_ok_and(|b| b[..] == entry.sealed_manifest[..]) {
+                out.manifests_checked += 1;
+                out.bytes_read += entry.sealed_manifest.len() as u64;
+                continue;
+            }
+            // Rewritten (moved) or replaced since the scrub started: what it read proves nothing.
+            if !self.unchanged(entry)? {
+                continue;
+            }
             let bytes = match r {
                 Ok(b) => b,
                 Err(e) if e.is_not_found() => {
-                    out.missing += 1;
-                    self.index.forget_blob(&out.name, &blob)?;
+                    if self.index.forget_blob(&out.name, &blob)? {
+                        out.missing += 1;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -251,15 +266,15 @@ impl Store {
             };
             out.manifests_checked += 1;
             out.bytes_read += bytes.len() as u64;
-            if bytes[..] == entry.sealed_manifest[..] {
-                continue;
-            }
             match Manifest::open(&self.keys, &blob, &bytes) {
                 // It was recorded as holding the current revision: it went back on what it held.
                 Ok(m) if m.stamp == entry.stamp && m.revision < *revision => {
                     out.stale_manifests += 1;
                     self.providers[provider].note_corrupt();
                 }
+                // The same revision written by a move that did not switch (it lost a race to
+                // another): no fault of the provider's, but not the current copy either.
+                Ok(m) if m.stamp == entry.stamp && m.revision == *revision => out.stale_manifests += 1,
                 Ok(m) if m.stamp == entry.stamp && m.revision > *revision => {
                     // Newer than what the index holds: the index is the stale one here (restored
                     // from an old copy?). Nothing is dropped; this needs a look.
@@ -277,6 +292,13 @@ impl Store {
             self.index.forget_blob(&out.name, &blob)?;
         }
         Ok(())
+    }
+}
+
+impl Store {
+    /// Whether `entry` is still its name's current version with the same manifest.
+    fn unchanged(&self, entry: &IndexEntry) -> Result<bool, EngineError> {
+        Ok(self.index.get(&entry.name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest))
     }
 }
 

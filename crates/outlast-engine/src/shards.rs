@@ -188,7 +188,7 @@ impl<'a> ShardReader<'a> {
             Err(e) if known && e.is_not_found() && self.store.index.is_current(&self.vid).unwrap_or(false) => {
                 p.note_known_blob(false);
                 // Now repair debt: later reads do not ask for it again.
-                let forgot = if self.read_only { Ok(()) } else { self.store.index.forget_blob(p.name(), &blob) };
+                let forgot = if self.read_only { Ok(false) } else { self.store.index.forget_blob(p.name(), &blob) };
                 if let Err(e) = forgot {
                     tracing::warn!("could not record a lost shard in the index: {e}");
                 }

@@ -595,23 +595,34 @@ impl Store {
         for p in self.index.pending()? {
             // A write whose process is gone crashed. Past a day, assume its pid was reused.
             let age = Duration::from_nanos(now_ns().saturating_sub(p.started_ns));
-            if process_alive(p.pid) && age < PENDING_MAX_AGE {
+            if p.pid != crate::index::CLAIMED_PID && process_alive(p.pid) && age < PENDING_MAX_AGE {
                 live_pending.extend(p.blobs.iter().map(|b| (b.provider.clone(), b.blob.clone())));
                 continue;
             }
             // Claim the record first: from then on the write can never commit, so removing
-            // its blobs cannot take anything from a committed version. What is not removed
-            // now is unreferenced, and the sweep below (or the next gc) takes it.
-            if !self.index.claim_pending(&p.vid)? {
+            // its blobs cannot take anything from a committed version. The record goes once
+            // they are all gone; until then the next gc tries again (the blobs of a claimed
+            // write must not outlive it: a recovery would take its manifest for a version).
+            if !self.index.claim_pending(&p.vid, p.pid)? {
                 continue;
             }
-            report.crashed_writes += 1;
+            let mut all_gone = true;
             for b in &p.blobs {
                 if let Some(prov) = self.provider(&b.provider) {
-                    if let Err(e) = prov.delete(&b.blob).await {
-                        report.errors.push(e.to_string());
+                    // What it was still writing is a temporary file (local disks), if anything.
+                    let temps = temp_files(prov).await.unwrap_or_default();
+                    let names = temps.iter().map(|t| &t.name).filter(|t| temp_target(t) == Some(base_name(&b.blob)));
+                    for name in std::iter::once(&b.blob).chain(names) {
+                        if let Err(e) = prov.delete(name).await {
+                            all_gone = false;
+                            report.errors.push(e.to_string());
+                        }
                     }
                 }
+            }
+            if all_gone {
+                self.index.end_pending(&p.vid)?;
+                report.crashed_writes += 1;
             }
         }
         let now = SystemTime::now();
@@ -626,6 +637,10 @@ impl Store {
                     Err(e) => report.errors.push(e.to_string()),
                 }
             }
+            match temp_files(prov).await {
+                Ok(l) => listed.extend(l),
+                Err(e) => report.errors.push(e.to_string()),
+            }
             listings.push((prov, listed));
         }
         let pending_now: HashSet<(String, String)> =
@@ -635,7 +650,13 @@ impl Store {
             referenced.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| (b.provider, b.blob)));
         }
         referenced.extend(self.placed_names()?);
+        let writing: HashSet<(String, &str)> =
+            live_pending.iter().chain(&pending_now).map(|(p, b)| (p.clone(), base_name(b))).collect();
         let kept = |prov: &Provider, blob: &str| {
+            // A temporary file is kept while a write in progress names its blob.
+            if let Some(target) = temp_target(blob) {
+                return writing.contains(&(prov.name().to_string(), target));
+            }
             let key = (prov.name().to_string(), blob.to_string());
             referenced.contains(&key) || live_pending.contains(&key) || pending_now.contains(&key)
         };
@@ -748,6 +769,26 @@ impl Store {
         }
         Ok(Some(shards))
     }
+}
+
+/// The temporary files of blobs being written on a local-disk provider (none elsewhere: other
+/// providers make a blob appear whole or not at all).
+async fn temp_files(prov: &Provider) -> Result<Vec<outlast_provider::BlobEntry>, outlast_provider::ProviderError> {
+    if prov.scheme() != "fs" {
+        return Ok(Vec::new());
+    }
+    prov.list(outlast_provider::TEMP_PREFIX).await
+}
+
+/// The name (without its `s/` or `m/` prefix) of the blob a temporary file `t/NAME.RANDOM`
+/// was to become; `None` for a name that is not a temporary file.
+fn temp_target(temp: &str) -> Option<&str> {
+    temp.strip_prefix(outlast_provider::TEMP_PREFIX)?.rsplit_once('.').map(|(name, _random)| name)
+}
+
+/// A blob name without its prefix, as a temporary file of it would name it.
+fn base_name(blob: &str) -> &str {
+    blob.rsplit('/').next().unwrap_or(blob)
 }
 
 /// Whether process `pid` still runs (Linux: `/proc/<pid>` exists). Elsewhere assume it does,

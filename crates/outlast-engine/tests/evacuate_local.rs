@@ -125,3 +125,72 @@ fn manifest_blob(store: &Store, name: &str) -> String {
     let rows = store.index().blobs_of(&vid).unwrap();
     rows.into_iter().find(|b| b.blob.starts_with("m/")).expect("some holder records the manifest").blob
 }
+
+#[tokio::test]
+async fn a_move_that_cannot_switch_leaves_no_copy_of_its_manifest_recorded() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    let objects = {
+        let store = f.store_with(&[4]);
+        fill(&store).await
+    };
+    let store = f.store();
+    // p2 and p3 refuse writes: the rewritten manifest reaches p0 and p4 only, below the write
+    // quorum of 3, so nothing switches; p0 now holds a revision the index does not.
+    for p in ["p2", "p3"] {
+        store.provider_named(p).unwrap().set_faults(Faults { error_rate: 1.0, ..Default::default() });
+    }
+    let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.remaining), (0, 3), "{r:?}");
+    for p in ["p2", "p3"] {
+        store.provider_named(p).unwrap().set_faults(Faults::default());
+    }
+    for (name, d) in &objects {
+        assert!(store.stat(name).unwrap().placement.contains(&"p1".to_string()));
+        assert_eq!(&get(&store, name).await.unwrap(), d);
+    }
+    // p0's copies are debt, not recorded as current: repair puts the current ones back, and a
+    // scrub then finds every copy as the index has it.
+    let rep = store.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((rep.manifests_written, rep.remaining), (3, 0), "{rep:?}");
+    let scrub = store.scrub(&outlast_engine::ScrubOptions::default(), &NoProgress).await.unwrap();
+    assert!(!scrub.found_damage(), "{scrub:?}");
+    let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.remaining, r.blobs_copied), (3, 0, 0), "{r:?}");
+}
+
+/// Repair and evacuation running at once on the same objects (as two processes could): each
+/// records only what the current manifest says, so right afterwards every recorded blob is
+/// there and current (a scrub finds no damage), and everything reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_and_evacuation_at_once_leave_every_recorded_copy_current() {
+    let f = Fixture::new(2, 4).with_spare(2);
+    let objects: Vec<(String, Vec<u8>)> = (0..8u8).map(|i| (format!("o{i}"), data(3000 + i as usize * 977, i))).collect();
+    {
+        let store = f.store_with(&[4, 5]); // p4 and p5 are spares
+        for (name, d) in &objects {
+            put(&store, name, d).await.unwrap();
+        }
+    }
+    let store = std::sync::Arc::new(f.store());
+    for (from, to) in [("p1", "p4"), ("p2", "p5")] {
+        // p0 loses everything: repair's listing finds it (shards and manifest copies to
+        // rebuild) while the evacuation rewrites the same manifests.
+        std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
+        let s = store.clone();
+        let repair = tokio::spawn(async move { s.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await });
+        let s = store.clone();
+        let (from_, to_) = (from.to_string(), to.to_string());
+        let evacuate = tokio::spawn(async move { s.evacuate(&from_, &to_, &NoProgress).await });
+        let (rep, evac) = (repair.await.unwrap().unwrap(), evacuate.await.unwrap().unwrap());
+        assert!(rep.errors.iter().chain(&evac.errors).all(|e| e.contains("run")), "{rep:?} {evac:?}");
+        let scrub = store.scrub(&outlast_engine::ScrubOptions::default(), &NoProgress).await.unwrap();
+        assert!(!scrub.found_damage(), "right after moving {from} to {to} during a repair: {scrub:?}");
+        // What raced is settled by running both again.
+        assert_eq!(store.evacuate(from, to, &NoProgress).await.unwrap().remaining, 0);
+        let rep = store.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await.unwrap();
+        assert_eq!(rep.remaining, 0, "{rep:?}");
+        for (name, d) in &objects {
+            assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
+        }
+    }
+}

@@ -254,10 +254,12 @@ async fn gc_removes_orphans_and_keeps_live_data() {
     std::fs::write(f.provider_dir(1).join("s/00112233445566778899aabbccddeeff"), b"partial").unwrap();
     std::fs::create_dir_all(f.provider_dir(2).join("m")).unwrap();
     std::fs::write(f.provider_dir(2).join("m/ffeeddccbbaa99887766554433221100"), b"junk").unwrap();
+    std::fs::create_dir_all(f.provider_dir(0).join("t")).unwrap();
+    std::fs::write(f.provider_dir(0).join("t/00112233445566778899aabbccddeeff.a1b2"), b"half-written").unwrap();
     let young = store.gc(Duration::from_secs(3600)).await.unwrap();
-    assert_eq!((young.deleted, young.kept_young), (0, 2));
+    assert_eq!((young.deleted, young.kept_young), (0, 3));
     let r = store.gc(Duration::ZERO).await.unwrap();
-    assert_eq!(r.deleted, 2, "{r:?}");
+    assert_eq!(r.deleted, 3, "{r:?}");
     assert_eq!(f.blob_files().len(), live);
     assert_eq!(get(&store, "keep").await.unwrap(), d);
 }
@@ -270,16 +272,30 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() 
     let store = f.store();
     std::fs::create_dir_all(f.provider_dir(0).join("s")).unwrap();
     std::fs::write(f.provider_dir(0).join("s/0123456789abcdef0123456789abcdef"), b"in flight").unwrap();
-    let blobs = vec![BlobRef { provider: "p0".into(), blob: "s/0123456789abcdef0123456789abcdef".into(), size: 0 }];
+    // Its next blob is still a temporary file (a local disk writes there, then renames).
+    std::fs::create_dir_all(f.provider_dir(0).join("t")).unwrap();
+    std::fs::write(f.provider_dir(0).join("t/fedcba9876543210fedcba9876543210.x1y2"), b"half").unwrap();
+    let blobs = ["s/0123456789abcdef0123456789abcdef", "s/fedcba9876543210fedcba9876543210"]
+        .map(|b| BlobRef { provider: "p0".into(), blob: b.into(), size: 0 })
+        .to_vec();
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let vid = VersionId::generate();
     store.index().begin_pending(&PendingWrite { vid, pid: child.id(), started_ns: now, blobs }).unwrap();
     let r = store.gc(Duration::ZERO).await.unwrap();
     assert_eq!((r.deleted, r.crashed_writes), (0, 0), "{r:?}");
-    assert_eq!(f.blob_files().len(), 1);
+    assert_eq!(f.blob_files().len(), 2);
     child.kill().unwrap();
     child.wait().unwrap();
+    // Its provider refuses the delete: the write is claimed (it can never commit now) and
+    // stays listed, so the next gc removes its blob rather than forgetting it.
+    let p0 = store.provider_named("p0").unwrap();
+    p0.set_faults(outlast_provider::Faults { deny: true, ..Default::default() });
+    let r = store.gc(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(r.crashed_writes, 0, "{r:?}");
+    assert_eq!(f.blob_files().len(), 2);
+    assert_eq!(store.index().pending().unwrap()[0].pid, outlast_engine::index::CLAIMED_PID);
+    p0.set_faults(outlast_provider::Faults::default());
     let r = store.gc(Duration::from_secs(3600)).await.unwrap();
     assert_eq!(r.crashed_writes, 1, "{r:?}");
     assert!(f.blob_files().is_empty());

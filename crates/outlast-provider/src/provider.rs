@@ -60,6 +60,10 @@ enum Sink {
     Buffer { op: Operator, chunks: Vec<Bytes> },
 }
 
+/// Where a local-disk provider keeps blobs being written (inside its root, so the final rename
+/// stays on one file system); gc removes what a crash left there.
+pub const TEMP_PREFIX: &str = "t/";
+
 /// Multipart chunk size for providers that have a minimum part size (S3: 5 MiB).
 const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 
@@ -68,7 +72,16 @@ impl Provider {
     pub fn build(spec: &ProviderSpec) -> Result<Self, ProviderError> {
         spec.validate()?;
         opendal::install_default();
-        let options = spec.resolved_options()?;
+        let mut options = spec.resolved_options()?;
+        if spec.scheme == "fs" && !options.contains_key("atomic_write_dir") {
+            // Each blob is written to a temporary file and renamed into place: two writers of
+            // one name (a repair and an evacuation) cannot interleave their bytes, a crash
+            // never leaves a torn blob under its name, and an aborted write leaves nothing.
+            if let Some(root) = options.get("root") {
+                let dir = format!("{}/{TEMP_PREFIX}", root.trim_end_matches('/'));
+                options.insert("atomic_write_dir".into(), dir);
+            }
+        }
         let op = Operator::via_iter(&spec.scheme, options).map_err(|e| ProviderError::Config {
             provider: spec.name.clone(),
             message: format!("cannot build `{}` provider: {e}", spec.scheme),
