@@ -165,22 +165,25 @@ impl<'a> ShardReader<'a> {
     }
 
     /// Reads shard `i`'s bytes for every segment of `run` with one ranged request.
-    async fn fetch_one(&self, run: &Range<u64>, i: usize) -> (usize, Result<Bytes, String>) {
+    /// An error of `None` is an expected absence: a shard the index does not record (repair
+    /// debt), asked for only as a last resort, that is indeed not there. No fault of its
+    /// provider's.
+    async fn fetch_one(&self, run: &Range<u64>, i: usize) -> (usize, Result<Bytes, Option<String>>) {
         let layout = self.codec.layout();
         let last = run.end - 1;
         let want = layout.shard_offset(run.start)..layout.shard_offset(last) + layout.shard_len(last) as u64;
         let part = layout.part_of(run.start);
         let blob = names::shard_blob(&self.store.keys, &self.vid, i as u16, part);
         let Some(p) = self.holders[i] else {
-            return (i, Err(format!("provider `{}` is not available", self.om.placement[i].provider)));
+            return (i, Err(Some(format!("provider `{}` is not available", self.om.placement[i].provider))));
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut waiting = Unanswered { provider: p, started: Instant::now(), answered: false };
         let r = p.read_range(&blob, want).await;
         waiting.answered = true;
         // Each blob counts once towards the provider's health, however many segments are read.
-        let known = self.recorded.contains(&(p.name().to_string(), blob.clone()))
-            && self.noted.lock().expect("noted lock").insert((i, part));
+        let recorded = self.recorded.contains(&(p.name().to_string(), blob.clone()));
+        let known = recorded && self.noted.lock().expect("noted lock").insert((i, part));
         match &r {
             Ok(_) if known => p.note_known_blob(true),
             // A version replaced or removed during the read had its blobs deleted: that is
@@ -198,17 +201,18 @@ impl<'a> ShardReader<'a> {
         if let Ok(body) = &r {
             self.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
-        (i, r.map_err(|e| e.to_string()))
+        (i, r.map_err(|e| (recorded || !e.is_not_found()).then(|| e.to_string())))
     }
 
     /// Keeps what passes its check of shard `i`'s answer for `run` in `shards`; records the
     /// rest as faults. Returns whether every segment's shard was good.
-    fn accept(&self, run: &Range<u64>, shards: &mut RunShards, i: usize, answer: Result<Bytes, String>) -> bool {
+    fn accept(&self, run: &Range<u64>, shards: &mut RunShards, i: usize, answer: Result<Bytes, Option<String>>) -> bool {
         let layout = self.codec.layout();
         let base = layout.shard_offset(run.start);
         let body = match answer {
             Ok(body) => body,
-            Err(e) => {
+            Err(None) => return false,
+            Err(Some(e)) => {
                 for s in run.clone() {
                     self.fault(s, i, e.clone());
                 }

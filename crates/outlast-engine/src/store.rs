@@ -49,8 +49,8 @@ const SLOW_FACTOR: u32 = 5;
 /// A provider whose recent reads were abandoned (others answered first) more often than this
 /// counts as slow too: its true latency is unknown, only that it loses the race.
 const SLOW_ABANDON_RATE: f64 = 0.25;
-/// ... provided its p95 (which counts abandoned reads at the time they had waited) is also this
-/// many times the providers' median p95.
+/// ... provided its p95 over those recent reads (abandoned ones count at the time they had
+/// waited) is also this many times the providers' median p95.
 const SLOW_RACE_GAP: u32 = 2;
 
 /// For each provider, why it counts as slow beside the others, if it does: a read p95 far
@@ -66,7 +66,8 @@ fn slow_among(stats: &[HealthStats]) -> Vec<Option<String>> {
             }
             // Losing races counts only with a real gap behind it: under CPU load every provider
             // loses some, and their latencies rise together.
-            let rate = h.abandon_rate().filter(|r| *r > SLOW_ABANDON_RATE && p95 > typical * SLOW_RACE_GAP)?;
+            let lately = h.race_latency(0.95)?;
+            let rate = h.abandon_rate().filter(|r| *r > SLOW_ABANDON_RATE && lately > typical * SLOW_RACE_GAP)?;
             Some(format!("others answered first in {:.0}% of recent reads", rate * 100.0))
         })
         .collect()
@@ -825,5 +826,9 @@ mod tests {
         // Slower, but under the floor and winning its races: not slow.
         assert!(slow_among(&[fast(), fast(), fast(), reads(30, 0)])[3].is_none());
         assert!(slow_among(&[fast(), fast(), fast(), fast()]).iter().all(Option::is_none));
+        // Fast for long, losing races lately: the recent reads decide, not the whole window.
+        let mut lately = reads(4, 12);
+        lately.recent_us.extend(std::iter::repeat_n(50_000, 12));
+        assert!(slow_among(&[fast(), fast(), fast(), lately])[3].is_some());
     }
 }

@@ -104,3 +104,28 @@ async fn transient_errors_everywhere_but_k_still_read_and_the_failing_provider_i
     let h = store.health().into_iter().find(|h| h.name == flaky).unwrap();
     assert_eq!(h.state, HealthState::Unreachable, "{h:?}");
 }
+
+#[tokio::test]
+async fn a_shard_owed_to_repair_is_no_fault_of_its_provider_when_asked_as_a_last_resort() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    let d = data(SEG as usize, 3);
+    put(&store, "x", &d).await.unwrap();
+    let [owed, liar, slow] = [0, 1, 2].map(|i| holder_of_shard(&store, "x", i));
+    // Shard 0's blob is gone and the index knows it (repair debt); shard 1 lies; shard 2 is
+    // slow, so the read runs out of recorded shards and asks for shard 0 too.
+    let vid = store.index().get("x").unwrap().unwrap().stamp.vid;
+    let blob =
+        store.index().blobs_of(&vid).unwrap().into_iter().find(|b| b.provider == owed && b.blob.starts_with("s/")).unwrap();
+    store.index().forget_blob(&owed, &blob.blob).unwrap();
+    std::fs::remove_file(f.root.join(&owed).join(&blob.blob)).unwrap();
+    fault(&store, &liar, Faults { corrupt: true, ..Default::default() });
+    fault(&store, &slow, Faults { latency: Duration::from_millis(400), ..Default::default() });
+
+    let mut out = Vec::new();
+    let report = bounded(store.get("x", None, &mut out, &NoProgress)).await.unwrap();
+    assert_eq!(out, d);
+    assert!(report.requests >= 4, "shard 0 was not asked for: {report:?}");
+    assert!(report.faults.iter().any(|f| f.provider == liar), "{report:?}");
+    assert!(report.faults.iter().all(|f| f.provider != owed), "the owed shard was blamed on its provider: {report:?}");
+}

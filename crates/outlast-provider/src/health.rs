@@ -192,10 +192,21 @@ impl HealthStats {
 
     /// The `q` quantile (0..=1) of recent latencies.
     pub fn latency(&self, q: f64) -> Option<Duration> {
+        self.latency_of_last(q, LATENCY_WINDOW)
+    }
+
+    /// The `q` quantile of the latencies of the last reads that raced (as many as the race
+    /// window holds): what the provider has been like lately, not over the whole window.
+    pub fn race_latency(&self, q: f64) -> Option<Duration> {
+        self.latency_of_last(q, RACE_WINDOW)
+    }
+
+    fn latency_of_last(&self, q: f64, last: usize) -> Option<Duration> {
         if self.recent_us.is_empty() {
             return None;
         }
-        let mut v: Vec<u32> = self.recent_us.iter().copied().collect();
+        let skip = self.recent_us.len().saturating_sub(last);
+        let mut v: Vec<u32> = self.recent_us.iter().skip(skip).copied().collect();
         v.sort_unstable();
         let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
         Some(Duration::from_micros(v[i] as u64))
