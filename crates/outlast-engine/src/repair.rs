@@ -260,6 +260,9 @@ impl Store {
             let first = *part as u64 * layout.segments_per_part as u64;
             let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
             for segments in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
+                if writers.iter().all(|(_, w, _)| w.is_none()) {
+                    break; // every provider owed a shard here has failed: no reading in vain
+                }
                 let rebuilt = match reader.rebuild_run(segments, &want, missing).await {
                     Ok(r) => r,
                     Err(e) => {

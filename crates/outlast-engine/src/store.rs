@@ -593,6 +593,7 @@ impl Store {
     pub async fn gc(&self, grace: Duration) -> Result<GcReport, EngineError> {
         let mut report = GcReport::default();
         let mut live_pending: HashSet<(String, String)> = HashSet::new();
+        let mut temps: HashMap<String, Vec<String>> = HashMap::new();
         for p in self.index.pending()? {
             // A write whose process is gone crashed. Past a day, assume its pid was reused.
             let age = Duration::from_nanos(now_ns().saturating_sub(p.started_ns));
@@ -610,9 +611,13 @@ impl Store {
             let mut all_gone = true;
             for b in &p.blobs {
                 if let Some(prov) = self.provider(&b.provider) {
-                    // What it was still writing is a temporary file (local disks), if anything.
-                    let temps = temp_files(prov).await.unwrap_or_default();
-                    let names = temps.iter().map(|t| &t.name).filter(|t| temp_target(t) == Some(base_name(&b.blob)));
+                    // What it was still writing is a temporary file (local disks), if anything;
+                    // each provider's are listed once per gc.
+                    if !temps.contains_key(prov.name()) {
+                        let listed = temp_files(prov).await.unwrap_or_default();
+                        temps.insert(prov.name().to_string(), listed.into_iter().map(|t| t.name).collect());
+                    }
+                    let names = temps[prov.name()].iter().filter(|t| temp_target(t) == Some(base_name(&b.blob)));
                     for name in std::iter::once(&b.blob).chain(names) {
                         if let Err(e) = prov.delete(name).await {
                             all_gone = false;
