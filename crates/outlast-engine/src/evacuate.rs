@@ -383,15 +383,25 @@ impl Store {
     async fn verify_manifest_copies(&self, name: &str, vid: &VersionId, report: &mut EvacuateReport) -> Result<(), EngineError> {
         let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
         let blob = names::manifest_blob(&self.keys, vid);
-        for b in self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob) {
-            let Some(p) = self.provider(&b.provider) else { continue };
-            match p.read(&blob).await {
+        let copies: Vec<_> = self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob).collect();
+        // All at once: each is one small read, and a move waits for them.
+        let blob = &blob;
+        let reads = futures::future::join_all(copies.iter().map(|b| async move {
+            match self.provider(&b.provider) {
+                Some(p) => Some(p.read(blob).await),
+                None => None,
+            }
+        }))
+        .await;
+        for (b, read) in copies.iter().zip(reads) {
+            let Some(read) = read else { continue };
+            match read {
                 Ok(bytes) if bytes[..] == entry.sealed_manifest[..] => {}
                 Ok(_) => {
                     // Only if the index still holds what was compared: a later move may have
                     // switched it again meanwhile.
                     if self.index.get(name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest) {
-                        self.index.forget_blob(&b.provider, &blob)?;
+                        self.index.forget_blob(&b.provider, blob)?;
                         report.errors.push(format!(
                             "{name}: the manifest copy on `{}` was overwritten by a concurrent repair; run repair",
                             b.provider
@@ -399,7 +409,7 @@ impl Store {
                     }
                 }
                 Err(e) if e.is_not_found() => {
-                    self.index.forget_blob(&b.provider, &blob)?;
+                    self.index.forget_blob(&b.provider, blob)?;
                 }
                 Err(e) => report.errors.push(format!("{name}: could not read the manifest back from `{}`: {e}", b.provider)),
             }
