@@ -194,3 +194,33 @@ async fn repair_and_evacuation_at_once_leave_every_recorded_copy_current() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_evacuation_whose_target_keeps_refusing_stops_asking_it() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    let objects = {
+        let store = f.store_with(&[4]);
+        let mut all = fill(&store).await;
+        for i in 3..12u8 {
+            let d = data(1000 + i as usize, i);
+            put(&store, &format!("o{i}"), &d).await.unwrap();
+            all.push((format!("o{i}"), d));
+        }
+        all
+    };
+    let store = f.store();
+    let target = store.provider_named("p4").unwrap();
+    target.set_faults(Faults { deny: true, ..Default::default() });
+    let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.remaining), (0, objects.len() as u64), "{r:?}");
+    assert_eq!(r.errors.iter().filter(|e| e.contains("left alone")).count(), 1, "{r:?}");
+    // Objects already under way when it gave up may have asked once more each, no more.
+    assert!(target.health().denied < objects.len() as u64, "asked {} times", target.health().denied);
+    // Nothing moved, everything reads; once it takes writes, the next run moves everything.
+    target.set_faults(Faults::default());
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d);
+    }
+    let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.remaining), (objects.len() as u64, 0), "{r:?}");
+}
