@@ -61,8 +61,9 @@ pub struct ProviderScrub {
     pub corrupt: u64,
     /// Manifest copies read and checked against the index.
     pub manifests_checked: u64,
-    /// Manifest copies that open but are an older revision of the current one: a provider
-    /// that kept or rolled back to a manifest since rewritten (by an evacuation).
+    /// Manifest copies that open but are not the current one: an older revision (a provider
+    /// that kept or rolled back to a manifest since rewritten by an evacuation), or the same
+    /// revision written by a move that lost a race to another.
     pub stale_manifests: u64,
     /// Whether it could be listed and read at all.
     pub error: Option<String>,
