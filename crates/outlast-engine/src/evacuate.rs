@@ -276,13 +276,18 @@ impl Store {
         let holders: Vec<String> = new_om.placement.iter().map(|p| p.provider.clone()).collect();
         let manifest_blob = names::manifest_blob(&self.keys, &vid);
         let sealed = Bytes::from(Manifest::seal(&manifest, &self.keys, &manifest_blob));
+        // All holders at once: each write is a small durable file, bound by its provider's
+        // round trip (and on local disks by an fsync), not by bandwidth.
+        let writes = holders.iter().filter_map(|h| self.provider(h)).map(|p| {
+            let (blob, sealed) = (&manifest_blob, sealed.clone());
+            async move { (p.name(), p.write(blob, sealed).await) }
+        });
         let mut written = 0;
-        for h in &holders {
-            let Some(p) = self.provider(h) else { continue };
-            match p.write(&manifest_blob, sealed.clone()).await {
+        for (h, r) in futures::future::join_all(writes).await {
+            match r {
                 Ok(()) => {
                     written += 1;
-                    added.push(BlobRef { provider: h.clone(), blob: manifest_blob.clone(), size: sealed.len() as u64 });
+                    added.push(BlobRef { provider: h.to_string(), blob: manifest_blob.clone(), size: sealed.len() as u64 });
                 }
                 Err(e) => report.errors.push(format!("{}: {e}", m.entry.name)),
             }
@@ -310,10 +315,11 @@ impl Store {
         }
         // `from`'s copies are garbage now; it may well be gone, so failures are ignored.
         if let Some(p) = self.provider(from) {
-            for part in 0..layout.part_count() {
-                let _ = p.delete(&names::shard_blob(&self.keys, &vid, i as u16, part)).await;
-            }
-            let _ = p.delete(&manifest_blob).await;
+            let garbage: Vec<String> = (0..layout.part_count())
+                .map(|part| names::shard_blob(&self.keys, &vid, i as u16, part))
+                .chain([manifest_blob])
+                .collect();
+            futures::future::join_all(garbage.iter().map(|b| p.delete(b))).await;
         }
         Ok(true)
     }
@@ -349,9 +355,20 @@ impl Store {
         Ok(w.close().await?)
     }
 
-    /// Reads the moved blobs back from `to` and checks every segment shard; a blob that fails
-    /// is dropped from the index (repair debt) and reported.
+    /// Reads the moved blobs back from `to` and checks every segment shard, and the
+    /// manifest copies beside them; a blob that fails is dropped from the index (repair
+    /// debt) and reported.
     async fn verify_moved(&self, m: &Move, to: &str, report: &mut EvacuateReport) -> Result<(), EngineError> {
+        let mut copies = EvacuateReport::default();
+        let (shards, manifests) = futures::join!(
+            self.verify_shards(m, to, report),
+            self.verify_manifest_copies(&m.entry.name, &m.entry.stamp.vid, &mut copies)
+        );
+        report.absorb(copies);
+        shards.and(manifests)
+    }
+
+    async fn verify_shards(&self, m: &Move, to: &str, report: &mut EvacuateReport) -> Result<(), EngineError> {
         let (om, i, vid) = (&m.om, m.shard, m.entry.stamp.vid);
         let layout = om.layout()?;
         let p = self.provider(to).expect("checked by the caller");
@@ -373,7 +390,7 @@ impl Store {
                 self.index.forget_blob(to, &blob)?;
             }
         }
-        self.verify_manifest_copies(&m.entry.name, &vid, report).await
+        Ok(())
     }
 
     /// Reads back every manifest copy the index records for `name`'s version `vid` and drops
