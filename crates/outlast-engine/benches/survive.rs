@@ -5,19 +5,24 @@
 //!    provider 50x slower; gets of new objects (written with the provider slow) and of old ones
 //!    (written before); and the extra requests and bytes that hedging spent.
 //! 2. Repair of a wiped provider: bytes read per byte rebuilt.
-//! 3. Evacuation of a live provider: egress ratio, and throughput beside `cp` of its folder.
+//! 3. Evacuation of a live provider: egress ratio, and throughput beside `cp` of its folder;
+//!    then another with every provider 20 ms away, where round trips bound it.
 //!
 //! Six local-folder providers, 4-of-6, 1 MiB objects of one segment each. Every provider gets
-//! a base latency (`OUTLAST_BENCH_BASE_MS`, default 2 ms) so that it behaves like a provider
-//! across a network; "50x slower" adds 49 times that. `OUTLAST_BENCH_OPS` sets the operations per
-//! store (default 500).
+//! a base latency so that it behaves like a provider across a network; "50x slower" adds 49
+//! times that. The latency pass runs once per base latency in `OUTLAST_BENCH_BASE_MS` (default
+//! "2,20": a provider next door, and one as far as a typical object store's first byte).
+//! `OUTLAST_BENCH_OPS` sets the operations per store (default 500). Beside it, the codec's
+//! decode of one segment is timed with and without a missing data shard: a get of an object
+//! whose data shard sits on the slow provider pays that difference.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outlast_codec::MasterKey;
+use bytes::Bytes;
+use outlast_codec::{DataKey, Layout, MasterKey, SegmentCodec, VersionId};
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{Config, PutOptions, RepairOptions, Store};
+use outlast_engine::{Config, EvacuateReport, PutOptions, RepairOptions, Store};
 use outlast_provider::Faults;
 
 const K: u16 = 4;
@@ -102,19 +107,16 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-#[tokio::main]
-async fn main() {
-    let ops = env_u64("OUTLAST_BENCH_OPS", 500);
-    let base = Duration::from_millis(env_u64("OUTLAST_BENCH_BASE_MS", 2));
-    let tmp = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate();
-    let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
-    let open = |dir: &str| {
-        let root = tmp.path().join(dir);
+/// Latency of the two stores side by side with providers `base_ms` away; hands back the
+/// healthy store (every provider's latency fault lifted) and its root.
+async fn latency_pass(dir: &Path, key: &MasterKey, names: &[String], ops: u64, base_ms: u64) -> (std::path::PathBuf, Store) {
+    let base = Duration::from_millis(base_ms);
+    let open = |sub: &str| {
+        let root = dir.join(sub);
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("a-file"), b"x").unwrap();
-        let store = Store::open_with_key(config(&root, &key, N, None), key.clone()).unwrap();
-        for n in &names {
+        let store = Store::open_with_key(config(&root, key, N, None), key.clone()).unwrap();
+        for n in names {
             store.provider_named(n).unwrap().set_faults(Faults { latency: base, ..Default::default() });
         }
         (root, store)
@@ -179,9 +181,58 @@ async fn main() {
             (p.fetched as f64 / (needed * shard_bytes) as f64 - 1.0) * 100.0
         );
     }
-    for n in &names {
+    for n in names {
         store.provider_named(n).unwrap().set_faults(Faults::default());
     }
+    (root, store)
+}
+
+/// The codec's decode of one segment, p50 and p99 over `rounds`: with every data shard, and
+/// with data shard 0 missing (Reed-Solomon reconstructs it from a parity shard).
+fn decode_cost(rounds: usize) -> [(Duration, Duration); 2] {
+    let layout = Layout::new(OBJECT as u64, OBJECT as u32, K, N).unwrap();
+    let codec = SegmentCodec::new(layout, DataKey::generate(), VersionId::generate(), 7);
+    let encoded = codec.encode(0, &body(9)).unwrap();
+    let all: Vec<Option<Bytes>> = encoded.shards.iter().cloned().map(Some).collect();
+    let mut missing = all.clone();
+    missing[0] = None;
+    let (mut whole, mut degraded) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (shards, times) in [(&all, &mut whole), (&missing, &mut degraded)] {
+            let t = Instant::now();
+            let d = codec.decode(0, shards).unwrap();
+            times.push(t.elapsed());
+            assert_eq!(d.plaintext.len(), OBJECT);
+        }
+    }
+    [p50_p99(&whole, 0), p50_p99(&degraded, 0)]
+}
+
+#[tokio::main]
+async fn main() {
+    let ops = env_u64("OUTLAST_BENCH_OPS", 500);
+    let bases: Vec<u64> = std::env::var("OUTLAST_BENCH_BASE_MS")
+        .unwrap_or_else(|_| "2,20".into())
+        .split(',')
+        .map(|v| v.trim().parse().expect("OUTLAST_BENCH_BASE_MS: milliseconds, comma separated"))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+
+    let [(w50, w99), (d50, d99)] = decode_cost(200);
+    println!(
+        "codec decode of one 1 MiB segment (4-of-6): data shards only p50 {w50:.2?} p99 {w99:.2?} | one data shard missing p50 {d50:.2?} p99 {d99:.2?}"
+    );
+    // The repair and evacuation passes reuse the first pass's healthy store and its objects.
+    let mut kept = None;
+    for (pass, &base_ms) in bases.iter().enumerate() {
+        let (root, store) = latency_pass(&tmp.path().join(format!("base-{base_ms}")), &key, &names, ops, base_ms).await;
+        if pass == 0 {
+            kept = Some((root, store));
+        }
+    }
+    let (root, store) = kept.expect("at least one base latency");
 
     // 2. Repair of a wiped provider.
     let held = dir_bytes(&root.join("p2"));
@@ -216,14 +267,7 @@ async fn main() {
     let t = Instant::now();
     copy_synced(&root.join(format!("p{N}")), &synced_dst);
     let synced_secs = t.elapsed().as_secs_f64();
-    println!(
-        "evacuation of live p1 ({held} bytes on disk): {} blobs copied, egress {:.3}x, {} verified, {:.2} s = {:.0} MiB/s",
-        r.blobs_copied,
-        r.egress_ratio.unwrap_or(0.0),
-        r.verified,
-        secs,
-        r.bytes_copied as f64 / secs / 1048576.0,
-    );
+    report_evacuation(&format!("live p1 ({held} bytes on disk)"), &r, secs);
     for (what, base) in [("cp -r", cp_secs), ("copy + fsync per file", synced_secs)] {
         println!(
             "  {what} of the same blobs {base:.2} s = {:.0} MiB/s; evacuate/{what} speed {:.2}x",
@@ -231,6 +275,33 @@ async fn main() {
             base / secs
         );
     }
+    drop(store);
+
+    // 4. The same across a network: every provider 20 ms away, where an evacuation is bound
+    // by round trips (a shard copy and n manifest copies per object), not by the local disk.
+    let store = Store::open_with_key(config(&root, &key, N + 2, None), key.clone()).unwrap();
+    for i in 0..N + 2 {
+        store
+            .provider_named(&format!("p{i}"))
+            .unwrap()
+            .set_faults(Faults { latency: Duration::from_millis(20), ..Default::default() });
+    }
+    let t = Instant::now();
+    let r = store.evacuate("p2", &format!("p{}", N + 1), &NoProgress).await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    report_evacuation("live p2 with every provider 20 ms away", &r, secs);
+}
+
+fn report_evacuation(what: &str, r: &EvacuateReport, secs: f64) {
+    println!(
+        "evacuation of {what}: {} blobs copied, egress {:.3}x, {} verified, {:.2} s = {:.0} MiB/s, {:.0} objects/s",
+        r.blobs_copied,
+        r.egress_ratio.unwrap_or(0.0),
+        r.verified,
+        secs,
+        r.bytes_copied as f64 / secs / 1048576.0,
+        r.objects_moved as f64 / secs
+    );
 }
 
 /// Copies `src` to `dst` file by file, each fsynced before the next.
