@@ -119,6 +119,40 @@ async fn a_holder_that_missed_the_rewritten_manifest_gets_it_from_the_next_repai
     }
 }
 
+#[tokio::test]
+async fn a_holder_that_hangs_costs_the_grace_not_the_evacuation() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    let objects = {
+        let store = f.store_with(&[4]);
+        fill(&store).await
+    };
+    let store = f.store();
+    // p2 holds a shard of every object and never answers while p1's shards move to p4: each
+    // move waits for the quorum of manifest copies and a short grace, not for p2.
+    store.provider_named("p2").unwrap().set_faults(Faults { hang: true, ..Default::default() });
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), store.evacuate("p1", "p4", &NoProgress))
+        .await
+        .expect("the evacuation waited for the hanging holder")
+        .unwrap();
+    assert_eq!((r.objects_moved, r.remaining), (3, 0), "{r:?}");
+    assert_eq!(r.errors.iter().filter(|e| e.contains("`p2` did not take the new manifest in time")).count(), 3, "{r:?}");
+    for (name, _) in &objects {
+        let rows = store.index().blobs_on("p2").unwrap();
+        assert!(
+            !rows.iter().any(|b| b.blob == manifest_blob(&store, name)),
+            "{name}: p2's copy is recorded though never written"
+        );
+    }
+    store.provider_named("p2").unwrap().set_faults(Faults::default());
+    let rep = store.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((rep.manifests_written, rep.remaining), (3, 0), "{rep:?}");
+    let scrub = store.scrub(&outlast_engine::ScrubOptions::default(), &NoProgress).await.unwrap();
+    assert!(!scrub.found_damage(), "{scrub:?}");
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d);
+    }
+}
+
 /// The manifest blob's name of `name`'s current version, from the index.
 fn manifest_blob(store: &Store, name: &str) -> String {
     let vid = store.index().get(name).unwrap().unwrap().stamp.vid;
