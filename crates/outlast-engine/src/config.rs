@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use outlast_provider::ProviderSpec;
-use outlast_provider::SCHEMES;
+use outlast_provider::{Patience, SCHEMES};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -28,6 +29,9 @@ pub struct Config {
     pub key_fingerprint: Option<String>,
     /// Erasure-coding parameters.
     pub coding: Coding,
+    /// How long to wait for one provider operation.
+    #[serde(default, skip_serializing_if = "Timeouts::is_default")]
+    pub timeouts: Timeouts,
     /// The providers, at least `n` of them.
     #[serde(default)]
     pub providers: Vec<ProviderSpec>,
@@ -78,6 +82,38 @@ impl Coding {
             Some(spp) => l.with_segments_per_part(spp),
             None => l,
         })
+    }
+}
+
+/// How long to wait for one provider operation. Reads that race and writes that wait for a
+/// quorum give up on a straggler much sooner; these bound what waits on one provider alone
+/// (repair, evacuation, scrub), which would otherwise sit out the transport's own timeouts and
+/// retries, minutes per operation, on a provider that takes connections and never answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Seconds any operation may take, retries included, before it counts as failed
+    /// (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_secs: Option<f64>,
+    /// Slowest transfer still counted as working, in KiB/s (default 256): an operation gets
+    /// its bytes' worth of time at this rate on top of `operation_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rate_kib: Option<u64>,
+}
+
+impl Timeouts {
+    fn is_default(&self) -> bool {
+        *self == Timeouts::default()
+    }
+
+    /// What the providers are built with.
+    pub fn patience(&self) -> Patience {
+        let default = Patience::default();
+        Patience {
+            floor: self.operation_secs.map_or(default.floor, Duration::from_secs_f64),
+            min_rate: self.min_rate_kib.map_or(default.min_rate, |k| k * 1024),
+        }
     }
 }
 
@@ -158,6 +194,14 @@ impl Config {
         let seg = self.coding.segment_size();
         if !(64 * 1024..=64 * 1024 * 1024).contains(&seg) {
             return Err(self.invalid("coding.segment_size", format!("{seg} bytes is outside 64 KiB ..= 64 MiB")));
+        }
+        if let Some(secs) = self.timeouts.operation_secs {
+            if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+                return Err(self.invalid("timeouts.operation_secs", format!("{secs} must be more than 0 and at most a day")));
+            }
+        }
+        if self.timeouts.min_rate_kib == Some(0) {
+            return Err(self.invalid("timeouts.min_rate_kib", "must be at least 1"));
         }
         let mut names = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
@@ -266,5 +310,20 @@ mod tests {
         assert_eq!(field_of(cfg(&format!("[coding]\nk = 2\nn = 3\n{noroot}"))), "providers[0].options");
         assert!(field_of(cfg("[coding]\nk = 2\nn = ")).starts_with("(syntax"));
         assert!(field_of(cfg("[coding]\nk = 2\nn = 3\nbogus = 1\n")).starts_with("(syntax"));
+        for (bad, field) in [("operation_secs = 0", "timeouts.operation_secs"), ("min_rate_kib = 0", "timeouts.min_rate_kib")] {
+            assert_eq!(field_of(cfg(&format!("[coding]\nk = 2\nn = 3\n[timeouts]\n{bad}\n{three}"))), field);
+        }
+    }
+
+    #[test]
+    fn timeouts_default_and_override() {
+        let three = format!("{}{}{}", fs("a", "x"), fs("b", "y"), fs("c", "z"));
+        let c = cfg(&format!("[coding]\nk = 2\nn = 3\n{three}")).unwrap();
+        assert_eq!(c.timeouts.patience(), Patience::default());
+        let c = cfg(&format!("[coding]\nk = 2\nn = 3\n[timeouts]\noperation_secs = 2.5\nmin_rate_kib = 64\n{three}")).unwrap();
+        let p = c.timeouts.patience();
+        assert_eq!((p.floor, p.min_rate), (Duration::from_millis(2500), 64 * 1024));
+        // A 1 MiB transfer gets 16 s at 64 KiB/s on top of the floor.
+        assert_eq!(p.limit(1 << 20), Duration::from_millis(18_500));
     }
 }

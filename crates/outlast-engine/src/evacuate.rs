@@ -216,7 +216,7 @@ impl Store {
                 // the others, waiting for its timeouts on every blob costs far more.
                 let copy = match self.provider(from) {
                     Some(p) if recorded.contains(&(from.to_string(), blob.clone())) && breaker.allows(from) => {
-                        match p.read(&blob).await {
+                        match p.read_expecting(&blob, len).await {
                             Ok(bytes) => {
                                 breaker.record(from, true);
                                 report.bytes_read_from_source += bytes.len() as u64;
@@ -388,7 +388,7 @@ impl Store {
         let p = self.provider(to).expect("checked by the caller");
         for part in 0..layout.part_count() {
             let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
-            let good = match p.read(&blob).await {
+            let good = match p.read_expecting(&blob, layout.part_blob_len(part)).await {
                 Ok(bytes) => part_is_intact(om, &layout, i, part, &bytes, self.keys.check_seed),
                 Err(e) if e.is_not_found() => false,
                 Err(e) => {

@@ -258,7 +258,9 @@ impl Store {
                 return Err(EngineError::WrongKey { path: config.key_path(), found, expected: expected.clone() });
             }
         }
-        let providers: Vec<Provider> = config.providers.iter().map(Provider::build_or_unavailable).collect();
+        let patience = config.timeouts.patience();
+        let providers: Vec<Provider> =
+            config.providers.iter().map(|s| Provider::build_or_unavailable(s).with_patience(patience)).collect();
         for p in &providers {
             if let Some(e) = p.build_error() {
                 tracing::error!(provider = p.name(), "provider unavailable: {e}");

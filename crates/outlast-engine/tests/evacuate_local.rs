@@ -153,6 +153,30 @@ async fn a_holder_that_hangs_costs_the_grace_not_the_evacuation() {
     }
 }
 
+#[tokio::test]
+async fn a_source_that_hangs_is_given_up_on_and_its_shards_are_rebuilt() {
+    let f = Fixture::new(2, 4).with_spare(1).with_operation_timeout(0.3);
+    let objects = {
+        let store = f.store_with(&[4]);
+        fill(&store).await
+    };
+    let store = f.store();
+    // p1 takes requests and never answers: each read of it fails after the operation timeout,
+    // three such failures stop the run asking it, and the rest is rebuilt from the others.
+    store.provider_named("p1").unwrap().set_faults(Faults { hang: true, ..Default::default() });
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), store.evacuate("p1", "p4", &NoProgress))
+        .await
+        .expect("the evacuation waited for the hanging source")
+        .unwrap();
+    assert_eq!((r.objects_moved, r.remaining, r.blobs_copied), (3, 0, 0), "{r:?}");
+    assert!(r.blobs_rebuilt > 0 && r.verified == r.blobs_rebuilt, "{r:?}");
+    assert!(r.errors.iter().any(|e| e.contains("rebuilding from the others")), "{r:?}");
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d);
+        assert!(store.stat(name).unwrap().placement.contains(&"p4".to_string()));
+    }
+}
+
 /// The manifest blob's name of `name`'s current version, from the index.
 fn manifest_blob(store: &Store, name: &str) -> String {
     let vid = store.index().get(name).unwrap().unwrap().stamp.vid;

@@ -29,6 +29,53 @@ pub struct Provider {
     op: Result<Operator, String>,
     health: SharedHealth,
     faults: SharedFaults,
+    patience: Patience,
+}
+
+/// How long one operation on a provider may take, retries included, before it counts as a
+/// transient failure: `floor`, plus the bytes it moves at `min_rate`. Hedged reads and quorum
+/// writes stop waiting long before that; this bounds what waits on one provider alone
+/// (repair, evacuation, scrub), which would otherwise sit out the transport's timeouts and
+/// retries (minutes) for a provider that takes connections and never answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Patience {
+    /// Time allowed for any operation, however small.
+    pub floor: Duration,
+    /// Slowest transfer rate still counted as working, in bytes per second.
+    pub min_rate: u64,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience { floor: Duration::from_secs(30), min_rate: 256 * 1024 }
+    }
+}
+
+impl Patience {
+    /// The time allowed for an operation that moves `bytes`.
+    pub fn limit(&self, bytes: u64) -> Duration {
+        self.floor + Duration::from_secs_f64(bytes as f64 / self.min_rate.max(1) as f64)
+    }
+
+    /// Runs `fut`, or fails it as transient once the time allowed for `bytes` has passed.
+    async fn bound<T>(
+        self,
+        provider: &str,
+        op: &'static str,
+        path: &str,
+        bytes: u64,
+        fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let limit = self.limit(bytes);
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                let e =
+                    opendal::Error::new(opendal::ErrorKind::Unexpected, format!("no answer within {limit:?}")).set_temporary();
+                Err(err(provider, path, op, e))
+            }
+        }
+    }
 }
 
 /// A blob seen while listing.
@@ -50,6 +97,9 @@ pub struct BlobWriter {
     sink: Sink,
     health: SharedHealth,
     faults: SharedFaults,
+    patience: Patience,
+    /// Bytes taken so far (a buffered sink sends them all at close).
+    taken: u64,
 }
 
 enum Sink {
@@ -102,6 +152,7 @@ impl Provider {
             op: Ok(op),
             health: SharedHealth::default(),
             faults: Arc::new(Mutex::new(faults)),
+            patience: Patience::default(),
         })
     }
 
@@ -115,7 +166,14 @@ impl Provider {
             op: Err(e.to_string()),
             health: SharedHealth::default(),
             faults: SharedFaults::default(),
+            patience: Patience::default(),
         })
+    }
+
+    /// The same provider with `patience` bounding each operation.
+    pub fn with_patience(mut self, patience: Patience) -> Self {
+        self.patience = patience;
+        self
     }
 
     /// Why the provider could not be built, if it could not.
@@ -206,43 +264,56 @@ impl Provider {
 
     /// Writes a whole blob at once (manifests).
     pub async fn write(&self, path: &str, bytes: Bytes) -> Result<(), ProviderError> {
-        let r = match self.ready("write", path).await {
-            Ok(op) => op.write(path, bytes).await.map(|_| ()).map_err(|e| self.err("write", path, e)),
-            Err(e) => Err(e),
-        };
+        let len = bytes.len() as u64;
+        let r = self
+            .patience
+            .bound(&self.name, "write", path, len, async {
+                let op = self.ready("write", path).await?;
+                op.write(path, bytes).await.map(|_| ()).map_err(|e| self.err("write", path, e))
+            })
+            .await;
         self.record(None, r)
     }
 
     /// Starts a streamed blob write (shards).
     pub async fn writer(&self, path: &str) -> Result<BlobWriter, ProviderError> {
-        let op = match self.ready("write", path).await {
-            Ok(op) => op,
-            Err(e) => return self.record(None, Err(e)),
-        };
-        let (health, faults) = (self.health.clone(), self.faults.clone());
-        let cap = op.info().capability();
-        let sink = if cap.write_can_multi {
-            // Providers with a minimum part size (S3's 5 MiB) get writes gathered into chunks;
-            // the others (files, SFTP) take each shard as it comes, with no extra copy.
-            let w = match cap.write_multi_min_size {
-                Some(min) => op.writer_with(path).chunk(WRITE_CHUNK.max(min)).await,
-                None => op.writer_with(path).await,
-            };
-            let w = w.map_err(|e| self.err("write", path, e));
-            Sink::Stream(self.record(None, w)?)
-        } else {
-            Sink::Buffer { op: op.clone(), chunks: Vec::new() }
-        };
-        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink, health, faults })
+        let sink = self
+            .patience
+            .bound(&self.name, "write", path, 0, async {
+                let op = self.ready("write", path).await?;
+                let cap = op.info().capability();
+                if !cap.write_can_multi {
+                    return Ok(Sink::Buffer { op: op.clone(), chunks: Vec::new() });
+                }
+                // Providers with a minimum part size (S3's 5 MiB) get writes gathered into
+                // chunks; the others (files, SFTP) take each shard as it comes, with no copy.
+                let w = match cap.write_multi_min_size {
+                    Some(min) => op.writer_with(path).chunk(WRITE_CHUNK.max(min)).await,
+                    None => op.writer_with(path).await,
+                };
+                w.map(Sink::Stream).map_err(|e| self.err("write", path, e))
+            })
+            .await;
+        let sink = self.record(None, sink)?;
+        let (health, faults, patience) = (self.health.clone(), self.faults.clone(), self.patience);
+        Ok(BlobWriter { provider: self.name.clone(), path: path.to_string(), sink, health, faults, patience, taken: 0 })
     }
 
     /// Reads a whole blob.
     pub async fn read(&self, path: &str) -> Result<Bytes, ProviderError> {
+        self.read_expecting(path, 0).await
+    }
+
+    /// Reads a whole blob of about `size` bytes (the time allowed grows with it).
+    pub async fn read_expecting(&self, path: &str, size: u64) -> Result<Bytes, ProviderError> {
         let started = Instant::now();
-        let r = match self.ready("read", path).await {
-            Ok(op) => op.read(path).await.map(|b| self.faults().mangle(b.to_bytes())).map_err(|e| self.err("read", path, e)),
-            Err(e) => Err(e),
-        };
+        let r = self
+            .patience
+            .bound(&self.name, "read", path, size, async {
+                let op = self.ready("read", path).await?;
+                op.read(path).await.map(|b| self.faults().mangle(b.to_bytes())).map_err(|e| self.err("read", path, e))
+            })
+            .await;
         self.record(Some(started), r)
     }
 
@@ -250,49 +321,49 @@ impl Provider {
     /// provider's truncated body is caught by the caller's checks).
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, ProviderError> {
         let started = Instant::now();
-        let r = match self.ready("read", path).await {
-            Ok(op) => op
-                .read_with(path)
-                .range(range)
-                .await
-                .map(|b| self.faults().mangle(b.to_bytes()))
-                .map_err(|e| self.err("read", path, e)),
-            Err(e) => Err(e),
-        };
+        let r = self
+            .patience
+            .bound(&self.name, "read", path, range.end.saturating_sub(range.start), async {
+                let op = self.ready("read", path).await?;
+                op.read_with(path)
+                    .range(range)
+                    .await
+                    .map(|b| self.faults().mangle(b.to_bytes()))
+                    .map_err(|e| self.err("read", path, e))
+            })
+            .await;
         self.record(Some(started), r)
     }
 
     /// Deletes a blob; deleting a missing blob succeeds.
     pub async fn delete(&self, path: &str) -> Result<(), ProviderError> {
-        let r = match self.ready("delete", path).await {
-            Ok(op) => op.delete(path).await.map_err(|e| self.err("delete", path, e)),
-            Err(e) => Err(e),
-        };
+        let r = self
+            .patience
+            .bound(&self.name, "delete", path, 0, async {
+                let op = self.ready("delete", path).await?;
+                op.delete(path).await.map_err(|e| self.err("delete", path, e))
+            })
+            .await;
         self.record(None, r)
     }
 
     /// Size of a blob, or a not-found error.
     pub async fn stat(&self, path: &str) -> Result<BlobEntry, ProviderError> {
         let started = Instant::now();
-        let r = match self.ready("stat", path).await {
-            Ok(op) => op.stat(path).await.map_err(|e| self.err("stat", path, e)),
-            Err(e) => Err(e),
-        };
+        let r = self
+            .patience
+            .bound(&self.name, "stat", path, 0, async {
+                let op = self.ready("stat", path).await?;
+                op.stat(path).await.map_err(|e| self.err("stat", path, e))
+            })
+            .await;
         let m = self.record(Some(started), r)?;
         Ok(BlobEntry { name: path.to_string(), size: m.content_length(), modified: m.last_modified().map(Into::into) })
     }
 
     /// Lists the blobs under `prefix` (e.g. `s/`), recursively. A missing prefix lists empty.
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, ProviderError> {
-        let op = match self.ready("list", prefix).await {
-            Ok(op) => op,
-            Err(e) => return self.record(None, Err(e)),
-        };
-        let r = op.list_with(prefix).recursive(true).await;
-        let r = match r {
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Vec::new()),
-            r => r.map_err(|e| self.err("list", prefix, e)),
-        };
+        let r = self.list_entries(prefix).await;
         let entries = self.record(None, r)?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
@@ -312,19 +383,54 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Every entry under `prefix`. A listing takes as long as the provider holds blobs, so
+    /// the time allowed bounds each step (a page, on most providers), not the whole.
+    async fn list_entries(&self, prefix: &str) -> Result<Vec<opendal::Entry>, ProviderError> {
+        use futures::TryStreamExt;
+        let lister = self
+            .patience
+            .bound(&self.name, "list", prefix, 0, async {
+                let op = self.ready("list", prefix).await?;
+                op.lister_with(prefix).recursive(true).await.map_err(|e| self.err("list", prefix, e))
+            })
+            .await;
+        let mut lister = match lister {
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            r => r?,
+        };
+        let mut entries = Vec::new();
+        loop {
+            let next = async { lister.try_next().await.map_err(|e| self.err("list", prefix, e)) };
+            match self.patience.bound(&self.name, "list", prefix, 0, next).await {
+                Ok(Some(e)) => entries.push(e),
+                Ok(None) => return Ok(entries),
+                Err(e) if e.is_not_found() && entries.is_empty() => return Ok(entries),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 impl BlobWriter {
     /// Appends bytes to the blob.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), ProviderError> {
         match &mut self.sink {
             Sink::Stream(w) => {
                 let faults = self.faults.lock().expect("faults lock").clone();
-                let r = match faults.before(&self.provider, "write", &self.path).await {
-                    Ok(()) => w.write(bytes).await.map_err(|e| err(&self.provider, &self.path, "write", e)),
-                    Err(e) => Err(e),
-                };
-                record(&self.provider, &self.health, None, r)
+                let (provider, path, len) = (&self.provider, &self.path, bytes.len() as u64);
+                let r = self
+                    .patience
+                    .bound(provider, "write", path, len, async {
+                        faults.before(provider, "write", path).await?;
+                        w.write(bytes).await.map_err(|e| err(provider, path, "write", e))
+                    })
+                    .await;
+                self.taken += len;
+                record(provider, &self.health, None, r)
             }
             Sink::Buffer { chunks, .. } => {
+                self.taken += bytes.len() as u64;
                 chunks.push(bytes);
                 Ok(())
             }
@@ -334,18 +440,33 @@ impl BlobWriter {
     /// Finishes the blob; only now is it durable.
     pub async fn close(self) -> Result<(), ProviderError> {
         let faults = self.faults.lock().expect("faults lock").clone();
-        if let Err(e) = faults.before(&self.provider, "close", &self.path).await {
-            if let Sink::Stream(mut w) = self.sink {
-                let _ = w.abort().await;
-            }
-            return record(&self.provider, &self.health, None, Err(e));
+        let (provider, path) = (&self.provider, &self.path);
+        // A streamed blob may still hold a chunk to send; a buffered one sends everything now.
+        let r = self
+            .patience
+            .bound(provider, "close", path, self.taken.min(WRITE_CHUNK as u64).max(self.buffered()), async {
+                if let Err(e) = faults.before(provider, "close", path).await {
+                    if let Sink::Stream(mut w) = self.sink {
+                        let _ = w.abort().await;
+                    }
+                    return Err(e);
+                }
+                let result = match self.sink {
+                    Sink::Stream(mut w) => w.close().await.map(|_| ()),
+                    Sink::Buffer { op, chunks } => op.write(path, opendal::Buffer::from(chunks)).await.map(|_| ()),
+                };
+                result.map_err(|e| err(provider, path, "close", e))
+            })
+            .await;
+        record(provider, &self.health, None, r)
+    }
+
+    /// Bytes held here until the close sends them.
+    fn buffered(&self) -> u64 {
+        match &self.sink {
+            Sink::Stream(_) => 0,
+            Sink::Buffer { .. } => self.taken,
         }
-        let result = match self.sink {
-            Sink::Stream(mut w) => w.close().await.map(|_| ()),
-            Sink::Buffer { op, chunks } => op.write(&self.path, opendal::Buffer::from(chunks)).await.map(|_| ()),
-        };
-        let r = result.map_err(|e| err(&self.provider, &self.path, "close", e));
-        record(&self.provider, &self.health, None, r)
     }
 
     /// Gives up on the blob, removing staged parts where the provider supports it.

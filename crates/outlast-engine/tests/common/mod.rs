@@ -17,18 +17,26 @@ pub struct Fixture {
     pub n: u16,
     /// Providers configured beyond `n` (p{n}, p{n+1}, ...).
     pub spare: u16,
+    /// `timeouts.operation_secs`, when not the default.
+    pub operation_secs: Option<f64>,
 }
 
 impl Fixture {
     pub fn new(k: u16, n: u16) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0 }
+        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0, operation_secs: None }
     }
 
     /// The same store with `spare` more providers configured.
     pub fn with_spare(mut self, spare: u16) -> Self {
         self.spare = spare;
+        self
+    }
+
+    /// The same store with each provider operation bounded to `secs`.
+    pub fn with_operation_timeout(mut self, secs: f64) -> Self {
+        self.operation_secs = Some(secs);
         self
     }
 
@@ -45,6 +53,9 @@ impl Fixture {
             self.k,
             self.n
         );
+        if let Some(secs) = self.operation_secs {
+            t.push_str(&format!("[timeouts]\noperation_secs = {secs}\n"));
+        }
         for i in 0..self.n + self.spare {
             let root = if broken.contains(&i) { self.root.join("a-file/p") } else { self.provider_dir(i) };
             t.push_str(&format!(
