@@ -1,4 +1,4 @@
-//! A per-run circuit breaker for maintenance work (repair, evacuation, tombstone copies): a
+//! A per-run circuit breaker for maintenance work (repair, evacuation, tombstone copies, scrub): a
 //! provider that fails several operations in a row is not asked again until the next run, so
 //! a dead or hanging provider costs its timeouts a few times per run rather than once per blob.
 //! It is deliberately not the persisted health state: a provider that was terminated last week

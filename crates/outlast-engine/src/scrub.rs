@@ -9,9 +9,11 @@ use std::collections::{BTreeMap, HashSet};
 use bytes::Bytes;
 use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
+use outlast_provider::{Provider, ProviderError};
 use rand::seq::index::sample;
 use serde::Serialize;
 
+use crate::breaker::Breaker;
 use crate::index::IndexEntry;
 use crate::{EngineError, Progress, Store};
 
@@ -151,7 +153,9 @@ impl Store {
         }
         let chosen_manifests: Vec<(usize, usize)> = manifest_units.into_iter().flat_map(|all| pick(all, opts.sample)).collect();
         progress.set_total((chosen.len() + chosen_manifests.len()) as u64);
-        self.check_manifests(chosen_manifests, &objects, &mut report, progress).await?;
+        // A provider that hangs costs a few timeouts, not one per blob it holds.
+        let breaker = &Breaker::default();
+        self.check_manifests(chosen_manifests, &objects, &mut report, breaker, progress).await?;
 
         // Read and check; every check is one ranged read of one segment's shard.
         let objects = &objects;
@@ -163,13 +167,14 @@ impl Store {
                 let off = layout.shard_offset(u.segment);
                 let len = layout.shard_len(u.segment);
                 let p = &self.providers[u.provider];
-                let r = p.read_range(&blob, off..off + len as u64).await;
+                let r = guarded(breaker, p, p.read_range(&blob, off..off + len as u64)).await;
                 progress.advance(1);
                 let check = &om.segment_checks(u.segment)[u.shard];
                 let outcome = match r {
                     Ok(body) => Ok(body.len() == len && check.verifies(self.keys.check_seed, &body)),
-                    Err(e) if e.is_not_found() => Ok(false),
-                    Err(e) => Err(e.to_string()),
+                    Err(Some(e)) if e.is_not_found() => Ok(false),
+                    Err(Some(e)) => Err(e.to_string()),
+                    Err(None) => Err(Breaker::skipped(p.name())),
                 };
                 (u, len as u64, outcome)
             })
@@ -227,13 +232,15 @@ impl Store {
         chosen: Vec<(usize, usize)>,
         objects: &[(IndexEntry, ObjectManifest, u32)],
         report: &mut ScrubReport,
+        breaker: &Breaker,
         progress: &dyn Progress,
     ) -> Result<(), EngineError> {
-        type Read = ((usize, usize), String, Result<Bytes, outlast_provider::ProviderError>);
+        type Read = ((usize, usize), String, Result<Bytes, Option<ProviderError>>);
         let results: Vec<Read> = futures::stream::iter(chosen)
             .map(|(provider, object)| async move {
                 let blob = names::manifest_blob(&self.keys, &objects[object].0.stamp.vid);
-                let r = self.providers[provider].read(&blob).await;
+                let p = &self.providers[provider];
+                let r = guarded(breaker, p, p.read(&blob)).await;
                 progress.advance(1);
                 ((provider, object), blob, r)
             })
@@ -254,14 +261,18 @@ impl Store {
             }
             let bytes = match r {
                 Ok(b) => b,
-                Err(e) if e.is_not_found() => {
+                Err(Some(e)) if e.is_not_found() => {
                     if self.index.forget_blob(&out.name, &blob)? {
                         out.missing += 1;
                     }
                     continue;
                 }
-                Err(e) => {
+                Err(Some(e)) => {
                     out.error.get_or_insert(e.to_string());
+                    continue;
+                }
+                Err(None) => {
+                    out.error.get_or_insert(Breaker::skipped(&out.name));
                     continue;
                 }
             };
@@ -294,6 +305,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Runs one read of a scrub unless `breaker` gave up on `p` (then `Err(None)`), and tells the
+/// breaker how it went: "not found" is an answer, not a failure.
+async fn guarded<T>(
+    breaker: &Breaker,
+    p: &Provider,
+    read: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, Option<ProviderError>> {
+    if !breaker.allows(p.name()) {
+        return Err(None);
+    }
+    let r = read.await;
+    breaker.record(p.name(), r.as_ref().is_ok() || r.as_ref().is_err_and(ProviderError::is_not_found));
+    r.map_err(Some)
 }
 
 impl Store {

@@ -119,3 +119,34 @@ async fn scrub_catches_a_rolled_back_or_swapped_manifest_and_repair_rewrites_it(
         assert_eq!(std::fs::read(f.provider_dir(p).join(&x)).unwrap(), current, "p{p}");
     }
 }
+
+#[tokio::test]
+async fn a_provider_that_hangs_is_reported_and_costs_a_few_timeouts() {
+    let f = Fixture::new(2, 4).with_operation_timeout(0.3);
+    let store = f.store();
+    for i in 0..8u8 {
+        put(&store, &format!("o{i}"), &data(4 * SEG as usize, i)).await.unwrap();
+    }
+    // p3 takes requests and never answers: its listing and reads fail after the operation
+    // timeout, and after three failed reads the scrub stops asking it.
+    let hanging = store.provider_named("p3").unwrap();
+    hanging.set_faults(outlast_provider::Faults { hang: true, ..Default::default() });
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), store.scrub(&ScrubOptions::default(), &NoProgress))
+        .await
+        .expect("scrub waited for the hanging provider")
+        .unwrap();
+    assert!(r.found_damage(), "{r:?}");
+    let p3 = r.providers.iter().find(|p| p.name == "p3").unwrap();
+    assert!(p3.error.as_deref().is_some_and(|e| e.contains("no answer within")), "{p3:?}");
+    assert_eq!((p3.shards_checked, p3.missing, p3.corrupt), (0, 0, 0), "{p3:?}");
+    // Reads already in flight when it failed the third time fail too; the rest are not sent.
+    assert!(p3.shards > 0 && hanging.health().transient < p3.shards, "{p3:?} {:?}", hanging.health());
+    for p in r.providers.iter().filter(|p| p.name != "p3") {
+        assert!(p.error.is_none() && p.shards_checked == p.shards && p.shards > 0, "{p:?}");
+    }
+    // Nothing was dropped from the index for it: a provider that does not answer says
+    // nothing about what it holds.
+    hanging.set_faults(outlast_provider::Faults::default());
+    let r = scrub(&store, None).await;
+    assert!(!r.found_damage(), "{r:?}");
+}
