@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use futures::StreamExt;
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
-use outlast_provider::Provider;
 use serde::Serialize;
 
 use crate::breaker::Breaker;
@@ -278,35 +277,24 @@ impl Store {
         let manifest_blob = names::manifest_blob(&self.keys, &vid);
         let sealed = Bytes::from(Manifest::seal(&manifest, &self.keys, &manifest_blob));
         // All holders at once: each write is a small durable file, bound by its provider's
-        // round trip (and on local disks by an fsync), not by bandwidth. As for a put, a holder
-        // that hangs is waited for only a short grace after the quorum: its copy is then debt.
-        let holders: Vec<&Provider> = holders.iter().filter_map(|h| self.provider(h)).collect();
-        let slow = self.slow_providers();
-        let impatient: Vec<usize> = (0..holders.len()).filter(|&j| slow.iter().any(|s| s == holders[j].name())).collect();
-        let writes = holders.iter().map(|p| p.write(&manifest_blob, sealed.clone())).enumerate().collect();
-        let quorum = self.config.coding.write_quorum();
-        let out = crate::quorum::gather(writes, quorum, &impatient).await;
+        // round trip (and on local disks by an fsync), not by bandwidth. Unlike a put, nobody
+        // waits on this: a holder that is slow to answer (an SFTP server's first handshake
+        // takes seconds) is waited for, and one that hangs costs its operation deadline.
+        let writes = holders.iter().filter_map(|h| self.provider(h)).map(|p| {
+            let (blob, sealed) = (&manifest_blob, sealed.clone());
+            async move { (p.name(), p.write(blob, sealed).await) }
+        });
         let mut written = 0;
-        for (j, r) in out.answered {
+        for (h, r) in futures::future::join_all(writes).await {
             match r {
                 Ok(()) => {
                     written += 1;
-                    added.push(BlobRef {
-                        provider: holders[j].name().into(),
-                        blob: manifest_blob.clone(),
-                        size: sealed.len() as u64,
-                    });
+                    added.push(BlobRef { provider: h.to_string(), blob: manifest_blob.clone(), size: sealed.len() as u64 });
                 }
                 Err(e) => report.errors.push(format!("{}: {e}", m.entry.name)),
             }
         }
-        for j in out.abandoned {
-            report.errors.push(format!(
-                "{}: `{}` did not take the new manifest in time; repair writes it later",
-                m.entry.name,
-                holders[j].name()
-            ));
-        }
+        let quorum = self.config.coding.write_quorum();
         let switched = written >= quorum
             && self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &manifest_blob, &added)?;
         if !switched {
