@@ -140,6 +140,17 @@ impl VersionWriter<'_> {
         self.stamp.vid
     }
 
+    /// Tells each provider's health how long its part of a write step took, or had been
+    /// waited for when given up on: the slow rule sees providers that are slow to write.
+    fn note_times<T, E>(&self, out: &crate::quorum::Outcome<T, E>) {
+        for &(i, took) in &out.took {
+            self.placement[i].note_write_took(took, false);
+        }
+        for &i in &out.abandoned {
+            self.placement[i].note_write_took(out.waited, true);
+        }
+    }
+
     /// Registers part `part`'s blobs as pending, then opens a writer for every shard still alive.
     async fn open_part(&mut self, part: u32, alive: &[bool]) -> Result<PartWriters, EngineError> {
         let keys = &self.store.keys;
@@ -151,6 +162,7 @@ impl VersionWriter<'_> {
         self.store.index.add_pending_blobs(&self.vid(), &refs)?;
         let opening: Vec<_> = (0..alive.len()).filter(|i| alive[*i]).map(|i| (i, self.placement[i].writer(&names[i]))).collect();
         let out = crate::quorum::gather(opening, self.quorum(), &self.slow).await;
+        self.note_times(&out);
         let mut writers: PartWriters = (0..alive.len()).map(|_| None).collect();
         for (i, r) in out.answered {
             match r {
@@ -190,6 +202,7 @@ impl VersionWriter<'_> {
         let closing = std::mem::take(&mut self.closing);
         let aborts: Vec<(usize, tokio::task::AbortHandle)> = closing.iter().map(|(i, h)| (*i, h.abort_handle())).collect();
         let out = crate::quorum::gather(closing, self.quorum(), &self.slow).await;
+        self.note_times(&out);
         for (i, r) in out.answered {
             match r {
                 Ok(Ok(())) => {}
@@ -236,6 +249,7 @@ impl VersionWriter<'_> {
             })
             .collect();
         let out = crate::quorum::gather(writes, self.quorum(), &self.slow).await;
+        self.note_times(&out);
         for (i, r) in out.answered {
             match r {
                 Ok(w) => writers[i] = Some(w),
@@ -363,6 +377,7 @@ impl VersionWriter<'_> {
             &self.slow,
         )
         .await;
+        self.note_times(&out);
         let mut answers: Vec<(usize, Result<(), String>)> =
             out.answered.into_iter().map(|(i, r)| (i, r.map_err(|e| e.to_string()))).collect();
         self.abandoned.extend(&out.abandoned);

@@ -18,6 +18,10 @@ pub(crate) struct Outcome<T, E> {
     pub answered: Vec<(usize, Result<T, E>)>,
     /// Writes given up on after the grace (their futures are dropped, cancelling them).
     pub abandoned: Vec<usize>,
+    /// How long each write that succeeded took to answer.
+    pub took: Vec<(usize, Duration)>,
+    /// How long the abandoned writes had been waited for.
+    pub waited: Duration,
 }
 
 /// Runs `writes` (index, future) concurrently until all answer, or until `quorum` succeeded and
@@ -31,6 +35,7 @@ where
     let mut pending: Vec<usize> = writes.iter().map(|(i, _)| *i).collect();
     let mut inflight: FuturesUnordered<_> = writes.into_iter().map(|(i, f)| async move { (i, f.await) }).collect();
     let mut answered = Vec::new();
+    let mut took = Vec::new();
     let mut ok = 0;
     let mut deadline: Option<Instant> = None;
     loop {
@@ -46,13 +51,16 @@ where
         };
         let Some((i, r)) = next else { break };
         pending.retain(|p| *p != i);
+        if r.is_ok() {
+            took.push((i, started.elapsed()));
+        }
         ok += r.is_ok() as usize;
         answered.push((i, r));
         if ok >= quorum && deadline.is_none() {
             deadline = Some(Instant::now() + GRACE_MIN.max(started.elapsed() * GRACE_FACTOR));
         }
     }
-    Outcome { answered, abandoned: pending }
+    Outcome { answered, abandoned: pending, took, waited: started.elapsed() }
 }
 
 #[cfg(test)]

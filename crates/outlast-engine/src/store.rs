@@ -57,6 +57,7 @@ const SLOW_RACE_GAP: u32 = 2;
 /// above the providers' median p95, or losing most hedge races with a real latency gap too.
 fn slow_among(stats: &[HealthStats]) -> Vec<Option<String>> {
     let typical = median(stats.iter().filter_map(|h| h.latency(0.95)).collect());
+    let typical_write = median(stats.iter().filter_map(|h| h.write_latency(0.5)).collect());
     stats
         .iter()
         .map(|h| {
@@ -69,6 +70,16 @@ fn slow_among(stats: &[HealthStats]) -> Vec<Option<String>> {
             let lately = h.race_latency(0.95)?;
             let rate = h.abandon_rate().filter(|r| *r > SLOW_ABANDON_RATE && lately > typical * SLOW_RACE_GAP)?;
             Some(format!("others answered first in {:.0}% of recent reads", rate * 100.0))
+        })
+        .zip(stats)
+        .map(|(by_reads, h)| {
+            by_reads.or_else(|| {
+                // Writes are judged by their median: every put waits for its slowest step,
+                // and one slow step in a window of few should not brand a provider.
+                let (median, typical) = (h.write_latency(0.5)?, typical_write?);
+                (median > SLOW_FLOOR && median > typical * SLOW_FACTOR)
+                    .then(|| format!("writes take {median:?} at the median, the providers' typical median is {typical:?}"))
+            })
         })
         .collect()
 }
@@ -837,5 +848,23 @@ mod tests {
         let mut lately = reads(4, 12);
         lately.recent_us.extend(std::iter::repeat_n(50_000, 12));
         assert!(slow_among(&[fast(), fast(), fast(), lately])[3].is_some());
+    }
+
+    #[test]
+    fn a_provider_slow_only_to_write_is_slow_too() {
+        let writes = |ms: &[u64]| {
+            let mut h = reads(4, 0);
+            for &m in ms.iter().cycle().take(32) {
+                h.write_took(Duration::from_millis(m), false);
+            }
+            h
+        };
+        let fast = || writes(&[6]);
+        assert!(slow_among(&[fast(), fast(), fast(), writes(&[300])])[3].as_deref().is_some_and(|r| r.contains("writes")));
+        // One slow step in a few is the median's business, not the provider's.
+        assert!(slow_among(&[fast(), fast(), fast(), writes(&[6, 6, 6, 300])])[3].is_none());
+        // Everyone slow alike (a loaded machine, a far region): nobody stands out.
+        let all = || writes(&[300]);
+        assert!(slow_among(&[all(), all(), all(), all()]).iter().all(Option::is_none));
     }
 }

@@ -81,6 +81,11 @@ pub struct HealthStats {
     /// providers answered first.
     #[serde(default)]
     pub recent_abandoned: VecDeque<bool>,
+    /// How long recent write steps (open, write, close, manifest) took to answer, in
+    /// microseconds, oldest first; a step given up on counts at the time it had waited.
+    /// Reads alone would not show a provider that is slow only to write (throttled uploads).
+    #[serde(default)]
+    pub recent_write_us: VecDeque<u32>,
 }
 
 impl HealthStats {
@@ -136,6 +141,31 @@ impl HealthStats {
         }
         self.recent_us.push_back(elapsed.as_micros().min(u32::MAX as u128) as u32);
         self.race(true);
+    }
+
+    /// Records how long a write step took to answer, or, with `gave_up`, how long it had waited
+    /// when the writer stopped waiting (it took at least that). Such a lower bound is kept only
+    /// when it says something: below the provider's recent median it would make a slow provider
+    /// that is no longer waited for look fast again.
+    pub fn write_took(&mut self, elapsed: Duration, gave_up: bool) {
+        if gave_up && self.write_latency(0.5).is_some_and(|median| elapsed < median) {
+            return;
+        }
+        if self.recent_write_us.len() == RACE_WINDOW {
+            self.recent_write_us.pop_front();
+        }
+        self.recent_write_us.push_back(elapsed.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    /// The `q` quantile of recent write steps, once there are enough of them to tell.
+    pub fn write_latency(&self, q: f64) -> Option<Duration> {
+        if self.recent_write_us.len() < RACE_MIN {
+            return None;
+        }
+        let mut v: Vec<u32> = self.recent_write_us.iter().copied().collect();
+        v.sort_unstable();
+        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(Duration::from_micros(v[i] as u64))
     }
 
     fn race(&mut self, abandoned: bool) {
@@ -263,6 +293,27 @@ mod tests {
             h.record(None, err(ErrorClass::Transient));
         }
         assert_eq!(h.state(), HealthState::Unreachable);
+    }
+
+    #[test]
+    fn write_latency_needs_a_few_steps_and_ignores_uninformative_lower_bounds() {
+        let mut h = HealthStats::default();
+        for _ in 0..RACE_MIN - 1 {
+            h.write_took(Duration::from_millis(300), false);
+        }
+        assert_eq!(h.write_latency(0.5), None);
+        h.write_took(Duration::from_millis(300), false);
+        assert_eq!(h.write_latency(0.5), Some(Duration::from_millis(300)));
+        // Given up on at 5 ms (others were done): it took at least 5 ms, which says nothing.
+        for _ in 0..RACE_WINDOW {
+            h.write_took(Duration::from_millis(5), true);
+        }
+        assert_eq!(h.write_latency(0.5), Some(Duration::from_millis(300)));
+        // Real answers decide: a provider that got fast again looks fast again.
+        for _ in 0..RACE_WINDOW {
+            h.write_took(Duration::from_millis(4), false);
+        }
+        assert_eq!(h.write_latency(0.5), Some(Duration::from_millis(4)));
     }
 
     #[test]

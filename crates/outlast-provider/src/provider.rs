@@ -253,6 +253,12 @@ impl Provider {
         self.health.lock().expect("health lock").unanswered_after(elapsed);
     }
 
+    /// Tells the health record how long a write step took to answer, or (`gave_up`) how long
+    /// it had waited when the writer stopped waiting.
+    pub fn note_write_took(&self, elapsed: Duration, gave_up: bool) {
+        self.health.lock().expect("health lock").write_took(elapsed, gave_up);
+    }
+
     /// Tells the health record that a shard from this provider was wrong.
     pub fn note_corrupt(&self) {
         self.health.lock().expect("health lock").corrupt += 1;
