@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::breaker::Breaker;
 use crate::index::{BlobRef, IndexEntry};
-use crate::repair::RepairRun;
+use crate::repair::{Pacer, RepairRun};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store};
 
@@ -145,7 +145,7 @@ impl Store {
         }
         // Tombstones live on every provider: the new one gets any it lacks.
         let mut tombstones = crate::RepairReport::default();
-        self.repair_tombstones(&mut RepairRun::new(&mut tombstones, None)).await?;
+        self.repair_tombstones(&mut RepairRun::new(&mut tombstones, &Pacer::new(None), breaker)).await?;
         report.errors.extend(tombstones.errors);
         report.remaining = self.shards_on(from)?.len() as u64;
         report.egress_ratio =

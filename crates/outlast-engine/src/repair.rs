@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest, VersionId};
 use outlast_provider::BlobWriter;
 use serde::Serialize;
@@ -53,6 +54,22 @@ pub struct RepairReport {
     pub errors: Vec<String>,
 }
 
+impl RepairReport {
+    /// Adds what one object's repair did.
+    fn absorb(&mut self, o: RepairReport) {
+        self.blobs_rebuilt += o.blobs_rebuilt;
+        self.manifests_written += o.manifests_written;
+        self.tombstones_written += o.tombstones_written;
+        self.bytes_written += o.bytes_written;
+        self.bytes_read += o.bytes_read;
+        self.remaining += o.remaining;
+        self.errors.extend(o.errors);
+    }
+}
+
+/// Objects repaired at once.
+const REPAIR_CONCURRENCY: usize = 8;
+
 /// What one object version owes: for each part, the shards to rebuild (a shard holder that
 /// lacks the manifest is found afresh when the copies are written).
 struct Debt {
@@ -85,11 +102,20 @@ impl Store {
         }
         report.objects_in_debt = owed.len() as u64;
         progress.set_total(owed.iter().map(Debt::bytes).sum());
-        let mut run = RepairRun::new(&mut report, opts.limit_rate);
-        for debt in owed {
-            self.repair_object(&debt, &mut run, progress).await?;
+        let (pacer, breaker) = (&Pacer::new(opts.limit_rate), &Breaker::default());
+        // Objects side by side: paying one object's debt is a few round trips (open, write,
+        // close, record, manifest copies), so one at a time leaves a distant provider idle.
+        let mut repairs = futures::stream::iter(owed)
+            .map(|debt| async move {
+                let mut mine = RepairReport::default();
+                let done = self.repair_object(&debt, &mut RepairRun::new(&mut mine, pacer, breaker), progress).await;
+                done.map(|()| mine)
+            })
+            .buffer_unordered(REPAIR_CONCURRENCY);
+        while let Some(mine) = repairs.next().await {
+            report.absorb(mine?);
         }
-        self.repair_tombstones(&mut run).await?;
+        self.repair_tombstones(&mut RepairRun::new(&mut report, pacer, breaker)).await?;
         if report.remaining > 0 {
             tracing::warn!("{} shard blobs are still owed: {}", report.remaining, report.errors.join("; "));
         }
@@ -423,17 +449,17 @@ enum Recorded {
 /// Compare-and-swap attempts before repair leaves a record to its next run.
 const RECORD_TRIES: usize = 3;
 
-/// One repair run's running state: its report, its write pacing, and which providers it has
-/// given up on.
+/// One task of a repair run: what it reports, and the run's write pacing and the providers
+/// it has given up on, shared by the tasks running side by side.
 pub(crate) struct RepairRun<'a> {
     pub(crate) report: &'a mut RepairReport,
-    pacer: Pacer,
-    pub(crate) breaker: Breaker,
+    pacer: &'a Pacer,
+    pub(crate) breaker: &'a Breaker,
 }
 
 impl<'a> RepairRun<'a> {
-    pub(crate) fn new(report: &'a mut RepairReport, limit_rate: Option<u64>) -> Self {
-        RepairRun { report, pacer: Pacer::new(limit_rate), breaker: Breaker::default() }
+    pub(crate) fn new(report: &'a mut RepairReport, pacer: &'a Pacer, breaker: &'a Breaker) -> Self {
+        RepairRun { report, pacer, breaker }
     }
 
     /// Notes a failure on `provider`, saying once when the run gives up on it.
@@ -454,22 +480,22 @@ pub(crate) struct LostBlobs {
     pub unlisted: Vec<(String, String)>,
 }
 
-/// Keeps the write rate under a limit by sleeping when ahead of it.
-struct Pacer {
+/// Keeps a run's write rate, over all its tasks, under a limit by sleeping when ahead of it.
+pub(crate) struct Pacer {
     limit: Option<u64>,
     start: Instant,
-    bytes: u64,
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Pacer {
-    fn new(limit: Option<u64>) -> Self {
-        Pacer { limit: limit.filter(|l| *l > 0), start: Instant::now(), bytes: 0 }
+    pub(crate) fn new(limit: Option<u64>) -> Self {
+        Pacer { limit: limit.filter(|l| *l > 0), start: Instant::now(), bytes: Default::default() }
     }
 
-    async fn wrote(&mut self, bytes: u64) {
-        self.bytes += bytes;
+    async fn wrote(&self, bytes: u64) {
+        let total = self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
         if let Some(limit) = self.limit {
-            let due = Duration::from_secs_f64(self.bytes as f64 / limit as f64);
+            let due = Duration::from_secs_f64(total as f64 / limit as f64);
             if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
                 tokio::time::sleep(ahead).await;
             }
