@@ -4,7 +4,8 @@
 //!    that machine noise falls on both alike: one with every provider healthy, one with a
 //!    provider 50x slower; gets of new objects (written with the provider slow) and of old ones
 //!    (written before); and the extra requests and bytes that hedging spent.
-//! 2. Repair of a wiped provider: bytes read per byte rebuilt.
+//! 2. Repair of a wiped provider: bytes read per byte rebuilt, on local disks and across
+//!    20 ms links.
 //! 3. Evacuation of a live provider: egress ratio, and throughput beside `cp` of its folder;
 //!    then another with every provider 20 ms away, where round trips bound it.
 //!
@@ -234,20 +235,29 @@ async fn main() {
     }
     let (root, store) = kept.expect("at least one base latency");
 
-    // 2. Repair of a wiped provider.
-    let held = dir_bytes(&root.join("p2"));
-    std::fs::remove_dir_all(root.join("p2")).unwrap();
-    let t = Instant::now();
-    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    let rebuilt = r.bytes_written;
-    println!(
-        "repair of wiped p2 ({held} bytes): {} blobs, {rebuilt} bytes written, {} read: {:.2} bytes read per byte rebuilt (k = {K}), {:.0} MiB/s",
-        r.blobs_rebuilt,
-        r.bytes_read,
-        r.bytes_read as f64 / rebuilt as f64,
-        rebuilt as f64 / secs / 1048576.0
-    );
+    // 2. Repair of a wiped provider, on local disks and then across 20 ms links.
+    for (wiped, away) in [("p2", Duration::ZERO), ("p3", Duration::from_millis(20))] {
+        for n in &names {
+            store.provider_named(n).unwrap().set_faults(Faults { latency: away, ..Default::default() });
+        }
+        let held = dir_bytes(&root.join(wiped));
+        std::fs::remove_dir_all(root.join(wiped)).unwrap();
+        let t = Instant::now();
+        let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let rebuilt = r.bytes_written;
+        println!(
+            "repair of wiped {wiped} ({held} bytes, providers {away:?} away): {} blobs, {rebuilt} bytes written, {} read: {:.2} bytes read per byte rebuilt (k = {K}), {:.0} MiB/s, {:.0} objects/s",
+            r.blobs_rebuilt,
+            r.bytes_read,
+            r.bytes_read as f64 / rebuilt as f64,
+            rebuilt as f64 / secs / 1048576.0,
+            r.objects_in_debt as f64 / secs
+        );
+    }
+    for n in &names {
+        store.provider_named(n).unwrap().set_faults(Faults::default());
+    }
     drop(store);
 
     // 3. Evacuation of a live provider to a spare that holds nothing yet.
