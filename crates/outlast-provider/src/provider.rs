@@ -458,7 +458,15 @@ impl BlobWriter {
                     return Err(e);
                 }
                 let result = match self.sink {
-                    Sink::Stream(mut w) => w.close().await.map(|_| ()),
+                    // A failed close (a full disk often only shows when the last buffered
+                    // write is flushed) must not leave the staged bytes behind.
+                    Sink::Stream(mut w) => match w.close().await {
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            let _ = w.abort().await;
+                            Err(e)
+                        }
+                    },
                     Sink::Buffer { op, chunks } => op.write(path, opendal::Buffer::from(chunks)).await.map(|_| ()),
                 };
                 result.map_err(|e| err(provider, path, "close", e))
