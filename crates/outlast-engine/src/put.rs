@@ -140,15 +140,9 @@ impl VersionWriter<'_> {
         self.stamp.vid
     }
 
-    /// Tells each provider's health how long its part of a write step took, or had been
-    /// waited for when given up on: the slow rule sees providers that are slow to write.
+    /// Tells each provider's health how its part of a write step went.
     fn note_times<T, E>(&self, out: &crate::quorum::Outcome<T, E>) {
-        for &(i, took) in &out.took {
-            self.placement[i].note_write_took(took, false);
-        }
-        for &i in &out.abandoned {
-            self.placement[i].note_write_took(out.waited, true);
-        }
+        out.note_write_times(|i| self.placement[i]);
     }
 
     /// Registers part `part`'s blobs as pending, then opens a writer for every shard still alive.

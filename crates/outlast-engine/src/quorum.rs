@@ -24,6 +24,20 @@ pub(crate) struct Outcome<T, E> {
     pub waited: Duration,
 }
 
+impl<T, E> Outcome<T, E> {
+    /// Tells each provider's health how long its write took, or had been waited for when
+    /// given up on (`provider` maps a write's index to its provider): the slow rule then sees
+    /// providers that are slow to write.
+    pub(crate) fn note_write_times<'p>(&self, provider: impl Fn(usize) -> &'p outlast_provider::Provider) {
+        for &(i, took) in &self.took {
+            provider(i).note_write_took(took, false);
+        }
+        for &i in &self.abandoned {
+            provider(i).note_write_took(self.waited, true);
+        }
+    }
+}
+
 /// Runs `writes` (index, future) concurrently until all answer, or until `quorum` succeeded and
 /// the grace after that ran out. Writes whose index is in `impatient` (providers known to be
 /// slow) get no grace: once the quorum is reached they are not waited for at all.

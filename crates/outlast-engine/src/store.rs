@@ -495,7 +495,13 @@ impl Store {
     ) -> Result<Vec<BlobRef>, EngineError> {
         let q = self.config.coding.write_quorum();
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
-        let out = crate::quorum::gather(writes, q, &[]).await;
+        // As for a put: a provider known to be slow is not waited for once the quorum is in
+        // (its copy is debt that repair pays).
+        let slow = self.slow_providers();
+        let impatient: Vec<usize> =
+            (0..self.providers.len()).filter(|&i| slow.iter().any(|s| s == self.providers[i].name())).collect();
+        let out = crate::quorum::gather(writes, q, &impatient).await;
+        out.note_write_times(|i| &self.providers[i]);
         let mut written = Vec::new();
         let mut failures: Vec<String> =
             out.abandoned.iter().map(|&i| format!("`{}` did not take the tombstone in time", self.providers[i].name())).collect();
