@@ -387,9 +387,7 @@ impl Provider {
         }
         Ok(out)
     }
-}
 
-impl Provider {
     /// Every entry under `prefix`. A listing takes as long as the provider holds blobs, so
     /// the time allowed bounds each step (a page, on most providers), not the whole.
     async fn list_entries(&self, prefix: &str) -> Result<Vec<opendal::Entry>, ProviderError> {
