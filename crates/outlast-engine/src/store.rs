@@ -42,8 +42,8 @@ impl Drop for Store {
     }
 }
 
-/// A provider counts as slow when its read p95 exceeds both this and [`SLOW_FACTOR`] times
-/// the median of all providers' p95.
+/// A provider counts as slow when its read p95 (or its median write step) exceeds both this
+/// and [`SLOW_FACTOR`] times the median of all providers' p95 (median write step).
 const SLOW_FLOOR: Duration = Duration::from_millis(50);
 const SLOW_FACTOR: u32 = 5;
 /// A provider whose recent reads were abandoned (others answered first) more often than this
@@ -54,7 +54,8 @@ const SLOW_ABANDON_RATE: f64 = 0.25;
 const SLOW_RACE_GAP: u32 = 2;
 
 /// For each provider, why it counts as slow beside the others, if it does: a read p95 far
-/// above the providers' median p95, or losing most hedge races with a real latency gap too.
+/// above the providers' median p95, or losing most hedge races with a real latency gap too,
+/// or a median write step far above the providers' typical one.
 fn slow_among(stats: &[HealthStats]) -> Vec<Option<String>> {
     let typical = median(stats.iter().filter_map(|h| h.latency(0.95)).collect());
     let typical_write = median(stats.iter().filter_map(|h| h.write_latency(0.5)).collect());
