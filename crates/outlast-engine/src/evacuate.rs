@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::breaker::Breaker;
 use crate::index::{BlobRef, IndexEntry};
 use crate::repair::{Pacer, RepairRun};
+use crate::scrub::CopyVerdict;
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store};
 
@@ -398,9 +399,11 @@ impl Store {
     /// Reads back every manifest copy the index records for `name`'s version `vid` and drops
     /// those that are not the current manifest: a repair that read the manifest just before
     /// the switch may have written the old revision over a new copy (two writers of one name;
-    /// the index cannot know which landed last). Repair then writes the current one.
+    /// the index cannot know which landed last). Repair then writes the current one. Copies
+    /// are judged as scrub judges them.
     async fn verify_manifest_copies(&self, name: &str, vid: &VersionId, report: &mut EvacuateReport) -> Result<(), EngineError> {
         let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
+        let revision = self.open_manifest(&entry)?.revision;
         let blob = names::manifest_blob(&self.keys, vid);
         let copies: Vec<_> = self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob).collect();
         // All at once: each is one small read, and a move waits for them.
@@ -415,16 +418,21 @@ impl Store {
         for (b, read) in copies.iter().zip(reads) {
             let Some(read) = read else { continue };
             match read {
-                Ok(bytes) if bytes[..] == entry.sealed_manifest[..] => {}
-                Ok(_) => {
+                Ok(bytes) => {
+                    let why = match self.judge_manifest_copy(&entry, revision, blob, &bytes) {
+                        CopyVerdict::Current => continue,
+                        // Another writer of the name won: a repair that read the manifest
+                        // before the switch (older revision), or a rival move (same revision).
+                        // A race of ours, so no blame on the provider.
+                        CopyVerdict::Stale { .. } => "was overwritten by a concurrent repair or move",
+                        CopyVerdict::Newer(_) => "is newer than the index",
+                        CopyVerdict::Corrupt => "does not open as this version's manifest",
+                    };
                     // Only if the index still holds what was compared: a later move may have
                     // switched it again meanwhile.
-                    if self.index.get(name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest) {
+                    if self.unchanged(&entry)? {
                         self.index.forget_blob(&b.provider, blob)?;
-                        report.errors.push(format!(
-                            "{name}: the manifest copy on `{}` was overwritten by a concurrent repair; run repair",
-                            b.provider
-                        ));
+                        report.errors.push(format!("{name}: the manifest copy on `{}` {why}; run repair", b.provider));
                     }
                 }
                 Err(e) if e.is_not_found() => {

@@ -278,25 +278,22 @@ impl Store {
             };
             out.manifests_checked += 1;
             out.bytes_read += bytes.len() as u64;
-            match Manifest::open(&self.keys, &blob, &bytes) {
-                // It was recorded as holding the current revision: it went back on what it held.
-                Ok(m) if m.stamp == entry.stamp && m.revision < *revision => {
+            match self.judge_manifest_copy(entry, *revision, &blob, &bytes) {
+                CopyVerdict::Current => continue,
+                CopyVerdict::Stale { blame } => {
                     out.stale_manifests += 1;
-                    self.providers[provider].note_corrupt();
+                    if blame {
+                        self.providers[provider].note_corrupt();
+                    }
                 }
-                // The same revision written by a move that did not switch (it lost a race to
-                // another): no fault of the provider's, but not the current copy either.
-                Ok(m) if m.stamp == entry.stamp && m.revision == *revision => out.stale_manifests += 1,
-                Ok(m) if m.stamp == entry.stamp && m.revision > *revision => {
-                    // Newer than what the index holds: the index is the stale one here (restored
-                    // from an old copy?). Nothing is dropped; this needs a look.
-                    out.error.get_or_insert(format!(
-                        "manifest `{blob}` is revision {} but the index holds revision {revision}",
-                        m.revision
-                    ));
+                CopyVerdict::Newer(found) => {
+                    // The index is the stale one here (restored from an old copy?). Nothing is
+                    // dropped; this needs a look.
+                    out.error
+                        .get_or_insert(format!("manifest `{blob}` is revision {found} but the index holds revision {revision}"));
                     continue;
                 }
-                _ => {
+                CopyVerdict::Corrupt => {
                     out.corrupt += 1;
                     self.providers[provider].note_corrupt();
                 }
@@ -322,10 +319,38 @@ async fn guarded<T>(
     r.map_err(Some)
 }
 
+/// What a manifest copy read back from a provider is, beside the index's sealed manifest.
+pub(crate) enum CopyVerdict {
+    /// The index's manifest, byte for byte.
+    Current,
+    /// The same version at a lower revision (the provider went back on what it held:
+    /// `blame`), or at the same revision with other bytes (a move that lost a race to another
+    /// wrote it: no fault of the provider's).
+    Stale { blame: bool },
+    /// A higher revision than the index holds: the index is the stale one.
+    Newer(u32),
+    /// Does not open with the store's key as this version's manifest: damaged, or another
+    /// blob swapped in.
+    Corrupt,
+}
+
 impl Store {
     /// Whether `entry` is still its name's current version with the same manifest.
-    fn unchanged(&self, entry: &IndexEntry) -> Result<bool, EngineError> {
+    pub(crate) fn unchanged(&self, entry: &IndexEntry) -> Result<bool, EngineError> {
         Ok(self.index.get(&entry.name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest))
+    }
+
+    /// Judges `bytes`, read from `blob`, against `entry` (whose manifest is at `revision`).
+    pub(crate) fn judge_manifest_copy(&self, entry: &IndexEntry, revision: u32, blob: &str, bytes: &[u8]) -> CopyVerdict {
+        if bytes == &entry.sealed_manifest[..] {
+            return CopyVerdict::Current;
+        }
+        match Manifest::open(&self.keys, blob, bytes) {
+            Ok(m) if m.stamp == entry.stamp && m.revision < revision => CopyVerdict::Stale { blame: true },
+            Ok(m) if m.stamp == entry.stamp && m.revision == revision => CopyVerdict::Stale { blame: false },
+            Ok(m) if m.stamp == entry.stamp => CopyVerdict::Newer(m.revision),
+            _ => CopyVerdict::Corrupt,
+        }
     }
 }
 
