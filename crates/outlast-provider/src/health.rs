@@ -162,10 +162,7 @@ impl HealthStats {
         if self.recent_write_us.len() < RACE_MIN {
             return None;
         }
-        let mut v: Vec<u32> = self.recent_write_us.iter().copied().collect();
-        v.sort_unstable();
-        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-        Some(Duration::from_micros(v[i] as u64))
+        quantile(self.recent_write_us.iter().copied().collect(), q)
     }
 
     fn race(&mut self, abandoned: bool) {
@@ -232,15 +229,19 @@ impl HealthStats {
     }
 
     fn latency_of_last(&self, q: f64, last: usize) -> Option<Duration> {
-        if self.recent_us.is_empty() {
-            return None;
-        }
         let skip = self.recent_us.len().saturating_sub(last);
-        let mut v: Vec<u32> = self.recent_us.iter().skip(skip).copied().collect();
-        v.sort_unstable();
-        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-        Some(Duration::from_micros(v[i] as u64))
+        quantile(self.recent_us.iter().skip(skip).copied().collect(), q)
     }
+}
+
+/// The `q` quantile (0..=1) of latencies in microseconds; `None` when there are none.
+fn quantile(mut us: Vec<u32>, q: f64) -> Option<Duration> {
+    if us.is_empty() {
+        return None;
+    }
+    us.sort_unstable();
+    let i = ((us.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    Some(Duration::from_micros(us[i] as u64))
 }
 
 #[cfg(test)]
