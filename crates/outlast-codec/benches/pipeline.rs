@@ -1,6 +1,7 @@
 //! Codec throughput beside its parts, in one run: memcpy, AES-256-GCM alone, Reed-Solomon
 //! alone, the shard checks, and the whole pipeline (seal + split + encode + checks, and back),
-//! healthy and with n - k shards missing, on one core and on two.
+//! healthy and with n - k shards missing, on one core and on two; and the rebuilding of lost
+//! data shards by the direct solve beside the library's decoder.
 //!
 //! `cargo bench -p outlast-codec --bench pipeline`
 
@@ -97,9 +98,33 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// Rebuilding lost data shards of a 1 MiB segment: the direct solve beside the library's
+/// decoder, per geometry and number of lost data shards.
+fn reconstruct(c: &mut Criterion) {
+    let mut g = c.benchmark_group("reconstruct 1 MiB");
+    g.throughput(Throughput::Bytes(1 << 20));
+    for (k, n, lost) in [(4usize, 6usize, 1usize), (4, 6, 2), (10, 14, 1), (10, 14, 2), (10, 14, 4), (16, 24, 6), (16, 24, 8)] {
+        let len = (1usize << 20).div_ceil(k).next_multiple_of(2);
+        let data: Vec<u8> = input().into_iter().cycle().take(k * len).collect();
+        let parity = outlast_codec::erasure::encode_parity(k, n, len, &data).unwrap();
+        let at_hand: Vec<(usize, &[u8])> =
+            (lost..k).map(|i| (i, &data[i * len..(i + 1) * len])).chain((0..lost).map(|j| (k + j, &parity[j][..]))).collect();
+        let mut out = vec![0u8; k * len];
+        outlast_codec::erasure::reconstruct_data(k, n, len, &at_hand, &mut out).unwrap();
+        assert!(out == data);
+        g.bench_function(format!("{k}+{} {lost} lost, library", n - k), |b| {
+            b.iter(|| outlast_codec::erasure::reconstruct_data_by_library(k, n, len, black_box(&at_hand), &mut out).unwrap())
+        });
+        g.bench_function(format!("{k}+{} {lost} lost, reconstruct_data", n - k), |b| {
+            b.iter(|| outlast_codec::erasure::reconstruct_data(k, n, len, black_box(&at_hand), &mut out).unwrap())
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = baselines, pipeline
+    targets = baselines, pipeline, reconstruct
 }
 criterion_main!(benches);
