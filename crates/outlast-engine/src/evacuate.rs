@@ -14,6 +14,7 @@ use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, Versi
 use serde::Serialize;
 
 use crate::breaker::Breaker;
+use crate::buffers::{Buffers, JOB_BUFFER_BYTES};
 use crate::index::{BlobRef, IndexEntry};
 use crate::repair::{Pacer, RepairRun};
 use crate::scrub::CopyVerdict;
@@ -71,8 +72,11 @@ impl EvacuateReport {
     }
 }
 
-/// Objects moved at once.
-const EVACUATE_CONCURRENCY: usize = 8;
+/// Objects moved at once, as long as their buffers fit in [`JOB_BUFFER_BYTES`]. Each move is
+/// a few latency-bound steps: across 20 ms links 16 moved 87-93 objects/s against 62-63 with 8
+/// (survive bench, 600 objects); on this machine's local disks, where every step is an fsync,
+/// 90-95 against 108-114.
+const EVACUATE_CONCURRENCY: usize = 16;
 
 /// One object version with a shard on the provider being emptied.
 struct Move {
@@ -112,6 +116,7 @@ impl Store {
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
         // manifest rewrite, index switch), so one at a time would leave the links idle.
         let breaker = &Breaker::default();
+        let buffers = &Buffers::new(JOB_BUFFER_BYTES);
         // Each move owns its `Move`: a closure over borrowed items would make this future
         // impossible to spawn (the compiler cannot prove it `Send` for every lifetime).
         let mut outcomes = futures::stream::iter(moves)
@@ -121,6 +126,8 @@ impl Store {
                 if !breaker.allows(to) {
                     return mine; // counted in `remaining`; the reason was reported once
                 }
+                // A copied blob is read whole; part 0 is the shard's largest.
+                let _buffer = buffers.hold(m.om.layout().map_or(0, |l| l.part_blob_len(0))).await;
                 let moved = match self.move_shard(m, from, to, breaker, &mut mine, progress).await {
                     Ok(moved) => moved,
                     Err(e) => {

@@ -18,6 +18,7 @@ pub mod sample;
 pub mod store;
 
 mod breaker;
+mod buffers;
 mod drill;
 mod evacuate;
 mod get;

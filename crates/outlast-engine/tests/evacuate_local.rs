@@ -259,7 +259,8 @@ async fn an_evacuation_whose_target_keeps_refusing_stops_asking_it() {
     let objects = {
         let store = f.store_with(&[4]);
         let mut all = fill(&store).await;
-        for i in 3..12u8 {
+        // More objects than are moved at once, so that the breaker has something to save.
+        for i in 3..30u8 {
             let d = data(1000 + i as usize, i);
             put(&store, &format!("o{i}"), &d).await.unwrap();
             all.push((format!("o{i}"), d));

@@ -167,7 +167,7 @@ async fn repair_stops_asking_a_provider_that_hangs_after_three_timeouts() {
     let f = Fixture::new(2, 4).with_operation_timeout(0.3);
     {
         let store = f.store_with(&[0]);
-        for i in 0..24u8 {
+        for i in 0..48u8 {
             put(&store, &format!("o{i}"), &data(20_000, i)).await.unwrap();
         }
     }
@@ -175,7 +175,7 @@ async fn repair_stops_asking_a_provider_that_hangs_after_three_timeouts() {
     // p0 is owed a shard of every object, takes requests and never answers: each attempt
     // fails after the operation timeout, not after the transport's minutes of retries, and
     // after three failures the run stops asking it: only what was already in flight then
-    // (objects are repaired 8 at a time) still fails. Without it, each of the 24 objects
+    // (objects are repaired 16 at a time) still fails. Without it, each of the 48 objects
     // would cost two timeouts (its shard and its manifest copy).
     let hanging = store.provider_named("p0").unwrap();
     hanging.set_faults(Faults { hang: true, ..Default::default() });
@@ -183,11 +183,11 @@ async fn repair_stops_asking_a_provider_that_hangs_after_three_timeouts() {
         .await
         .expect("repair waited for the hanging provider")
         .unwrap();
-    assert_eq!((r.objects_in_debt, r.blobs_rebuilt, r.remaining), (24, 0, 24), "{r:?}");
-    assert!(hanging.health().transient <= 16, "{:?} {r:?}", hanging.health());
+    assert_eq!((r.objects_in_debt, r.blobs_rebuilt, r.remaining), (48, 0, 48), "{r:?}");
+    assert!(hanging.health().transient <= 32, "{:?} {r:?}", hanging.health());
     assert_eq!(r.errors.iter().filter(|e| e.contains("left alone")).count(), 1, "{r:?}");
     assert!(r.errors.iter().any(|e| e.contains("no answer within")), "{r:?}");
     hanging.set_faults(Faults::default());
     let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
-    assert_eq!((r.blobs_rebuilt, r.manifests_written, r.remaining), (24, 24, 0), "{r:?}");
+    assert_eq!((r.blobs_rebuilt, r.manifests_written, r.remaining), (48, 48, 0), "{r:?}");
 }
