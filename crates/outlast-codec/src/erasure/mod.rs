@@ -2,7 +2,7 @@
 //!
 //! The code is systematic: the `k` data shards are the sealed segment itself, so a healthy read
 //! decodes nothing. Parity shards are only computed on write and only decoded when a data shard
-//! is missing or bad: up to two lost data shards are solved for directly ([`direct`]), more by
+//! is missing or bad: up to six lost data shards are solved for directly ([`direct`]), more by
 //! the crate's decoder.
 
 mod direct;
