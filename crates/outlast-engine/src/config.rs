@@ -226,6 +226,22 @@ impl Config {
                 }
             }
         }
+        // Two providers at one location each take the other's blobs for their own: a copy
+        // counted twice, and maintenance that deletes "its" garbage deletes the other's data.
+        let locations: Vec<_> = self.providers.iter().map(ProviderSpec::location).collect();
+        for (j, b) in locations.iter().enumerate() {
+            if let Some(i) = locations[..j].iter().position(|a| a.overlaps(b)) {
+                let (a, b) = (&self.providers[i], &self.providers[j]);
+                let how = if locations[i] == locations[j] { "are one location" } else { "overlap (one lies inside the other)" };
+                return Err(self.invalid(
+                    format!("providers[{j}].options"),
+                    format!(
+                        "`{}` and `{}` {how}: {}; give each provider a place of its own",
+                        a.name, b.name, locations[j]
+                    ),
+                ));
+            }
+        }
         if self.providers.len() < n as usize {
             return Err(
                 self.invalid("providers", format!("n = {n} needs at least {n} providers, {} configured", self.providers.len()))
@@ -313,6 +329,26 @@ mod tests {
         for (bad, field) in [("operation_secs = 0", "timeouts.operation_secs"), ("min_rate_kib = 0", "timeouts.min_rate_kib")] {
             assert_eq!(field_of(cfg(&format!("[coding]\nk = 2\nn = 3\n[timeouts]\n{bad}\n{three}"))), field);
         }
+    }
+
+    #[test]
+    fn two_providers_at_one_location_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str, root: &std::path::Path| {
+            format!("[[providers]]\nname = \"{name}\"\ndomain = \"{name}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n", root.display())
+        };
+        let a = dir.path().join("a");
+        let ok = format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &dir.path().join("b")), at("c", &dir.path().join("c")));
+        cfg(&ok).unwrap();
+        // The same folder with a trailing slash, and a folder inside another.
+        let slash = format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &a.join("")), at("c", &dir.path().join("c")));
+        let text = match cfg(&slash) {
+            Err(EngineError::Config { field, message, .. }) => format!("{field}: {message}"),
+            other => panic!("accepted: {other:?}"),
+        };
+        assert!(text.starts_with("providers[1].options") && text.contains("`a` and `b` are one location"), "{text}");
+        let inside = format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &a.join("sub")), at("c", &dir.path().join("c")));
+        assert_eq!(field_of(cfg(&inside)), "providers[1].options");
     }
 
     #[test]

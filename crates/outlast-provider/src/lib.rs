@@ -15,4 +15,4 @@ pub use error::{ErrorClass, ProviderError};
 pub use faults::Faults;
 pub use health::{HealthState, HealthStats};
 pub use provider::{BlobEntry, BlobWriter, Patience, Provider, TEMP_PREFIX};
-pub use spec::{ProviderSpec, SCHEMES};
+pub use spec::{Location, ProviderSpec, SCHEMES};
