@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use outlast_engine::{Config, PutOptions, RepairOptions, ScrubOptions, Store};
+use outlast_engine::{Config, GcOptions, PutOptions, RepairOptions, ScrubOptions, Store};
 use serde::Serialize;
 
 use crate::progress::Bar;
@@ -177,16 +177,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Gc { grace_secs } => {
+        Command::Gc { grace_secs, dry_run } => {
             let store = open(cfg)?;
-            let report = store.gc(Duration::from_secs(grace_secs)).await?;
+            let opts = GcOptions { grace: Duration::from_secs(grace_secs), dry_run };
+            let report = store.gc(&opts).await?;
             if cli.json {
                 print_json(&report);
             } else {
-                println!(
-                    "deleted {} blobs ({} bytes), cleaned {} crashed writes, kept {} younger than {grace_secs}s",
-                    report.deleted, report.bytes, report.crashed_writes, report.kept_young
-                );
+                print_gc(&report);
                 for e in &report.errors {
                     println!("  error: {e}");
                 }
@@ -362,6 +360,25 @@ async fn get_to_file(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+fn print_gc(r: &outlast_engine::GcReport) {
+    let mut by_provider: std::collections::BTreeMap<&str, Vec<&outlast_engine::GcDeletion>> = Default::default();
+    for d in &r.deletions {
+        by_provider.entry(d.provider.as_str()).or_default().push(d);
+    }
+    for (provider, list) in by_provider {
+        println!("{provider}:");
+        for d in list {
+            let size = d.size.map(|s| format!("{s} bytes")).unwrap_or_else(|| "-".into());
+            println!("  {}  {size}  {}", d.blob, d.why.as_str());
+        }
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{verb} {} blobs ({} bytes), {} crashed writes; kept {} not old enough yet, {} versions the index does not know, {} names that are not Outlast's",
+        r.deleted, r.bytes, r.crashed_writes, r.kept_young, r.unknown_versions, r.foreign
+    );
 }
 
 fn print_drill(r: &outlast_engine::DrillReport) {

@@ -87,10 +87,14 @@ enum Command {
     Provider(ProviderCommand),
     /// Delete blobs that no object references (crashed or failed writes, replaced versions).
     Gc {
-        /// Keep unreferenced blobs younger than this many seconds (they may be a write in
-        /// progress elsewhere).
+        /// Delete blobs this store knows to be garbage once older than this many seconds. Blobs
+        /// it knows nothing of (perhaps a write in progress elsewhere) wait at least 15 minutes
+        /// whatever this says.
         #[arg(long, default_value_t = 3600)]
         grace_secs: u64,
+        /// List what would be deleted, per provider and why, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Rebuild shards that are missing or damaged (repair debt) from the other providers.
     /// Safe to interrupt and run again: it resumes where it stopped.

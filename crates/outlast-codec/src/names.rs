@@ -32,3 +32,33 @@ pub fn shard_blob(keys: &StoreKeys, vid: &VersionId, index: u16, part: u32) -> S
 pub fn manifest_blob(keys: &StoreKeys, vid: &VersionId) -> String {
     format!("{MANIFEST_PREFIX}{}", tagged(keys, &[b"manifest", &vid.0]))
 }
+
+/// Whether `name` has the exact shape of a blob this format writes under `prefix`: the prefix
+/// and 32 lowercase hex digits. Maintenance touches only such names, never a stranger's file
+/// that happens to sit under the same folder.
+pub fn has_shape(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(is_tag)
+}
+
+/// Whether `s` is a tag as [`tagged`] makes it: 32 lowercase hex digits.
+pub fn is_tag(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_shapes_are_ours() {
+        let keys = crate::keys::MasterKey::generate().store_keys();
+        let vid = VersionId::generate();
+        assert!(has_shape(&shard_blob(&keys, &vid, 1, 2), SHARD_PREFIX));
+        assert!(has_shape(&manifest_blob(&keys, &vid), MANIFEST_PREFIX));
+        assert!(!has_shape(&manifest_blob(&keys, &vid), SHARD_PREFIX));
+        for stranger in ["s/notes.txt", "s/0123456789ABCDEF0123456789ABCDEF", "s/0123456789abcdef0123456789abcde", "s/x/y", "s/"]
+        {
+            assert!(!has_shape(stranger, SHARD_PREFIX), "{stranger}");
+        }
+    }
+}

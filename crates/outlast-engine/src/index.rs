@@ -13,9 +13,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::EngineError;
 
-/// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining` (created by
-/// `CREATE ... IF NOT EXISTS`, so a version-1 index is migrated by opening it).
-const SCHEMA_VERSION: i64 = 2;
+/// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining`; 3 adds `garbage`
+/// and `markers` (each created by `CREATE ... IF NOT EXISTS`, so an older index is migrated
+/// by opening it).
+const SCHEMA_VERSION: i64 = 3;
 
 /// The pid of a pending write that gc has claimed as crashed (no process has it): the write
 /// can no longer commit, and gc removes its blobs.
@@ -93,7 +94,10 @@ impl Index {
              CREATE TABLE IF NOT EXISTS pending (
                  vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS health (provider TEXT PRIMARY KEY, stats TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS draining (provider TEXT PRIMARY KEY, target TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS draining (provider TEXT PRIMARY KEY, target TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS garbage (
+                 provider TEXT NOT NULL, blob TEXT NOT NULL, since_ns INTEGER NOT NULL, PRIMARY KEY (provider, blob));
+             CREATE TABLE IF NOT EXISTS markers (provider TEXT PRIMARY KEY, written_ns INTEGER NOT NULL);",
         )?;
         let v: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
         match v {
@@ -101,7 +105,7 @@ impl Index {
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(1) => {
+            Some(1 | 2) => {
                 conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [SCHEMA_VERSION])?;
             }
             Some(other) => {
@@ -328,18 +332,6 @@ impl Index {
         Ok(true)
     }
 
-    /// Whether `blob` on `provider` is referenced by a committed version or named by a write in
-    /// progress, now.
-    pub fn is_recorded(&self, provider: &str, blob: &str) -> Result<bool, EngineError> {
-        let referenced: i64 =
-            self.conn()
-                .query_row("SELECT COUNT(*) FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob], |r| r.get(0))?;
-        if referenced > 0 {
-            return Ok(true);
-        }
-        Ok(self.pending()?.iter().any(|p| p.blobs.iter().any(|b| b.provider == provider && b.blob == blob)))
-    }
-
     /// Whether `vid` is still the current version of its name (an object or a tombstone).
     pub fn is_current(&self, vid: &VersionId) -> Result<bool, EngineError> {
         let n: i64 = self.conn().query_row(
@@ -429,6 +421,47 @@ impl Index {
         }
         tx.commit()?;
         Ok(true)
+    }
+
+    /// Records blobs this store made garbage but could not delete (a replaced version, a
+    /// moved shard's old copy): gc may delete them after its grace period, while blobs it
+    /// knows nothing of wait at least its floor (they may be a write in progress elsewhere).
+    pub fn note_garbage(&self, blobs: &[BlobRef], since_ns: u64) -> Result<(), EngineError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for b in blobs {
+            tx.execute(
+                "INSERT OR IGNORE INTO garbage (provider, blob, since_ns) VALUES (?1, ?2, ?3)",
+                params![b.provider, b.blob, since_ns as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every (provider, blob) recorded as garbage.
+    pub fn garbage(&self) -> Result<std::collections::HashSet<(String, String)>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT provider, blob FROM garbage")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a garbage record once its blob is gone.
+    pub fn forget_garbage(&self, provider: &str, blob: &str) -> Result<(), EngineError> {
+        self.conn().execute("DELETE FROM garbage WHERE provider = ?1 AND blob = ?2", [provider, blob])?;
+        Ok(())
+    }
+
+    /// Whether blob name `blob` is referenced on any provider by a committed version, or
+    /// named by a write in progress, now. Names do not depend on the provider, so a name
+    /// recorded anywhere is live everywhere (two providers may be one location).
+    pub fn is_name_recorded(&self, blob: &str) -> Result<bool, EngineError> {
+        let referenced: i64 = self.conn().query_row("SELECT COUNT(*) FROM blobs WHERE blob = ?1", [blob], |r| r.get(0))?;
+        if referenced > 0 {
+            return Ok(true);
+        }
+        Ok(self.pending()?.iter().any(|p| p.blobs.iter().any(|b| b.blob == blob)))
     }
 
     /// Health observations saved by earlier runs, by provider name.

@@ -86,8 +86,9 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     match w.write(src, opts, progress, &manifest_name).await {
         Ok((report, garbage)) => {
             // Garbage on a slow provider is left to gc rather than delay the answer.
-            let now: Vec<BlobRef> = garbage.into_iter().filter(on_fast).collect();
+            let (now, later): (Vec<BlobRef>, Vec<BlobRef>) = garbage.into_iter().partition(on_fast);
             store.delete_blobs(&now).await;
+            store.index.note_garbage(&later, now_ns())?;
             Ok(report)
         }
         Err(e) => {

@@ -1,6 +1,5 @@
 //! The store: one configuration, one key, its providers and its index.
 
-use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,9 +12,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::index::{BlobRef, Index, IndexEntry, PendingWrite};
 use crate::{keyfile, Config, EngineError, GetSink, Progress, WriteSink};
-
-/// A pending write older than this is taken as crashed even if a process with its pid runs.
-const PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// How long cleanup deletes wait for a provider that does not answer.
 const DELETE_PATIENCE: Duration = Duration::from_secs(5);
@@ -231,23 +227,6 @@ pub struct ProviderReport {
     pub shards: u64,
     /// Bytes of all blobs (shards and manifests) the index places there.
     pub bytes: u64,
-}
-
-/// What gc did.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct GcReport {
-    /// Blobs deleted.
-    pub deleted: u64,
-    /// Bytes freed (as listed).
-    pub bytes: u64,
-    /// Unreferenced blobs kept because they are younger than the grace period.
-    pub kept_young: u64,
-    /// Crashed writes cleaned up.
-    pub crashed_writes: u64,
-    /// Versions found on the providers that the local index does not know (kept).
-    pub unknown_versions: u64,
-    /// Errors met (gc goes on past them).
-    pub errors: Vec<String>,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -541,7 +520,8 @@ impl Store {
     }
 
     /// Best-effort deletion, all at once, waiting at most [`DELETE_PATIENCE`] for a provider
-    /// that does not answer; what is not deleted stays unreferenced and gc removes it later.
+    /// that does not answer; what is not deleted is recorded as garbage, which gc removes after
+    /// its grace period.
     pub(crate) async fn delete_blobs(&self, blobs: &[BlobRef]) -> usize {
         let results = join_all(blobs.iter().map(|b| async move {
             match self.provider(&b.provider) {
@@ -550,6 +530,10 @@ impl Store {
             }
         }))
         .await;
+        let left: Vec<BlobRef> = blobs.iter().zip(&results).filter(|(_, ok)| !**ok).map(|(b, _)| b.clone()).collect();
+        if let Err(e) = self.index.note_garbage(&left, now_ns()) {
+            tracing::warn!("could not record {} blobs left to gc: {e}", left.len());
+        }
         results.into_iter().filter(|ok| *ok).count()
     }
 
@@ -604,227 +588,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// Deletes blobs no committed version references: first those of writes whose process
-    /// died, then any unreferenced blob older than `grace` (younger ones may belong to a write
-    /// in progress elsewhere). A name a current version places is never deleted, recorded or
-    /// not.
-    pub async fn gc(&self, grace: Duration) -> Result<GcReport, EngineError> {
-        let mut report = GcReport::default();
-        let mut live_pending: HashSet<(String, String)> = HashSet::new();
-        let mut temps: HashMap<String, Vec<String>> = HashMap::new();
-        for p in self.index.pending()? {
-            // A write whose process is gone crashed. Past a day, assume its pid was reused.
-            let age = Duration::from_nanos(now_ns().saturating_sub(p.started_ns));
-            if p.pid != crate::index::CLAIMED_PID && process_alive(p.pid) && age < PENDING_MAX_AGE {
-                live_pending.extend(p.blobs.iter().map(|b| (b.provider.clone(), b.blob.clone())));
-                continue;
-            }
-            // Claim the record first: from then on the write can never commit, so removing
-            // its blobs cannot take anything from a committed version. The record goes once
-            // they are all gone; until then the next gc tries again (the blobs of a claimed
-            // write must not outlive it: a recovery would take its manifest for a version).
-            if !self.index.claim_pending(&p.vid, p.pid)? {
-                continue;
-            }
-            let mut all_gone = true;
-            for b in &p.blobs {
-                if let Some(prov) = self.provider(&b.provider) {
-                    // What it was still writing is a temporary file (local disks), if anything;
-                    // each provider's are listed once per gc.
-                    if !temps.contains_key(prov.name()) {
-                        let listed = temp_files(prov).await.unwrap_or_default();
-                        temps.insert(prov.name().to_string(), listed.into_iter().map(|t| t.name).collect());
-                    }
-                    let names = temps[prov.name()].iter().filter(|t| temp_target(t) == Some(base_name(&b.blob)));
-                    for name in std::iter::once(&b.blob).chain(names) {
-                        if let Err(e) = prov.delete(name).await {
-                            all_gone = false;
-                            report.errors.push(e.to_string());
-                        }
-                    }
-                }
-            }
-            if all_gone {
-                self.index.end_pending(&p.vid)?;
-                report.crashed_writes += 1;
-            }
-        }
-        let now = SystemTime::now();
-        // List first, then read what is pending, then what is referenced: a write that commits
-        // in between is then in one set or the other.
-        let mut listings: Vec<(&Provider, Vec<outlast_provider::BlobEntry>)> = Vec::new();
-        for prov in &self.providers {
-            let mut listed = Vec::new();
-            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-                match prov.list(prefix).await {
-                    Ok(l) => listed.extend(l),
-                    Err(e) => report.errors.push(e.to_string()),
-                }
-            }
-            match temp_files(prov).await {
-                Ok(l) => listed.extend(l),
-                Err(e) => report.errors.push(e.to_string()),
-            }
-            listings.push((prov, listed));
-        }
-        let pending_now: HashSet<(String, String)> =
-            self.index.pending()?.into_iter().flat_map(|p| p.blobs.into_iter().map(|b| (b.provider, b.blob))).collect();
-        let mut referenced: HashSet<(String, String)> = HashSet::new();
-        for prov in &self.providers {
-            referenced.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| (b.provider, b.blob)));
-        }
-        referenced.extend(self.placed_names()?);
-        let writing: HashSet<(String, &str)> =
-            live_pending.iter().chain(&pending_now).map(|(p, b)| (p.clone(), base_name(b))).collect();
-        let kept = |prov: &Provider, blob: &str| {
-            // A temporary file is kept while a write in progress names its blob.
-            if let Some(target) = temp_target(blob) {
-                return writing.contains(&(prov.name().to_string(), target));
-            }
-            let key = (prov.name().to_string(), blob.to_string());
-            referenced.contains(&key) || live_pending.contains(&key) || pending_now.contains(&key)
-        };
-        // The index is a cache: a version on the providers that it does not know (a lost or
-        // copied state folder) must never be swept. Open every unreferenced manifest; keep it
-        // and its shards unless the index knows a newer version of the name.
-        let mut protected: HashSet<String> = HashSet::new();
-        for (prov, listed) in &listings {
-            for entry in listed.iter().filter(|e| e.name.starts_with(names::MANIFEST_PREFIX) && !kept(prov, &e.name)) {
-                match self.unknown_version(prov, &entry.name).await {
-                    Ok(None) => {}
-                    Ok(Some(blobs)) => {
-                        report.unknown_versions += 1;
-                        protected.insert(entry.name.clone());
-                        protected.extend(blobs);
-                    }
-                    Err(e) => {
-                        report.errors.push(e);
-                        protected.insert(entry.name.clone());
-                    }
-                }
-            }
-        }
-        if report.unknown_versions > 0 {
-            tracing::warn!(
-                "{} versions on the providers are missing from the local index; gc keeps them",
-                report.unknown_versions
-            );
-        }
-        for (prov, listed) in listings {
-            for entry in listed {
-                if kept(prov, &entry.name) || protected.contains(&entry.name) {
-                    continue;
-                }
-                let age = entry.modified.and_then(|m| now.duration_since(m).ok());
-                if grace > Duration::ZERO && age.is_none_or(|a| a < grace) {
-                    report.kept_young += 1;
-                    continue;
-                }
-                // The snapshots above may be minutes old: a repair, evacuation or write may have
-                // recorded this name since (a rebuilt blob keeps an old blob's name).
-                if self.index.is_recorded(prov.name(), &entry.name)? {
-                    continue;
-                }
-                match prov.delete(&entry.name).await {
-                    Ok(()) => {
-                        report.deleted += 1;
-                        report.bytes += entry.size;
-                    }
-                    Err(e) => report.errors.push(e.to_string()),
-                }
-            }
-        }
-        Ok(report)
-    }
-}
-
-impl Store {
-    /// Every (provider, blob) name the current versions place, recorded or not: a blob a read
-    /// found missing once and that is back, a shard being rebuilt, a copy on the target of an
-    /// evacuation in progress. gc never deletes these; repair overwrites them.
-    fn placed_names(&self) -> Result<HashSet<(String, String)>, EngineError> {
-        let draining: HashMap<String, String> = self.index.draining()?.into_iter().collect();
-        let mut out = HashSet::new();
-        for entry in self.index.objects()? {
-            let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { continue };
-            let layout = om.layout()?;
-            let vid = &entry.stamp.vid;
-            let manifest = names::manifest_blob(&self.keys, vid);
-            for (i, place) in om.placement.iter().enumerate() {
-                let mut at = vec![place.provider.clone()];
-                at.extend(draining.get(&place.provider).cloned());
-                for provider in at {
-                    out.insert((provider.clone(), manifest.clone()));
-                    for part in 0..layout.part_count() {
-                        out.insert((provider.clone(), names::shard_blob(&self.keys, vid, i as u16, part)));
-                    }
-                }
-            }
-        }
-        // A tombstone lives on every provider.
-        for (_, stamp) in self.index.tombstones()? {
-            let blob = names::manifest_blob(&self.keys, &stamp.vid);
-            out.extend(self.providers.iter().map(|p| (p.name().to_string(), blob.clone())));
-        }
-        Ok(out)
-    }
-
-    /// Reads an unreferenced manifest blob. `Ok(None)`: garbage (the index knows a newer version
-    /// of its name, or the blob is not a manifest this key opens: a torn write or junk).
-    /// `Ok(Some(blobs))`: a version the index does not know, with the names of its shard blobs.
-    /// `Err`: it could not be read, so it is kept to be safe.
-    async fn unknown_version(&self, prov: &Provider, blob: &str) -> Result<Option<Vec<String>>, String> {
-        let bytes = prov.read(blob).await.map_err(|e| format!("{e}; kept"))?;
-        let Ok(m) = Manifest::open(&self.keys, blob, &bytes) else {
-            return Ok(None);
-        };
-        let latest = self.index.latest_stamp(&m.name).map_err(|e| e.to_string())?;
-        if latest.is_some_and(|t| t > m.stamp.time_ns) {
-            return Ok(None);
-        }
-        let mut shards = Vec::new();
-        if let ManifestBody::Object(o) = &m.body {
-            let layout = o.layout().map_err(|e| e.to_string())?;
-            for i in 0..o.n {
-                for part in 0..layout.part_count() {
-                    shards.push(names::shard_blob(&self.keys, &m.stamp.vid, i, part));
-                }
-            }
-        }
-        Ok(Some(shards))
-    }
-}
-
-/// The temporary files of blobs being written on a local-disk provider (none elsewhere: other
-/// providers make a blob appear whole or not at all).
-async fn temp_files(prov: &Provider) -> Result<Vec<outlast_provider::BlobEntry>, outlast_provider::ProviderError> {
-    if prov.scheme() != "fs" {
-        return Ok(Vec::new());
-    }
-    prov.list(outlast_provider::TEMP_PREFIX).await
-}
-
-/// The name (without its `s/` or `m/` prefix) of the blob a temporary file `t/NAME.RANDOM`
-/// was to become; `None` for a name that is not a temporary file.
-fn temp_target(temp: &str) -> Option<&str> {
-    temp.strip_prefix(outlast_provider::TEMP_PREFIX)?.rsplit_once('.').map(|(name, _random)| name)
-}
-
-/// A blob name without its prefix, as a temporary file of it would name it.
-fn base_name(blob: &str) -> &str {
-    blob.rsplit('/').next().unwrap_or(blob)
-}
-
-/// Whether process `pid` still runs (Linux: `/proc/<pid>` exists). Elsewhere assume it does,
-/// leaving the blobs to the grace-period sweep.
-fn process_alive(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    if proc.is_dir() {
-        proc.join(pid.to_string()).exists()
-    } else {
-        true
     }
 }
 

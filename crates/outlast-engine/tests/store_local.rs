@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use outlast_codec::MasterKey;
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{Config, EngineError, PutOptions, Store};
+use outlast_engine::{Config, EngineError, GcOptions, GcReason, PutOptions, Store};
 
 #[tokio::test]
 async fn roundtrip_sizes_around_segments() {
@@ -256,12 +256,73 @@ async fn gc_removes_orphans_and_keeps_live_data() {
     std::fs::write(f.provider_dir(2).join("m/ffeeddccbbaa99887766554433221100"), b"junk").unwrap();
     std::fs::create_dir_all(f.provider_dir(0).join("t")).unwrap();
     std::fs::write(f.provider_dir(0).join("t/00112233445566778899aabbccddeeff.a1b2"), b"half-written").unwrap();
-    let young = store.gc(Duration::from_secs(3600)).await.unwrap();
+    let young = gc(&store, 3600).await;
     assert_eq!((young.deleted, young.kept_young), (0, 3));
-    let r = store.gc(Duration::ZERO).await.unwrap();
+    // Blobs the index knows nothing of may be a write in progress elsewhere: a zero grace
+    // does not shorten their floor.
+    let r = gc(&store, 0).await;
+    assert_eq!((r.deleted, r.kept_young), (0, 3), "{r:?}");
+    for i in 0..3 {
+        backdate(&f.provider_dir(i).join("t"), 16 * 60);
+        backdate(&f.provider_dir(i).join("s"), 16 * 60);
+        backdate(&f.provider_dir(i).join("m"), 16 * 60);
+    }
+    // A dry run says what and why, and changes nothing.
+    let dry = store.gc(&GcOptions { grace: Duration::ZERO, dry_run: true }).await.unwrap();
+    assert_eq!(dry.deleted, 3, "{dry:?}");
+    let mut why: Vec<(String, GcReason)> = dry.deletions.iter().map(|d| (d.provider.clone(), d.why)).collect();
+    why.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        why,
+        [("p0".into(), GcReason::StaleTemporary), ("p1".into(), GcReason::Unreferenced), ("p2".into(), GcReason::Unreferenced)]
+    );
+    assert_eq!(f.blob_files().len(), live + 3);
+    let r = gc(&store, 0).await;
     assert_eq!(r.deleted, 3, "{r:?}");
     assert_eq!(f.blob_files().len(), live);
     assert_eq!(get(&store, "keep").await.unwrap(), d);
+}
+
+#[tokio::test]
+async fn gc_touches_nothing_but_its_own_names() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    put(&store, "keep", &data(10_000, 1)).await.unwrap();
+    // A user's files under a provider's root (a root shared with other things, a mistyped
+    // root pointing at a home folder): never ours to delete, however old.
+    let strangers = ["s/holiday.jpg", "m/README", "t/notes.txt.swp", "s/0123456789ABCDEF0123456789ABCDEF", "x.txt"];
+    for s in strangers {
+        let p = f.provider_dir(0).join(s);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"mine").unwrap();
+    }
+    backdate(&f.provider_dir(0), 30 * 24 * 3600);
+    let r = gc(&store, 0).await;
+    assert_eq!((r.deleted, r.foreign), (0, 4), "{r:?}");
+    for s in strangers {
+        assert!(f.provider_dir(0).join(s).exists(), "{s} was deleted");
+    }
+}
+
+#[tokio::test]
+async fn gc_never_deletes_a_live_blob_when_two_providers_are_one_folder() {
+    // p1's root is p0's root with a trailing slash: both providers are one location. Each
+    // lists the other's shards as its own unreferenced blobs.
+    let f = Fixture::new(2, 3);
+    let text = f.config_text(&[]);
+    let p0 = f.provider_dir(0).display().to_string();
+    let aliased = text.replace(&format!("\"{}\"", f.provider_dir(1).display()), &format!("\"{p0}/\""));
+    assert_ne!(aliased, text);
+    // Validation refuses such a config; the engine must still never delete live data if it
+    // meets one (a path that resolves to another only at run time: a symlink made later).
+    let cfg = Config { path: f.root.join("outlast.toml"), ..toml::from_str(&aliased).unwrap() };
+    let store = Store::open_with_key(cfg, f.key.clone()).unwrap();
+    let d = data(200_000, 3);
+    put(&store, "important", &d).await.unwrap();
+    backdate(&f.root, 30 * 24 * 3600);
+    let r = gc(&store, 0).await;
+    assert_eq!(r.deleted, 0, "{r:?}");
+    assert_eq!(get(&store, "important").await.unwrap(), d);
 }
 
 #[tokio::test]
@@ -282,7 +343,7 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let vid = VersionId::generate();
     store.index().begin_pending(&PendingWrite { vid, pid: child.id(), started_ns: now, blobs }).unwrap();
-    let r = store.gc(Duration::ZERO).await.unwrap();
+    let r = gc(&store, 0).await;
     assert_eq!((r.deleted, r.crashed_writes), (0, 0), "{r:?}");
     assert_eq!(f.blob_files().len(), 2);
     child.kill().unwrap();
@@ -291,12 +352,12 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() 
     // stays listed, so the next gc removes its blob rather than forgetting it.
     let p0 = store.provider_named("p0").unwrap();
     p0.set_faults(outlast_provider::Faults { deny: true, ..Default::default() });
-    let r = store.gc(Duration::from_secs(3600)).await.unwrap();
+    let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 0, "{r:?}");
     assert_eq!(f.blob_files().len(), 2);
     assert_eq!(store.index().pending().unwrap()[0].pid, outlast_engine::index::CLAIMED_PID);
     p0.set_faults(outlast_provider::Faults::default());
-    let r = store.gc(Duration::from_secs(3600)).await.unwrap();
+    let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 1, "{r:?}");
     assert!(f.blob_files().is_empty());
     assert!(store.index().pending().unwrap().is_empty());
@@ -358,8 +419,9 @@ async fn gc_never_sweeps_versions_a_lost_index_does_not_know() {
     std::fs::remove_dir_all(f.root.join(".outlast")).unwrap();
     let store = f.store();
     assert!(store.list("").unwrap().is_empty());
-    let r = store.gc(Duration::ZERO).await.unwrap();
-    assert_eq!((r.deleted, r.unknown_versions), (0, 3), "{r:?}"); // one manifest copy per provider
+    backdate(&f.root, 30 * 24 * 3600);
+    let r = gc(&store, 0).await;
+    assert_eq!((r.deleted, r.unknown_versions), (0, 1), "{r:?}"); // one version, its copies counted once
     assert_eq!(f.blob_files().len(), blobs);
 }
 

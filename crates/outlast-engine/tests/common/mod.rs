@@ -109,3 +109,20 @@ pub async fn get(store: &Store, name: &str) -> Result<Vec<u8>, EngineError> {
 pub async fn put(store: &Store, name: &str, bytes: &[u8]) -> Result<outlast_engine::PutReport, EngineError> {
     store.put(name, bytes, PutOptions::default(), &NoProgress).await
 }
+
+/// Sets the modification time of every file under `dir` to `secs` ago: a blob gc sees as
+/// that old (gc judges age by what the provider lists).
+pub fn backdate(dir: &Path, secs: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    let mut files = Vec::new();
+    collect(dir, &mut files);
+    for f in files {
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
+    }
+}
+
+/// gc as a user runs it: `grace_secs` for what the index knows is garbage.
+pub async fn gc(store: &Store, grace_secs: u64) -> outlast_engine::GcReport {
+    let opts = outlast_engine::GcOptions { grace: std::time::Duration::from_secs(grace_secs), dry_run: false };
+    store.gc(&opts).await.unwrap()
+}

@@ -1,0 +1,395 @@
+//! gc: deletes blobs that no version references.
+//!
+//! Deleting is the dangerous part, so every deletion is justified by what the providers hold,
+//! not only by what this state folder's index knows:
+//! - a blob *name* that any current version references (in the index, in a placement, in a
+//!   pending write, or in a manifest found on any provider that the index does not know) is
+//!   never deleted on *any* provider: names do not depend on the provider, and two configured
+//!   providers may be one location (a copied root, a trailing slash);
+//! - only names of this format's own shapes are touched (`s/` and `m/` plus 32 hex digits,
+//!   and the temporary files of local disks); anything else under a root is left alone;
+//! - a blob the index knows is garbage (a crashed write it claimed, a replaced version it could
+//!   not delete at the time) goes after the grace period; a blob it knows nothing of may be a
+//!   write in progress from another state folder or machine, so it waits at least
+//!   [`UNKNOWN_MIN_AGE`], whatever `--grace-secs` says.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use outlast_codec::{names, Manifest, ManifestBody};
+use outlast_provider::{BlobEntry, Provider, ProviderError};
+use serde::Serialize;
+
+use crate::store::now_ns;
+use crate::{EngineError, Store};
+
+/// A pending write older than this is taken as crashed even if a process with its pid runs.
+const PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The least age of a blob that gc deletes without knowing why it exists: a write in progress
+/// elsewhere (another state folder, another machine) names its blobs in its own index only.
+/// Long enough for any write's parts to be committed or abandoned in the normal course.
+pub const UNKNOWN_MIN_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// How gc runs.
+#[derive(Debug, Clone, Copy)]
+pub struct GcOptions {
+    /// Blobs the index knows to be garbage are deleted once older than this.
+    pub grace: Duration,
+    /// Report what would be deleted, per provider and why, and change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions { grace: Duration::from_secs(3600), dry_run: false }
+    }
+}
+
+/// Why gc deletes a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GcReason {
+    /// A blob of a write whose process died before it committed.
+    CrashedWrite,
+    /// A blob this store made garbage (a replaced version) and could not delete then.
+    KnownGarbage,
+    /// Referenced by no version on any provider, and older than the floor for unknown blobs.
+    Unreferenced,
+    /// A local disk's temporary file that no write in progress names.
+    StaleTemporary,
+}
+
+impl GcReason {
+    /// Words for the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GcReason::CrashedWrite => "a crashed write's blob",
+            GcReason::KnownGarbage => "garbage this store left (a replaced version)",
+            GcReason::Unreferenced => "referenced by no version",
+            GcReason::StaleTemporary => "a temporary file no write in progress names",
+        }
+    }
+}
+
+/// One deletion gc made (or, in a dry run, would make).
+#[derive(Debug, Clone, Serialize)]
+pub struct GcDeletion {
+    /// Provider.
+    pub provider: String,
+    /// Blob name.
+    pub blob: String,
+    /// Size as listed (unknown for a crashed write's blob, which is not listed).
+    pub size: Option<u64>,
+    /// Why.
+    pub why: GcReason,
+}
+
+/// What gc did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GcReport {
+    /// Whether this was a dry run (nothing deleted; `deletions` is what would have been).
+    pub dry_run: bool,
+    /// Blobs deleted (in a dry run: that would be).
+    pub deleted: u64,
+    /// Bytes freed (as listed).
+    pub bytes: u64,
+    /// Unreferenced blobs kept because they are younger than the grace period or the floor.
+    pub kept_young: u64,
+    /// Names under a provider's root that this format never writes, left alone.
+    pub foreign: u64,
+    /// Crashed writes cleaned up.
+    pub crashed_writes: u64,
+    /// Versions found on the providers that the local index does not know (kept).
+    pub unknown_versions: u64,
+    /// Each deletion, per provider, with its reason.
+    pub deletions: Vec<GcDeletion>,
+    /// Errors met (gc goes on past them).
+    pub errors: Vec<String>,
+}
+
+impl Store {
+    /// Deletes blobs no version references: first those of writes whose process died, then
+    /// unreferenced blobs old enough (see the module documentation for the rules).
+    pub async fn gc(&self, opts: &GcOptions) -> Result<GcReport, EngineError> {
+        let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
+        let live_pending = self.gc_crashed_writes(opts, &mut report).await?;
+        let now = SystemTime::now();
+        // List first, then read what is pending, then what is referenced: a write that commits
+        // in between is then in one set or the other.
+        let mut listings: Vec<(&Provider, Vec<BlobEntry>)> = Vec::new();
+        for prov in &self.providers {
+            let mut listed = Vec::new();
+            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
+                match prov.list(prefix).await {
+                    Ok(l) => listed.extend(l),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+            match temp_files(prov).await {
+                Ok(l) => listed.extend(l),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+            let before = listed.len();
+            listed.retain(|e| is_own_shape(&e.name));
+            report.foreign += (before - listed.len()) as u64;
+            listings.push((prov, listed));
+        }
+        // Names are what is protected, whichever provider they were recorded on.
+        let mut live: HashSet<String> = live_pending;
+        for p in self.index.pending()? {
+            live.extend(p.blobs.into_iter().map(|b| b.blob));
+        }
+        for prov in &self.providers {
+            live.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| b.blob));
+        }
+        live.extend(self.placed_names()?);
+        // The index is a cache: a version on the providers that it does not know (a lost or
+        // copied state folder) must never be swept. Open every unreferenced manifest; keep it
+        // and its shards unless the index knows a newer version of the name.
+        let mut opened: HashSet<String> = HashSet::new();
+        let mut protected: HashSet<String> = HashSet::new();
+        for (prov, listed) in &listings {
+            for entry in listed.iter().filter(|e| e.name.starts_with(names::MANIFEST_PREFIX) && !live.contains(&e.name)) {
+                if !opened.insert(entry.name.clone()) && protected.contains(&entry.name) {
+                    continue; // another copy of a version already found unknown
+                }
+                match self.unknown_version(prov, &entry.name).await {
+                    Ok(None) => {}
+                    Ok(Some(blobs)) => {
+                        report.unknown_versions += 1;
+                        protected.insert(entry.name.clone());
+                        protected.extend(blobs);
+                    }
+                    Err(e) => {
+                        report.errors.push(e);
+                        protected.insert(entry.name.clone());
+                    }
+                }
+            }
+        }
+        if report.unknown_versions > 0 {
+            tracing::warn!(
+                "{} versions on the providers are missing from the local index; gc keeps them (`outlast recover` brings them in)",
+                report.unknown_versions
+            );
+        }
+        let garbage = self.index.garbage()?;
+        let live_bases: HashSet<&str> = live.iter().map(|b| base_name(b)).collect();
+        for (prov, listed) in listings {
+            for entry in listed {
+                let why = match temp_target(&entry.name) {
+                    // A temporary file is kept while a write in progress names its blob.
+                    Some(target) if live_bases.contains(target) => continue,
+                    Some(_) => GcReason::StaleTemporary,
+                    None if live.contains(&entry.name) || protected.contains(&entry.name) => continue,
+                    None if garbage.contains(&(prov.name().to_string(), entry.name.clone())) => GcReason::KnownGarbage,
+                    None => GcReason::Unreferenced,
+                };
+                let floor = if why == GcReason::KnownGarbage { opts.grace } else { opts.grace.max(UNKNOWN_MIN_AGE) };
+                let age = entry.modified.and_then(|m| now.duration_since(m).ok());
+                if floor > Duration::ZERO && age.is_none_or(|a| a < floor) {
+                    report.kept_young += 1;
+                    continue;
+                }
+                // The snapshots above may be minutes old: a repair, evacuation or write may have
+                // recorded this name since (a rebuilt blob keeps an old blob's name).
+                if temp_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name)? {
+                    continue;
+                }
+                let deletion =
+                    GcDeletion { provider: prov.name().to_string(), blob: entry.name.clone(), size: Some(entry.size), why };
+                if !opts.dry_run {
+                    if let Err(e) = prov.delete(&entry.name).await {
+                        report.errors.push(e.to_string());
+                        continue;
+                    }
+                    if why == GcReason::KnownGarbage {
+                        self.index.forget_garbage(prov.name(), &entry.name)?;
+                    }
+                }
+                report.deleted += 1;
+                report.bytes += entry.size;
+                report.deletions.push(deletion);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Cleans up the writes whose process died: claims each one's pending record first (from
+    /// then on it can never commit, so removing its blobs cannot take anything from a committed
+    /// version), deletes its blobs, and drops the record once they are all gone. Returns the
+    /// blob names of the writes still in progress.
+    async fn gc_crashed_writes(&self, opts: &GcOptions, report: &mut GcReport) -> Result<HashSet<String>, EngineError> {
+        let mut live = HashSet::new();
+        let mut temps: HashMap<String, Vec<String>> = HashMap::new();
+        for p in self.index.pending()? {
+            // A write whose process is gone crashed. Past a day, assume its pid was reused.
+            let age = Duration::from_nanos(now_ns().saturating_sub(p.started_ns));
+            if p.pid != crate::index::CLAIMED_PID && process_alive(p.pid) && age < PENDING_MAX_AGE {
+                live.extend(p.blobs.iter().map(|b| b.blob.clone()));
+                continue;
+            }
+            if opts.dry_run {
+                report.crashed_writes += 1;
+                for b in &p.blobs {
+                    report.deletions.push(GcDeletion {
+                        provider: b.provider.clone(),
+                        blob: b.blob.clone(),
+                        size: None,
+                        why: GcReason::CrashedWrite,
+                    });
+                }
+                // Its blobs are not live, but a dry run must not reach them through the sweep
+                // either: report them once.
+                live.extend(p.blobs.iter().map(|b| b.blob.clone()));
+                continue;
+            }
+            // The blobs of a claimed write must not outlive it: a recovery would take its
+            // manifest for a version. Until they are all gone, the next gc tries again.
+            if !self.index.claim_pending(&p.vid, p.pid)? {
+                continue;
+            }
+            let mut all_gone = true;
+            for b in &p.blobs {
+                let Some(prov) = self.provider(&b.provider) else { continue };
+                // What it was still writing is a temporary file (local disks), if anything;
+                // each provider's are listed once per gc.
+                if !temps.contains_key(prov.name()) {
+                    let listed = temp_files(prov).await.unwrap_or_default();
+                    temps.insert(prov.name().to_string(), listed.into_iter().map(|t| t.name).collect());
+                }
+                let names = temps[prov.name()].iter().filter(|t| temp_target(t) == Some(base_name(&b.blob)));
+                for name in std::iter::once(&b.blob).chain(names) {
+                    match prov.delete(name).await {
+                        Ok(()) => report.deletions.push(GcDeletion {
+                            provider: prov.name().to_string(),
+                            blob: name.clone(),
+                            size: None,
+                            why: GcReason::CrashedWrite,
+                        }),
+                        Err(e) => {
+                            all_gone = false;
+                            report.errors.push(e.to_string());
+                        }
+                    }
+                }
+            }
+            if all_gone {
+                self.index.end_pending(&p.vid)?;
+                report.crashed_writes += 1;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every blob name the current versions place, recorded or not: a blob a read found missing
+    /// once and that is back, a shard being rebuilt, a copy on the target of an evacuation in
+    /// progress, a tombstone's copies. gc never deletes these; repair overwrites them.
+    fn placed_names(&self) -> Result<HashSet<String>, EngineError> {
+        let mut out = HashSet::new();
+        for entry in self.index.objects()? {
+            let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { continue };
+            let layout = om.layout()?;
+            let vid = &entry.stamp.vid;
+            out.insert(names::manifest_blob(&self.keys, vid));
+            for i in 0..om.placement.len() {
+                for part in 0..layout.part_count() {
+                    out.insert(names::shard_blob(&self.keys, vid, i as u16, part));
+                }
+            }
+        }
+        for (_, stamp) in self.index.tombstones()? {
+            out.insert(names::manifest_blob(&self.keys, &stamp.vid));
+        }
+        Ok(out)
+    }
+
+    /// Reads an unreferenced manifest blob. `Ok(None)`: garbage (the index knows a newer version
+    /// of its name, or the blob is not a manifest this key opens: a torn write or junk).
+    /// `Ok(Some(blobs))`: a version the index does not know, with the names of its shard blobs.
+    /// `Err`: it could not be read, so it is kept to be safe.
+    async fn unknown_version(&self, prov: &Provider, blob: &str) -> Result<Option<Vec<String>>, String> {
+        let bytes = prov.read(blob).await.map_err(|e| format!("{e}; kept"))?;
+        let Ok(m) = Manifest::open(&self.keys, blob, &bytes) else {
+            return Ok(None);
+        };
+        let latest = self.index.latest_stamp(&m.name).map_err(|e| e.to_string())?;
+        if latest.is_some_and(|t| t > m.stamp.time_ns) {
+            return Ok(None);
+        }
+        let mut shards = Vec::new();
+        if let ManifestBody::Object(o) = &m.body {
+            let layout = o.layout().map_err(|e| e.to_string())?;
+            for i in 0..o.n {
+                for part in 0..layout.part_count() {
+                    shards.push(names::shard_blob(&self.keys, &m.stamp.vid, i, part));
+                }
+            }
+        }
+        Ok(Some(shards))
+    }
+}
+
+/// Whether a listed name is one this format writes: a shard, a manifest, or a local disk's
+/// temporary file of one.
+fn is_own_shape(name: &str) -> bool {
+    names::has_shape(name, names::SHARD_PREFIX)
+        || names::has_shape(name, names::MANIFEST_PREFIX)
+        || name.strip_prefix(outlast_provider::TEMP_PREFIX).and_then(|t| t.split_once('.')).is_some_and(|(tag, random)| {
+            names::is_tag(tag) && !random.is_empty() && random.len() <= 32 && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// The temporary files of blobs being written on a local-disk provider (none elsewhere: other
+/// providers make a blob appear whole or not at all).
+async fn temp_files(prov: &Provider) -> Result<Vec<BlobEntry>, ProviderError> {
+    if prov.scheme() != "fs" {
+        return Ok(Vec::new());
+    }
+    prov.list(outlast_provider::TEMP_PREFIX).await
+}
+
+/// The name (without its `s/` or `m/` prefix) of the blob a temporary file `t/NAME.RANDOM`
+/// was to become; `None` for a name that is not a temporary file.
+fn temp_target(temp: &str) -> Option<&str> {
+    temp.strip_prefix(outlast_provider::TEMP_PREFIX)?.rsplit_once('.').map(|(name, _random)| name)
+}
+
+/// A blob name without its prefix, as a temporary file of it would name it.
+fn base_name(blob: &str) -> &str {
+    blob.rsplit('/').next().unwrap_or(blob)
+}
+
+/// Whether process `pid` still runs (Linux: `/proc/<pid>` exists). Elsewhere assume it does,
+/// leaving the blobs to the grace-period sweep.
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if proc.is_dir() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_shapes_are_ever_candidates() {
+        assert!(is_own_shape("s/0123456789abcdef0123456789abcdef"));
+        assert!(is_own_shape("m/0123456789abcdef0123456789abcdef"));
+        assert!(is_own_shape("t/0123456789abcdef0123456789abcdef.Ab12xY9z"));
+        for stranger in [
+            "s/holiday.jpg",
+            "m/README",
+            "t/0123456789abcdef0123456789abcdef",
+            "t/0123456789abcdef0123456789abcdef.",
+            "t/notes.txt.swp",
+            "s/0123456789abcdef0123456789abcdef/inner",
+        ] {
+            assert!(!is_own_shape(stranger), "{stranger}");
+        }
+    }
+}
