@@ -85,7 +85,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 let extra = if report.missing.is_empty() {
                     String::new()
                 } else {
-                    format!(" (below full redundancy: {} missing, run repair when they return)", report.missing.join(", "))
+                    format!(
+                        " BELOW FULL REDUNDANCY: no shard on {}; `outlast repair` owes {} shards (run it when they answer again)",
+                        report.missing.join(", "),
+                        report.missing.len()
+                    )
                 };
                 println!("stored {} ({} bytes, {} shards){extra}", report.name, report.size, report.shards_written);
             }

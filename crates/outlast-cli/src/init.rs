@@ -54,7 +54,7 @@ pub fn init(config: Option<&Path>, local: Option<&Path>, providers: u16, k: u16,
         }
     };
     body.push_str(&format!(
-        "\n[coding]\nk = {k}\nn = {n}\n# write_quorum = {}   # shards durable before a write is acknowledged (default k + 1)\n# segment_size = 4194304   # plaintext bytes per segment\n",
+        "\n[coding]\nk = {k}\nn = {n}\n# write_quorum = {}   # shards durable before a write is acknowledged (default k: writes go on\n#                     # with up to n - k providers down; more refuses them instead)\n# segment_size = 4194304   # plaintext bytes per segment\n",
         (k + 1).min(n)
     ));
     match local {

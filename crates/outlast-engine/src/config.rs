@@ -48,7 +48,10 @@ pub struct Coding {
     pub k: u16,
     /// Shards written per segment, one per provider.
     pub n: u16,
-    /// Shards that must be durable before a write is acknowledged; default `k + 1` (at most n).
+    /// Shards that must be durable before a write is acknowledged; default `k`: a write goes
+    /// on while up to `n - k` providers are unreachable or refusing (stored below full
+    /// redundancy, the rest owed to repair). A higher quorum refuses such writes instead, so
+    /// that no acknowledged version is ever one failure from loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_quorum: Option<u16>,
     /// Plaintext bytes per segment.
@@ -67,7 +70,7 @@ pub struct Coding {
 impl Coding {
     /// The effective write quorum.
     pub fn write_quorum(&self) -> usize {
-        self.write_quorum.map(usize::from).unwrap_or((self.k as usize + 1).min(self.n as usize))
+        self.write_quorum.map(usize::from).unwrap_or(self.k as usize)
     }
 
     /// The effective segment size.
@@ -235,10 +238,7 @@ impl Config {
                 let how = if locations[i] == locations[j] { "are one location" } else { "overlap (one lies inside the other)" };
                 return Err(self.invalid(
                     format!("providers[{j}].options"),
-                    format!(
-                        "`{}` and `{}` {how}: {}; give each provider a place of its own",
-                        a.name, b.name, locations[j]
-                    ),
+                    format!("`{}` and `{}` {how}: {}; give each provider a place of its own", a.name, b.name, locations[j]),
                 ));
             }
         }
@@ -308,7 +308,7 @@ mod tests {
     fn valid_config_loads() {
         let text = format!("[coding]\nk = 2\nn = 3\n{}{}{}", fs("a", "x"), fs("b", "y"), fs("c", "z"));
         let c = cfg(&text).unwrap();
-        assert_eq!(c.coding.write_quorum(), 3);
+        assert_eq!(c.coding.write_quorum(), 2);
         assert_eq!(c.state_dir(), PathBuf::from("/x/.outlast"));
     }
 
@@ -335,10 +335,18 @@ mod tests {
     fn two_providers_at_one_location_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let at = |name: &str, root: &std::path::Path| {
-            format!("[[providers]]\nname = \"{name}\"\ndomain = \"{name}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n", root.display())
+            format!(
+                "[[providers]]\nname = \"{name}\"\ndomain = \"{name}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
+                root.display()
+            )
         };
         let a = dir.path().join("a");
-        let ok = format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &dir.path().join("b")), at("c", &dir.path().join("c")));
+        let ok = format!(
+            "[coding]\nk = 2\nn = 3\n{}{}{}",
+            at("a", &a),
+            at("b", &dir.path().join("b")),
+            at("c", &dir.path().join("c"))
+        );
         cfg(&ok).unwrap();
         // The same folder with a trailing slash, and a folder inside another.
         let slash = format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &a.join("")), at("c", &dir.path().join("c")));
@@ -347,7 +355,8 @@ mod tests {
             other => panic!("accepted: {other:?}"),
         };
         assert!(text.starts_with("providers[1].options") && text.contains("`a` and `b` are one location"), "{text}");
-        let inside = format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &a.join("sub")), at("c", &dir.path().join("c")));
+        let inside =
+            format!("[coding]\nk = 2\nn = 3\n{}{}{}", at("a", &a), at("b", &a.join("sub")), at("c", &dir.path().join("c")));
         assert_eq!(field_of(cfg(&inside)), "providers[1].options");
     }
 

@@ -186,7 +186,7 @@ fn manifest_blob(store: &Store, name: &str) -> String {
 
 #[tokio::test]
 async fn a_move_that_cannot_switch_leaves_no_copy_of_its_manifest_recorded() {
-    let f = Fixture::new(2, 4).with_spare(1);
+    let f = Fixture::new(2, 4).with_spare(1).with_write_quorum(3);
     let objects = {
         let store = f.store_with(&[4]);
         fill(&store).await

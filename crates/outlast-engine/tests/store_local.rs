@@ -193,16 +193,30 @@ async fn remove_leaves_a_tombstone_and_nothing_readable() {
 }
 
 #[tokio::test]
-async fn write_below_quorum_fails_cleanly_and_at_quorum_succeeds() {
-    let f = Fixture::new(2, 4); // quorum 3
+async fn writes_go_on_with_n_minus_k_providers_down_and_a_higher_quorum_refuses_them() {
+    // The default write quorum is k: with 2 of 4 providers down a put still succeeds, stored
+    // below full redundancy, and says what repair owes.
+    let f = Fixture::new(2, 4);
+    let store = f.store_with(&[0, 1]);
+    let d = data(100_000, 2);
+    let r = put(&store, "q", &d).await.unwrap();
+    assert_eq!(r.shards_written, 2);
+    assert_eq!(r.missing, vec!["p0".to_string(), "p1".to_string()]);
+    assert_eq!(get(&store, "q").await.unwrap(), d);
+    // One more down is below k: refused, nothing changed.
+    let store = f.store_with(&[0, 1, 2]);
+    let err = put(&store, "q", &data(100_000, 3)).await.unwrap_err();
+    assert!(matches!(err, EngineError::Quorum { ok: 1, needed: 2, .. }), "{err}");
+    assert_eq!(get(&f.store_with(&[0, 1]), "q").await.unwrap(), d);
+
+    // A user who prefers a refused write to one a single failure from loss asks for more.
+    let f = Fixture::new(2, 4).with_write_quorum(3);
     let store = f.store_with(&[0, 1]);
     let err = put(&store, "q", &data(100_000, 1)).await.unwrap_err();
     assert!(matches!(err, EngineError::Quorum { ok: 2, needed: 3, .. }), "{err}");
     assert!(store.list("").unwrap().is_empty());
     assert!(f.blob_files().is_empty(), "failed write left blobs: {:?}", f.blob_files());
-
     let store = f.store_with(&[0]);
-    let d = data(100_000, 2);
     let r = put(&store, "q", &d).await.unwrap();
     assert_eq!(r.shards_written, 3);
     assert_eq!(r.missing, vec!["p0".to_string()]);
@@ -383,7 +397,7 @@ impl Drop for TinyDisk {
 
 #[tokio::test]
 async fn a_full_disk_costs_one_shard_or_fails_the_write_cleanly() {
-    let f = Fixture::new(2, 4); // write quorum 3
+    let f = Fixture::new(2, 4).with_write_quorum(3);
     let full = TinyDisk::mount(f.provider_dir(1));
     let store = f.store();
     let d = data(3_000_000, 8); // 1.5 MB per shard: more than the tiny disk holds
@@ -427,7 +441,7 @@ async fn gc_never_sweeps_versions_a_lost_index_does_not_know() {
 
 #[tokio::test]
 async fn remove_below_quorum_changes_nothing() {
-    let f = Fixture::new(2, 4); // write quorum 3
+    let f = Fixture::new(2, 4).with_write_quorum(3);
     let d = data(80_000, 14);
     put(&f.store(), "stay", &d).await.unwrap();
     let before = f.blob_files();

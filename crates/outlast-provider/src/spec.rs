@@ -189,7 +189,8 @@ mod tests {
         std::os::unix::fs::symlink(&a, dir.path().join("link")).unwrap();
         let loc = |root: String| spec("fs", &[("root", &root)]).location();
         let base = loc(a.display().to_string());
-        for same in [format!("{}/", a.display()), format!("{}/../a", a.display()), dir.path().join("link").display().to_string()] {
+        for same in [format!("{}/", a.display()), format!("{}/../a", a.display()), dir.path().join("link").display().to_string()]
+        {
             assert_eq!(loc(same.clone()), base, "{same}");
         }
         // One inside another overlaps; siblings do not, nor do folders that do not exist yet.

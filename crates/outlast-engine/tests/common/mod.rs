@@ -19,18 +19,26 @@ pub struct Fixture {
     pub spare: u16,
     /// `timeouts.operation_secs`, when not the default.
     pub operation_secs: Option<f64>,
+    /// `coding.write_quorum`, when not the default (k).
+    pub write_quorum: Option<u16>,
 }
 
 impl Fixture {
     pub fn new(k: u16, n: u16) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0, operation_secs: None }
+        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0, operation_secs: None, write_quorum: None }
     }
 
     /// The same store with `spare` more providers configured.
     pub fn with_spare(mut self, spare: u16) -> Self {
         self.spare = spare;
+        self
+    }
+
+    /// The same store acknowledging a write only once `q` shards are durable.
+    pub fn with_write_quorum(mut self, q: u16) -> Self {
+        self.write_quorum = Some(q);
         self
     }
 
@@ -53,11 +61,14 @@ impl Fixture {
             self.k,
             self.n
         );
+        if let Some(q) = self.write_quorum {
+            t.push_str(&format!("write_quorum = {q}\n"));
+        }
         if let Some(secs) = self.operation_secs {
             t.push_str(&format!("[timeouts]\noperation_secs = {secs}\n"));
         }
         for i in 0..self.n + self.spare {
-            let root = if broken.contains(&i) { self.root.join("a-file/p") } else { self.provider_dir(i) };
+            let root = if broken.contains(&i) { self.root.join(format!("a-file/p{i}")) } else { self.provider_dir(i) };
             t.push_str(&format!(
                 "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
                 root.display()
