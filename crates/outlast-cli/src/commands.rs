@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let cfg = cli.config.as_deref();
     match cli.command {
         Command::Init { local, providers, k, passphrase } => {
-            crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json)?
+            crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json).await?
         }
         Command::Put { src, name, content_type, meta } => {
             let store = open(cfg)?;
@@ -264,6 +264,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 options: key_values(&options, "--option")?,
                 env: key_values(&env, "--env")?,
             };
+            // The new config is validated, then the location is checked and marked, and only
+            // then does the config name it: a location in use, or one that cannot be written
+            // (a bucket that does not exist), is refused and the config stays as it was.
+            outlast_engine::config_edit::config_with(&path, &spec)?;
+            open(cfg)?.claim_location(&spec).await.with_context(|| format!("cannot add `{name}`"))?;
             let config = outlast_engine::config_edit::add_provider(&path, &spec)?;
             let store = Store::open(config)?;
             let report = store.providers().await?.into_iter().find(|r| r.name == name).expect("just added");
@@ -274,6 +279,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if !report.reachable {
                 eprintln!("outlast: warning: `{name}` does not answer yet: {}", report.error.unwrap_or(report.reason));
+            }
+        }
+        Command::Provider(crate::ProviderCommand::Reset { name }) => {
+            let store = open(cfg)?;
+            store.reset_provider(&name).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "reset": name }));
+            } else {
+                println!("{name} is set up again (identity marker written); `outlast repair` refills it");
             }
         }
         Command::Provider(crate::ProviderCommand::Remove { name }) => {

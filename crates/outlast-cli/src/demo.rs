@@ -64,6 +64,9 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
     let text = format!("key_fingerprint = \"{}\"\n{text}", key.fingerprint());
     std::fs::write(&cfg_path, &text)?;
     let store = Store::open(Config::parse(&text, &cfg_path)?)?;
+    for spec in store.config().providers.clone() {
+        store.claim_location(&spec).await?; // each folder gets its identity marker, as `init` does
+    }
 
     let objects = samples();
     let total: usize = objects.iter().map(|(_, d)| d.len()).sum();
@@ -116,9 +119,14 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
         let why = h.reason.split(" (last:").next().unwrap_or_default();
         println!("   Outlast now marks {} {}: {why}", h.name, h.state.as_str());
     }
+    // A wiped location is never taken back silently (it might be a mistyped or unmounted
+    // root): `outlast provider reset` says it is meant to be that provider again.
+    for gone in ["local2", "local5"] {
+        store.reset_provider(gone).await?;
+    }
     let repaired = store.repair(&RepairOptions::default(), &NoProgress).await?;
     println!(
-        "6. Repair: {} lost blobs found by listing; {} shard blobs rebuilt from the others and {} manifests restored ({:.1} MiB read for {:.1} MiB written)",
+        "6. local2 and local5 are taken back (`outlast provider reset`). Repair: {} lost blobs found by listing; {} shard blobs rebuilt from the others and {} manifests restored ({:.1} MiB read for {:.1} MiB written)",
         repaired.blobs_found_lost,
         repaired.blobs_rebuilt,
         repaired.manifests_written,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use outlast_engine::{keyfile, Config};
+use outlast_engine::{keyfile, Config, Store};
 
 const REAL_TEMPLATE: &str = r#"
 # Each provider is one OpenDAL backend. `domain` names the organisation that could end it:
@@ -36,7 +36,14 @@ fn toml_str(s: &str) -> String {
 }
 
 /// Creates the config and key; refuses to overwrite either.
-pub fn init(config: Option<&Path>, local: Option<&Path>, providers: u16, k: u16, passphrase: bool, json: bool) -> Result<()> {
+pub async fn init(
+    config: Option<&Path>,
+    local: Option<&Path>,
+    providers: u16,
+    k: u16,
+    passphrase: bool,
+    json: bool,
+) -> Result<()> {
     let path = config.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("outlast.toml"));
     if path.exists() {
         bail!("{} already exists; remove it first or pass --config to write elsewhere", path.display());
@@ -85,6 +92,14 @@ pub fn init(config: Option<&Path>, local: Option<&Path>, providers: u16, k: u16,
     };
     let text = format!("key_fingerprint = {}\n{body}", toml_str(&key.fingerprint()));
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    if local.is_some() {
+        // Each local provider's location gets its identity marker now; a real provider's gets
+        // it when first used (an empty location of a new store), once the template is filled.
+        let store = Store::open_with_key(Config::load(&path)?, key.clone())?;
+        for spec in store.config().providers.clone() {
+            store.claim_location(&spec).await.with_context(|| format!("cannot set up `{}`", spec.name))?;
+        }
+    }
     if json {
         println!("{}", serde_json::json!({ "config": path, "key": key_path, "fingerprint": key.fingerprint() }));
     } else {

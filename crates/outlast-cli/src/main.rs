@@ -182,6 +182,13 @@ enum ProviderCommand {
         /// Its name.
         name: String,
     },
+    /// Take a wiped, replaced or recreated location back as this provider: writes a fresh
+    /// identity marker on an empty location (a non-empty one is refused); `repair` then
+    /// refills it.
+    Reset {
+        /// Its name.
+        name: String,
+    },
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {

@@ -44,10 +44,15 @@ fn five_kinds_roundtrip_then_survive_two_servers_stopped() {
         check_file(d, &name, name.as_bytes());
         drop(down);
     }
-    // moto keeps its data in memory: after its restart the S3 shards are gone, and reads
-    // still work from the other four.
+    // moto keeps its data in memory: after its restart the S3 shards are gone, its identity
+    // marker too, and reads still work from the other four. A read that asks S3 finds
+    // everything it held gone: it succeeds and exits 3 to say the provider looks terminated.
     for (i, &len) in SIZES.iter().enumerate() {
-        check_file(d, &format!("obj/{len}"), &data(len, i as u64));
+        let out = outlast(d).args(["get", &format!("obj/{len}")]).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{said}");
+        assert!(out.status.code() == Some(0) || said.contains("provider `s3` is terminated"), "{said}");
+        assert!(out.stdout == data(len, i as u64), "obj/{len} read back wrong");
     }
 }
 
@@ -96,4 +101,25 @@ fn no_provider_sees_names_or_content() {
         }
         assert_eq!(blobs, 10, "expected a shard and a manifest on each of 5 providers");
     });
+}
+
+#[test]
+#[ignore = "needs the servers of scripts/servers.sh"]
+fn adding_a_bucket_that_does_not_exist_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let specs = store(d);
+    let s3 = specs.iter().find(|s| s.name == "s3").unwrap();
+    let before = std::fs::read_to_string(d.join("outlast.toml")).unwrap();
+    let mut args: Vec<String> =
+        ["provider", "add", "s3-typo", "--scheme", "s3", "--domain", "elsewhere"].map(String::from).to_vec();
+    for (k, v) in &s3.options {
+        let v = if k == "bucket" { "no-such-bucket-here".to_string() } else { v.clone() };
+        args.push("--option".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = run_err(d, &args);
+    assert!(err.contains("cannot add `s3-typo`"), "{err}");
+    assert_eq!(std::fs::read_to_string(d.join("outlast.toml")).unwrap(), before, "the config changed");
 }

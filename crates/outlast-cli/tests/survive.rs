@@ -14,6 +14,12 @@ fn repair_killed_mid_way_resumes_and_rebuilds_a_wiped_provider() {
     let bodies = put_objects(d, 4, 4 << 20, 10);
     let wiped = d.join("stores/local3");
     std::fs::remove_dir_all(&wiped).unwrap();
+    // Never taken back silently (it could be an unmounted disk): reset says it is meant to be.
+    let out = outlast(d).arg("repair").output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("local3") && said.contains("does not exist") && !wiped.exists(), "{said}");
+    run_ok(d, &["provider", "reset", "local3"]);
 
     // About 2 MiB to rebuild per object at 2 MiB/s: kill it once the first object is done
     // (its manifest copy is written last), well before the rest.

@@ -148,13 +148,8 @@ impl Manifest {
                 "format version {format} is not known to this build (it reads versions 1 to {MANIFEST_FORMAT})"
             )));
         }
-        let nonce: [u8; NONCE_LEN] = bytes[5..HEADER_LEN].try_into().expect("length checked");
-        let aad = aad(&bytes[..HEADER_LEN], blob);
-        let mut body = bytes[HEADER_LEN..].to_vec();
-        let plain = keys
-            .manifest
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
-            .map_err(|_| CodecError::ManifestAuth)?;
+        let (_, plain) = open_sealed(keys, AAD_PREFIX, blob, bytes)?;
+        let plain = &plain[..];
         let bad = |e: postcard::Error| CodecError::ManifestFormat(e.to_string());
         let m: Manifest = if format == MANIFEST_FORMAT_1 {
             let v1: ManifestFormat1 = postcard::from_bytes(plain).map_err(bad)?;
@@ -183,13 +178,20 @@ impl Manifest {
 
 /// Seals a serialized manifest body under `format`.
 fn seal_body(keys: &StoreKeys, blob: &str, format: u8, plain: Vec<u8>) -> Vec<u8> {
+    seal_sealed(keys, AAD_PREFIX, blob, format, plain)
+}
+
+/// Seals `plain` with the manifest key: `format`, key epoch, nonce, then the AES-256-GCM
+/// ciphertext, bound to `aad_prefix`, the header and the blob name (so a sealed blob moved to
+/// another name, or read as another kind of blob, does not open).
+pub(crate) fn seal_sealed(keys: &StoreKeys, aad_prefix: &[u8], blob: &str, format: u8, plain: Vec<u8>) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + 16);
     out.push(format);
     out.extend_from_slice(&0u32.to_le_bytes()); // key epoch, for key rotation
     out.extend_from_slice(&nonce);
-    let aad = aad(&out[..HEADER_LEN], blob);
+    let aad = aad(aad_prefix, &out[..HEADER_LEN], blob);
     let mut body = plain;
     keys.manifest
         .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
@@ -198,9 +200,26 @@ fn seal_body(keys: &StoreKeys, blob: &str, format: u8, plain: Vec<u8>) -> Vec<u8
     out
 }
 
-fn aad(header: &[u8], blob: &str) -> Vec<u8> {
-    let mut a = Vec::with_capacity(AAD_PREFIX.len() + header.len() + blob.len());
-    a.extend_from_slice(AAD_PREFIX);
+/// Opens what [`seal_sealed`] made; returns the format byte and the plaintext.
+pub(crate) fn open_sealed(keys: &StoreKeys, aad_prefix: &[u8], blob: &str, bytes: &[u8]) -> Result<(u8, Vec<u8>), CodecError> {
+    if bytes.len() < HEADER_LEN + 16 {
+        return Err(CodecError::ManifestFormat(format!("{} bytes is too short", bytes.len())));
+    }
+    let nonce: [u8; NONCE_LEN] = bytes[5..HEADER_LEN].try_into().expect("length checked");
+    let aad = aad(aad_prefix, &bytes[..HEADER_LEN], blob);
+    let mut body = bytes[HEADER_LEN..].to_vec();
+    let len = keys
+        .manifest
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+        .map_err(|_| CodecError::ManifestAuth)?
+        .len();
+    body.truncate(len);
+    Ok((bytes[0], body))
+}
+
+fn aad(prefix: &[u8], header: &[u8], blob: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(prefix.len() + header.len() + blob.len());
+    a.extend_from_slice(prefix);
     a.extend_from_slice(header);
     a.extend_from_slice(blob.as_bytes());
     a

@@ -14,6 +14,8 @@ use crate::manifest::VersionId;
 pub const SHARD_PREFIX: &str = "s/";
 /// Prefix of every manifest blob.
 pub const MANIFEST_PREFIX: &str = "m/";
+/// Prefix of a provider's identity marker.
+pub const MARKER_PREFIX: &str = "i/";
 
 fn tagged(keys: &StoreKeys, parts: &[&[u8]]) -> String {
     let mut ctx = hmac::Context::with_key(&keys.names);
@@ -31,6 +33,12 @@ pub fn shard_blob(keys: &StoreKeys, vid: &VersionId, index: u16, part: u32) -> S
 /// Name of the manifest of version `vid` (the same on every provider that holds it).
 pub fn manifest_blob(keys: &StoreKeys, vid: &VersionId) -> String {
     format!("{MANIFEST_PREFIX}{}", tagged(keys, &[b"manifest", &vid.0]))
+}
+
+/// Name of the identity marker every provider of the store holds (one name for all of them,
+/// so a location that answers with another provider's marker is recognised).
+pub fn marker_blob(keys: &StoreKeys) -> String {
+    format!("{MARKER_PREFIX}{}", tagged(keys, &[b"identity"]))
 }
 
 /// Whether `name` has the exact shape of a blob this format writes under `prefix`: the prefix

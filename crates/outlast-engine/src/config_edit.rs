@@ -30,9 +30,20 @@ fn replace_config(path: &Path, doc: &DocumentMut) -> Result<Config, EngineError>
     Ok(cfg)
 }
 
+/// The configuration the config at `path` would become with `spec` added, validated, without
+/// writing anything: a face checks it before it sets up the new location.
+pub fn config_with(path: &Path, spec: &ProviderSpec) -> Result<Config, EngineError> {
+    Config::parse(&with_provider(path, spec)?.to_string(), path)
+}
+
 /// Appends `spec` to the providers of the config at `path`. Refused (file unchanged) when the
 /// name is taken or the result would not validate.
 pub fn add_provider(path: &Path, spec: &ProviderSpec) -> Result<Config, EngineError> {
+    replace_config(path, &with_provider(path, spec)?)
+}
+
+/// The config document at `path` with `spec` appended to its providers.
+fn with_provider(path: &Path, spec: &ProviderSpec) -> Result<DocumentMut, EngineError> {
     let mut doc = read_doc(path)?;
     let mut t = Table::new();
     t["name"] = toml_edit::value(spec.name.as_str());
@@ -58,7 +69,7 @@ pub fn add_provider(path: &Path, spec: &ProviderSpec) -> Result<Config, EngineEr
             doc.insert("providers", Item::ArrayOfTables(a));
         }
     }
-    replace_config(path, &doc)
+    Ok(doc)
 }
 
 /// Removes provider `name` from the config at `path`. Refused while the store's index places

@@ -37,6 +37,20 @@ pub enum EngineError {
     /// A provider could not be built.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A command named a provider the configuration does not have.
+    #[error("no provider named `{0}` in the configuration")]
+    UnknownProvider(String),
+    /// A location to be set up as a provider already holds blobs of Outlast's shapes.
+    #[error(
+        "`{provider}`'s location {location} is not empty: it holds Outlast blobs (of this store or another). \
+         Taking it would mix them up; empty it first if its content may go, or pick another location"
+    )]
+    LocationInUse {
+        /// Provider name.
+        provider: String,
+        /// Where it points.
+        location: String,
+    },
     /// No object has that name.
     #[error("no object named `{0}`")]
     NotFound(String),

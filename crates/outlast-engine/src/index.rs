@@ -464,6 +464,28 @@ impl Index {
         Ok(self.pending()?.iter().any(|p| p.blobs.iter().any(|b| b.blob == blob)))
     }
 
+    /// Records that `provider`'s location holds this store's identity marker: from now on a
+    /// location without one is not taken for it.
+    pub fn record_marker(&self, provider: &str, written_ns: u64) -> Result<(), EngineError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO markers (provider, written_ns) VALUES (?1, ?2)",
+            params![provider, written_ns as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Whether this index has known `provider` to hold this store's data: a marker recorded, or
+    /// a blob. An empty location it never knew may be a provider never used yet; one it knew
+    /// that lost its marker was wiped or replaced.
+    pub fn knows_provider(&self, provider: &str) -> Result<bool, EngineError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT (SELECT COUNT(*) FROM markers WHERE provider = ?1) + (SELECT COUNT(*) FROM blobs WHERE provider = ?1)",
+            [provider],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Health observations saved by earlier runs, by provider name.
     pub fn load_health(&self) -> Result<Vec<(String, HealthStats)>, EngineError> {
         let conn = self.conn();

@@ -23,6 +23,7 @@ mod drill;
 mod evacuate;
 mod gc;
 mod get;
+mod identity;
 mod put;
 mod quorum;
 mod repair;

@@ -87,7 +87,7 @@ mod tests {
                     options,
                     env: Default::default(),
                 };
-                Provider::build(&spec).unwrap()
+                Provider::build_creating(&spec).unwrap()
             })
             .collect()
     }

@@ -24,7 +24,7 @@ pub struct Store {
     pub(crate) config: Config,
     pub(crate) keys: Arc<StoreKeys>,
     pub(crate) providers: Vec<Provider>,
-    pub(crate) index: Index,
+    pub(crate) index: Arc<Index>,
     /// Operations each provider had seen when the store was opened (to tell which ones this
     /// process touched).
     baseline: Vec<u64>,
@@ -250,21 +250,27 @@ impl Store {
             }
         }
         let patience = config.timeouts.patience();
-        let providers: Vec<Provider> =
-            config.providers.iter().map(|s| Provider::build_or_unavailable(s).with_patience(patience)).collect();
+        let index = Arc::new(Index::open(&config.state_dir())?);
+        let keys = Arc::new(key.store_keys());
+        let configured = config.providers.iter().map(|s| s.name.clone()).collect();
+        let identity = crate::identity::IdentityKit::new(keys.clone(), index.clone(), configured);
+        let providers: Vec<Provider> = config
+            .providers
+            .iter()
+            .map(|s| Provider::build_or_unavailable(s).with_patience(patience).with_identity_check(identity.check_for(&s.name)))
+            .collect();
         for p in &providers {
             if let Some(e) = p.build_error() {
                 tracing::error!(provider = p.name(), "provider unavailable: {e}");
             }
         }
-        let index = Index::open(&config.state_dir())?;
         for (name, stats) in index.load_health()? {
             if let Some(p) = providers.iter().find(|p| p.name() == name) {
                 p.restore_health(stats);
             }
         }
         let baseline = providers.iter().map(|p| operations(&p.health())).collect();
-        let store = Store { keys: Arc::new(key.store_keys()), providers, index, config, baseline };
+        let store = Store { keys, providers, index, config, baseline };
         for h in store.health() {
             if h.state == HealthState::Terminated {
                 tracing::error!(provider = h.name, "provider `{}` looked TERMINATED when last used: {}", h.name, h.reason);

@@ -234,6 +234,7 @@ async fn repair_and_evacuation_at_once_leave_every_recorded_copy_current() {
         // p0 loses everything: repair's listing finds it (shards and manifest copies to
         // rebuild) while the evacuation rewrites the same manifests.
         std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
+        store.reset_provider("p0").await.unwrap(); // taken back on purpose, as a user would
         let s = store.clone();
         let repair = tokio::spawn(async move { s.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await });
         let s = store.clone();

@@ -23,8 +23,9 @@ async fn a_provider_whose_blobs_vanished_is_terminated_remembered_and_read_aroun
         }
         assert!(store.health().iter().all(|h| h.state == HealthState::Healthy));
     }
-    // The account ends: everything it held is gone (a deleted bucket, a wiped folder).
+    // The account ends: everything it held is gone (a deleted bucket, an emptied folder).
     std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    std::fs::create_dir(f.provider_dir(1)).unwrap();
 
     let store = f.store();
     let reports = store.providers().await.unwrap();

@@ -46,6 +46,7 @@ async fn repair_finds_a_wiped_provider_by_listing_and_rebuilds_it() {
     }
     let before = f.blob_files().into_iter().filter(|p| p.starts_with(f.provider_dir(3))).count();
     std::fs::remove_dir_all(f.provider_dir(3)).unwrap();
+    store.reset_provider("p3").await.unwrap(); // taken back on purpose
     let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(r.blobs_found_lost as usize, before, "{r:?}");
     assert_eq!(r.remaining, 0, "{r:?}");
@@ -107,6 +108,7 @@ async fn tombstones_are_put_back_on_every_provider_that_lacks_one() {
     };
     assert_eq!(tombstone_files(4), 0);
     std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
+    f.store().reset_provider("p1").await.unwrap();
     let store = f.store();
     let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
     // p1 gets back its tombstone (and "kept"'s manifest and shard); p4 gets the tombstone.

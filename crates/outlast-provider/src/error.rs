@@ -29,6 +29,16 @@ pub enum ProviderError {
         /// What is wrong.
         message: String,
     },
+    /// The location does not answer as the configured provider (another provider's or
+    /// another store's identity marker, or none where one was written): nothing is read from
+    /// or written to it in this process.
+    #[error("provider `{provider}` is unavailable: {message}")]
+    Identity {
+        /// Provider name.
+        provider: String,
+        /// What it answered and what to do.
+        message: String,
+    },
     /// An operation on the provider failed.
     #[error("provider `{provider}`: {op} `{path}` failed: {source}")]
     Op {
@@ -50,7 +60,7 @@ impl ProviderError {
     /// The failure class (configuration errors are permanent).
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProviderError::Config { .. } => ErrorClass::Permanent,
+            ProviderError::Config { .. } | ProviderError::Identity { .. } => ErrorClass::Permanent,
             ProviderError::Op { class, .. } => *class,
         }
     }

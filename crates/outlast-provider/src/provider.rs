@@ -18,6 +18,28 @@ type SharedHealth = Arc<Mutex<HealthStats>>;
 /// Injected faults, shared the same way (normally none).
 type SharedFaults = Arc<Mutex<Faults>>;
 
+/// What an identity check concluded about a location.
+pub type Verdict = Result<(), String>;
+
+/// Checks, once per process, that a location answers as the provider it is configured as,
+/// before anything else touches it. The check gets the provider without its gate (its own
+/// operations must not wait on it). A transport failure is no verdict: the operation that
+/// ran into it fails, and the next one checks again.
+pub type IdentityCheck =
+    Arc<dyn Fn(Provider) -> futures::future::BoxFuture<'static, Result<Verdict, ProviderError>> + Send + Sync>;
+
+/// The identity gate shared by a provider and its clones.
+struct Gate {
+    check: IdentityCheck,
+    verdict: tokio::sync::OnceCell<Verdict>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate({:?})", self.verdict.get())
+    }
+}
+
 /// One configured provider, ready for I/O.
 #[derive(Clone, Debug)]
 pub struct Provider {
@@ -30,6 +52,10 @@ pub struct Provider {
     health: SharedHealth,
     faults: SharedFaults,
     patience: Patience,
+    gate: Option<Arc<Gate>>,
+    /// Operations leave no trace in the health record (the identity check's own: the
+    /// operation that waited on the check records its outcome once).
+    quiet: bool,
 }
 
 /// How long one operation on a provider may take, retries included, before it counts as a
@@ -118,11 +144,36 @@ pub const TEMP_PREFIX: &str = "t/";
 const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 
 impl Provider {
-    /// Builds the OpenDAL operator for `spec` and stacks the standard layers on it.
+    /// Builds the OpenDAL operator for `spec` and stacks the standard layers on it. A local
+    /// root that does not exist is refused (an unmounted disk, a mistyped path): only
+    /// [`Provider::build_creating`] makes one.
     pub fn build(spec: &ProviderSpec) -> Result<Self, ProviderError> {
+        Self::build_with(spec, false)
+    }
+
+    /// Builds the provider, creating a local root that does not exist yet (for the commands
+    /// that set up a location on purpose).
+    pub fn build_creating(spec: &ProviderSpec) -> Result<Self, ProviderError> {
+        Self::build_with(spec, true)
+    }
+
+    fn build_with(spec: &ProviderSpec, create_root: bool) -> Result<Self, ProviderError> {
         spec.validate()?;
         opendal::install_default();
         let mut options = spec.resolved_options()?;
+        if spec.scheme == "fs" && !create_root {
+            // OpenDAL's file system service creates a missing root: a mistyped or unmounted one
+            // would silently become an empty provider.
+            if let Some(root) = options.get("root").filter(|r| !std::path::Path::new(r).is_dir()) {
+                return Err(ProviderError::Config {
+                    provider: spec.name.clone(),
+                    message: format!(
+                        "root `{root}` does not exist (an unmounted disk or a mistyped path?); `outlast provider reset {}` sets up an empty location there on purpose",
+                        spec.name
+                    ),
+                });
+            }
+        }
         if spec.scheme == "fs" && !options.contains_key("atomic_write_dir") {
             // Each blob is written to a temporary file and renamed into place: two writers of
             // one name (a repair and an evacuation) cannot interleave their bytes, a crash
@@ -153,6 +204,8 @@ impl Provider {
             health: SharedHealth::default(),
             faults: Arc::new(Mutex::new(faults)),
             patience: Patience::default(),
+            gate: None,
+            quiet: false,
         })
     }
 
@@ -167,6 +220,8 @@ impl Provider {
             health: SharedHealth::default(),
             faults: SharedFaults::default(),
             patience: Patience::default(),
+            gate: None,
+            quiet: false,
         })
     }
 
@@ -176,9 +231,29 @@ impl Provider {
         self
     }
 
-    /// Why the provider could not be built, if it could not.
+    /// The same provider, checked by `check` before its first operation.
+    pub fn with_identity_check(mut self, check: IdentityCheck) -> Self {
+        self.gate = Some(Arc::new(Gate { check, verdict: tokio::sync::OnceCell::new() }));
+        self
+    }
+
+    /// Why the provider cannot be used in this process, if it cannot: it could not be built,
+    /// or its location did not answer as this provider.
     pub fn build_error(&self) -> Option<&str> {
-        self.op.as_ref().err().map(String::as_str)
+        let refused = self.gate.as_ref().and_then(|g| g.verdict.get()).and_then(|v| v.as_ref().err());
+        self.op.as_ref().err().or(refused).map(String::as_str)
+    }
+
+    /// Runs the identity check now if it has not run (a probe wants the verdict up front).
+    pub async fn verify_identity(&self) -> Result<(), ProviderError> {
+        self.ready("stat", "").await.map(|_| ())
+    }
+
+    /// The same provider without its identity gate, for the check itself: its operations are
+    /// not recorded in the health record (the operation that waited on the check records the
+    /// outcome once), though what it notes of known blobs is.
+    fn ungated(&self) -> Provider {
+        Provider { gate: None, quiet: true, ..self.clone() }
     }
 
     fn op(&self) -> Result<&Operator, ProviderError> {
@@ -213,9 +288,15 @@ impl Provider {
         self.faults.lock().expect("faults lock").clone()
     }
 
-    /// The operator, once injected faults let the operation through.
+    /// The operator, once the identity gate and injected faults let the operation through.
     async fn ready(&self, op: &'static str, path: &str) -> Result<&Operator, ProviderError> {
         let operator = self.op()?;
+        if let Some(gate) = &self.gate {
+            let verdict = gate.verdict.get_or_try_init(|| (gate.check)(self.ungated())).await?;
+            if let Err(message) = verdict {
+                return Err(ProviderError::Identity { provider: self.name.clone(), message: message.clone() });
+            }
+        }
         let faults = self.faults();
         if !faults.is_none() {
             faults.before(&self.name, op, path).await?;
@@ -233,11 +314,15 @@ impl Provider {
         *self.health.lock().expect("health lock") = stats;
     }
 
-    /// The state the observations imply; a provider that could not be built is unreachable.
+    /// The state the observations imply; a provider that could not be built, or whose
+    /// location is not this provider, is unreachable.
     pub fn state(&self) -> HealthState {
-        match self.op {
-            Err(_) => HealthState::Unreachable,
-            Ok(_) => self.health.lock().expect("health lock").state(),
+        let seen = self.health.lock().expect("health lock").state();
+        match self.build_error() {
+            // A location whose every blob is gone is an ended account, whatever else it says.
+            Some(_) if seen == HealthState::Terminated => seen,
+            Some(_) => HealthState::Unreachable,
+            None => seen,
         }
     }
 
@@ -265,6 +350,9 @@ impl Provider {
     }
 
     fn record<T>(&self, started: Option<Instant>, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        if self.quiet {
+            return r;
+        }
         record(&self.name, &self.health, started, r)
     }
 
@@ -388,9 +476,22 @@ impl Provider {
         Ok(out)
     }
 
+    /// The names of at most `limit` blobs under `prefix` (recursively): enough to tell an
+    /// empty location from one in use without listing everything.
+    pub async fn list_some(&self, prefix: &str, limit: usize) -> Result<Vec<String>, ProviderError> {
+        let r = self.list_entries_up_to(prefix, limit).await;
+        let entries = self.record(None, r)?;
+        Ok(entries.into_iter().filter(|e| !e.metadata().is_dir()).map(|e| e.path().to_string()).collect())
+    }
+
     /// Every entry under `prefix`. A listing takes as long as the provider holds blobs, so
     /// the time allowed bounds each step (a page, on most providers), not the whole.
     async fn list_entries(&self, prefix: &str) -> Result<Vec<opendal::Entry>, ProviderError> {
+        self.list_entries_up_to(prefix, usize::MAX).await
+    }
+
+    /// Like [`Self::list_entries`], stopping after `limit` files.
+    async fn list_entries_up_to(&self, prefix: &str, limit: usize) -> Result<Vec<opendal::Entry>, ProviderError> {
         use futures::TryStreamExt;
         let lister = self
             .patience
@@ -403,11 +504,17 @@ impl Provider {
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
             r => r?,
         };
-        let mut entries = Vec::new();
+        let (mut entries, mut files) = (Vec::new(), 0usize);
         loop {
             let next = async { lister.try_next().await.map_err(|e| self.err("list", prefix, e)) };
             match self.patience.bound(&self.name, "list", prefix, 0, next).await {
-                Ok(Some(e)) => entries.push(e),
+                Ok(Some(e)) => {
+                    files += !e.metadata().is_dir() as usize;
+                    entries.push(e);
+                    if files >= limit {
+                        return Ok(entries);
+                    }
+                }
                 Ok(None) => return Ok(entries),
                 Err(e) if e.is_not_found() && entries.is_empty() => return Ok(entries),
                 Err(e) => return Err(e),
@@ -501,6 +608,10 @@ fn record<T>(
     started: Option<Instant>,
     r: Result<T, ProviderError>,
 ) -> Result<T, ProviderError> {
+    // A location that is not this provider says nothing of the provider's health.
+    if let Err(ProviderError::Identity { .. }) = &r {
+        return r;
+    }
     let outcome = match &r {
         Ok(_) => Ok(()),
         Err(e) => Err((e.class(), e.to_string())),

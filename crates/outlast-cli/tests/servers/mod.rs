@@ -56,6 +56,11 @@ pub fn store(dir: &Path) -> Vec<ProviderSpec> {
     }
     let body = toml::to_string(&Out { providers: &specs }).unwrap();
     std::fs::write(dir.join("outlast.toml"), format!("{head}{body}")).unwrap();
+    // Each location is set up as that provider, as `init` does for local folders: the root
+    // created where missing, the identity marker written.
+    for s in &specs {
+        run_ok(dir, &["provider", "reset", &s.name]);
+    }
     specs
 }
 

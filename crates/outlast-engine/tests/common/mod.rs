@@ -27,13 +27,35 @@ impl Fixture {
     pub fn new(k: u16, n: u16) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0, operation_secs: None, write_quorum: None }
+        let f = Fixture { _tmp: tmp, root, key: MasterKey::generate(), k, n, spare: 0, operation_secs: None, write_quorum: None };
+        f.make_provider_dirs();
+        f
     }
 
     /// The same store with `spare` more providers configured.
     pub fn with_spare(mut self, spare: u16) -> Self {
         self.spare = spare;
+        self.make_provider_dirs();
         self
+    }
+
+    /// Sets up the providers' folders as `outlast init` does: each created, with its identity
+    /// marker. A root that does not exist is a provider that is not there (an unmounted disk),
+    /// never created behind the user's back.
+    fn make_provider_dirs(&self) {
+        for i in 0..self.n + self.spare {
+            self.mark(i);
+        }
+    }
+
+    /// Writes provider `i`'s identity marker into its folder (created if need be).
+    pub fn mark(&self, i: u16) {
+        let keys = self.key.store_keys();
+        let blob = outlast_codec::names::marker_blob(&keys);
+        let sealed = outlast_codec::ProviderMarker { provider: format!("p{i}"), written_ns: 1 }.seal(&keys, &blob);
+        let path = self.provider_dir(i).join(&blob);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, sealed).unwrap();
     }
 
     /// The same store acknowledging a write only once `q` shards are durable.
@@ -86,11 +108,13 @@ impl Fixture {
         self.store_with(&[])
     }
 
+    /// Every blob file of the providers, identity markers (`i/`) left out.
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for i in 0..self.n + self.spare {
             collect(&self.provider_dir(i), &mut out);
         }
+        out.retain(|p| !p.parent().is_some_and(|d| d.ends_with("i")));
         out
     }
 }
