@@ -176,8 +176,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         println!("  {e}");
                     }
                 }
+                print_owed(reports.iter().filter_map(|r| r.owed.as_ref()));
             }
-            if down > 0 {
+            // Unreachable providers, and redundancy owed anywhere, are worth a non-zero status.
+            if down > 0 || reports.iter().any(|r| r.owed.is_some()) {
                 return Ok(ExitCode::from(2));
             }
         }
@@ -205,8 +207,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&report);
             } else {
                 println!(
-                    "repaired {} shard blobs, {} manifests and {} tombstones in {} of {} objects ({} bytes written, {} read); {} still owed",
+                    "repaired {} shard blobs ({} more found intact where they belong), {} manifests and {} tombstones in {} of {} objects ({} bytes written, {} read); {} still owed",
                     report.blobs_rebuilt,
+                    report.blobs_found_intact,
                     report.manifests_written,
                     report.tombstones_written,
                     report.objects_in_debt,
@@ -249,8 +252,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 if report.found_damage() {
                     println!("damage found: run `outlast repair` to rebuild it");
                 }
+                print_owed(report.owed.iter());
             }
-            if report.found_damage() {
+            if report.found_damage() || report.owes() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));
@@ -378,6 +382,21 @@ async fn get_to_file(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+/// One line per provider that owes redundancy: what, and the command that pays it.
+fn print_owed<'a>(owed: impl Iterator<Item = &'a outlast_engine::ProviderOwed>) {
+    for o in owed {
+        println!(
+            "{} OWES {} shard blobs, {} manifest copies, {} tombstone copies ({} objects): run `{}`",
+            o.provider,
+            o.shards,
+            o.manifests,
+            o.tombstones,
+            o.objects,
+            o.paid_by()
+        );
+    }
 }
 
 fn print_gc(r: &outlast_engine::GcReport) {

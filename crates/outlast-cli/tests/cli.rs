@@ -241,3 +241,37 @@ fn demo_runs_and_says_so() {
     assert!(text.contains("All 4 objects read back byte-for-byte with 2 of 6 providers gone"), "{text}");
     assert!(text.contains("Full redundancy is back") && text.contains("4 of 4 objects readable"), "{text}");
 }
+
+#[test]
+fn providers_and_scrub_exit_2_while_redundancy_is_owed() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("in.bin"), data(100_000, 8)).unwrap();
+    // local3 is out of reach during the put (its root is briefly not there): stored below
+    // full redundancy.
+    std::fs::rename(d.join("stores/local3"), d.join("away")).unwrap();
+    run_ok(d, &["put", "in.bin", "x"]);
+    std::fs::rename(d.join("away"), d.join("stores/local3")).unwrap();
+    // Every provider answers again, yet the store is not healthy until repair pays.
+    for cmd in ["providers", "scrub"] {
+        let out = outlast(d).arg(cmd).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {text}");
+        assert!(text.contains("local3 OWES 1 shard blobs, 1 manifest copies") && text.contains("run `outlast repair`"), "{text}");
+    }
+    run_ok(d, &["repair"]);
+    run_ok(d, &["providers"]);
+    run_ok(d, &["scrub"]);
+}
+
+#[test]
+fn the_template_store_shows_no_provider_healthy_that_it_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(d, &["init"]);
+    let out = outlast(d).args(["--json", "providers"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    for r in json(&out).as_array().unwrap() {
+        assert!(r["state"] != "healthy" && r["reachable"] == false, "{r}");
+    }
+}

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest, VersionId};
-use outlast_provider::BlobWriter;
+use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
+use outlast_provider::{BlobWriter, Provider};
 use serde::Serialize;
 
 use crate::breaker::Breaker;
@@ -38,6 +38,9 @@ pub struct RepairReport {
     pub objects_in_debt: u64,
     /// Shard blobs rebuilt and written.
     pub blobs_rebuilt: u64,
+    /// Owed shard blobs found whole and matching their checks where they belong (a provider
+    /// that was briefly gone): recorded, not rebuilt.
+    pub blobs_found_intact: u64,
     /// Manifest copies written back to shard holders that lacked them.
     pub manifests_written: u64,
     /// Tombstone copies written to providers that lacked them.
@@ -59,6 +62,7 @@ impl RepairReport {
     /// Adds what one object's repair did.
     fn absorb(&mut self, o: RepairReport) {
         self.blobs_rebuilt += o.blobs_rebuilt;
+        self.blobs_found_intact += o.blobs_found_intact;
         self.manifests_written += o.manifests_written;
         self.tombstones_written += o.tombstones_written;
         self.bytes_written += o.bytes_written;
@@ -235,29 +239,10 @@ impl Store {
         Ok(out)
     }
 
-    /// What `entry`'s version owes, from the index alone.
+    /// What `entry`'s version owes, from the index alone (`owed.rs`).
     fn debt_of(&self, entry: IndexEntry) -> Result<Option<Debt>, EngineError> {
-        let manifest = self.open_manifest(&entry)?;
-        let ManifestBody::Object(om) = manifest.body else { return Ok(None) };
-        let layout = om.layout()?;
-        let recorded: HashSet<(String, String)> =
-            self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
-        let has = |i: usize, blob: String| recorded.contains(&(om.placement[i].provider.clone(), blob));
-        let n = om.n as usize;
-        let mut parts = Vec::new();
-        for part in 0..layout.part_count() {
-            let missing: Vec<usize> =
-                (0..n).filter(|&i| !has(i, names::shard_blob(&self.keys, &entry.stamp.vid, i as u16, part))).collect();
-            if !missing.is_empty() {
-                parts.push((part, missing));
-            }
-        }
-        let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
-        let lacks_manifest = (0..n).any(|i| !has(i, manifest_blob.clone()));
-        if parts.is_empty() && !lacks_manifest {
-            return Ok(None);
-        }
-        Ok(Some(Debt { entry, om, parts }))
+        let Some(d) = self.object_debt(&entry)? else { return Ok(None) };
+        Ok(Some(Debt { entry, om: d.om, parts: d.parts }))
     }
 
     async fn repair_object(&self, debt: &Debt, run: &mut RepairRun<'_>, progress: &dyn Progress) -> Result<(), EngineError> {
@@ -281,6 +266,25 @@ impl Store {
                 if !run.breaker.allows(provider) {
                     run.report.remaining += 1;
                     continue;
+                }
+                // A provider that was briefly gone may hold the blob after all: one that is
+                // there, whole and matching every check is recorded, not rebuilt.
+                match self.holds_intact(p, &blob, &debt.om, &layout, i, *part).await {
+                    Ok(true) => {
+                        let b = BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len };
+                        if self.record_rebuilt(name, &vid, i, &b)? == Recorded::Yes {
+                            run.breaker.record(provider, true);
+                            run.report.blobs_found_intact += 1;
+                            progress.advance(part_len);
+                            continue;
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        run.failed(provider, format!("{name}: {e}"));
+                        run.report.remaining += 1;
+                        continue;
+                    }
                 }
                 match p.writer(&blob).await {
                     Ok(w) => writers.push((i, Some(w), 0)),
@@ -375,6 +379,36 @@ impl Store {
         self.repair_manifests(name, &vid, run).await
     }
 
+    /// Whether `p` holds `blob`, shard `shard` of part `part`, whole and matching the
+    /// manifest's check of every segment in it: `false` (rebuild it) when it is not found, has
+    /// the wrong size or fails a check; an error when the provider does not answer.
+    async fn holds_intact(
+        &self,
+        p: &Provider,
+        blob: &str,
+        om: &ObjectManifest,
+        layout: &Layout,
+        shard: usize,
+        part: u32,
+    ) -> Result<bool, outlast_provider::ProviderError> {
+        let len = layout.part_blob_len(part);
+        match p.stat(blob).await {
+            Ok(st) if st.size == len => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let bytes = p.read_expecting(blob, len).await?;
+        let first = part as u64 * layout.segments_per_part as u64;
+        let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+        Ok(bytes.len() as u64 == len
+            && (first..last).all(|s| {
+                let at = layout.shard_offset(s) as usize;
+                let piece = bytes.get(at..at + layout.shard_len(s));
+                piece.is_some_and(|piece| om.segment_checks(s)[shard].verifies(self.keys.check_seed, piece))
+            }))
+    }
+
     /// The current index entry of `name` if it is still version `vid` and its manifest places
     /// shard `shard` (`None`: any shard, as for a manifest copy) on `provider`.
     pub(crate) fn current_placing(
@@ -449,6 +483,7 @@ impl Store {
 }
 
 /// Whether a blob repair wrote was recorded.
+#[derive(PartialEq, Eq)]
 enum Recorded {
     Yes,
     /// The current version no longer places it there: garbage.

@@ -78,12 +78,22 @@ pub struct ScrubReport {
     pub objects: u64,
     /// Per provider.
     pub providers: Vec<ProviderScrub>,
+    /// What is owed after this scrub, per provider: damage found now and earlier, and shards
+    /// puts could not write, until repair (or, for a provider no longer configured,
+    /// evacuation) pays it.
+    pub owed: Vec<crate::owed::ProviderOwed>,
 }
 
 impl ScrubReport {
-    /// Whether anything was missing, corrupt or unreachable.
+    /// Whether this run found anything missing, corrupt or unreachable.
     pub fn found_damage(&self) -> bool {
         self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.stale_manifests > 0 || p.error.is_some())
+    }
+
+    /// Whether redundancy is owed (found by this run or before it): a scrub that finds nothing
+    /// new still does not call such a store healthy.
+    pub fn owes(&self) -> bool {
+        !self.owed.is_empty()
     }
 }
 
@@ -221,6 +231,7 @@ impl Store {
                 );
             }
         }
+        report.owed = self.owed()?;
         Ok(report)
     }
 

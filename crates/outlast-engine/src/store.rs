@@ -1,5 +1,6 @@
 //! The store: one configuration, one key, its providers and its index.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -227,6 +228,9 @@ pub struct ProviderReport {
     pub shards: u64,
     /// Bytes of all blobs (shards and manifests) the index places there.
     pub bytes: u64,
+    /// What it owes (redundancy placed there and not recorded as stored), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owed: Option<crate::owed::ProviderOwed>,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -577,20 +581,47 @@ impl Store {
         }))
         .await;
         let health = self.health();
+        let mut owed: HashMap<String, crate::owed::ProviderOwed> =
+            self.owed()?.into_iter().map(|o| (o.provider.clone(), o)).collect();
         let mut out = Vec::new();
         for (((p, err), blobs), h) in self.providers.iter().zip(probes).zip(held).zip(health) {
+            // A provider whose probe failed is never shown healthy.
+            let (state, reason) = match &err {
+                Some(e) if h.state.is_usable() => (HealthState::Unreachable, e.clone()),
+                _ => (h.state, h.reason),
+            };
             out.push(ProviderReport {
                 name: p.name().to_string(),
                 domain: p.domain().to_string(),
                 scheme: p.scheme().to_string(),
-                reachable: err.is_none() && h.state.is_usable(),
+                reachable: err.is_none() && state.is_usable(),
                 error: err,
-                state: h.state,
-                reason: h.reason,
+                state,
+                reason,
                 p50_ms: h.p50_ms,
                 p95_ms: h.p95_ms,
                 shards: blobs.iter().filter(|b| b.blob.starts_with(names::SHARD_PREFIX)).count() as u64,
                 bytes: blobs.iter().map(|b| b.size).sum(),
+                owed: owed.remove(p.name()),
+            });
+        }
+        // Providers the placements still name that the configuration no longer has (removed
+        // or renamed by hand): their share is owed until an evacuation rebuilds it elsewhere.
+        for (name, o) in owed {
+            let why = format!("not in the configuration; `outlast evacuate {name} --to NEW` rebuilds its share elsewhere");
+            out.push(ProviderReport {
+                name,
+                domain: String::new(),
+                scheme: String::new(),
+                reachable: false,
+                error: Some(why.clone()),
+                state: HealthState::Unreachable,
+                reason: why,
+                p50_ms: None,
+                p95_ms: None,
+                shards: 0,
+                bytes: 0,
+                owed: Some(o),
             });
         }
         Ok(out)

@@ -134,9 +134,9 @@ async fn gc_never_deletes_a_shard_the_current_placement_names_even_when_the_inde
     let r = gc(&store, 0).await;
     assert_eq!(r.deleted, 0, "{r:?}");
     assert!(file.exists(), "gc deleted a shard of the current version");
-    // Repair overwrites it in place and records it again.
+    // Repair finds it there, whole and matching its checks, and records it again.
     let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
-    assert_eq!((r.blobs_rebuilt, r.remaining), (1, 0), "{r:?}");
+    assert_eq!((r.blobs_found_intact, r.blobs_rebuilt, r.remaining), (1, 0, 0), "{r:?}");
     assert!(store.index().blobs_on("p0").unwrap().contains(&shard));
     assert_eq!(get(&store, "x").await.unwrap(), d);
 }
@@ -193,4 +193,29 @@ async fn repair_stops_asking_a_provider_that_hangs_after_three_timeouts() {
     hanging.set_faults(Faults::default());
     let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
     assert_eq!((r.blobs_rebuilt, r.manifests_written, r.remaining), (48, 48, 0), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_provider_that_was_briefly_gone_is_checked_not_rewritten_wholesale() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    for i in 0..4u8 {
+        put(&store, &format!("o{i}"), &data(150_000, i)).await.unwrap();
+    }
+    // A listing cut short while p1 restarted made the index forget every shard it holds,
+    // though they are all still there; one of them was damaged meanwhile.
+    let shards: Vec<_> = store.index().blobs_on("p1").unwrap().into_iter().filter(|b| b.blob.starts_with("s/")).collect();
+    for b in &shards {
+        store.index().forget_blob("p1", &b.blob).unwrap();
+    }
+    let damaged = f.provider_dir(1).join(&shards[0].blob);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+    let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!((r.blobs_found_intact, r.blobs_rebuilt, r.remaining), (shards.len() as u64 - 1, 1, 0), "{r:?}");
+    assert!(r.bytes_written <= shards[0].size, "rewrote more than the damaged blob: {r:?}");
+    for i in 0..4u8 {
+        assert_eq!(get(&store, &format!("o{i}")).await.unwrap(), data(150_000, i));
+    }
 }

@@ -150,3 +150,43 @@ async fn a_provider_that_hangs_is_reported_and_costs_a_few_timeouts() {
     let r = scrub(&store, None).await;
     assert!(!r.found_damage(), "{r:?}");
 }
+
+#[tokio::test]
+async fn scrub_keeps_saying_what_is_owed_until_repair_pays_it() {
+    let f = Fixture::new(2, 4);
+    let store = f.store();
+    put(&store, "x", &data(100_000, 3)).await.unwrap();
+    std::fs::remove_file(&shard_files(&f, 1)[0]).unwrap();
+    let first = scrub(&store, None).await;
+    assert!(first.found_damage() && first.owes(), "{first:?}");
+    // The damage is now repair debt: a second scrub finds nothing new, but the store is not
+    // healthy, and it says who owes what and what pays it.
+    let second = scrub(&store, None).await;
+    assert!(!second.found_damage() && second.owes(), "{second:?}");
+    let owed = &second.owed;
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!((owed[0].provider.as_str(), owed[0].shards, owed[0].configured), ("p1", 1, true));
+    assert_eq!(owed[0].paid_by(), "outlast repair");
+    let p1 = store.providers().await.unwrap().into_iter().find(|r| r.name == "p1").unwrap();
+    assert_eq!(p1.owed.as_ref().map(|o| o.shards), Some(1), "{p1:?}");
+    store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
+    let after = scrub(&store, None).await;
+    assert!(!after.owes() && !after.found_damage(), "{after:?}");
+    assert!(store.providers().await.unwrap().iter().all(|r| r.owed.is_none()));
+}
+
+#[tokio::test]
+async fn a_provider_renamed_in_the_config_owes_its_share_and_evacuation_pays_it() {
+    let f = Fixture::new(2, 4);
+    put(&f.store(), "x", &data(100_000, 4)).await.unwrap();
+    let text = f.config_text(&[]).replace("name = \"p3\"", "name = \"p3-renamed\"");
+    let store =
+        Store::open_with_key(outlast_engine::Config::parse(&text, &f.root.join("outlast.toml")).unwrap(), f.key.clone()).unwrap();
+    let r = scrub(&store, None).await;
+    assert!(r.owes(), "renaming a provider hid its shards from scrub: {r:?}");
+    let p3 = r.owed.iter().find(|o| o.provider == "p3").expect("the placed provider owes");
+    assert!(!p3.configured && p3.shards == 1 && p3.paid_by() == "outlast evacuate p3 --to NEW", "{p3:?}");
+    let rows = store.providers().await.unwrap();
+    let row = rows.iter().find(|r| r.name == "p3").expect("a row for the provider the placements name");
+    assert!(!row.reachable && row.owed.is_some(), "{row:?}");
+}
