@@ -16,6 +16,8 @@ pub const SHARD_PREFIX: &str = "s/";
 pub const MANIFEST_PREFIX: &str = "m/";
 /// Prefix of a provider's identity marker.
 pub const MARKER_PREFIX: &str = "i/";
+/// Prefix of write leases (and of gc's clock probe).
+pub const LEASE_PREFIX: &str = "l/";
 
 fn tagged(keys: &StoreKeys, parts: &[&[u8]]) -> String {
     let mut ctx = hmac::Context::with_key(&keys.names);
@@ -39,6 +41,17 @@ pub fn manifest_blob(keys: &StoreKeys, vid: &VersionId) -> String {
 /// so a location that answers with another provider's marker is recognised).
 pub fn marker_blob(keys: &StoreKeys) -> String {
     format!("{MARKER_PREFIX}{}", tagged(keys, &[b"identity"]))
+}
+
+/// Name of the lease a long write of version `vid` keeps fresh.
+pub fn lease_blob(keys: &StoreKeys, vid: &VersionId) -> String {
+    format!("{LEASE_PREFIX}{}", tagged(keys, &[b"lease", &vid.0]))
+}
+
+/// Name of the blob gc rewrites on a provider to read that provider's clock (its modification
+/// time), against which leases are judged.
+pub fn clock_blob(keys: &StoreKeys) -> String {
+    format!("{LEASE_PREFIX}{}", tagged(keys, &[b"clock"]))
 }
 
 /// Whether `name` has the exact shape of a blob this format writes under `prefix`: the prefix

@@ -11,7 +11,8 @@
 //! - a blob the index knows is garbage (a crashed write it claimed, a replaced version it could
 //!   not delete at the time) goes after the grace period; a blob it knows nothing of may be a
 //!   write in progress from another state folder or machine, so it waits at least
-//!   [`UNKNOWN_MIN_AGE`], whatever `--grace-secs` says.
+//!   [`UNKNOWN_MIN_AGE`], whatever `--grace-secs` says; a write that runs longer keeps a lease
+//!   on the providers (`lease.rs`), and every name of its version is kept while it is fresh.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -58,6 +59,8 @@ pub enum GcReason {
     Unreferenced,
     /// A local disk's temporary file that no write in progress names.
     StaleTemporary,
+    /// A write lease its put stopped renewing long ago.
+    DeadLease,
 }
 
 impl GcReason {
@@ -68,6 +71,7 @@ impl GcReason {
             GcReason::KnownGarbage => "garbage this store left (a replaced version)",
             GcReason::Unreferenced => "referenced by no version",
             GcReason::StaleTemporary => "a temporary file no write in progress names",
+            GcReason::DeadLease => "a write lease not renewed for long",
         }
     }
 }
@@ -102,6 +106,9 @@ pub struct GcReport {
     pub crashed_writes: u64,
     /// Versions found on the providers that the local index does not know (kept).
     pub unknown_versions: u64,
+    /// Live lease copies (one per provider) of long writes in progress elsewhere, whose blobs
+    /// were kept.
+    pub leases: u64,
     /// Each deletion, per provider, with its reason.
     pub deletions: Vec<GcDeletion>,
     /// Errors met (gc goes on past them).
@@ -144,6 +151,14 @@ impl Store {
             live.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| b.blob));
         }
         live.extend(self.placed_names()?);
+        // Long writes in progress elsewhere keep leases on the providers: their names are live
+        // while the lease is fresh by the provider's clock. If a provider's leases cannot be
+        // read, nothing the index does not know is deleted anywhere this run.
+        let leases = self.scan_leases().await;
+        report.leases = leases.live;
+        live.extend(leases.protected);
+        let leases_unknown = !leases.errors.is_empty();
+        report.errors.extend(leases.errors);
         // The index is a cache: a version on the providers that it does not know (a lost or
         // copied state folder) must never be swept. Open every unreferenced manifest; keep it
         // and its shards unless the index knows a newer version of the name.
@@ -186,6 +201,10 @@ impl Store {
                     None if garbage.contains(&(prov.name().to_string(), entry.name.clone())) => GcReason::KnownGarbage,
                     None => GcReason::Unreferenced,
                 };
+                if leases_unknown && why != GcReason::KnownGarbage {
+                    report.kept_young += 1;
+                    continue;
+                }
                 let floor = if why == GcReason::KnownGarbage { opts.grace } else { opts.grace.max(UNKNOWN_MIN_AGE) };
                 let age = entry.modified.and_then(|m| now.duration_since(m).ok());
                 if floor > Duration::ZERO && age.is_none_or(|a| a < floor) {
@@ -212,6 +231,20 @@ impl Store {
                 report.bytes += entry.size;
                 report.deletions.push(deletion);
             }
+        }
+        // Leases whose put stopped renewing them long ago (it crashed, or lost its way).
+        for (i, blob) in leases.dead {
+            let prov = &self.providers[i];
+            let deletion =
+                GcDeletion { provider: prov.name().to_string(), blob: blob.clone(), size: None, why: GcReason::DeadLease };
+            if !opts.dry_run {
+                if let Err(e) = prov.delete(&blob).await {
+                    report.errors.push(e.to_string());
+                    continue;
+                }
+            }
+            report.deleted += 1;
+            report.deletions.push(deletion);
         }
         Ok(report)
     }

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use futures::future::join_all;
+use futures::StreamExt;
 use outlast_codec::check::ShardCheck;
 use outlast_codec::{
     names, DataKey, EncodedSegment, Layout, Manifest, ManifestBody, ObjectManifest, SegmentCodec, ShardPlacement, VersionId,
@@ -18,12 +19,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::index::{BlobRef, IndexEntry, PendingWrite};
+use crate::lease::HeldLease;
 use crate::store::now_ns;
 use crate::{EngineError, Progress, PutOptions, PutReport, Store};
 
 /// Encoded segments queued between the reader and the writers: enough to keep both cores and
 /// the providers busy, few enough to bound memory.
 const PIPELINE_DEPTH: usize = 3;
+/// Earlier parts confirmed at once before a commit.
+const CONFIRM_CONCURRENCY: usize = 32;
 /// How long a failed put waits for blobs still closing before it cleans up.
 const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -81,9 +85,24 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
 
     let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
     let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
-    let mut w =
-        VersionWriter { store, name, placement, stamp, failures: Vec::new(), closing: Vec::new(), slow, abandoned: Vec::new() };
-    match w.write(src, opts, progress, &manifest_name).await {
+    // A put that runs long keeps a lease on its providers, so that gc elsewhere leaves its
+    // early parts alone (`lease.rs`); a short one never writes it.
+    let lease = HeldLease::start(store, stamp.vid, n as u16, placement.iter().map(|p| (*p).clone()).collect());
+    let mut w = VersionWriter {
+        store,
+        name,
+        placement,
+        stamp,
+        failures: Vec::new(),
+        closing: Vec::new(),
+        slow,
+        abandoned: Vec::new(),
+        lease: &lease,
+    };
+    let written = w.write(src, opts, progress, &manifest_name).await;
+    let closing = std::mem::take(&mut w.closing);
+    lease.release().await;
+    match written {
         Ok((report, garbage)) => {
             // Garbage on a slow provider is left to gc rather than delay the answer.
             let (now, later): (Vec<BlobRef>, Vec<BlobRef>) = garbage.into_iter().partition(on_fast);
@@ -94,7 +113,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
         Err(e) => {
             // Nothing was committed: remove what was written, once no close still in flight can
             // bring a blob back. What cannot be removed now stays listed as pending for gc.
-            for (_, close) in w.closing.drain(..) {
+            for (_, close) in closing {
                 let abort = close.abort_handle();
                 if tokio::time::timeout(CLOSE_PATIENCE, close).await.is_err() {
                     abort.abort(); // a hanging provider: its blob stays pending for gc
@@ -118,6 +137,8 @@ struct VersionWriter<'a> {
     abandoned: Vec<usize>,
     /// Shard blobs being closed in the background: (shard index, close task).
     closing: Vec<(usize, tokio::task::JoinHandle<Result<(), outlast_provider::ProviderError>>)>,
+    /// The lease this put keeps if it runs long.
+    lease: &'a HeldLease,
 }
 
 /// The shard writers of the part being written; `None` for a shard that has failed.
@@ -155,6 +176,7 @@ impl VersionWriter<'_> {
             .map(|i| BlobRef { provider: self.placement[i].name().into(), blob: names[i].clone(), size: 0 })
             .collect();
         self.store.index.add_pending_blobs(&self.vid(), &refs)?;
+        self.lease.covers(part);
         let opening: Vec<_> = (0..alive.len()).filter(|i| alive[*i]).map(|i| (i, self.placement[i].writer(&names[i]))).collect();
         let out = crate::quorum::gather(opening, self.quorum(), &self.slow).await;
         self.note_times(&out);
@@ -328,7 +350,55 @@ impl VersionWriter<'_> {
             Ok(checks)
         };
         let ((size, hash), checks) = tokio::try_join!(reader, writer)?;
+        self.confirm_parts(&Layout { size, ..stream_layout }, &mut alive).await?;
         self.commit(size, hash, checks, data_key, &alive, opts, manifest_name, segment_size).await
+    }
+
+    /// Before the commit, asks each provider whether it still holds the earlier parts of its
+    /// shard, whole: a put that ran long may have lost them (a gc elsewhere, a provider that
+    /// lost data meanwhile). A shard whose blob is gone is missing for the whole version
+    /// (repair debt); below the quorum the put fails rather than acknowledge what is not there.
+    /// The last part was closed just now and is not asked again.
+    async fn confirm_parts(&mut self, layout: &Layout, alive: &mut [bool]) -> Result<(), EngineError> {
+        let parts = layout.part_count();
+        if parts <= 1 {
+            return Ok(());
+        }
+        let keys = &self.store.keys;
+        let asks: Vec<(usize, u32)> =
+            (0..alive.len()).filter(|&i| alive[i]).flat_map(|i| (0..parts - 1).map(move |part| (i, part))).collect();
+        let placement = &self.placement;
+        let vid = self.stamp.vid;
+        let answers: Vec<(usize, u32, Result<bool, String>)> = futures::stream::iter(asks)
+            .map(|(i, part)| async move {
+                let blob = names::shard_blob(keys, &vid, i as u16, part);
+                let held = match placement[i].stat(&blob).await {
+                    Ok(st) => Ok(st.size == layout.part_blob_len(part)),
+                    Err(e) if e.is_not_found() => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                };
+                (i, part, held)
+            })
+            .buffer_unordered(CONFIRM_CONCURRENCY)
+            .collect()
+            .await;
+        for (i, part, held) in answers {
+            if !alive[i] {
+                continue;
+            }
+            let why = match held {
+                Ok(true) => continue,
+                Ok(false) => format!("`{}` no longer holds part {part} of shard {i} whole", self.placement[i].name()),
+                Err(e) => format!("`{}` could not confirm part {part} of shard {i}: {e}", self.placement[i].name()),
+            };
+            self.failures.push(why);
+            alive[i] = false;
+        }
+        let ok = alive.iter().filter(|a| **a).count();
+        if ok < self.quorum() {
+            return Err(self.quorum_err(ok));
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -29,6 +29,8 @@ pub struct Store {
     /// Operations each provider had seen when the store was opened (to tell which ones this
     /// process touched).
     baseline: Vec<u64>,
+    /// When long puts take leases and how long gc honours them.
+    pub(crate) lease_timing: crate::lease::LeaseTiming,
 }
 
 impl Drop for Store {
@@ -274,7 +276,7 @@ impl Store {
             }
         }
         let baseline = providers.iter().map(|p| operations(&p.health())).collect();
-        let store = Store { keys, providers, index, config, baseline };
+        let store = Store { keys, providers, index, config, baseline, lease_timing: Default::default() };
         for h in store.health() {
             if h.state == HealthState::Terminated {
                 tracing::error!(provider = h.name, "provider `{}` looked TERMINATED when last used: {}", h.name, h.reason);
@@ -333,6 +335,12 @@ impl Store {
     pub fn save_health(&self) -> Result<(), EngineError> {
         let stats: Vec<(&str, HealthStats)> = self.providers.iter().map(|p| (p.name(), p.health())).collect();
         self.index.save_health(&stats)
+    }
+
+    /// Changes when long puts take leases and how long gc honours them (tests and tools that
+    /// cannot wait minutes; the defaults suit everything else).
+    pub fn set_lease_timing(&mut self, timing: crate::lease::LeaseTiming) {
+        self.lease_timing = timing;
     }
 
     /// The configuration the store was opened with.

@@ -1,0 +1,90 @@
+//! gc run from a second state folder (a copied config and key, another machine) while a long
+//! put is in progress in the first: it must never take the put's early parts, and the put must
+//! never acknowledge a version whose early parts are gone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use outlast_engine::{Config, EngineError, LeaseTiming, Store};
+use tokio::io::AsyncWriteExt;
+
+/// The same store opened from another state folder, as a copy of the config would be.
+fn second_folder(f: &Fixture) -> Store {
+    let text = format!("state_dir = \"second-folder\"\n{}", f.config_text(&[]));
+    Store::open_with_key(Config::parse(&text, &f.root.join("outlast.toml")).unwrap(), f.key.clone()).unwrap()
+}
+
+fn shard_files(f: &Fixture, i: u16) -> usize {
+    std::fs::read_dir(f.provider_dir(i).join("s")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Puts `body` as `big` through a pipe, pausing after its first two parts: then backdates its
+/// closed parts 20 minutes (a put that has run that long) and runs gc from the second folder.
+async fn slow_put_with_gc_elsewhere(
+    f: &Fixture,
+    writer: &Store,
+    body: &[u8],
+) -> (Result<outlast_engine::PutReport, EngineError>, outlast_engine::GcReport) {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let other = second_folder(f);
+    let part = 3 * SEG as usize; // segments_per_part = 3
+    let driver = async {
+        tx.write_all(&body[..2 * part + 1]).await.unwrap();
+        // Part 0 is closed (renamed into place) once part 1 is under way.
+        let start = std::time::Instant::now();
+        while (0..f.n).any(|i| shard_files(f, i) == 0) {
+            assert!(start.elapsed() < Duration::from_secs(20), "the put never closed its first part");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // a lease renewal or two
+                                                              // The closed parts look as old as a put that has run 20 minutes (what it is writing
+                                                              // now, its temporary files and its lease, are fresh).
+        for i in 0..f.n {
+            backdate(&f.provider_dir(i).join("s"), 20 * 60);
+        }
+        let r = gc(&other, 0).await;
+        let _ = tx.write_all(&body[2 * part + 1..]).await; // the put may have failed meanwhile
+        drop(tx);
+        r
+    };
+    let (put, gc) = tokio::join!(writer.put("big", rx, Default::default(), &outlast_engine::progress::NoProgress), driver);
+    (put, gc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_put_keeps_a_lease_that_gc_elsewhere_honours() {
+    let f = Fixture::new(2, 3);
+    let mut writer = f.store();
+    writer.set_lease_timing(LeaseTiming {
+        after: Duration::from_millis(10),
+        renew: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let body = data(10 * 3 * SEG as usize, 1);
+    let (put, gc) = slow_put_with_gc_elsewhere(&f, &writer, &body).await;
+    assert_eq!((gc.deleted, gc.leases), (0, 3), "{gc:?}"); // one lease copy per provider
+    let r = put.unwrap();
+    assert!(r.missing.is_empty(), "{r:?}");
+    assert_eq!(get(&writer, "big").await.unwrap(), body);
+    // The lease is gone with the put.
+    assert!((0..f.n).all(|i| std::fs::read_dir(f.provider_dir(i).join("l")).map_or(true, |d| d.count() <= 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_early_parts_vanished_is_never_acknowledged() {
+    let f = Fixture::new(2, 3);
+    // No lease (a put too short to take one, by its timing): gc elsewhere sees blobs older than
+    // its floor that it knows nothing of, and deletes them.
+    let mut writer = f.store();
+    writer.set_lease_timing(LeaseTiming { after: Duration::from_secs(3600), ..Default::default() });
+    let body = data(10 * 3 * SEG as usize, 2);
+    let (put, gc) = slow_put_with_gc_elsewhere(&f, &writer, &body).await;
+    assert!(gc.deleted >= 3, "{gc:?}");
+    // The put looks at its early parts before committing: gone, so nothing is acknowledged.
+    let err = put.unwrap_err();
+    assert!(matches!(err, EngineError::Quorum { ok: 0, .. }), "{err}");
+    assert!(err.to_string().contains("no longer holds part 0"), "{err}");
+    assert!(matches!(get(&writer, "big").await, Err(EngineError::NotFound(_))));
+}
