@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Get { name, dest, range } => {
             let store = open(cfg)?;
+            warn_if_index_lost(&store).await;
             let range = range.as_deref().map(parse_range).transpose()?;
             let total = store.stat(&name).ok().map(|i| i.size);
             let bar = Bar::new(total, "get");
@@ -113,6 +114,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls { prefix } => {
             let store = open(cfg)?;
             let list = store.list(prefix.as_deref().unwrap_or(""))?;
+            if list.is_empty() {
+                warn_if_index_lost(&store).await;
+            }
             if cli.json {
                 print_json(&list);
             } else {
@@ -123,6 +127,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Stat { name } => {
             let store = open(cfg)?;
+            warn_if_index_lost(&store).await;
             let info = store.stat(&name)?;
             if cli.json {
                 print_json(&info);
@@ -144,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rm { name } => {
             let store = open(cfg)?;
+            warn_if_index_lost(&store).await;
             store.remove(&name).await?;
             if cli.json {
                 print_json(&serde_json::json!({ "removed": name }));
@@ -178,8 +184,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 print_owed(reports.iter().filter_map(|r| r.owed.as_ref()));
             }
-            // Unreachable providers, and redundancy owed anywhere, are worth a non-zero status.
-            if down > 0 || reports.iter().any(|r| r.owed.is_some()) {
+            let unknown = store.unknown_manifests().await?;
+            if cli.json {
+                if unknown > 0 {
+                    eprintln!("outlast: {unknown} manifests on the providers are not in the local index: run `outlast recover`");
+                }
+            } else {
+                print_unknown(unknown);
+            }
+            // Unreachable providers, redundancy owed anywhere, and an index that cannot be the
+            // whole story are worth a non-zero status.
+            if down > 0 || reports.iter().any(|r| r.owed.is_some()) || unknown > 0 {
                 return Ok(ExitCode::from(2));
             }
         }
@@ -253,8 +268,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("damage found: run `outlast repair` to rebuild it");
                 }
                 print_owed(report.owed.iter());
+                print_unknown(report.unknown_manifests);
             }
-            if report.found_damage() || report.owes() {
+            if report.found_damage() || report.owes() || report.index_incomplete() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));
@@ -352,6 +368,34 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        Command::Recover => {
+            let store = open(cfg)?;
+            let r = with_bar("recover", async |bar| store.recover(bar).await).await?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "recovered {} objects and {} deletions from {} manifest copies: {} names added, {} updated, {} already right",
+                    r.objects, r.deleted, r.copies_read, r.added, r.updated, r.unchanged
+                );
+                if r.copies_rejected + r.copies_stale > 0 {
+                    println!(
+                        "  {} copies did not open (corrupt or swapped) and {} were stale: they count for nothing; `outlast repair` rewrites them",
+                        r.copies_rejected, r.copies_stale
+                    );
+                }
+                if !r.unreachable.is_empty() {
+                    println!(
+                        "  {} could not be listed: the view may be incomplete; run `outlast recover` again once they answer (it is safe)",
+                        r.unreachable.join(", ")
+                    );
+                }
+            }
+            if !r.unreachable.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+            return Ok(after(&store));
+        }
         Command::Demo { dir } => return crate::demo::run(dir).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -382,6 +426,25 @@ async fn get_to_file(
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     r
+}
+
+/// Warns, before a command that reads the index, when the index is empty while the providers
+/// hold manifests: "no object named" would otherwise be the whole answer.
+async fn warn_if_index_lost(store: &Store) {
+    if store.index_looks_lost().await.unwrap_or(false) {
+        eprintln!(
+            "outlast: warning: the local index is empty but the providers hold manifests (a lost or copied state folder?): `outlast recover` brings them in"
+        );
+    }
+}
+
+/// Says that the providers hold versions the index does not know, and what brings them in.
+fn print_unknown(unknown: u64) {
+    if unknown > 0 {
+        println!(
+            "the providers hold {unknown} manifests the local index does not know (a lost, copied or restored state folder?): `outlast recover` brings them in"
+        );
+    }
 }
 
 /// One line per provider that owes redundancy: what, and the command that pays it.

@@ -129,6 +129,10 @@ enum Command {
         #[arg(required = true, value_name = "PROVIDER")]
         providers: Vec<String>,
     },
+    /// Rebuild the local index from the providers' manifests: after losing `.outlast/`, on a
+    /// new machine with only the config and key, or over an old index restored from a backup.
+    /// Safe to interrupt and to run again.
+    Recover,
     /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
     Demo {
         /// Where to build it (default: a fresh temporary folder, removed afterwards).

@@ -275,3 +275,32 @@ fn the_template_store_shows_no_provider_healthy_that_it_cannot_reach() {
         assert!(r["state"] != "healthy" && r["reachable"] == false, "{r}");
     }
 }
+
+#[test]
+fn a_lost_state_folder_is_recovered_from_the_providers() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let bodies = put_objects(d, 5, 200_000, 30);
+    run_ok(d, &["rm", "o4"]);
+    let ls = run_ok(d, &["ls"]).stdout;
+    std::fs::remove_dir_all(d.join(".outlast")).unwrap();
+    // Without its index the store says where the data is, rather than look empty and healthy.
+    let out = run_ok(d, &["ls"]);
+    assert!(out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("outlast recover"));
+    let err = run_err(d, &["get", "o1"]);
+    assert!(err.contains("no object named"), "{err}");
+    for cmd in ["providers", "scrub"] {
+        let out = outlast(d).arg(cmd).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("outlast recover"), "{cmd}");
+    }
+    let r = json(&run_ok(d, &["--json", "recover"]));
+    assert_eq!((r["objects"].as_u64(), r["deleted"].as_u64()), (Some(4), Some(1)), "{r}");
+    assert_eq!(run_ok(d, &["ls"]).stdout, ls);
+    check_objects(d, &bodies[..4]);
+    assert!(run_err(d, &["get", "o4"]).contains("no object named"));
+    run_ok(d, &["providers"]);
+    run_ok(d, &["scrub"]);
+    let again = json(&run_ok(d, &["--json", "recover"]));
+    assert_eq!((again["added"].as_u64(), again["updated"].as_u64()), (Some(0), Some(0)), "{again}");
+}

@@ -144,3 +144,62 @@ fn scrub_repair_drill_and_evacuation_from_each_kind_to_another() {
     assert_eq!((r["blobs_rebuilt"].as_u64(), r["remaining"].as_u64()), (Some(3), Some(0)), "{r}");
     run_ok(d, &["scrub"]);
 }
+
+#[test]
+#[ignore = "needs the servers of scripts/servers.sh; stops and restarts them"]
+fn recover_rebuilds_the_index_over_five_kinds_with_two_down_and_one_lying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let specs = store(d);
+    let local_root = std::path::PathBuf::from(&specs.iter().find(|s| s.name == "local").unwrap().options["root"]);
+    let manifests = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(local_root.join("m")).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v
+    };
+    let mut bodies = put_objects(d, 40, 20_000, 90);
+    // Keep the local provider's copies of the first versions, to plant back later.
+    let old: Vec<(std::path::PathBuf, Vec<u8>)> = manifests()
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    for (i, body) in bodies.iter_mut().enumerate().take(10) {
+        *body = data(30_000, 500 + i as u64);
+        std::fs::write(d.join("in.bin"), &*body).unwrap();
+        run_ok(d, &["put", "in.bin", &format!("o{i}")]);
+    }
+    for i in 30..40 {
+        run_ok(d, &["rm", &format!("o{i}")]);
+    }
+    let ls = run_ok(d, &["ls"]).stdout;
+    // The local provider lies: it goes back to old versions, and corrupts a current copy.
+    for (p, b) in &old {
+        std::fs::write(p, b).unwrap();
+    }
+    let current = manifests().into_iter().find(|p| !old.iter().any(|(o, _)| o == p)).unwrap();
+    let mut b = std::fs::read(&current).unwrap();
+    b[25] ^= 0x55;
+    std::fs::write(&current, b).unwrap();
+    std::fs::remove_dir_all(d.join(".outlast")).unwrap();
+    {
+        let _down = (Stopped::new("sftp"), Stopped::new("webdav"));
+        let out = outlast(d).args(["--json", "recover"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "two providers could not be listed");
+        let r = json(&out);
+        assert!(r["copies_rejected"].as_u64().unwrap() >= 1, "{r}");
+        assert_eq!(run_ok(d, &["ls"]).stdout, ls);
+        check_objects(d, &bodies[..30]);
+        for i in 30..40 {
+            assert!(run_err(d, &["get", &format!("o{i}")]).contains("no object named"));
+        }
+    }
+    // Back up: a rerun completes the view, and repair pays what the liar owes.
+    let r = json(&run_ok(d, &["--json", "recover"]));
+    assert!(r["unreachable"].as_array().unwrap().is_empty(), "{r}");
+    run_ok(d, &["repair"]);
+    run_ok(d, &["scrub"]);
+    check_objects(d, &bodies[..30]);
+}

@@ -63,6 +63,21 @@ pub struct PendingWrite {
     pub blobs: Vec<BlobRef>,
 }
 
+/// What [`Index::adopt`] did with a recovered version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// The name was not known: recorded.
+    New,
+    /// It replaced an older version of the name.
+    Newer,
+    /// The same version, now with a newer manifest revision.
+    Updated,
+    /// The same version as recorded (its blob rows refreshed from the listing).
+    Same,
+    /// The index knows a newer version of the name: nothing changed.
+    Older,
+}
+
 /// The index database.
 pub struct Index {
     conn: Mutex<Connection>,
@@ -239,6 +254,84 @@ impl Index {
         }
         tx.commit()?;
         Ok(garbage)
+    }
+
+    /// Takes in a version recovered from the providers: `entry` (a tombstone if `tombstone`)
+    /// with the blobs found there by listing, on the providers in `listed`. A version older
+    /// than the one recorded for its name changes nothing; the same version gets the newer
+    /// sealed manifest (a higher placement revision) and its blob rows on `listed` providers
+    /// replaced by what was found; a newer one replaces the old row, as a commit would. One
+    /// transaction, so a recovery killed part-way leaves each name whole.
+    pub fn adopt(
+        &self,
+        entry: &IndexEntry,
+        blobs: &[BlobRef],
+        tombstone: bool,
+        listed: &[String],
+    ) -> Result<Adopted, EngineError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<(Vec<u8>, i64, Option<Vec<u8>>)> = tx
+            .query_row("SELECT vid, time_ns, manifest FROM objects WHERE name = ?1", [&entry.name], |r| {
+                Ok((r.get(0)?, r.get(1)?, Some(r.get(2)?)))
+            })
+            .optional()?
+            .or(tx
+                .query_row("SELECT vid, time_ns, NULL FROM tombstones WHERE name = ?1", [&entry.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, None))
+                })
+                .optional()?);
+        let vid = &entry.stamp.vid.0[..];
+        let outcome = match &current {
+            Some((v, t, _)) if (*t as u64, vid_of(v.clone())) > (entry.stamp.time_ns, entry.stamp.vid) => {
+                return Ok(Adopted::Older)
+            }
+            Some((v, _, manifest)) if v.as_slice() == vid => {
+                let same = tombstone || manifest.as_deref() == Some(&entry.sealed_manifest[..]);
+                if !tombstone {
+                    tx.execute("UPDATE objects SET manifest = ?2 WHERE name = ?1", params![entry.name, entry.sealed_manifest])?;
+                }
+                for p in listed {
+                    tx.execute("DELETE FROM blobs WHERE vid = ?1 AND provider = ?2", params![vid, p])?;
+                }
+                if same {
+                    Adopted::Same
+                } else {
+                    Adopted::Updated
+                }
+            }
+            other => {
+                if let Some((old, _, _)) = other {
+                    tx.execute("DELETE FROM blobs WHERE vid = ?1", [old])?;
+                }
+                tx.execute("DELETE FROM objects WHERE name = ?1", [&entry.name])?;
+                tx.execute("DELETE FROM tombstones WHERE name = ?1", [&entry.name])?;
+                if tombstone {
+                    tx.execute(
+                        "INSERT INTO tombstones (name, vid, time_ns) VALUES (?1, ?2, ?3)",
+                        params![entry.name, vid, entry.stamp.time_ns as i64],
+                    )?;
+                } else {
+                    tx.execute(
+                        "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![entry.name, vid, entry.stamp.time_ns as i64, entry.size as i64, entry.content_type, entry.etag, entry.sealed_manifest],
+                    )?;
+                }
+                if other.is_some() {
+                    Adopted::Newer
+                } else {
+                    Adopted::New
+                }
+            }
+        };
+        for b in blobs {
+            tx.execute(
+                "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
+                params![b.provider, b.blob, vid, b.size as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(outcome)
     }
 
     /// The current version of `name`, if any.

@@ -82,6 +82,8 @@ pub struct ScrubReport {
     /// puts could not write, until repair (or, for a provider no longer configured,
     /// evacuation) pays it.
     pub owed: Vec<crate::owed::ProviderOwed>,
+    /// Manifests on the providers this index does not know: `outlast recover` brings them in.
+    pub unknown_manifests: u64,
 }
 
 impl ScrubReport {
@@ -94,6 +96,12 @@ impl ScrubReport {
     /// new still does not call such a store healthy.
     pub fn owes(&self) -> bool {
         !self.owed.is_empty()
+    }
+
+    /// Whether the index cannot be the whole story: the providers hold versions it does not
+    /// know.
+    pub fn index_incomplete(&self) -> bool {
+        self.unknown_manifests > 0
     }
 }
 
@@ -232,6 +240,7 @@ impl Store {
             }
         }
         report.owed = self.owed()?;
+        report.unknown_manifests = self.unknown_manifests().await?;
         Ok(report)
     }
 

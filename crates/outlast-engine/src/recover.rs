@@ -1,0 +1,252 @@
+//! Recover: rebuilds the local index from what the providers hold, so that a lost, copied or
+//! outdated state folder never cuts a user off from data that sits intact on the providers.
+//!
+//! Every provider's manifests are listed and every copy is read and opened (a copy that does
+//! not open under its own name, corrupt or swapped in, counts for nothing). Of one version's
+//! copies the highest placement revision is current; of one name's versions the greatest
+//! stamp wins, tombstones included, so a deleted name stays deleted and a provider that went
+//! back to an older version (rolled back, stale) can neither bring it back nor hide the newer
+//! one while one honest holder answers. Only blobs found by listing are recorded: what a
+//! placement names but no listing showed is debt, which scrub and `providers` report and repair
+//! pays. Each name is taken in with one index transaction, so a recovery killed part-way is
+//! simply run again; on a healthy store it changes nothing.
+//!
+//! TODO (issue 10): one request per manifest copy; packed manifests (roadmap) bring this to a
+//! few requests per thousand objects.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use outlast_codec::{names, Manifest, ManifestBody};
+use serde::Serialize;
+
+use crate::index::{Adopted, BlobRef, IndexEntry};
+use crate::{EngineError, Progress, Store};
+
+/// Manifest copies read at once.
+const READ_CONCURRENCY: usize = 16;
+
+/// What a recovery found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoverReport {
+    /// Manifest copies read.
+    pub copies_read: u64,
+    /// Copies that did not open under their name (corrupt, swapped in, another store's).
+    pub copies_rejected: u64,
+    /// Copies of an older placement revision than another copy of the same version.
+    pub copies_stale: u64,
+    /// Names whose current version is an object.
+    pub objects: u64,
+    /// Names whose current version is a deletion.
+    pub deleted: u64,
+    /// Names the index did not know, now recorded.
+    pub added: u64,
+    /// Names whose recorded version was older (or had an older placement), now updated.
+    pub updated: u64,
+    /// Names the index already had right.
+    pub unchanged: u64,
+    /// Providers that could not be listed: the view may be incomplete, and a rerun is safe.
+    pub unreachable: Vec<String>,
+}
+
+/// The best copy found of one version.
+struct Best {
+    manifest: Manifest,
+    sealed: Vec<u8>,
+    /// Providers holding a copy of this revision.
+    holders: Vec<String>,
+}
+
+impl Store {
+    /// Rebuilds the index from the providers' manifests (see the module documentation).
+    pub async fn recover(&self, progress: &dyn Progress) -> Result<RecoverReport, EngineError> {
+        let mut report = RecoverReport::default();
+        // What each provider holds, by listing.
+        let mut listed: BTreeMap<String, HashMap<String, u64>> = BTreeMap::new();
+        for p in &self.providers {
+            let mut held = HashMap::new();
+            let mut ok = true;
+            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
+                match p.list(prefix).await {
+                    Ok(l) => held.extend(l.into_iter().filter(|e| names::has_shape(&e.name, prefix)).map(|e| (e.name, e.size))),
+                    Err(e) => {
+                        tracing::warn!(provider = p.name(), "cannot list: {e}");
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                listed.insert(p.name().to_string(), held);
+            } else {
+                report.unreachable.push(p.name().to_string());
+            }
+        }
+        let copies: Vec<(String, String)> = listed
+            .iter()
+            .flat_map(|(p, held)| {
+                held.keys().filter(|b| b.starts_with(names::MANIFEST_PREFIX)).map(move |b| (p.clone(), b.clone()))
+            })
+            .collect();
+        progress.set_total(copies.len() as u64);
+        // Read and open every copy; keep the highest revision of each version.
+        let mut best: HashMap<String, Best> = HashMap::new();
+        let mut reads = futures::stream::iter(copies)
+            .map(|(provider, blob)| async move {
+                let bytes = match self.provider(&provider) {
+                    Some(p) => p.read(&blob).await.map_err(|e| e.to_string()),
+                    None => Err("not configured".into()),
+                };
+                (provider, blob, bytes)
+            })
+            .buffer_unordered(READ_CONCURRENCY);
+        while let Some((provider, blob, bytes)) = reads.next().await {
+            progress.advance(1);
+            let Ok(bytes) = bytes else { continue };
+            report.copies_read += 1;
+            let m = match Manifest::open(&self.keys, &blob, &bytes) {
+                Ok(m) if names::manifest_blob(&self.keys, &m.stamp.vid) == blob => m,
+                _ => {
+                    report.copies_rejected += 1;
+                    continue;
+                }
+            };
+            match best.get_mut(&blob) {
+                Some(b) if b.manifest.revision > m.revision => report.copies_stale += 1,
+                Some(b) if b.manifest.revision == m.revision => b.holders.push(provider),
+                Some(b) => {
+                    report.copies_stale += b.holders.len() as u64;
+                    *b = Best { manifest: m, sealed: bytes.to_vec(), holders: vec![provider] };
+                }
+                None => {
+                    best.insert(blob, Best { manifest: m, sealed: bytes.to_vec(), holders: vec![provider] });
+                }
+            }
+        }
+        drop(reads);
+        // The newest version of each name wins, deletions included.
+        let mut newest: HashMap<String, Best> = HashMap::new();
+        for b in best.into_values() {
+            match newest.get(&b.manifest.name) {
+                Some(n) if n.manifest.stamp >= b.manifest.stamp => {}
+                _ => {
+                    newest.insert(b.manifest.name.clone(), b);
+                }
+            }
+        }
+        let listed_names: Vec<String> = listed.keys().cloned().collect();
+        let mut names_sorted: Vec<String> = newest.keys().cloned().collect();
+        names_sorted.sort();
+        for name in names_sorted {
+            let b = &newest[&name];
+            let (entry, blobs, tombstone) = self.recovered_version(b, &listed)?;
+            match &b.manifest.body {
+                ManifestBody::Object(_) => report.objects += 1,
+                ManifestBody::Tombstone => report.deleted += 1,
+            }
+            match self.index.adopt(&entry, &blobs, tombstone, &listed_names)? {
+                Adopted::New => report.added += 1,
+                Adopted::Newer | Adopted::Updated => report.updated += 1,
+                Adopted::Same | Adopted::Older => report.unchanged += 1,
+            }
+        }
+        if !report.unreachable.is_empty() {
+            tracing::warn!(
+                "{} could not be listed: this recovery's view may be incomplete; run it again once they answer (it is safe)",
+                report.unreachable.join(", ")
+            );
+        }
+        Ok(report)
+    }
+
+    /// The index entry of a recovered version and the blobs of it that listings found.
+    fn recovered_version(
+        &self,
+        b: &Best,
+        listed: &BTreeMap<String, HashMap<String, u64>>,
+    ) -> Result<(IndexEntry, Vec<BlobRef>, bool), EngineError> {
+        let m = &b.manifest;
+        let vid = m.stamp.vid;
+        let manifest_blob = names::manifest_blob(&self.keys, &vid);
+        let mut blobs: Vec<BlobRef> = b
+            .holders
+            .iter()
+            .map(|p| BlobRef { provider: p.clone(), blob: manifest_blob.clone(), size: b.sealed.len() as u64 })
+            .collect();
+        let (size, content_type, etag, tombstone) = match &m.body {
+            ManifestBody::Tombstone => (0, None, String::new(), true),
+            ManifestBody::Object(om) => {
+                let layout = om.layout()?;
+                for (i, place) in om.placement.iter().enumerate() {
+                    let Some(held) = listed.get(&place.provider) else { continue };
+                    for part in 0..layout.part_count() {
+                        let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
+                        // Found whole by listing; the rest is debt for repair.
+                        if held.get(&blob) == Some(&layout.part_blob_len(part)) {
+                            blobs.push(BlobRef { provider: place.provider.clone(), blob, size: layout.part_blob_len(part) });
+                        }
+                    }
+                }
+                // A holder of the manifest that the placement does not name (a move's source
+                // that missed the rewrite) keeps no row: its copy is garbage.
+                blobs.retain(|r| r.blob != manifest_blob || om.placement.iter().any(|p| p.provider == r.provider));
+                (om.size, om.content_type.clone(), hex::encode(om.blake3), false)
+            }
+        };
+        let entry =
+            IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: b.sealed.clone() };
+        Ok((entry, blobs, tombstone))
+    }
+}
+
+impl Store {
+    /// Versions on the providers newer than what this index records for their names (or of
+    /// names it does not know): what a lost, copied or outdated index is missing, and what
+    /// `outlast recover` brings in. Only manifests the index cannot account for are read.
+    /// Providers that cannot be listed are skipped (their own reports say why).
+    pub async fn unknown_manifests(&self) -> Result<u64, EngineError> {
+        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for e in self.index.objects()? {
+            known.insert(names::manifest_blob(&self.keys, &e.stamp.vid));
+        }
+        for (_, stamp) in self.index.tombstones()? {
+            known.insert(names::manifest_blob(&self.keys, &stamp.vid));
+        }
+        for p in self.index.pending()? {
+            known.extend(p.blobs.into_iter().map(|b| b.blob));
+        }
+        known.extend(self.index.garbage()?.into_iter().map(|(_, blob)| blob));
+        let mut unknown: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for p in &self.providers {
+            let Ok(listed) = p.list(names::MANIFEST_PREFIX).await else { continue };
+            for blob in listed.into_iter().map(|e| e.name) {
+                if !names::has_shape(&blob, names::MANIFEST_PREFIX) || known.contains(&blob) || unknown.contains(&blob) {
+                    continue;
+                }
+                // An older version of a name the index knows (or junk) is gc's business, not
+                // recover's: only what would change the index counts.
+                let Ok(bytes) = p.read(&blob).await else { continue };
+                let Ok(m) = Manifest::open(&self.keys, &blob, &bytes) else { continue };
+                if self.index.latest_stamp(&m.name)?.is_none_or(|t| t < m.stamp.time_ns) {
+                    unknown.insert(blob);
+                }
+            }
+        }
+        Ok(unknown.len() as u64)
+    }
+
+    /// A cheap hint for `ls` and `stat`: whether the index is empty while a provider holds
+    /// manifests (a lost or copied state folder). One short listing, only when the index holds
+    /// nothing at all.
+    pub async fn index_looks_lost(&self) -> Result<bool, EngineError> {
+        if !self.index.objects()?.is_empty() || !self.index.tombstones()?.is_empty() {
+            return Ok(false);
+        }
+        for p in self.providers.iter().filter(|p| p.state().is_usable()) {
+            if let Ok(some) = p.list_some(names::MANIFEST_PREFIX, 1).await {
+                return Ok(!some.is_empty());
+            }
+        }
+        Ok(false)
+    }
+}
