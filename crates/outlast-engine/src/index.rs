@@ -228,20 +228,8 @@ impl Index {
             }
             tx.execute("DELETE FROM blobs WHERE vid = ?1", [vid])?;
         }
-        tx.execute("DELETE FROM objects WHERE name = ?1", [&entry.name])?;
-        tx.execute("DELETE FROM tombstones WHERE name = ?1", [&entry.name])?;
+        replace_version(&tx, entry, tombstone)?;
         let vid = &entry.stamp.vid.0[..];
-        if tombstone {
-            tx.execute(
-                "INSERT INTO tombstones (name, vid, time_ns) VALUES (?1, ?2, ?3)",
-                params![entry.name, vid, entry.stamp.time_ns as i64],
-            )?;
-        } else {
-            tx.execute(
-                "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![entry.name, vid, entry.stamp.time_ns as i64, entry.size as i64, entry.content_type, entry.etag, entry.sealed_manifest],
-            )?;
-        }
         for b in blobs {
             tx.execute(
                 "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
@@ -304,19 +292,7 @@ impl Index {
                 if let Some((old, _, _)) = other {
                     tx.execute("DELETE FROM blobs WHERE vid = ?1", [old])?;
                 }
-                tx.execute("DELETE FROM objects WHERE name = ?1", [&entry.name])?;
-                tx.execute("DELETE FROM tombstones WHERE name = ?1", [&entry.name])?;
-                if tombstone {
-                    tx.execute(
-                        "INSERT INTO tombstones (name, vid, time_ns) VALUES (?1, ?2, ?3)",
-                        params![entry.name, vid, entry.stamp.time_ns as i64],
-                    )?;
-                } else {
-                    tx.execute(
-                        "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![entry.name, vid, entry.stamp.time_ns as i64, entry.size as i64, entry.content_type, entry.etag, entry.sealed_manifest],
-                    )?;
-                }
+                replace_version(&tx, entry, tombstone)?;
                 if other.is_some() {
                     Adopted::Newer
                 } else {
@@ -615,6 +591,33 @@ impl Index {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Makes `entry` the one row of its name: an object, or a tombstone if `tombstone`.
+fn replace_version(tx: &rusqlite::Transaction<'_>, entry: &IndexEntry, tombstone: bool) -> Result<(), EngineError> {
+    tx.execute("DELETE FROM objects WHERE name = ?1", [&entry.name])?;
+    tx.execute("DELETE FROM tombstones WHERE name = ?1", [&entry.name])?;
+    let vid = &entry.stamp.vid.0[..];
+    if tombstone {
+        tx.execute(
+            "INSERT INTO tombstones (name, vid, time_ns) VALUES (?1, ?2, ?3)",
+            params![entry.name, vid, entry.stamp.time_ns as i64],
+        )?;
+    } else {
+        tx.execute(
+            "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                entry.name,
+                vid,
+                entry.stamp.time_ns as i64,
+                entry.size as i64,
+                entry.content_type,
+                entry.etag,
+                entry.sealed_manifest
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 fn lost_pending(vid: &VersionId) -> EngineError {
