@@ -496,6 +496,9 @@ impl Index {
     /// moved shard's old copy): gc may delete them after its grace period, while blobs it
     /// knows nothing of wait at least its floor (they may be a write in progress elsewhere).
     pub fn note_garbage(&self, blobs: &[BlobRef], since_ns: u64) -> Result<(), EngineError> {
+        if blobs.is_empty() {
+            return Ok(()); // no transaction, no fsync: the common case of every put
+        }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for b in blobs {
@@ -534,8 +537,13 @@ impl Index {
     }
 
     /// Records that `provider`'s location holds this store's identity marker: from now on a
-    /// location without one is not taken for it.
+    /// location without one is not taken for it. Already recorded: nothing is written (every
+    /// command checks every provider it uses, and a write here costs an fsync).
     pub fn record_marker(&self, provider: &str, written_ns: u64) -> Result<(), EngineError> {
+        let known: i64 = self.conn().query_row("SELECT COUNT(*) FROM markers WHERE provider = ?1", [provider], |r| r.get(0))?;
+        if known > 0 {
+            return Ok(());
+        }
         self.conn().execute(
             "INSERT OR REPLACE INTO markers (provider, written_ns) VALUES (?1, ?2)",
             params![provider, written_ns as i64],
