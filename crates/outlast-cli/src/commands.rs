@@ -341,7 +341,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 for e in &r.errors {
                     println!("  error: {e}");
                 }
-                if r.remaining == 0 {
+                if r.remaining == 0 && store.provider_named(&r.from).is_none() {
+                    println!("no object is placed on {} any more", r.from);
+                } else if r.remaining == 0 {
                     println!(
                         "{} holds no shards now; `outlast provider remove {}` takes it out of the configuration",
                         r.from, r.from

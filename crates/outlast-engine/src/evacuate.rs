@@ -87,16 +87,19 @@ struct Move {
 
 impl Store {
     /// Moves every shard on `from` to `to`, then reads the moved blobs back from `to` and
-    /// checks them. `from` may be gone already: its shards are then rebuilt from the others.
+    /// checks them. `from` may be gone already, even from the configuration (removed or renamed
+    /// by hand while placements still name it): its shards are then rebuilt from the others.
     pub async fn evacuate(&self, from: &str, to: &str, progress: &dyn Progress) -> Result<EvacuateReport, EngineError> {
-        for (field, name) in [("PROVIDER", from), ("--to", to)] {
-            if self.provider(name).is_none() {
-                return Err(EngineError::Config {
-                    path: self.config.path.clone(),
-                    field: field.into(),
-                    message: format!("no provider named `{name}` in the configuration"),
-                });
-            }
+        if self.provider(to).is_none() {
+            return Err(EngineError::UnknownProvider(to.to_string()));
+        }
+        let configured = self.provider(from).is_some();
+        if !configured && self.shards_on(from)?.is_empty() {
+            return Err(EngineError::Config {
+                path: self.config.path.clone(),
+                field: "PROVIDER".into(),
+                message: format!("no provider named `{from}` in the configuration, and no object is placed on it"),
+            });
         }
         if from == to {
             return Err(EngineError::Config {
@@ -160,6 +163,10 @@ impl Store {
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
         if report.remaining == 0 {
             tracing::info!("`{from}` holds no shards any more; it can be removed");
+            if !configured {
+                // Nothing is placed there any more and it is not configured: nothing drains.
+                self.index.clear_draining(from)?;
+            }
         }
         Ok(report)
     }

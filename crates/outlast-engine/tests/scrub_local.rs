@@ -176,7 +176,7 @@ async fn scrub_keeps_saying_what_is_owed_until_repair_pays_it() {
 }
 
 #[tokio::test]
-async fn a_provider_renamed_in_the_config_owes_its_share_and_evacuation_pays_it() {
+async fn a_provider_renamed_in_the_config_owes_its_share() {
     let f = Fixture::new(2, 4);
     put(&f.store(), "x", &data(100_000, 4)).await.unwrap();
     let text = f.config_text(&[]).replace("name = \"p3\"", "name = \"p3-renamed\"");
@@ -189,4 +189,28 @@ async fn a_provider_renamed_in_the_config_owes_its_share_and_evacuation_pays_it(
     let rows = store.providers().await.unwrap();
     let row = rows.iter().find(|r| r.name == "p3").expect("a row for the provider the placements name");
     assert!(!row.reachable && row.owed.is_some(), "{row:?}");
+}
+
+#[tokio::test]
+async fn a_provider_gone_from_the_config_is_evacuated_by_rebuilding_its_share() {
+    let f = Fixture::new(2, 4).with_spare(1);
+    let d = data(150_000, 5);
+    put(&f.store_with(&[4]), "x", &d).await.unwrap();
+    // p3's entry was deleted from the config by hand while placements still name it.
+    let text = f.config_text(&[]);
+    let start = text.find("[[providers]]\nname = \"p3\"").unwrap();
+    let end = start + text[start..].find("[[providers]]\nname = \"p4\"").unwrap();
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    let store =
+        Store::open_with_key(outlast_engine::Config::parse(&without, &f.root.join("outlast.toml")).unwrap(), f.key.clone())
+            .unwrap();
+    assert!(store.owed().unwrap().iter().any(|o| o.provider == "p3" && !o.configured));
+    let r = store.evacuate("p3", "p4", &NoProgress).await.unwrap();
+    assert_eq!((r.objects_moved, r.blobs_rebuilt, r.remaining), (1, 1, 0), "{r:?}");
+    assert!(store.owed().unwrap().is_empty(), "{:?}", store.owed().unwrap());
+    // It reads with another provider gone too.
+    std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
+    assert_eq!(get(&store, "x").await.unwrap(), d);
+    // A name nobody places is still refused.
+    assert!(store.evacuate("nobody", "p4", &NoProgress).await.is_err());
 }
