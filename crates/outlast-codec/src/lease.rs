@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys::StoreKeys;
-use crate::manifest::{open_sealed, seal_sealed, VersionId};
+use crate::manifest::{open_record, seal_record, VersionId};
 use crate::CodecError;
 
 /// Format byte of a lease blob.
@@ -27,16 +27,12 @@ pub struct WriteLease {
 impl WriteLease {
     /// Seals the lease for storage under blob name `blob`.
     pub fn seal(&self, keys: &StoreKeys, blob: &str) -> Vec<u8> {
-        seal_sealed(keys, AAD_PREFIX, blob, LEASE_FORMAT, postcard::to_stdvec(self).expect("lease serializes"))
+        seal_record(keys, AAD_PREFIX, blob, LEASE_FORMAT, self)
     }
 
     /// Opens a lease blob read from blob name `blob`.
     pub fn open(keys: &StoreKeys, blob: &str, bytes: &[u8]) -> Result<WriteLease, CodecError> {
-        let (format, plain) = open_sealed(keys, AAD_PREFIX, blob, bytes)?;
-        if format != LEASE_FORMAT {
-            return Err(CodecError::ManifestFormat(format!("lease format {format} is not known to this build")));
-        }
-        postcard::from_bytes(&plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))
+        open_record(keys, AAD_PREFIX, blob, LEASE_FORMAT, bytes)
     }
 }
 

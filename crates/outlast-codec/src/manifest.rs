@@ -217,6 +217,27 @@ pub(crate) fn open_sealed(keys: &StoreKeys, aad_prefix: &[u8], blob: &str, bytes
     Ok((bytes[0], body))
 }
 
+/// Seals a small record (a marker, a lease) as postcard under its own associated-data prefix
+/// and format byte.
+pub(crate) fn seal_record<T: Serialize>(keys: &StoreKeys, aad_prefix: &[u8], blob: &str, format: u8, record: &T) -> Vec<u8> {
+    seal_sealed(keys, aad_prefix, blob, format, postcard::to_stdvec(record).expect("record serializes"))
+}
+
+/// Opens what [`seal_record`] made, refusing any other format byte.
+pub(crate) fn open_record<T: serde::de::DeserializeOwned>(
+    keys: &StoreKeys,
+    aad_prefix: &[u8],
+    blob: &str,
+    format: u8,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let (found, plain) = open_sealed(keys, aad_prefix, blob, bytes)?;
+    if found != format {
+        return Err(CodecError::ManifestFormat(format!("record format {found} is not known to this build")));
+    }
+    postcard::from_bytes(&plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))
+}
+
 fn aad(prefix: &[u8], header: &[u8], blob: &str) -> Vec<u8> {
     let mut a = Vec::with_capacity(prefix.len() + header.len() + blob.len());
     a.extend_from_slice(prefix);

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys::StoreKeys;
-use crate::manifest::{open_sealed, seal_sealed};
+use crate::manifest::{open_record, seal_record};
 use crate::CodecError;
 
 /// Format byte of a marker blob.
@@ -25,17 +25,13 @@ pub struct ProviderMarker {
 impl ProviderMarker {
     /// Seals the marker for storage under blob name `blob`.
     pub fn seal(&self, keys: &StoreKeys, blob: &str) -> Vec<u8> {
-        seal_sealed(keys, AAD_PREFIX, blob, MARKER_FORMAT, postcard::to_stdvec(self).expect("marker serializes"))
+        seal_record(keys, AAD_PREFIX, blob, MARKER_FORMAT, self)
     }
 
     /// Opens a marker blob read from blob name `blob`; another store's key, another kind of
     /// blob or tampering fail.
     pub fn open(keys: &StoreKeys, blob: &str, bytes: &[u8]) -> Result<ProviderMarker, CodecError> {
-        let (format, plain) = open_sealed(keys, AAD_PREFIX, blob, bytes)?;
-        if format != MARKER_FORMAT {
-            return Err(CodecError::ManifestFormat(format!("marker format {format} is not known to this build")));
-        }
-        postcard::from_bytes(&plain).map_err(|e| CodecError::ManifestFormat(e.to_string()))
+        open_record(keys, AAD_PREFIX, blob, MARKER_FORMAT, bytes)
     }
 }
 
