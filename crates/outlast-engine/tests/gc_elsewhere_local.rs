@@ -88,3 +88,30 @@ async fn a_put_whose_early_parts_vanished_is_never_acknowledged() {
     assert!(err.to_string().contains("no longer holds part 0"), "{err}");
     assert!(matches!(get(&writer, "big").await, Err(EngineError::NotFound(_))));
 }
+
+#[tokio::test]
+async fn a_lease_protects_by_the_providers_clock_and_a_long_dead_one_is_removed() {
+    use outlast_codec::{names, VersionId, WriteLease};
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let keys = f.key.store_keys();
+    // A write elsewhere: part 0 of shard 1 on p1, older than gc's floor, and its lease on p0.
+    let vid = VersionId::generate();
+    let shard = f.provider_dir(1).join(names::shard_blob(&keys, &vid, 1, 0));
+    std::fs::create_dir_all(shard.parent().unwrap()).unwrap();
+    std::fs::write(&shard, b"part 0").unwrap();
+    backdate(&f.provider_dir(1).join("s"), 20 * 60);
+    let lease_name = names::lease_blob(&keys, &vid);
+    let lease = f.provider_dir(0).join(&lease_name);
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    std::fs::write(&lease, WriteLease { vid, n: 3, parts: 1 }.seal(&keys, &lease_name)).unwrap();
+    let r = gc(&store, 0).await;
+    assert_eq!((r.deleted, r.leases), (0, 1), "{r:?}");
+    assert!(shard.exists(), "a fresh lease did not protect its write");
+    // The writer died 30 minutes ago: the lease is stale by the provider's clock, and after
+    // its time plus the floor it goes too, with the blob it protected.
+    backdate(&f.provider_dir(0).join("l"), 30 * 60);
+    let r = gc(&store, 0).await;
+    assert!(!shard.exists() && !lease.exists(), "{r:?}");
+    assert!(r.deletions.iter().any(|d| d.why == outlast_engine::GcReason::DeadLease), "{r:?}");
+}
