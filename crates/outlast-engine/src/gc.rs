@@ -24,9 +24,6 @@ use serde::Serialize;
 use crate::store::now_ns;
 use crate::{EngineError, Store};
 
-/// A pending write older than this is taken as crashed even if a process with its pid runs.
-const PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-
 /// The least age of a blob that gc deletes without knowing why it exists: a write in progress
 /// elsewhere (another state folder, another machine) names its blobs in its own index only.
 /// Long enough for any write's parts to be committed or abandoned in the normal course.
@@ -249,7 +246,8 @@ impl Store {
         Ok(report)
     }
 
-    /// Cleans up the writes whose process died: claims each one's pending record first (from
+    /// Cleans up the writes whose holder died or stopped renewing them: claims each one's
+    /// pending record first (from
     /// then on it can never commit, so removing its blobs cannot take anything from a committed
     /// version), deletes its blobs, and drops the record once they are all gone. Returns the
     /// blob names of the writes still in progress.
@@ -257,9 +255,8 @@ impl Store {
         let mut live = HashSet::new();
         let mut temps: HashMap<String, Vec<String>> = HashMap::new();
         for p in self.index.pending()? {
-            // A write whose process is gone crashed. Past a day, assume its pid was reused.
-            let age = Duration::from_nanos(now_ns().saturating_sub(p.started_ns));
-            if p.pid != crate::index::CLAIMED_PID && process_alive(p.pid) && age < PENDING_MAX_AGE {
+            // A write whose holder is gone, or that was not renewed in time, crashed.
+            if p.is_live(now_ns()) {
                 live.extend(p.blobs.iter().map(|b| b.blob.clone()));
                 continue;
             }
@@ -280,7 +277,7 @@ impl Store {
             }
             // The blobs of a claimed write must not outlive it: a recovery would take its
             // manifest for a version. Until they are all gone, the next gc tries again.
-            if !self.index.claim_pending(&p.vid, p.pid)? {
+            if !self.index.claim_pending(&p)? {
                 continue;
             }
             let mut all_gone = true;
@@ -392,17 +389,6 @@ fn temp_target(temp: &str) -> Option<&str> {
 /// A blob name without its prefix, as a temporary file of it would name it.
 fn base_name(blob: &str) -> &str {
     blob.rsplit('/').next().unwrap_or(blob)
-}
-
-/// Whether process `pid` still runs (Linux: `/proc/<pid>` exists). Elsewhere assume it does,
-/// leaving the blobs to the grace-period sweep.
-fn process_alive(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    if proc.is_dir() {
-        proc.join(pid.to_string()).exists()
-    } else {
-        true
-    }
 }
 
 #[cfg(test)]

@@ -15,12 +15,13 @@ use crate::EngineError;
 
 /// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining`; 3 adds `garbage`
 /// and `markers` (each created by `CREATE ... IF NOT EXISTS`, so an older index is migrated
-/// by opening it).
-const SCHEMA_VERSION: i64 = 3;
+/// by opening it); 4 gives each pending write an owner, an expiry and a claimed flag (added
+/// to an older table by [`migrate_pending`]).
+const SCHEMA_VERSION: i64 = 4;
 
-/// The pid of a pending write that gc has claimed as crashed (no process has it): the write
-/// can no longer commit, and gc removes its blobs.
-pub const CLAIMED_PID: u32 = 0;
+/// How long a pending write recorded by schema 3 or older (no expiry, judged by its process
+/// alone) is taken as live while a process with its pid runs: past this, the pid was reused.
+const LEGACY_PENDING_MAX_AGE_NS: u64 = 24 * 3600 * 1_000_000_000;
 
 /// One row of the object table.
 #[derive(Debug, Clone)]
@@ -50,17 +51,51 @@ pub struct BlobRef {
     pub size: u64,
 }
 
-/// A write in progress (or one that crashed): its blobs are garbage unless it commits.
+/// The index record of a write intent (`intent.rs`): a write in progress, or one that crashed,
+/// whose blobs are garbage unless it commits.
 #[derive(Debug, Clone)]
 pub struct PendingWrite {
     /// Version being written.
     pub vid: VersionId,
-    /// Writing process.
+    /// Random id of the intent's holder, which alone may renew it (empty for records from
+    /// schema 3 or older).
+    pub owner: String,
+    /// Holding process on this machine, 0 if none: when it is gone the intent is dead before
+    /// its expiry.
     pub pid: u32,
     /// When it started.
     pub started_ns: u64,
+    /// Past this (local clock), the intent is dead unless renewed; 0 for records from schema
+    /// 3 or older, judged by their process alone.
+    pub expires_ns: u64,
+    /// gc took it for dead: it can never commit, and its record goes once its blobs are gone.
+    pub claimed: bool,
     /// Blobs it may have written.
     pub blobs: Vec<BlobRef>,
+}
+
+impl PendingWrite {
+    /// Whether its holder may still commit it, at `now_ns`.
+    pub fn is_live(&self, now_ns: u64) -> bool {
+        if self.claimed {
+            return false;
+        }
+        let holder_alive = self.pid == 0 || process_alive(self.pid);
+        if self.expires_ns == 0 {
+            return self.pid != 0 && holder_alive && now_ns.saturating_sub(self.started_ns) < LEGACY_PENDING_MAX_AGE_NS;
+        }
+        holder_alive && now_ns < self.expires_ns
+    }
+}
+
+/// Whether process `pid` runs on this machine (true where that cannot be told).
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if proc.is_dir() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        true
+    }
 }
 
 /// What [`Index::adopt`] did with a recovered version.
@@ -107,7 +142,9 @@ impl Index {
                  PRIMARY KEY (provider, blob));
              CREATE INDEX IF NOT EXISTS blobs_by_vid ON blobs (vid);
              CREATE TABLE IF NOT EXISTS pending (
-                 vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);
+                 vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL,
+                 owner TEXT NOT NULL DEFAULT '', expires_ns INTEGER NOT NULL DEFAULT 0,
+                 claimed INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS health (provider TEXT PRIMARY KEY, stats TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS draining (provider TEXT PRIMARY KEY, target TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS garbage (
@@ -120,7 +157,8 @@ impl Index {
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(1 | 2) => {
+            Some(1..=3) => {
+                migrate_pending(&conn)?;
                 conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [SCHEMA_VERSION])?;
             }
             Some(other) => {
@@ -141,10 +179,20 @@ impl Index {
         let blobs =
             serde_json::to_string(&p.blobs.iter().map(|b| (&b.provider, &b.blob)).collect::<Vec<_>>()).expect("serializable");
         self.conn().execute(
-            "INSERT INTO pending (vid, pid, started_ns, blobs) VALUES (?1, ?2, ?3, ?4)",
-            params![&p.vid.0[..], p.pid, p.started_ns as i64, blobs],
+            "INSERT INTO pending (vid, pid, started_ns, blobs, owner, expires_ns, claimed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![&p.vid.0[..], p.pid, p.started_ns as i64, blobs, p.owner, p.expires_ns as i64, p.claimed],
         )?;
         Ok(())
+    }
+
+    /// Pushes the expiry of `owner`'s pending write of `vid` to `expires_ns`: false if gc
+    /// claimed it (or it is gone), and then it can never commit.
+    pub fn renew_pending(&self, vid: &VersionId, owner: &str, expires_ns: u64) -> Result<bool, EngineError> {
+        let changed = self.conn().execute(
+            "UPDATE pending SET expires_ns = ?3 WHERE vid = ?1 AND owner = ?2 AND claimed = 0",
+            params![&vid.0[..], owner, expires_ns as i64],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Adds blobs to a pending write before they are written (the next part of a stream).
@@ -171,21 +219,23 @@ impl Index {
         Ok(())
     }
 
-    /// Takes over the record of a write whose process `pid` is gone, so that its blobs can be
-    /// removed: true if this caller claimed it (the write can then never commit). The record
-    /// stays, marked, until its blobs are gone ([`Self::end_pending`]): a gc that cannot
-    /// delete them all tries again next time.
-    pub fn claim_pending(&self, vid: &VersionId, pid: u32) -> Result<bool, EngineError> {
-        let claimed = self
-            .conn()
-            .execute("UPDATE pending SET pid = ?3 WHERE vid = ?1 AND pid = ?2", params![&vid.0[..], pid, CLAIMED_PID])?;
-        Ok(claimed == 1)
+    /// Takes over the record `seen` of a write that is no longer live, so that its blobs can be
+    /// removed: true if this caller claimed it (the write can then never commit). A holder
+    /// that renewed it since `seen` was read keeps it. The record stays, marked, until its
+    /// blobs are gone ([`Self::end_pending`]): a gc that cannot delete them all tries again
+    /// next time.
+    pub fn claim_pending(&self, seen: &PendingWrite) -> Result<bool, EngineError> {
+        let claimed = self.conn().execute(
+            "UPDATE pending SET claimed = 1 WHERE vid = ?1 AND claimed = 0 AND expires_ns = ?2",
+            params![&seen.vid.0[..], seen.expires_ns as i64],
+        )?;
+        Ok(claimed == 1 || seen.claimed)
     }
 
     /// All pending writes.
     pub fn pending(&self) -> Result<Vec<PendingWrite>, EngineError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT vid, pid, started_ns, blobs FROM pending")?;
+        let mut st = conn.prepare("SELECT vid, pid, started_ns, blobs, owner, expires_ns, claimed FROM pending")?;
         let rows = st.query_map([], |r| {
             let blobs: String = r.get(3)?;
             let list: Vec<(String, String)> = serde_json::from_str(&blobs).unwrap_or_default();
@@ -194,6 +244,9 @@ impl Index {
                 pid: r.get(1)?,
                 started_ns: r.get::<_, i64>(2)? as u64,
                 blobs: list.into_iter().map(|(provider, blob)| BlobRef { provider, blob, size: 0 }).collect(),
+                owner: r.get(4)?,
+                expires_ns: r.get::<_, i64>(5)? as u64,
+                claimed: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -236,7 +289,7 @@ impl Index {
                 params![b.provider, b.blob, vid, b.size as i64],
             )?;
         }
-        if tx.execute("DELETE FROM pending WHERE vid = ?1 AND pid != ?2", params![vid, CLAIMED_PID])? != 1 {
+        if tx.execute("DELETE FROM pending WHERE vid = ?1 AND claimed = 0", [vid])? != 1 {
             // gc took this write for a crashed one and removed its blobs: it must not commit.
             return Err(lost_pending(&entry.stamp.vid));
         }
@@ -601,6 +654,21 @@ impl Index {
     }
 }
 
+/// Gives a pending table from schema 3 or older the columns of schema 4. Its records keep no
+/// expiry (judged by their process, as they were); those gc had claimed (pid 0) stay claimed.
+fn migrate_pending(conn: &Connection) -> Result<(), EngineError> {
+    let has_owner: bool = conn.prepare("SELECT 1 FROM pragma_table_info('pending') WHERE name = 'owner'")?.exists([])?;
+    if !has_owner {
+        conn.execute_batch(
+            "ALTER TABLE pending ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+             ALTER TABLE pending ADD COLUMN expires_ns INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE pending ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+             UPDATE pending SET claimed = 1 WHERE pid = 0;",
+        )?;
+    }
+    Ok(())
+}
+
 /// Makes `entry` the one row of its name: an object, or a tombstone if `tombstone`.
 fn replace_version(tx: &rusqlite::Transaction<'_>, entry: &IndexEntry, tombstone: bool) -> Result<(), EngineError> {
     tx.execute("DELETE FROM objects WHERE name = ?1", [&entry.name])?;
@@ -661,13 +729,25 @@ mod tests {
         }
     }
 
+    fn pending(vid: VersionId, blobs: Vec<BlobRef>) -> PendingWrite {
+        PendingWrite {
+            vid,
+            owner: "me".into(),
+            pid: std::process::id(),
+            started_ns: 0,
+            expires_ns: u64::MAX >> 1,
+            claimed: false,
+            blobs,
+        }
+    }
+
     #[test]
     fn an_older_version_never_replaces_a_newer_one() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
         let blob = |b: &str| vec![BlobRef { provider: "p".into(), blob: b.into(), size: 1 }];
         let commit = |e: IndexEntry, blobs: Vec<BlobRef>, tomb: bool| {
-            index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: blobs.clone() }).unwrap();
+            index.begin_pending(&pending(e.stamp.vid, blobs.clone())).unwrap();
             index.commit(&e, &blobs, tomb)
         };
         assert!(commit(entry("a", 10), blob("s/new"), false).unwrap().is_empty());
@@ -697,7 +777,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
         let e = entry("a", 10);
-        index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: vec![] }).unwrap();
+        index.begin_pending(&pending(e.stamp.vid, vec![])).unwrap();
         index.commit(&e, &[], false).unwrap();
         let b = |p: &str| BlobRef { provider: p.into(), blob: "s/x".into(), size: 1 };
         assert!(index.add_blob(&e.stamp.vid, &e.sealed_manifest, &b("p")).unwrap());
@@ -715,12 +795,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
         let e = entry("a", 10);
-        index.begin_pending(&PendingWrite { vid: e.stamp.vid, pid: 1, started_ns: 0, blobs: vec![] }).unwrap();
-        assert!(index.claim_pending(&e.stamp.vid, 1).unwrap());
-        assert!(!index.claim_pending(&e.stamp.vid, 1).unwrap(), "claimed twice");
+        index.begin_pending(&pending(e.stamp.vid, vec![])).unwrap();
+        let seen = index.pending().unwrap().remove(0);
+        assert!(index.claim_pending(&seen).unwrap());
+        assert!(!index.claim_pending(&seen).unwrap(), "claimed twice");
+        assert!(!index.renew_pending(&e.stamp.vid, "me", u64::MAX >> 1).unwrap(), "renewed after the claim");
         assert!(matches!(index.commit(&e, &[], false), Err(EngineError::State(_))));
-        // Still listed (its blobs may not all be gone yet), as claimed.
-        assert_eq!(index.pending().unwrap()[0].pid, CLAIMED_PID);
+        // Still listed (its blobs may not all be gone yet), as claimed; a later gc carries on.
+        let claimed = index.pending().unwrap().remove(0);
+        assert!(claimed.claimed && !claimed.is_live(1));
+        assert!(index.claim_pending(&claimed).unwrap());
+    }
+
+    #[test]
+    fn an_intent_lives_until_its_expiry_or_its_process_and_a_renewal_keeps_it_from_a_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let vid = VersionId::generate();
+        let mut p = pending(vid, vec![]);
+        p.expires_ns = 100;
+        index.begin_pending(&p).unwrap();
+        assert!(p.is_live(99) && !p.is_live(100), "judged by its expiry while its process runs");
+        let dead_process = PendingWrite { pid: u32::MAX - 1, ..p.clone() };
+        assert!(!dead_process.is_live(0), "a holder that is gone ends it before its expiry");
+        let no_process = PendingWrite { pid: 0, ..p.clone() };
+        assert!(no_process.is_live(99) && !no_process.is_live(100), "held by no process: its expiry alone");
+        // gc read it expired; its holder renewed it before the claim: the claim misses.
+        let seen = index.pending().unwrap().remove(0);
+        assert!(!index.renew_pending(&vid, "someone else", 200).unwrap(), "only its owner renews it");
+        assert!(index.renew_pending(&vid, "me", 200).unwrap());
+        assert!(!index.claim_pending(&seen).unwrap());
+        assert!(index.pending().unwrap()[0].is_live(150));
+    }
+
+    #[test]
+    fn a_pending_record_from_schema_3_is_migrated_and_judged_by_its_process() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("index.sqlite")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta (key, value) VALUES ('schema', 3);
+                 CREATE TABLE pending (
+                     vid BLOB PRIMARY KEY, pid INTEGER NOT NULL, started_ns INTEGER NOT NULL, blobs TEXT NOT NULL);",
+            )
+            .unwrap();
+            let blobs = r#"[["p","s/0123456789abcdef0123456789abcdef"]]"#;
+            conn.execute("INSERT INTO pending VALUES (?1, ?2, ?3, ?4)", params![&[1u8; 16][..], std::process::id(), 5, blobs])
+                .unwrap();
+            conn.execute("INSERT INTO pending VALUES (?1, 0, 5, '[]')", params![&[2u8; 16][..]]).unwrap();
+        }
+        let index = Index::open(dir.path()).unwrap();
+        let mut rows = index.pending().unwrap();
+        rows.sort_by_key(|p| p.vid.0);
+        assert_eq!((rows[0].expires_ns, rows[0].claimed, rows[0].blobs.len()), (0, false, 1));
+        assert!(rows[0].is_live(10), "its process runs");
+        assert!(!rows[0].is_live(5 + LEGACY_PENDING_MAX_AGE_NS), "past a day the pid was reused");
+        assert!(rows[1].claimed && !rows[1].is_live(10), "claimed by an older gc (pid 0)");
+        drop(index);
+        // Opening it again changes nothing more.
+        assert_eq!(Index::open(dir.path()).unwrap().pending().unwrap().len(), 2);
     }
 
     #[test]

@@ -9,17 +9,14 @@
 //! writes there just before), is under [`LeaseTiming::ttl`]: every blob name of that version
 //! is kept, on every provider. A put shorter than `after` writes no lease and pays nothing.
 //!
-//! TODO (issue 10): the lease and the index's pending record are still two things; they become
-//! one write intent owned by an id with an expiry, which an S3 multipart upload can outlive a
-//! process with.
+//! The lease is the providers' half of a write intent (`intent.rs`), which writes and renews
+//! it; this module reads leases for gc.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use outlast_codec::{names, StoreKeys, VersionId, WriteLease};
+use outlast_codec::{names, WriteLease};
 use outlast_provider::Provider;
 
 use crate::Store;
@@ -38,62 +35,6 @@ pub struct LeaseTiming {
 impl Default for LeaseTiming {
     fn default() -> Self {
         LeaseTiming { after: Duration::from_secs(5 * 60), renew: Duration::from_secs(2 * 60), ttl: Duration::from_secs(10 * 60) }
-    }
-}
-
-/// The lease of one put in progress: renewed in the background until dropped or released.
-pub(crate) struct HeldLease {
-    task: tokio::task::JoinHandle<()>,
-    /// Parts opened so far, which the next renewal names.
-    parts: Arc<AtomicU32>,
-    providers: Vec<Provider>,
-    blob: String,
-    taken: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl HeldLease {
-    /// Starts the timer of a put of version `vid` (`n` shards) placed on `providers`.
-    pub(crate) fn start(store: &Store, vid: VersionId, n: u16, providers: Vec<Provider>) -> HeldLease {
-        let timing = store.lease_timing;
-        let keys: Arc<StoreKeys> = store.keys.clone();
-        let parts = Arc::new(AtomicU32::new(1));
-        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let blob = names::lease_blob(&keys, &vid);
-        let (p, t, b, ps) = (parts.clone(), taken.clone(), blob.clone(), providers.clone());
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(timing.after).await;
-            loop {
-                let lease = WriteLease { vid, n, parts: p.load(Ordering::Relaxed) };
-                let sealed = Bytes::from(lease.seal(&keys, &b));
-                t.store(true, Ordering::Relaxed);
-                let wrote = futures::future::join_all(ps.iter().map(|prov| prov.write(&b, sealed.clone()))).await;
-                if wrote.iter().all(Result::is_err) {
-                    tracing::warn!("could not write the lease of a long put to any provider; a gc elsewhere may remove its early parts (the put then fails rather than lose data)");
-                }
-                tokio::time::sleep(timing.renew).await;
-            }
-        });
-        HeldLease { task, parts, providers, blob, taken }
-    }
-
-    /// Notes that part `part` is being written (the lease then covers it).
-    pub(crate) fn covers(&self, part: u32) {
-        self.parts.fetch_max(part + 1, Ordering::Relaxed);
-    }
-
-    /// Stops renewing and deletes the lease if one was written.
-    pub(crate) async fn release(self) {
-        self.task.abort();
-        if self.taken.load(Ordering::Relaxed) {
-            let deletes = self.providers.iter().map(|p| p.delete(&self.blob));
-            let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(deletes)).await;
-        }
-    }
-}
-
-impl Drop for HeldLease {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

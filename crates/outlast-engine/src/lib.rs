@@ -24,6 +24,7 @@ mod evacuate;
 mod gc;
 mod get;
 mod identity;
+mod intent;
 mod lease;
 mod owed;
 mod put;

@@ -18,8 +18,8 @@ use outlast_provider::{BlobWriter, Provider};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::index::{BlobRef, IndexEntry, PendingWrite};
-use crate::lease::HeldLease;
+use crate::index::{BlobRef, IndexEntry};
+use crate::intent::WriteIntent;
 use crate::store::now_ns;
 use crate::{EngineError, Progress, PutOptions, PutReport, Store};
 
@@ -76,18 +76,13 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     // part is written, so a crash at any point leaves only blobs the pending record names.
     let manifests: Vec<BlobRef> =
         placement.iter().map(|p| BlobRef { provider: p.name().into(), blob: manifest_name.clone(), size: 0 }).collect();
-    store.index.begin_pending(&PendingWrite {
-        vid: stamp.vid,
-        pid: std::process::id(),
-        started_ns: now_ns(),
-        blobs: manifests,
-    })?;
+    // A put that runs long keeps a lease on its providers too, so that gc elsewhere leaves its
+    // early parts alone (`intent.rs`); a short one never writes it.
+    let lease_on = placement.iter().map(|p| (*p).clone()).collect();
+    let intent = WriteIntent::begin(store, stamp.vid, manifests, n as u16, lease_on)?;
 
     let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
     let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
-    // A put that runs long keeps a lease on its providers, so that gc elsewhere leaves its
-    // early parts alone (`lease.rs`); a short one never writes it.
-    let lease = HeldLease::start(store, stamp.vid, n as u16, placement.iter().map(|p| (*p).clone()).collect());
     let mut w = VersionWriter {
         store,
         name,
@@ -97,11 +92,11 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
         closing: Vec::new(),
         slow,
         abandoned: Vec::new(),
-        lease: &lease,
+        intent: &intent,
     };
     let written = w.write(src, opts, progress, &manifest_name).await;
     let closing = std::mem::take(&mut w.closing);
-    lease.release().await;
+    intent.finish().await;
     match written {
         Ok((report, garbage)) => {
             // Garbage on a slow provider is left to gc rather than delay the answer.
@@ -137,8 +132,8 @@ struct VersionWriter<'a> {
     abandoned: Vec<usize>,
     /// Shard blobs being closed in the background: (shard index, close task).
     closing: Vec<(usize, tokio::task::JoinHandle<Result<(), outlast_provider::ProviderError>>)>,
-    /// The lease this put keeps if it runs long.
-    lease: &'a HeldLease,
+    /// This write's intent: its blobs recorded before they are written, its lease if it runs long.
+    intent: &'a WriteIntent,
 }
 
 /// The shard writers of the part being written; `None` for a shard that has failed.
@@ -175,8 +170,7 @@ impl VersionWriter<'_> {
             .filter(|i| alive[*i])
             .map(|i| BlobRef { provider: self.placement[i].name().into(), blob: names[i].clone(), size: 0 })
             .collect();
-        self.store.index.add_pending_blobs(&self.vid(), &refs)?;
-        self.lease.covers(part);
+        self.intent.covers(part, &refs)?;
         let opening: Vec<_> = (0..alive.len()).filter(|i| alive[*i]).map(|i| (i, self.placement[i].writer(&names[i]))).collect();
         let out = crate::quorum::gather(opening, self.quorum(), &self.slow).await;
         self.note_times(&out);

@@ -11,7 +11,7 @@ use outlast_provider::{HealthState, HealthStats, Provider};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::index::{BlobRef, Index, IndexEntry, PendingWrite};
+use crate::index::{BlobRef, Index, IndexEntry};
 use crate::{keyfile, Config, EngineError, GetSink, Progress, WriteSink};
 
 /// How long cleanup deletes wait for a provider that does not answer.
@@ -466,13 +466,11 @@ impl Store {
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
         let targets: Vec<BlobRef> =
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
-        self.index.begin_pending(&PendingWrite {
-            vid: stamp.vid,
-            pid: std::process::id(),
-            started_ns: now_ns(),
-            blobs: targets,
-        })?;
-        match self.write_tombstone(name, stamp, &blob, sealed).await {
+        // A tombstone is one small blob per provider: its intent takes no lease.
+        let intent = crate::intent::WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new())?;
+        let written = self.write_tombstone(name, stamp, &blob, sealed).await;
+        intent.finish().await;
+        match written {
             Ok(garbage) => {
                 self.delete_blobs(&garbage).await;
                 Ok(())

@@ -115,3 +115,47 @@ async fn a_lease_protects_by_the_providers_clock_and_a_long_dead_one_is_removed(
     assert!(!shard.exists() && !lease.exists(), "{r:?}");
     assert!(r.deletions.iter().any(|d| d.why == outlast_engine::GcReason::DeadLease), "{r:?}");
 }
+
+/// Puts `body` as `name` through a pipe that stalls for `stall` half-way, running gc from the
+/// writer's own folder during the stall.
+async fn stalled_put_with_gc_here(
+    writer: &Store,
+    name: &str,
+    body: &[u8],
+    stall: Duration,
+) -> (Result<outlast_engine::PutReport, EngineError>, outlast_engine::GcReport) {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let driver = async {
+        tx.write_all(&body[..body.len() / 2]).await.unwrap();
+        tokio::time::sleep(stall).await;
+        let r = gc(writer, 0).await;
+        let _ = tx.write_all(&body[body.len() / 2..]).await;
+        drop(tx);
+        r
+    };
+    tokio::join!(writer.put(name, rx, Default::default(), &outlast_engine::progress::NoProgress), driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_renews_its_intent_and_one_that_stopped_renewing_can_no_longer_commit() {
+    let f = Fixture::new(2, 3);
+    let mut writer = f.store();
+    let body = data(4 * 3 * SEG as usize, 4);
+    // Its process lives throughout: only the intent's expiry tells gc whether it is alive.
+    let ttl = Duration::from_millis(300);
+    writer.set_lease_timing(LeaseTiming { after: Duration::from_secs(3600), renew: Duration::from_millis(50), ttl });
+    let (put, r) = stalled_put_with_gc_here(&writer, "renewed", &body, 3 * ttl).await;
+    assert_eq!(r.crashed_writes, 0, "{r:?}");
+    put.unwrap();
+    assert_eq!(get(&writer, "renewed").await.unwrap(), body);
+    // A holder that stops renewing (a stopped process, a machine asleep) loses its intent at
+    // the expiry: gc removes what it wrote, and the put is refused rather than acknowledged.
+    writer.set_lease_timing(LeaseTiming { after: Duration::from_secs(3600), renew: Duration::from_secs(3600), ttl });
+    let (put, r) = stalled_put_with_gc_here(&writer, "stalled", &body, 3 * ttl).await;
+    assert_eq!(r.crashed_writes, 1, "{r:?}");
+    let err = put.unwrap_err();
+    assert!(matches!(err, EngineError::State(_)), "{err}");
+    assert!(matches!(writer.stat("stalled"), Err(EngineError::NotFound(_))));
+    assert!(writer.index().pending().unwrap().is_empty());
+    assert_eq!(get(&writer, "renewed").await.unwrap(), body);
+}

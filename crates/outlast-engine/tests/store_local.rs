@@ -341,7 +341,7 @@ async fn gc_never_deletes_a_live_blob_when_two_providers_are_one_folder() {
 }
 
 #[tokio::test]
-async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() {
+async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone_or_its_expiry_passed() {
     use outlast_codec::VersionId;
     use outlast_engine::index::{BlobRef, PendingWrite};
     let f = Fixture::new(2, 3);
@@ -357,7 +357,24 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() 
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let vid = VersionId::generate();
-    store.index().begin_pending(&PendingWrite { vid, pid: child.id(), started_ns: now, blobs }).unwrap();
+    let hour = 3600 * 1_000_000_000;
+    let intent = |vid, pid, expires_ns, blobs| PendingWrite {
+        vid,
+        owner: "holder".into(),
+        pid,
+        started_ns: now,
+        expires_ns,
+        claimed: false,
+        blobs,
+    };
+    store.index().begin_pending(&intent(vid, child.id(), now + hour, blobs)).unwrap();
+    // Another whose holder runs but stopped renewing it (a machine that slept, a process
+    // stopped) is dead at its expiry: it could no longer commit, and its blob goes.
+    std::fs::write(f.provider_dir(0).join("s/00000000000000000000000000000001"), b"stalled").unwrap();
+    let stalled = vec![BlobRef { provider: "p0".into(), blob: "s/00000000000000000000000000000001".into(), size: 0 }];
+    store.index().begin_pending(&intent(VersionId::generate(), child.id(), now - 1, stalled)).unwrap();
+    let r = gc(&store, 0).await;
+    assert_eq!((r.deletions.len(), r.crashed_writes), (1, 1), "{r:?}");
     let r = gc(&store, 0).await;
     assert_eq!((r.deleted, r.crashed_writes), (0, 0), "{r:?}");
     assert_eq!(f.blob_files().len(), 2);
@@ -370,7 +387,7 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone() 
     let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 0, "{r:?}");
     assert_eq!(f.blob_files().len(), 2);
-    assert_eq!(store.index().pending().unwrap()[0].pid, outlast_engine::index::CLAIMED_PID);
+    assert!(store.index().pending().unwrap()[0].claimed);
     p0.set_faults(outlast_provider::Faults::default());
     let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 1, "{r:?}");
