@@ -69,34 +69,36 @@ impl Store {
         }
         let started = Instant::now();
         let scope = ReadScope { left_out: without.iter().cloned().collect(), read_only: true };
-        let entries = self.index.objects()?;
-        progress.set_total(entries.iter().map(|e| e.size).sum());
+        progress.set_total(self.index.total_size()?);
         let mut report = DrillReport { without: without.to_vec(), ..Default::default() };
         let mut k_max = 1u64;
-        for entry in entries {
-            report.objects += 1;
-            let manifest = match self.open_manifest(&entry) {
-                Ok(m) => m,
-                Err(e) => {
-                    report.unchecked.push(format!("{}: {e}", entry.name));
-                    continue;
-                }
-            };
-            let ManifestBody::Object(om) = &manifest.body else { continue };
-            k_max = k_max.max(om.k as u64);
-            let spare = self.spare_shards(&entry.stamp.vid, om, &scope.left_out)?;
-            match crate::get::get(self, &entry.name, None, &mut NullSink, progress, &scope).await {
-                Ok(got) => {
-                    report.readable += 1;
-                    report.bytes_verified += got.bytes;
-                    report.bytes_read += got.fetched;
-                    report.min_redundancy_left = Some(report.min_redundancy_left.map_or(spare, |m| m.min(spare)));
-                    if spare == 0 {
-                        report.at_risk.push(entry.name.clone());
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                report.objects += 1;
+                let manifest = match self.open_manifest(&entry) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        report.unchecked.push(format!("{}: {e}", entry.name));
+                        continue;
                     }
+                };
+                let ManifestBody::Object(om) = &manifest.body else { continue };
+                k_max = k_max.max(om.k as u64);
+                let spare = self.spare_shards(&entry.stamp.vid, om, &scope.left_out)?;
+                match crate::get::get(self, &entry.name, None, &mut NullSink, progress, &scope).await {
+                    Ok(got) => {
+                        report.readable += 1;
+                        report.bytes_verified += got.bytes;
+                        report.bytes_read += got.fetched;
+                        report.min_redundancy_left = Some(report.min_redundancy_left.map_or(spare, |m| m.min(spare)));
+                        if spare == 0 {
+                            report.at_risk.push(entry.name.clone());
+                        }
+                    }
+                    Err(EngineError::Unreadable { .. }) => report.lost.push(entry.name.clone()),
+                    Err(e) => report.unchecked.push(format!("{}: {e}", entry.name)),
                 }
-                Err(EngineError::Unreadable { .. }) => report.lost.push(entry.name.clone()),
-                Err(e) => report.unchecked.push(format!("{}: {e}", entry.name)),
             }
         }
         report.seconds = started.elapsed().as_secs_f64();

@@ -318,19 +318,25 @@ impl Store {
     /// progress, a tombstone's copies. gc never deletes these; repair overwrites them.
     fn placed_names(&self) -> Result<HashSet<String>, EngineError> {
         let mut out = HashSet::new();
-        for entry in self.index.objects()? {
-            let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { continue };
-            let layout = om.layout()?;
-            let vid = &entry.stamp.vid;
-            out.insert(names::manifest_blob(&self.keys, vid));
-            for i in 0..om.placement.len() {
-                for part in 0..layout.part_count() {
-                    out.insert(names::shard_blob(&self.keys, vid, i as u16, part));
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { continue };
+                let layout = om.layout()?;
+                let vid = &entry.stamp.vid;
+                out.insert(names::manifest_blob(&self.keys, vid));
+                for i in 0..om.placement.len() {
+                    for part in 0..layout.part_count() {
+                        out.insert(names::shard_blob(&self.keys, vid, i as u16, part));
+                    }
                 }
             }
         }
-        for (_, stamp) in self.index.tombstones()? {
-            out.insert(names::manifest_blob(&self.keys, &stamp.vid));
+        let mut pages = self.index.tombstone_pages();
+        while let Some(page) = pages.next_page()? {
+            for (_, stamp) in page {
+                out.insert(names::manifest_blob(&self.keys, &stamp.vid));
+            }
         }
         Ok(out)
     }

@@ -113,6 +113,52 @@ pub enum Adopted {
     Older,
 }
 
+/// Rows jobs take from the index at once.
+pub const PAGE: usize = 1000;
+
+/// A walk over the object table, [`PAGE`] rows at a time (see [`Index::object_pages`]). A
+/// name committed behind the cursor during the walk is not seen, as if the walk had begun
+/// before it.
+pub struct ObjectPages<'a> {
+    index: &'a Index,
+    prefix: String,
+    after: Option<String>,
+    done: bool,
+}
+
+impl ObjectPages<'_> {
+    /// The next page, or `None` past the last row.
+    pub fn next_page(&mut self) -> Result<Option<Vec<IndexEntry>>, EngineError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.index.objects_page(&self.prefix, self.after.as_deref(), PAGE)?;
+        self.done = page.len() < PAGE;
+        self.after = page.last().map(|e| e.name.clone());
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
+/// A walk over the tombstones, [`PAGE`] at a time (see [`Index::tombstone_pages`]).
+pub struct TombstonePages<'a> {
+    index: &'a Index,
+    after: Option<String>,
+    done: bool,
+}
+
+impl TombstonePages<'_> {
+    /// The next page, or `None` past the last tombstone.
+    pub fn next_page(&mut self) -> Result<Option<Vec<(String, VersionStamp)>>, EngineError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.index.tombstones_page(self.after.as_deref(), PAGE)?;
+        self.done = page.len() < PAGE;
+        self.after = page.last().map(|(name, _)| name.clone());
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
 /// The index database.
 pub struct Index {
     conn: Mutex<Connection>,
@@ -469,6 +515,54 @@ impl Index {
     /// loss).
     pub fn forget_blob(&self, provider: &str, blob: &str) -> Result<bool, EngineError> {
         Ok(self.conn().execute("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob])? > 0)
+    }
+
+    /// Up to `limit` rows of the object table whose names start with `prefix`, in name order,
+    /// after `after`: how jobs walk the store without holding every row.
+    pub fn objects_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<IndexEntry>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT name, vid, time_ns, size, content_type, etag, manifest FROM objects
+             WHERE name >= ?1 AND (?2 IS NULL OR name > ?2) AND substr(name, 1, length(?1)) = ?1
+             ORDER BY name LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![prefix, after, limit as i64], row_to_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` tombstones in name order after `after`.
+    pub fn tombstones_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, VersionStamp)>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT name, vid, time_ns FROM tombstones WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2")?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, VersionStamp { vid: vid_of(r.get(1)?), time_ns: r.get::<_, i64>(2)? as u64 }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Walks the current object versions a page at a time, in name order.
+    pub fn object_pages(&self, prefix: &str) -> ObjectPages<'_> {
+        ObjectPages { index: self, prefix: prefix.to_string(), after: None, done: false }
+    }
+
+    /// Walks the tombstones a page at a time, in name order.
+    pub fn tombstone_pages(&self) -> TombstonePages<'_> {
+        TombstonePages { index: self, after: None, done: false }
+    }
+
+    /// The plaintext bytes of every current object (a job's progress total).
+    pub fn total_size(&self) -> Result<u64, EngineError> {
+        let total: i64 = self.conn().query_row("SELECT COALESCE(SUM(size), 0) FROM objects", [], |r| r.get(0))?;
+        Ok(total as u64)
+    }
+
+    /// Whether the index records any version at all, current or deleted.
+    pub fn has_versions(&self) -> Result<bool, EngineError> {
+        let conn = self.conn();
+        let any =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM objects) OR EXISTS (SELECT 1 FROM tombstones)", [], |r| r.get(0))?;
+        Ok(any)
     }
 
     /// Every tombstone: the name and the stamp of its deletion.
@@ -855,6 +949,37 @@ mod tests {
         drop(index);
         // Opening it again changes nothing more.
         assert_eq!(Index::open(dir.path()).unwrap().pending().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn jobs_walk_the_objects_a_page_at_a_time_in_name_order_within_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        {
+            let mut conn = index.conn();
+            let tx = conn.transaction().unwrap();
+            for name in (0..2 * PAGE + 345).map(|i| format!("a/{i:05}")).chain(["a", "a0", "b/1"].map(String::from)) {
+                replace_version(&tx, &entry(&name, 1), false).unwrap();
+            }
+            replace_version(&tx, &entry("gone", 1), true).unwrap();
+            tx.commit().unwrap();
+        }
+        let mut pages = index.object_pages("a/");
+        let mut seen = Vec::new();
+        while let Some(page) = pages.next_page().unwrap() {
+            assert!(page.len() <= PAGE);
+            seen.extend(page.into_iter().map(|e| e.name));
+        }
+        let expected: Vec<String> = (0..2 * PAGE + 345).map(|i| format!("a/{i:05}")).collect();
+        assert_eq!(seen, expected);
+        let after: Vec<String> = index.objects_page("", Some("a/02344"), 3).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(after, ["a0", "b/1"]);
+        let mut tombs = index.tombstone_pages();
+        assert_eq!(tombs.next_page().unwrap().unwrap()[0].0, "gone");
+        assert!(tombs.next_page().unwrap().is_none());
+        assert_eq!(index.total_size().unwrap(), 2 * PAGE as u64 + 345 + 3);
+        assert!(index.has_versions().unwrap());
+        assert!(!Index::open(tempfile::tempdir().unwrap().path()).unwrap().has_versions().unwrap());
     }
 
     #[test]

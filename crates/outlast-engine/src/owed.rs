@@ -101,28 +101,34 @@ impl Store {
                 ..Default::default()
             })
         }
-        for entry in self.index.objects()? {
-            let Some(debt) = self.object_debt(&entry)? else { continue };
-            let mut touched: HashSet<usize> = HashSet::new();
-            for (_, shards) in &debt.parts {
-                for &i in shards {
-                    entry_of(&mut by, &configured, &debt.om.placement[i].provider).shards += 1;
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                let Some(debt) = self.object_debt(&entry)? else { continue };
+                let mut touched: HashSet<usize> = HashSet::new();
+                for (_, shards) in &debt.parts {
+                    for &i in shards {
+                        entry_of(&mut by, &configured, &debt.om.placement[i].provider).shards += 1;
+                        touched.insert(i);
+                    }
+                }
+                for &i in &debt.manifests {
+                    entry_of(&mut by, &configured, &debt.om.placement[i].provider).manifests += 1;
                     touched.insert(i);
                 }
-            }
-            for &i in &debt.manifests {
-                entry_of(&mut by, &configured, &debt.om.placement[i].provider).manifests += 1;
-                touched.insert(i);
-            }
-            let providers: HashSet<&str> = touched.iter().map(|&i| debt.om.placement[i].provider.as_str()).collect();
-            for p in providers {
-                entry_of(&mut by, &configured, p).objects += 1;
+                let providers: HashSet<&str> = touched.iter().map(|&i| debt.om.placement[i].provider.as_str()).collect();
+                for p in providers {
+                    entry_of(&mut by, &configured, p).objects += 1;
+                }
             }
         }
-        for (_, stamp) in self.index.tombstones()? {
-            let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
-            for p in self.providers.iter().filter(|p| !holders.contains(p.name())) {
-                entry_of(&mut by, &configured, p.name()).tombstones += 1;
+        let mut pages = self.index.tombstone_pages();
+        while let Some(page) = pages.next_page()? {
+            for (_, stamp) in page {
+                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
+                for p in self.providers.iter().filter(|p| !holders.contains(p.name())) {
+                    entry_of(&mut by, &configured, p.name()).tombstones += 1;
+                }
             }
         }
         Ok(by.into_values().filter(ProviderOwed::any).collect())

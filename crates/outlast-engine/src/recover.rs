@@ -206,11 +206,17 @@ impl Store {
     /// Providers that cannot be listed are skipped (their own reports say why).
     pub async fn unknown_manifests(&self) -> Result<u64, EngineError> {
         let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for e in self.index.objects()? {
-            known.insert(names::manifest_blob(&self.keys, &e.stamp.vid));
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for e in page {
+                known.insert(names::manifest_blob(&self.keys, &e.stamp.vid));
+            }
         }
-        for (_, stamp) in self.index.tombstones()? {
-            known.insert(names::manifest_blob(&self.keys, &stamp.vid));
+        let mut pages = self.index.tombstone_pages();
+        while let Some(page) = pages.next_page()? {
+            for (_, stamp) in page {
+                known.insert(names::manifest_blob(&self.keys, &stamp.vid));
+            }
         }
         for p in self.index.pending()? {
             known.extend(p.blobs.into_iter().map(|b| b.blob));
@@ -239,7 +245,7 @@ impl Store {
     /// manifests (a lost or copied state folder). One short listing, only when the index holds
     /// nothing at all.
     pub async fn index_looks_lost(&self) -> Result<bool, EngineError> {
-        if !self.index.objects()?.is_empty() || !self.index.tombstones()?.is_empty() {
+        if self.index.has_versions()? {
             return Ok(false);
         }
         for p in self.providers.iter().filter(|p| p.state().is_usable()) {

@@ -107,10 +107,13 @@ impl Store {
         report.blobs_found_lost = lost.by_provider.values().sum();
         report.errors.extend(lost.unlisted.into_iter().map(|(p, e)| format!("cannot list `{p}`: {e}")));
         let mut owed = Vec::new();
-        for entry in self.index.objects()? {
-            report.objects += 1;
-            if let Some(d) = self.debt_of(entry)? {
-                owed.push(d);
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                report.objects += 1;
+                if let Some(d) = self.debt_of(entry)? {
+                    owed.push(d);
+                }
             }
         }
         report.objects_in_debt = owed.len() as u64;
@@ -141,40 +144,43 @@ impl Store {
     /// all of them, so that a recovery from any k keeps the name deleted). Its sealed bytes are
     /// read from a provider that holds it and checked before they are copied.
     pub(crate) async fn repair_tombstones(&self, run: &mut RepairRun<'_>) -> Result<(), EngineError> {
-        for (name, stamp) in self.index.tombstones()? {
-            let blob = names::manifest_blob(&self.keys, &stamp.vid);
-            let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
-            let lacking: Vec<&outlast_provider::Provider> =
-                self.providers.iter().filter(|p| !holders.contains(p.name()) && run.breaker.allows(p.name())).collect();
-            if lacking.is_empty() {
-                continue;
-            }
-            let mut sealed = None;
-            for h in self.providers.iter().filter(|p| holders.contains(p.name())) {
-                if let Ok(bytes) = h.read(&blob).await {
-                    let genuine = Manifest::open(&self.keys, &blob, &bytes)
-                        .is_ok_and(|m| m.name == name && m.stamp == stamp && matches!(m.body, ManifestBody::Tombstone));
-                    if genuine {
-                        sealed = Some(bytes);
-                        break;
-                    }
+        let mut pages = self.index.tombstone_pages();
+        while let Some(page) = pages.next_page()? {
+            for (name, stamp) in page {
+                let blob = names::manifest_blob(&self.keys, &stamp.vid);
+                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
+                let lacking: Vec<&outlast_provider::Provider> =
+                    self.providers.iter().filter(|p| !holders.contains(p.name()) && run.breaker.allows(p.name())).collect();
+                if lacking.is_empty() {
+                    continue;
                 }
-            }
-            let Some(sealed) = sealed else {
-                run.report.errors.push(format!("{name}: no provider serves its tombstone intact"));
-                continue;
-            };
-            for p in lacking {
-                match p.write(&blob, sealed.clone()).await {
-                    Ok(()) => {
-                        run.breaker.record(p.name(), true);
-                        let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
-                        if self.index.add_tombstone_copy(&stamp.vid, &b)? {
-                            run.report.tombstones_written += 1;
-                            run.report.bytes_written += b.size;
+                let mut sealed = None;
+                for h in self.providers.iter().filter(|p| holders.contains(p.name())) {
+                    if let Ok(bytes) = h.read(&blob).await {
+                        let genuine = Manifest::open(&self.keys, &blob, &bytes)
+                            .is_ok_and(|m| m.name == name && m.stamp == stamp && matches!(m.body, ManifestBody::Tombstone));
+                        if genuine {
+                            sealed = Some(bytes);
+                            break;
                         }
                     }
-                    Err(e) => run.failed(p.name(), format!("{name}: {e}")),
+                }
+                let Some(sealed) = sealed else {
+                    run.report.errors.push(format!("{name}: no provider serves its tombstone intact"));
+                    continue;
+                };
+                for p in lacking {
+                    match p.write(&blob, sealed.clone()).await {
+                        Ok(()) => {
+                            run.breaker.record(p.name(), true);
+                            let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
+                            if self.index.add_tombstone_copy(&stamp.vid, &b)? {
+                                run.report.tombstones_written += 1;
+                                run.report.bytes_written += b.size;
+                            }
+                        }
+                        Err(e) => run.failed(p.name(), format!("{name}: {e}")),
+                    }
                 }
             }
         }
