@@ -265,6 +265,13 @@ impl Index {
         Ok(())
     }
 
+    /// Lets go of a write that gave up with blobs it could not remove: no holder and expired, so
+    /// the next gc claims it at once rather than after its expiry.
+    pub fn release_pending(&self, vid: &VersionId) -> Result<(), EngineError> {
+        self.conn().execute("UPDATE pending SET pid = 0, expires_ns = 1 WHERE vid = ?1 AND claimed = 0", [&vid.0[..]])?;
+        Ok(())
+    }
+
     /// Takes over the record `seen` of a write that is no longer live, so that its blobs can be
     /// removed: true if this caller claimed it (the write can then never commit). A holder
     /// that renewed it since `seen` was read keeps it. The record stays, marked, until its

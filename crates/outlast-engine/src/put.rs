@@ -107,7 +107,8 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
         }
         Err(e) => {
             // Nothing was committed: remove what was written, once no close still in flight can
-            // bring a blob back. What cannot be removed now stays listed as pending for gc.
+            // bring a blob back. What cannot be removed now stays recorded, released for the
+            // next gc to claim.
             for (_, close) in closing {
                 let abort = close.abort_handle();
                 if tokio::time::timeout(CLOSE_PATIENCE, close).await.is_err() {

@@ -296,7 +296,7 @@ impl Store {
             .zip(slow)
             .map(|((p, h), slow)| {
                 let mut state = p.state();
-                let mut reason = h.reason().or_else(|| p.build_error().map(str::to_string)).unwrap_or_default();
+                let mut reason = h.reason().or_else(|| p.build_error()).unwrap_or_default();
                 if let (HealthState::Healthy, Some(why)) = (state, slow) {
                     state = HealthState::Slow;
                     reason = why;
@@ -341,6 +341,13 @@ impl Store {
     /// cannot wait minutes; the defaults suit everything else).
     pub fn set_lease_timing(&mut self, timing: crate::lease::LeaseTiming) {
         self.lease_timing = timing;
+    }
+
+    /// Changes how long providers' identity verdicts stand (tests that cannot wait).
+    pub fn set_identity_recheck(&self, recheck: outlast_provider::IdentityRecheck) {
+        for p in &self.providers {
+            p.set_identity_recheck(recheck);
+        }
     }
 
     /// The configuration the store was opened with.
@@ -531,6 +538,8 @@ impl Store {
         let pending = self.index.pending_blobs(vid)?;
         if self.delete_blobs(&pending).await == pending.len() {
             self.index.end_pending(vid)?;
+        } else {
+            self.index.release_pending(vid)?;
         }
         Ok(())
     }

@@ -143,3 +143,33 @@ async fn a_store_from_before_markers_gets_them_from_its_own_manifests() {
         assert!(f.provider_dir(i).join("i").is_dir(), "p{i} got no marker");
     }
 }
+
+#[tokio::test]
+async fn identity_verdicts_expire_a_refused_location_is_taken_back_and_a_swapped_one_is_noticed() {
+    use outlast_provider::{Faults, IdentityRecheck};
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let now = std::time::Duration::ZERO;
+    store.set_identity_recheck(IdentityRecheck { accepted: std::time::Duration::from_secs(3600), refused: now });
+    // p1 answers with corrupt bytes while its marker is checked: refused, not written to.
+    let p1 = store.provider_named("p1").unwrap();
+    p1.set_faults(Faults { corrupt: true, ..Default::default() });
+    let r = put(&store, "a", &data(5000, 1)).await.unwrap();
+    assert_eq!(r.missing, ["p1"], "{r:?}");
+    assert!(unavailable_reason(&store, "p1").contains("does not open"));
+    // It comes back honest: the refusal does not stand for the rest of the process.
+    p1.set_faults(Faults::default());
+    let r = put(&store, "b", &data(5000, 2)).await.unwrap();
+    assert!(r.missing.is_empty(), "{r:?}");
+    // While accepted verdicts stand, a swap under the process goes unseen; once they expire
+    // it is noticed: p1's folder now answers with p0's marker.
+    let marker = outlast_codec::names::marker_blob(&f.key.store_keys());
+    std::fs::copy(f.provider_dir(0).join(&marker), f.provider_dir(1).join(&marker)).unwrap();
+    store.set_identity_recheck(IdentityRecheck { accepted: now, refused: now });
+    let r = put(&store, "c", &data(5000, 3)).await.unwrap();
+    assert_eq!(r.missing, ["p1"], "{r:?}");
+    assert!(unavailable_reason(&store, "p1").contains("marker of `p0`"));
+    for (name, seed) in [("a", 1), ("b", 2), ("c", 3)] {
+        assert_eq!(get(&store, name).await.unwrap(), data(5000, seed));
+    }
+}

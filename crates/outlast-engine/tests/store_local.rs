@@ -475,4 +475,12 @@ async fn remove_below_quorum_changes_nothing() {
     assert_eq!(pending.len(), 1);
     assert!(pending[0].blobs.iter().all(|b| b.blob.starts_with("m/")));
     assert_eq!(get(&f.store(), "stay").await.unwrap(), d);
+    // The remove gave up on it: the next gc takes it at once, though this process lives on.
+    assert!(!pending[0].is_live(1));
+    drop(degraded);
+    let store = f.store();
+    let r = gc(&store, 3600).await;
+    assert_eq!(r.crashed_writes, 1, "{r:?}");
+    assert!(store.index().pending().unwrap().is_empty());
+    assert_eq!(get(&store, "stay").await.unwrap(), d);
 }

@@ -5,13 +5,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::Operator;
 
 use crate::error::classify;
 use crate::faults::Faults;
 use crate::health::{HealthState, HealthStats};
 use crate::{ProviderError, ProviderSpec};
+
+/// Operations in flight on one SFTP provider at once, per process: below sshd's default limit
+/// of ten connections being set up at once.
+const SFTP_CONNECTIONS: usize = 8;
 
 /// Shared by a provider, its clones and its writers.
 type SharedHealth = Arc<Mutex<HealthStats>>;
@@ -21,22 +25,69 @@ type SharedFaults = Arc<Mutex<Faults>>;
 /// What an identity check concluded about a location.
 pub type Verdict = Result<(), String>;
 
-/// Checks, once per process, that a location answers as the provider it is configured as,
-/// before anything else touches it. The check gets the provider without its gate (its own
-/// operations must not wait on it). A transport failure is no verdict: the operation that
-/// ran into it fails, and the next one checks again.
+/// Checks that a location answers as the provider it is configured as, before anything else
+/// touches it and again once the last verdict is older than [`IdentityRecheck`] says. The
+/// check gets the provider without its gate (its own operations must not wait on it). A
+/// transport failure is no verdict: the operation that ran into it fails, and the next one
+/// checks again.
 pub type IdentityCheck =
     Arc<dyn Fn(Provider) -> futures::future::BoxFuture<'static, Result<Verdict, ProviderError>> + Send + Sync>;
+
+/// How long an identity verdict stands. A long-lived process (a gateway, a repair of hours)
+/// must notice a location swapped, wiped or unmounted under it, and must take back one that
+/// was refused for a passing reason (a corrupt read, a mount that came back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityRecheck {
+    /// A location found to be this provider is checked again after this long.
+    pub accepted: Duration,
+    /// A location refused is checked again after this long.
+    pub refused: Duration,
+}
+
+impl Default for IdentityRecheck {
+    fn default() -> Self {
+        IdentityRecheck { accepted: Duration::from_secs(5 * 60), refused: Duration::from_secs(30) }
+    }
+}
 
 /// The identity gate shared by a provider and its clones.
 struct Gate {
     check: IdentityCheck,
-    verdict: tokio::sync::OnceCell<Verdict>,
+    /// The last verdict and when it was reached.
+    verdict: Mutex<Option<(Verdict, Instant)>>,
+    recheck: Mutex<IdentityRecheck>,
+    /// Held while a check runs, so that concurrent operations wait for one check.
+    checking: tokio::sync::Mutex<()>,
+}
+
+impl Gate {
+    /// The last verdict, while it stands.
+    fn standing(&self) -> Option<Verdict> {
+        let recheck = *self.recheck.lock().expect("recheck lock");
+        let verdict = self.verdict.lock().expect("verdict lock");
+        let (v, when) = verdict.as_ref()?;
+        let lasts = if v.is_ok() { recheck.accepted } else { recheck.refused };
+        (when.elapsed() < lasts).then(|| v.clone())
+    }
+
+    /// The standing verdict, or a fresh one.
+    async fn verdict(&self, p: &Provider) -> Result<Verdict, ProviderError> {
+        if let Some(v) = self.standing() {
+            return Ok(v);
+        }
+        let _one_check = self.checking.lock().await;
+        if let Some(v) = self.standing() {
+            return Ok(v);
+        }
+        let v = (self.check)(p.ungated()).await?;
+        *self.verdict.lock().expect("verdict lock") = Some((v.clone(), Instant::now()));
+        Ok(v)
+    }
 }
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Gate({:?})", self.verdict.get())
+        write!(f, "Gate({:?})", self.verdict.lock().map(|v| v.as_ref().map(|(v, _)| v.clone())))
     }
 }
 
@@ -190,6 +241,11 @@ impl Provider {
         let op = op
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
             .layer(RetryLayer::new().with_max_times(3).with_jitter().with_min_delay(Duration::from_millis(50)));
+        // OpenDAL's SFTP service opens one SSH connection per operation in flight; sshd's
+        // default `MaxStartups 10:30:100` drops handshakes beyond ten at once, which jobs that
+        // work on several objects side by side reach. Operations past the limit wait their
+        // turn outside OpenDAL's timeout and retry (a wait is no failure to retry).
+        let op = if spec.scheme == "sftp" { op.layer(ConcurrentLimitLayer::new(SFTP_CONNECTIONS)) } else { op };
         let faults = Faults::from_env(&spec.name)
             .map_err(|message| ProviderError::Config { provider: spec.name.clone(), message })?
             .unwrap_or_default();
@@ -233,15 +289,28 @@ impl Provider {
 
     /// The same provider, checked by `check` before its first operation.
     pub fn with_identity_check(mut self, check: IdentityCheck) -> Self {
-        self.gate = Some(Arc::new(Gate { check, verdict: tokio::sync::OnceCell::new() }));
+        self.gate = Some(Arc::new(Gate {
+            check,
+            verdict: Mutex::new(None),
+            recheck: Mutex::new(IdentityRecheck::default()),
+            checking: tokio::sync::Mutex::new(()),
+        }));
         self
+    }
+
+    /// Changes how long identity verdicts stand (tests that cannot wait; the defaults suit
+    /// everything else).
+    pub fn set_identity_recheck(&self, recheck: IdentityRecheck) {
+        if let Some(gate) = &self.gate {
+            *gate.recheck.lock().expect("recheck lock") = recheck;
+        }
     }
 
     /// Why the provider cannot be used in this process, if it cannot: it could not be built,
     /// or its location did not answer as this provider.
-    pub fn build_error(&self) -> Option<&str> {
-        let refused = self.gate.as_ref().and_then(|g| g.verdict.get()).and_then(|v| v.as_ref().err());
-        self.op.as_ref().err().or(refused).map(String::as_str)
+    pub fn build_error(&self) -> Option<String> {
+        let refused = || self.gate.as_ref().and_then(|g| g.verdict.lock().expect("verdict lock").clone()?.0.err());
+        self.op.as_ref().err().cloned().or_else(refused)
     }
 
     /// Runs the identity check now if it has not run (a probe wants the verdict up front).
@@ -292,9 +361,8 @@ impl Provider {
     async fn ready(&self, op: &'static str, path: &str) -> Result<&Operator, ProviderError> {
         let operator = self.op()?;
         if let Some(gate) = &self.gate {
-            let verdict = gate.verdict.get_or_try_init(|| (gate.check)(self.ungated())).await?;
-            if let Err(message) = verdict {
-                return Err(ProviderError::Identity { provider: self.name.clone(), message: message.clone() });
+            if let Err(message) = gate.verdict(self).await? {
+                return Err(ProviderError::Identity { provider: self.name.clone(), message });
             }
         }
         let faults = self.faults();
