@@ -478,8 +478,8 @@ fn print_gc(r: &outlast_engine::GcReport) {
     }
     let verb = if r.dry_run { "would delete" } else { "deleted" };
     println!(
-        "{verb} {} blobs ({} bytes), {} crashed writes; kept {} not old enough yet, {} versions the index does not know, {} lease copies of long writes in progress, {} names that are not Outlast's",
-        r.deleted, r.bytes, r.crashed_writes, r.kept_young, r.unknown_versions, r.leases, r.foreign
+        "{verb} {} blobs ({} bytes), {} crashed writes; kept {} not old enough yet, {} unsure (see the errors), {} versions the index does not know, {} lease copies of long writes in progress, {} names that are not Outlast's",
+        r.deleted, r.bytes, r.crashed_writes, r.kept_young, r.kept_unsure, r.unknown_versions, r.leases, r.foreign
     );
 }
 

@@ -97,6 +97,10 @@ pub struct GcReport {
     pub bytes: u64,
     /// Unreferenced blobs kept because they are younger than the grace period or the floor.
     pub kept_young: u64,
+    /// Unreferenced blobs kept because this run could not see every version on the providers
+    /// (a provider not listed, a manifest not read or not opening): such a blob may belong to a
+    /// version only the unseen copies name.
+    pub kept_unsure: u64,
     /// Names under a provider's root that this format never writes, left alone.
     pub foreign: u64,
     /// Crashed writes cleaned up.
@@ -122,12 +126,18 @@ impl Store {
         // List first, then read what is pending, then what is referenced: a write that commits
         // in between is then in one set or the other.
         let mut listings: Vec<(&Provider, Vec<BlobEntry>)> = Vec::new();
+        // Why this run may not see every version on the providers: then nothing unreferenced
+        // is deleted, since a blob may belong to a version only the unseen copies name.
+        let mut unseen: Vec<String> = Vec::new();
         for prov in &self.providers {
             let mut listed = Vec::new();
             for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
                 match prov.list(prefix).await {
                     Ok(l) => listed.extend(l),
-                    Err(e) => report.errors.push(e.to_string()),
+                    Err(e) => {
+                        report.errors.push(e.to_string());
+                        unseen.push(format!("`{}` could not be listed", prov.name()));
+                    }
                 }
             }
             match temp_files(prov).await {
@@ -159,26 +169,51 @@ impl Store {
         // The index is a cache: a version on the providers that it does not know (a lost or
         // copied state folder) must never be swept. Open every unreferenced manifest; keep it
         // and its shards unless the index knows a newer version of the name.
-        let mut opened: HashSet<String> = HashSet::new();
+        let mut judged: HashSet<String> = HashSet::new();
         let mut protected: HashSet<String> = HashSet::new();
+        // Copies that could not be read or did not open, unless another copy of the name did.
+        // (provider, blob, why, whether it was read at all)
+        let mut unopened: Vec<(&str, String, String, bool)> = Vec::new();
         for (prov, listed) in &listings {
             for entry in listed.iter().filter(|e| e.name.starts_with(names::MANIFEST_PREFIX) && !live.contains(&e.name)) {
-                if !opened.insert(entry.name.clone()) && protected.contains(&entry.name) {
-                    continue; // another copy of a version already found unknown
+                if judged.contains(&entry.name) {
+                    continue; // another copy of this version already opened
                 }
                 match self.unknown_version(prov, &entry.name).await {
-                    Ok(None) => {}
-                    Ok(Some(blobs)) => {
+                    Ok(Unreferenced::Superseded) => {
+                        judged.insert(entry.name.clone());
+                    }
+                    Ok(Unreferenced::Unknown(blobs)) => {
+                        judged.insert(entry.name.clone());
                         report.unknown_versions += 1;
                         protected.insert(entry.name.clone());
                         protected.extend(blobs);
                     }
-                    Err(e) => {
-                        report.errors.push(e);
-                        protected.insert(entry.name.clone());
-                    }
+                    Ok(Unreferenced::Unopened(why)) => unopened.push((prov.name(), entry.name.clone(), why, true)),
+                    Err(why) => unopened.push((prov.name(), entry.name.clone(), why, false)),
                 }
             }
+        }
+        // A copy that does not open is junk (a torn write, rot) if its provider returns its own
+        // marker intact: then it returns what it stores. Without its key no shard it names can
+        // be read, so nothing recoverable goes with it. Otherwise it may be damage on the way.
+        let mut honest: HashMap<&str, bool> = HashMap::new();
+        for (prov, blob, why, read) in unopened.into_iter().filter(|(_, blob, _, _)| !judged.contains(blob)) {
+            let p = self.provider(prov).expect("listed providers are configured");
+            let intact = match honest.get(prov) {
+                Some(&intact) => intact,
+                None => *honest.entry(prov).or_insert(self.marker_reads_intact(p).await),
+            };
+            if !(read && intact) {
+                protected.insert(blob.clone());
+                unseen.push(format!("manifest {blob} on `{prov}` could not be read or opened ({why})"));
+            }
+        }
+        if !unseen.is_empty() {
+            report.errors.push(format!(
+                "unreferenced blobs kept this run, since versions may exist that gc could not see: {}",
+                unseen.join("; ")
+            ));
         }
         if report.unknown_versions > 0 {
             tracing::warn!(
@@ -198,8 +233,12 @@ impl Store {
                     None if garbage.contains(&(prov.name().to_string(), entry.name.clone())) => GcReason::KnownGarbage,
                     None => GcReason::Unreferenced,
                 };
-                if leases_unknown && why != GcReason::KnownGarbage {
-                    report.kept_young += 1;
+                if (leases_unknown || !unseen.is_empty()) && why == GcReason::Unreferenced {
+                    report.kept_unsure += 1;
+                    continue;
+                }
+                if leases_unknown && why == GcReason::StaleTemporary {
+                    report.kept_unsure += 1;
                     continue;
                 }
                 let floor = if why == GcReason::KnownGarbage { opts.grace } else { opts.grace.max(UNKNOWN_MIN_AGE) };
@@ -341,18 +380,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Reads an unreferenced manifest blob. `Ok(None)`: garbage (the index knows a newer version
-    /// of its name, or the blob is not a manifest this key opens: a torn write or junk).
-    /// `Ok(Some(blobs))`: a version the index does not know, with the names of its shard blobs.
-    /// `Err`: it could not be read, so it is kept to be safe.
-    async fn unknown_version(&self, prov: &Provider, blob: &str) -> Result<Option<Vec<String>>, String> {
-        let bytes = prov.read(blob).await.map_err(|e| format!("{e}; kept"))?;
-        let Ok(m) = Manifest::open(&self.keys, blob, &bytes) else {
-            return Ok(None);
+    /// Reads an unreferenced manifest copy and says what it is (`Err`: it could not be read).
+    async fn unknown_version(&self, prov: &Provider, blob: &str) -> Result<Unreferenced, String> {
+        let bytes = prov.read(blob).await.map_err(|e| e.to_string())?;
+        let m = match Manifest::open(&self.keys, blob, &bytes) {
+            Ok(m) => m,
+            Err(e) => return Ok(Unreferenced::Unopened(format!("does not open: {e}"))),
         };
         let latest = self.index.latest_stamp(&m.name).map_err(|e| e.to_string())?;
         if latest.is_some_and(|t| t > m.stamp.time_ns) {
-            return Ok(None);
+            return Ok(Unreferenced::Superseded);
         }
         let mut shards = Vec::new();
         if let ManifestBody::Object(o) = &m.body {
@@ -363,8 +400,18 @@ impl Store {
                 }
             }
         }
-        Ok(Some(shards))
+        Ok(Unreferenced::Unknown(shards))
     }
+}
+
+/// What an unreferenced manifest copy turned out to be.
+enum Unreferenced {
+    /// A version older than the one the index knows for its name: garbage.
+    Superseded,
+    /// A version the index does not know: kept, with these shard names.
+    Unknown(Vec<String>),
+    /// It did not open (corrupt, torn, or corrupted on the way): what it protects is unknown.
+    Unopened(String),
 }
 
 /// Whether a listed name is one this format writes: a shard, a manifest, or a local disk's

@@ -245,6 +245,16 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `p` returns its own identity marker intact right now (read afresh, whatever the
+    /// standing verdict): then what else it returns is what it stores, not damage on the way.
+    pub(crate) async fn marker_reads_intact(&self, p: &Provider) -> bool {
+        let marker = names::marker_blob(&self.keys);
+        match p.read(&marker).await {
+            Ok(bytes) => ProviderMarker::open(&self.keys, &marker, &bytes).is_ok_and(|m| m.provider == p.name()),
+            Err(_) => false,
+        }
+    }
+
     /// `outlast provider reset NAME`: takes a configured provider's wiped, replaced or
     /// recreated location back (see [`Store::claim_location`]).
     pub async fn reset_provider(&self, name: &str) -> Result<(), EngineError> {

@@ -90,8 +90,11 @@ impl WriteIntent {
 
     /// Stops renewing and deletes the lease if one was written. The index record is ended by
     /// the commit, or by [`Store::abandon_write`] once the blobs are gone.
-    pub(crate) async fn finish(self) {
+    pub(crate) async fn finish(mut self) {
         self.renewal.abort();
+        // Wait until it has stopped: a lease write still under way on another thread would
+        // otherwise land after the delete below.
+        let _ = (&mut self.renewal).await;
         if self.leased.load(Ordering::Relaxed) {
             let deletes = self.lease_on.iter().map(|p| p.delete(&self.lease_blob));
             let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(deletes)).await;

@@ -159,3 +159,41 @@ async fn a_put_renews_its_intent_and_one_that_stopped_renewing_can_no_longer_com
     assert!(writer.index().pending().unwrap().is_empty());
     assert_eq!(get(&writer, "renewed").await.unwrap(), body);
 }
+
+#[tokio::test]
+async fn gc_deletes_nothing_unreferenced_while_a_version_it_cannot_see_may_name_it() {
+    use outlast_provider::Faults;
+    let f = Fixture::new(2, 3);
+    // Written from another folder: this folder's index knows nothing of it.
+    let d = data(100_000, 9);
+    put(&second_folder(&f), "only-there", &d).await.unwrap();
+    // Its manifest survives on p0 alone (the other copies were lost), and time has passed.
+    for i in 1..3 {
+        std::fs::remove_dir_all(f.provider_dir(i).join("m")).unwrap();
+    }
+    for i in 0..3 {
+        backdate(&f.provider_dir(i), 20 * 60);
+    }
+    let here = f.store();
+    let p0 = here.provider_named("p0").unwrap();
+    p0.verify_identity().await.unwrap();
+    let shards = || (0..3).map(|i| shard_files(&f, i)).sum::<usize>();
+    let before = shards();
+    // p0 lists, but what it returns of the manifest is corrupt: what it names is unknown.
+    p0.set_faults(Faults { corrupt: true, ..Default::default() });
+    let r = gc(&here, 0).await;
+    assert_eq!((r.deleted, r.kept_unsure), (0, before as u64), "{r:?}");
+    assert!(r.errors.iter().any(|e| e.contains("could not be read or opened")), "{r:?}");
+    // p0 cannot be listed at all.
+    p0.set_faults(Faults { deny: true, ..Default::default() });
+    let r = gc(&here, 0).await;
+    assert_eq!(r.deleted, 0, "{r:?}");
+    assert!(r.errors.iter().any(|e| e.contains("`p0` could not be listed")), "{r:?}");
+    // Honest again: the version is seen, and kept as one the index does not know.
+    p0.set_faults(Faults::default());
+    let r = gc(&here, 0).await;
+    assert_eq!((r.deleted, r.unknown_versions), (0, 1), "{r:?}");
+    assert_eq!(shards(), before);
+    here.recover(&outlast_engine::progress::NoProgress).await.unwrap();
+    assert_eq!(get(&here, "only-there").await.unwrap(), d);
+}
