@@ -98,6 +98,17 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// A version recovered from the providers, as [`Index::adopt_all`] takes it in.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// The version (a tombstone's entry if `tombstone`).
+    pub entry: IndexEntry,
+    /// Its blobs found by listing.
+    pub blobs: Vec<BlobRef>,
+    /// Whether it is a deletion.
+    pub tombstone: bool,
+}
+
 /// What [`Index::adopt`] did with a recovered version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adopted {
@@ -363,57 +374,17 @@ impl Index {
         tombstone: bool,
         listed: &[String],
     ) -> Result<Adopted, EngineError> {
+        let version = Recovered { entry: entry.clone(), blobs: blobs.to_vec(), tombstone };
+        Ok(self.adopt_all(std::slice::from_ref(&version), listed)?.remove(0))
+    }
+
+    /// [`Self::adopt`] for many versions in one transaction (one sync to disk, not one each).
+    pub fn adopt_all(&self, versions: &[Recovered], listed: &[String]) -> Result<Vec<Adopted>, EngineError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<(Vec<u8>, i64, Option<Vec<u8>>)> = tx
-            .query_row("SELECT vid, time_ns, manifest FROM objects WHERE name = ?1", [&entry.name], |r| {
-                Ok((r.get(0)?, r.get(1)?, Some(r.get(2)?)))
-            })
-            .optional()?
-            .or(tx
-                .query_row("SELECT vid, time_ns, NULL FROM tombstones WHERE name = ?1", [&entry.name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, None))
-                })
-                .optional()?);
-        let vid = &entry.stamp.vid.0[..];
-        let outcome = match &current {
-            Some((v, t, _)) if (*t as u64, vid_of(v.clone())) > (entry.stamp.time_ns, entry.stamp.vid) => {
-                return Ok(Adopted::Older)
-            }
-            Some((v, _, manifest)) if v.as_slice() == vid => {
-                let same = tombstone || manifest.as_deref() == Some(&entry.sealed_manifest[..]);
-                if !tombstone {
-                    tx.execute("UPDATE objects SET manifest = ?2 WHERE name = ?1", params![entry.name, entry.sealed_manifest])?;
-                }
-                for p in listed {
-                    tx.execute("DELETE FROM blobs WHERE vid = ?1 AND provider = ?2", params![vid, p])?;
-                }
-                if same {
-                    Adopted::Same
-                } else {
-                    Adopted::Updated
-                }
-            }
-            other => {
-                if let Some((old, _, _)) = other {
-                    tx.execute("DELETE FROM blobs WHERE vid = ?1", [old])?;
-                }
-                replace_version(&tx, entry, tombstone)?;
-                if other.is_some() {
-                    Adopted::Newer
-                } else {
-                    Adopted::New
-                }
-            }
-        };
-        for b in blobs {
-            tx.execute(
-                "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
-                params![b.provider, b.blob, vid, b.size as i64],
-            )?;
-        }
+        let outcomes = versions.iter().map(|v| adopt_in(&tx, v, listed)).collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// The current version of `name`, if any.
@@ -768,6 +739,60 @@ fn migrate_pending(conn: &Connection) -> Result<(), EngineError> {
         )?;
     }
     Ok(())
+}
+
+/// Takes in one recovered version inside `tx` (see [`Index::adopt`]).
+fn adopt_in(tx: &rusqlite::Transaction<'_>, version: &Recovered, listed: &[String]) -> Result<Adopted, EngineError> {
+    let Recovered { entry, blobs, tombstone } = version;
+    let tombstone = *tombstone;
+    let current: Option<(Vec<u8>, i64, Option<Vec<u8>>)> = tx
+        .query_row("SELECT vid, time_ns, manifest FROM objects WHERE name = ?1", [&entry.name], |r| {
+            Ok((r.get(0)?, r.get(1)?, Some(r.get(2)?)))
+        })
+        .optional()?
+        .or(tx
+            .query_row("SELECT vid, time_ns, NULL FROM tombstones WHERE name = ?1", [&entry.name], |r| {
+                Ok((r.get(0)?, r.get(1)?, None))
+            })
+            .optional()?);
+    let vid = &entry.stamp.vid.0[..];
+    let outcome = match &current {
+        Some((v, t, _)) if (*t as u64, vid_of(v.clone())) > (entry.stamp.time_ns, entry.stamp.vid) => {
+            return Ok(Adopted::Older);
+        }
+        Some((v, _, manifest)) if v.as_slice() == vid => {
+            let same = tombstone || manifest.as_deref() == Some(&entry.sealed_manifest[..]);
+            if !tombstone {
+                tx.execute("UPDATE objects SET manifest = ?2 WHERE name = ?1", params![entry.name, entry.sealed_manifest])?;
+            }
+            for p in listed {
+                tx.execute("DELETE FROM blobs WHERE vid = ?1 AND provider = ?2", params![vid, p])?;
+            }
+            if same {
+                Adopted::Same
+            } else {
+                Adopted::Updated
+            }
+        }
+        other => {
+            if let Some((old, _, _)) = other {
+                tx.execute("DELETE FROM blobs WHERE vid = ?1", [old])?;
+            }
+            replace_version(tx, entry, tombstone)?;
+            if other.is_some() {
+                Adopted::Newer
+            } else {
+                Adopted::New
+            }
+        }
+    };
+    for b in blobs {
+        tx.execute(
+            "INSERT OR REPLACE INTO blobs (provider, blob, vid, size) VALUES (?1, ?2, ?3, ?4)",
+            params![b.provider, b.blob, vid, b.size as i64],
+        )?;
+    }
+    Ok(outcome)
 }
 
 /// Makes `entry` the one row of its name: an object, or a tombstone if `tombstone`.

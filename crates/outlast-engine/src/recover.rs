@@ -20,11 +20,13 @@ use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
-use crate::index::{Adopted, BlobRef, IndexEntry};
+use crate::index::{Adopted, BlobRef, IndexEntry, Recovered};
 use crate::{EngineError, Progress, Store};
 
 /// Manifest copies read at once.
 const READ_CONCURRENCY: usize = 16;
+/// Recovered names taken into the index per transaction.
+const ADOPT_BATCH: usize = 500;
 
 /// What a recovery found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -82,19 +84,22 @@ impl Store {
                 report.unreachable.push(p.name().to_string());
             }
         }
-        let copies: Vec<(String, String)> = listed
+        let copies: Vec<(String, String, u64)> = listed
             .iter()
             .flat_map(|(p, held)| {
-                held.keys().filter(|b| b.starts_with(names::MANIFEST_PREFIX)).map(move |b| (p.clone(), b.clone()))
+                held.iter()
+                    .filter(|(b, _)| b.starts_with(names::MANIFEST_PREFIX))
+                    .map(move |(b, size)| (p.clone(), b.clone(), *size))
             })
             .collect();
         progress.set_total(copies.len() as u64);
         // Read and open every copy; keep the highest revision of each version.
         let mut best: HashMap<String, Best> = HashMap::new();
         let mut reads = futures::stream::iter(copies)
-            .map(|(provider, blob)| async move {
+            .map(|(provider, blob, size)| async move {
+                // The listing gave the size: a ranged read spares the stat a whole read makes.
                 let bytes = match self.provider(&provider) {
-                    Some(p) => p.read(&blob).await.map_err(|e| e.to_string()),
+                    Some(p) => p.read_range(&blob, 0..size).await.map_err(|e| e.to_string()),
                     None => Err("not configured".into()),
                 };
                 (provider, blob, bytes)
@@ -137,17 +142,25 @@ impl Store {
         let listed_names: Vec<String> = listed.keys().cloned().collect();
         let mut names_sorted: Vec<String> = newest.keys().cloned().collect();
         names_sorted.sort();
-        for name in names_sorted {
-            let b = &newest[&name];
-            let (entry, blobs, tombstone) = self.recovered_version(b, &listed)?;
-            match &b.manifest.body {
-                ManifestBody::Object(_) => report.objects += 1,
-                ManifestBody::Tombstone => report.deleted += 1,
+        // Taken in a batch per transaction: one sync to disk per batch, and a recovery killed
+        // part-way keeps what it committed (a rerun takes in the rest).
+        for batch in names_sorted.chunks(ADOPT_BATCH) {
+            let mut versions = Vec::with_capacity(batch.len());
+            for name in batch {
+                let b = &newest[name];
+                let (entry, blobs, tombstone) = self.recovered_version(b, &listed)?;
+                match &b.manifest.body {
+                    ManifestBody::Object(_) => report.objects += 1,
+                    ManifestBody::Tombstone => report.deleted += 1,
+                }
+                versions.push(Recovered { entry, blobs, tombstone });
             }
-            match self.index.adopt(&entry, &blobs, tombstone, &listed_names)? {
-                Adopted::New => report.added += 1,
-                Adopted::Newer | Adopted::Updated => report.updated += 1,
-                Adopted::Same | Adopted::Older => report.unchanged += 1,
+            for adopted in self.index.adopt_all(&versions, &listed_names)? {
+                match adopted {
+                    Adopted::New => report.added += 1,
+                    Adopted::Newer | Adopted::Updated => report.updated += 1,
+                    Adopted::Same | Adopted::Older => report.unchanged += 1,
+                }
             }
         }
         if !report.unreachable.is_empty() {

@@ -473,7 +473,19 @@ impl Provider {
             .patience
             .bound(&self.name, "read", path, size, async {
                 let op = self.ready("read", path).await?;
-                op.read(path).await.map(|b| self.faults().mangle(b.to_bytes())).map_err(|e| self.err("read", path, e))
+                let read = if self.scheme == "fs" {
+                    // OpenDAL's local file system reads a blob of unknown length several times
+                    // slower than a ranged read of a stated one (1 KiB, 16 at once: 487 µs
+                    // against 76 µs for stat + range on this machine).
+                    match op.stat(path).await {
+                        Ok(meta) if meta.content_length() == 0 => Ok(opendal::Buffer::new()),
+                        Ok(meta) => op.read_with(path).range(0..meta.content_length()).await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    op.read(path).await
+                };
+                read.map(|b| self.faults().mangle(b.to_bytes())).map_err(|e| self.err("read", path, e))
             })
             .await;
         self.record(Some(started), r)
