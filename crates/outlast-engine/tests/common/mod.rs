@@ -152,8 +152,27 @@ pub fn backdate(dir: &Path, secs: u64) {
     let mut files = Vec::new();
     collect(dir, &mut files);
     for f in files {
-        std::fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
+        // A file may be gone since the listing (a temporary file renamed into place).
+        match std::fs::File::options().write(true).open(&f) {
+            Ok(file) => file.set_modified(when).unwrap(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{}: {e}", f.display()),
+        }
     }
+}
+
+/// Removes `dir` and everything under it, though files may vanish meanwhile (an index
+/// connection closing removes its journal files when its last task lets go of it).
+pub fn remove_tree(dir: &Path) {
+    for _ in 0..50 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => panic!("{}: {e}", dir.display()),
+        }
+    }
+    panic!("{} keeps changing", dir.display());
 }
 
 /// gc as a user runs it: `grace_secs` for what the index knows is garbage.
