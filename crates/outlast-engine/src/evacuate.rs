@@ -179,11 +179,14 @@ impl Store {
     /// Current object versions with a shard placed on `provider`.
     fn shards_on(&self, provider: &str) -> Result<Vec<Move>, EngineError> {
         let mut out = Vec::new();
-        for entry in self.index.objects()? {
-            let manifest = self.open_manifest(&entry)?;
-            let ManifestBody::Object(om) = manifest.body else { continue };
-            if let Some(shard) = om.placement.iter().position(|p| p.provider == provider) {
-                out.push(Move { entry, om, shard });
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                let manifest = self.open_manifest(&entry)?;
+                let ManifestBody::Object(om) = manifest.body else { continue };
+                if let Some(shard) = om.placement.iter().position(|p| p.provider == provider) {
+                    out.push(Move { entry, om, shard });
+                }
             }
         }
         Ok(out)

@@ -136,31 +136,34 @@ impl Store {
         let mut objects = Vec::new();
         let mut units: Vec<Vec<Unit>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
         let mut manifest_units: Vec<Vec<(usize, usize)>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
-        for entry in self.index.objects()? {
-            let manifest = self.open_manifest(&entry)?;
-            let revision = manifest.revision;
-            let ManifestBody::Object(om) = manifest.body else { continue };
-            let layout = om.layout()?;
-            let recorded: HashSet<(String, String)> =
-                self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
-            let object = objects.len();
-            let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
-            for (shard, place) in om.placement.iter().enumerate() {
-                let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
-                if recorded.contains(&(place.provider.clone(), manifest_blob.clone())) {
-                    manifest_units[provider].push((provider, object));
-                }
-                for part in 0..layout.part_count() {
-                    let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
-                    if !recorded.contains(&(place.provider.clone(), blob)) {
-                        continue;
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                let manifest = self.open_manifest(&entry)?;
+                let revision = manifest.revision;
+                let ManifestBody::Object(om) = manifest.body else { continue };
+                let layout = om.layout()?;
+                let recorded: HashSet<(String, String)> =
+                    self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+                let object = objects.len();
+                let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
+                for (shard, place) in om.placement.iter().enumerate() {
+                    let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
+                    if recorded.contains(&(place.provider.clone(), manifest_blob.clone())) {
+                        manifest_units[provider].push((provider, object));
                     }
-                    let first = part as u64 * layout.segments_per_part as u64;
-                    let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-                    units[provider].extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
+                    for part in 0..layout.part_count() {
+                        let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
+                        if !recorded.contains(&(place.provider.clone(), blob)) {
+                            continue;
+                        }
+                        let first = part as u64 * layout.segments_per_part as u64;
+                        let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+                        units[provider].extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
+                    }
                 }
+                objects.push((entry, om, revision));
             }
-            objects.push((entry, om, revision));
         }
         report.objects = objects.len() as u64;
 
