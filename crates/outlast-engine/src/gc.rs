@@ -286,10 +286,9 @@ impl Store {
     }
 
     /// Cleans up the writes whose holder died or stopped renewing them: claims each one's
-    /// pending record first (from
-    /// then on it can never commit, so removing its blobs cannot take anything from a committed
-    /// version), deletes its blobs, and drops the record once they are all gone. Returns the
-    /// blob names of the writes still in progress.
+    /// pending record first (from then on it can never commit, so removing its blobs cannot
+    /// take anything from a committed version), deletes its blobs, and drops the record once
+    /// they are all gone. Returns the blob names of the writes still in progress.
     async fn gc_crashed_writes(&self, opts: &GcOptions, report: &mut GcReport) -> Result<HashSet<String>, EngineError> {
         let mut live = HashSet::new();
         let mut temps: HashMap<String, Vec<String>> = HashMap::new();

@@ -241,10 +241,11 @@ impl Provider {
         let op = op
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
             .layer(RetryLayer::new().with_max_times(3).with_jitter().with_min_delay(Duration::from_millis(50)));
-        // OpenDAL's SFTP service opens one SSH connection per operation in flight; sshd's
-        // default `MaxStartups 10:30:100` drops handshakes beyond ten at once, which jobs that
-        // work on several objects side by side reach. Operations past the limit wait their
-        // turn outside OpenDAL's timeout and retry (a wait is no failure to retry).
+        // OpenDAL's SFTP service holds one SSH connection (of a pool of 64) per operation in
+        // flight, opening more as needed; sshd's default `MaxStartups 10:30:100` drops
+        // handshakes beyond ten at once, which jobs that work on several objects side by side
+        // reach. Operations past the limit wait their turn outside OpenDAL's timeout and retry
+        // (a wait is no failure to retry).
         let op = if spec.scheme == "sftp" { op.layer(ConcurrentLimitLayer::new(SFTP_CONNECTIONS)) } else { op };
         let faults = Faults::from_env(&spec.name)
             .map_err(|message| ProviderError::Config { provider: spec.name.clone(), message })?
@@ -287,7 +288,8 @@ impl Provider {
         self
     }
 
-    /// The same provider, checked by `check` before its first operation.
+    /// The same provider, checked by `check` before its first operation and whenever the
+    /// last verdict has stood its time.
     pub fn with_identity_check(mut self, check: IdentityCheck) -> Self {
         self.gate = Some(Arc::new(Gate {
             check,
