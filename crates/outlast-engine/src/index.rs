@@ -184,7 +184,16 @@ impl Index {
     pub fn open(state_dir: &Path) -> Result<Index, EngineError> {
         std::fs::create_dir_all(state_dir)
             .map_err(|e| EngineError::io(format!("creating state folder {}", state_dir.display()), e))?;
-        let conn = Connection::open(state_dir.join("index.sqlite"))?;
+        let path = state_dir.join("index.sqlite");
+        // Names, sizes and plaintext hashes are the user's: the folder and the database (and
+        // the journal files SQLite creates with the database's mode) are for the owner alone.
+        keep_private(state_dir, 0o700)?;
+        let conn = Connection::open(&path)?;
+        for file in [path.clone(), state_dir.join("index.sqlite-wal"), state_dir.join("index.sqlite-shm")] {
+            if file.exists() {
+                keep_private(&file, 0o600)?;
+            }
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -726,6 +735,22 @@ impl Index {
     }
 }
 
+/// Sets `path`'s permission bits to `mode` (Unix), where they allow more.
+fn keep_private(path: &Path, mode: u32) -> Result<(), EngineError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
+        if meta.permissions().mode() & 0o777 & !mode != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| EngineError::io(format!("making {} private", path.display()), e))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 /// Gives a pending table from schema 3 or older the columns of schema 4. Its records keep no
 /// expiry (judged by their process, as they were); those gc had claimed (pid 0) stay claimed.
 fn migrate_pending(conn: &Connection) -> Result<(), EngineError> {
@@ -1012,6 +1037,27 @@ mod tests {
         assert_eq!(index.total_size().unwrap(), 2 * PAGE as u64 + 345 + 3);
         assert!(index.has_versions().unwrap());
         assert!(!Index::open(tempfile::tempdir().unwrap().path()).unwrap().has_versions().unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_folder_and_index_are_the_owners_alone_even_when_they_were_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".outlast");
+        let index = Index::open(&state).unwrap();
+        index.save_health(&[("a", HealthStats::default())]).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+            assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+        }
+        drop(index);
+        // A store made by an older build: world-readable, tightened when opened.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(state.join("index.sqlite"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        Index::open(&state).unwrap();
+        assert_eq!((mode(&state), mode(&state.join("index.sqlite"))), (0o700, 0o600));
     }
 
     #[test]
