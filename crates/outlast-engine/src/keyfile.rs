@@ -57,16 +57,50 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Longest key file read: its one line is under 200 bytes.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// Refuses a raw key that other users may read, as ssh does: whoever reads it reads the store.
+/// (A passphrase file holds only Argon2id parameters, no secret.)
+fn refuse_if_shared(path: &Path, meta: &std::fs::Metadata) -> Result<(), EngineError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(EngineError::Key(format!(
+                "key file {} can be read by other users (mode {mode:o}); nothing is read with it until only you can: `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
+}
+
 /// Loads the key from `path`, asking `OUTLAST_PASSPHRASE` when the file holds parameters only.
 pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bad = |why: &str| EngineError::Key(format!("{} is not an Outlast key file: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             EngineError::Key(format!("key file {} not found; it was created by `outlast init` beside the config", path.display()))
         } else {
             EngineError::io(format!("reading key file {}", path.display()), e)
         }
     })?;
-    let bad = |why: &str| EngineError::Key(format!("{} is not an Outlast key file: {why}", path.display()));
+    let meta = file.metadata().map_err(|e| EngineError::io(format!("reading key file {}", path.display()), e))?;
+    // A device or a pipe would be read without end, and a key file is one short line.
+    if !meta.is_file() {
+        return Err(bad("it is not a regular file"));
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(bad(&format!("it is {} bytes, and a key file is under {MAX_KEY_FILE}", meta.len())));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_KEY_FILE), &mut text)
+        .map_err(|e| EngineError::io(format!("reading key file {}", path.display()), e))?;
     let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).ok_or_else(|| bad("it is empty"))?;
     let mut words = line.split_whitespace();
     if words.next() != Some("outlast-key") || words.next() != Some("v1") {
@@ -74,6 +108,7 @@ pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
     }
     match words.next() {
         Some("raw") => {
+            refuse_if_shared(path, &meta)?;
             let hex = words.next().ok_or_else(|| bad("the key is missing"))?;
             let bytes: [u8; KEY_LEN] =
                 hex::decode(hex).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| bad("the key is not 64 hex digits"))?;
@@ -127,6 +162,31 @@ mod tests {
         std::fs::write(&path, "hello\n").unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("not an Outlast key file"));
         std::fs::write(&path, "outlast-key v1 raw abcd\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         assert!(load(&path).unwrap_err().to_string().contains("64 hex digits"));
+        // A device is refused, not read without end; so is a file far too big for a key.
+        assert!(load(Path::new("/dev/zero")).unwrap_err().to_string().contains("not a regular file"));
+        std::fs::write(&path, vec![b'#'; 1 << 20]).unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("bytes, and a key file is under"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_other_users_can_read_is_refused_until_it_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outlast.key");
+        let k = create_random(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load(&path).unwrap_err().to_string();
+            assert!(e.contains("can be read by other users") && e.contains("chmod 600"), "{e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(load(&path).unwrap().fingerprint(), k.fingerprint());
     }
 }
