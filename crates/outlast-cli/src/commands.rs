@@ -404,7 +404,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Writes to a temporary file beside `dest` and renames it into place only on success, so a
-/// failed get leaves no partial file.
+/// failed get leaves no partial file. The temporary file has a random name, is created
+/// exclusively (a symlink planted there is never followed) and is 0600 until it is complete; a
+/// file it replaces keeps its mode. A destination that is not a regular file (`/dev/null`, a
+/// pipe) is written in place: renaming over it would replace the device.
 async fn get_to_file(
     store: &Store,
     name: &str,
@@ -412,22 +415,48 @@ async fn get_to_file(
     dest: &Path,
     bar: &Bar,
 ) -> Result<outlast_engine::GetReport> {
+    let existing = std::fs::metadata(dest).ok();
+    if let Some(meta) = existing.as_ref().filter(|m| !m.is_file()) {
+        if meta.is_dir() {
+            bail!("{} is a folder; name the file to write", dest.display());
+        }
+        let file =
+            std::fs::OpenOptions::new().write(true).open(dest).with_context(|| format!("cannot open {}", dest.display()))?;
+        return get_on_thread(store, name, range, file, bar).await;
+    }
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let file_name = dest.file_name().with_context(|| format!("{} is not a file path", dest.display()))?;
-    let tmp = dir.join(format!(".{}.outlast-{}.part", file_name.to_string_lossy(), std::process::id()));
-    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    // Like cp, no fsync: the store keeps the durable copy.
-    let result = get_on_thread(store, name, range, file, bar).await;
-    let finish = async {
-        let report = result?;
-        tokio::fs::rename(&tmp, dest).await.with_context(|| format!("cannot rename into {}", dest.display()))?;
-        Ok(report)
-    };
-    let r: Result<_> = finish.await;
-    if r.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name.to_string_lossy()))
+        .suffix(".outlast-part")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let file = tmp.as_file().try_clone().with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    // Like cp, no fsync: the store keeps the durable copy. On failure `tmp` is removed.
+    let report = get_on_thread(store, name, range, file, bar).await?;
+    if let Some(permissions) = existing.map(|m| m.permissions()).or_else(new_file_permissions) {
+        std::fs::set_permissions(tmp.path(), permissions)
+            .with_context(|| format!("cannot set the mode of {}", tmp.path().display()))?;
     }
-    r
+    tmp.persist(dest).with_context(|| format!("cannot rename into {}", dest.display()))?;
+    Ok(report)
+}
+
+/// What a newly created file gets, as `cp` would give it (unix): 0666 less the process umask (read
+/// from `/proc`, since setting it to learn it would race other threads; 022 where unknown).
+fn new_file_permissions() -> Option<std::fs::Permissions> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_string())))
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .unwrap_or(0o022);
+        Some(std::fs::Permissions::from_mode(0o666 & !umask))
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Warns, before a command that reads the index, when the index is empty while the providers

@@ -304,3 +304,38 @@ fn a_lost_state_folder_is_recovered_from_the_providers() {
     let again = json(&run_ok(d, &["--json", "recover"]));
     assert_eq!((again["added"].as_u64(), again["updated"].as_u64()), (Some(0), Some(0)), "{again}");
 }
+
+#[cfg(unix)]
+#[test]
+fn get_into_a_file_keeps_its_mode_leaves_no_temporary_file_and_writes_devices_in_place() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("in.bin"), b"secret plans").unwrap();
+    run_ok(d, &["put", "in.bin", "plans"]);
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // Over an existing private file: its content replaced, its mode kept.
+    std::fs::write(out.join("private.txt"), b"old").unwrap();
+    std::fs::set_permissions(out.join("private.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    run_ok(d, &["get", "plans", "out/private.txt"]);
+    assert_eq!(std::fs::read(out.join("private.txt")).unwrap(), b"secret plans");
+    assert_eq!(mode(&out.join("private.txt")), 0o600);
+    // A new file gets what cp would give it (0666 less the umask), not the temporary 0600.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = u32::from_str_radix(status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap().trim(), 8).unwrap();
+    run_ok(d, &["get", "plans", "out/new.txt"]);
+    assert_eq!(mode(&out.join("new.txt")), 0o666 & !umask);
+    // A failed get leaves nothing behind either.
+    run_err(d, &["get", "missing", "out/never.txt"]);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["new.txt", "private.txt"]);
+    // A device is written in place, never renamed over.
+    run_ok(d, &["get", "plans", "/dev/null"]);
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // A folder is refused with a clear error.
+    assert!(run_err(d, &["get", "plans", "out"]).contains("is a folder"));
+}
