@@ -199,12 +199,11 @@ impl Store {
         // be read, so nothing recoverable goes with it. Otherwise it may be damage on the way.
         let mut honest: HashMap<&str, bool> = HashMap::new();
         for (prov, blob, why, read) in unopened.into_iter().filter(|(_, blob, _, _)| !judged.contains(blob)) {
-            let p = self.provider(prov).expect("listed providers are configured");
-            let intact = match honest.get(prov) {
-                Some(&intact) => intact,
-                None => *honest.entry(prov).or_insert(self.marker_reads_intact(p).await),
-            };
-            if !(read && intact) {
+            if read && !honest.contains_key(prov) {
+                let p = self.provider(prov).expect("listed providers are configured");
+                honest.insert(prov, self.marker_reads_intact(p).await);
+            }
+            if !(read && honest[prov]) {
                 protected.insert(blob.clone());
                 unseen.push(format!("manifest {blob} on `{prov}` could not be read or opened ({why})"));
             }

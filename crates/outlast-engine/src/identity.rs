@@ -111,13 +111,7 @@ impl IdentityKit {
     /// request when the marker is there (the common case): it is read by name, and only when
     /// absent are other stores' markers looked for.
     async fn read_marker(&self, name: &str, p: &Provider, marker: &str) -> Result<Option<Verdict>, ProviderError> {
-        // Its size, then a ranged read: a whole-blob read of a local file took about 10 ms
-        // (measured), against 0.5-1 ms for both, and every command pays this per provider.
-        let read = match p.stat(marker).await {
-            Ok(st) => p.read_range(marker, 0..st.size).await,
-            Err(e) => Err(e),
-        };
-        match read {
+        match p.read(marker).await {
             Ok(bytes) => {
                 let verdict = self.judge(name, &bytes, marker);
                 if verdict.is_ok() {
@@ -249,10 +243,9 @@ impl Store {
     /// standing verdict): then what else it returns is what it stores, not damage on the way.
     pub(crate) async fn marker_reads_intact(&self, p: &Provider) -> bool {
         let marker = names::marker_blob(&self.keys);
-        match p.read(&marker).await {
-            Ok(bytes) => ProviderMarker::open(&self.keys, &marker, &bytes).is_ok_and(|m| m.provider == p.name()),
-            Err(_) => false,
-        }
+        p.read(&marker)
+            .await
+            .is_ok_and(|bytes| ProviderMarker::open(&self.keys, &marker, &bytes).is_ok_and(|m| m.provider == p.name()))
     }
 
     /// `outlast provider reset NAME`: takes a configured provider's wiped, replaced or

@@ -109,7 +109,7 @@ pub struct Recovered {
     pub tombstone: bool,
 }
 
-/// What [`Index::adopt`] did with a recovered version.
+/// What [`Index::adopt_all`] did with a recovered version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adopted {
     /// The name was not known: recorded.
@@ -370,24 +370,13 @@ impl Index {
         Ok(garbage)
     }
 
-    /// Takes in a version recovered from the providers: `entry` (a tombstone if `tombstone`)
-    /// with the blobs found there by listing, on the providers in `listed`. A version older
+    /// Takes in versions recovered from the providers: each `entry` (a tombstone if `tombstone`)
+    /// with its blobs found there by listing, on the providers in `listed`. A version older
     /// than the one recorded for its name changes nothing; the same version gets the newer
     /// sealed manifest (a higher placement revision) and its blob rows on `listed` providers
-    /// replaced by what was found; a newer one replaces the old row, as a commit would. One
-    /// transaction, so a recovery killed part-way leaves each name whole.
-    pub fn adopt(
-        &self,
-        entry: &IndexEntry,
-        blobs: &[BlobRef],
-        tombstone: bool,
-        listed: &[String],
-    ) -> Result<Adopted, EngineError> {
-        let version = Recovered { entry: entry.clone(), blobs: blobs.to_vec(), tombstone };
-        Ok(self.adopt_all(std::slice::from_ref(&version), listed)?.remove(0))
-    }
-
-    /// [`Self::adopt`] for many versions in one transaction (one sync to disk, not one each).
+    /// replaced by what was found; a newer one replaces the old row, as a commit would. All in one
+    /// transaction (one sync to disk, not one per name), so a recovery killed part-way leaves
+    /// each name whole.
     pub fn adopt_all(&self, versions: &[Recovered], listed: &[String]) -> Result<Vec<Adopted>, EngineError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -425,13 +414,12 @@ impl Index {
 
     /// Objects whose names start with `prefix`, in name order.
     pub fn list(&self, prefix: &str) -> Result<Vec<IndexEntry>, EngineError> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT name, vid, time_ns, size, content_type, etag, manifest FROM objects
-             WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
-        )?;
-        let rows = st.query_map([prefix], row_to_entry)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut all = Vec::new();
+        let mut pages = self.object_pages(prefix);
+        while let Some(page) = pages.next_page()? {
+            all.extend(page);
+        }
+        Ok(all)
     }
 
     /// Every blob referenced on `provider`.
@@ -550,21 +538,6 @@ impl Index {
         let any =
             conn.query_row("SELECT EXISTS (SELECT 1 FROM objects) OR EXISTS (SELECT 1 FROM tombstones)", [], |r| r.get(0))?;
         Ok(any)
-    }
-
-    /// Every tombstone: the name and the stamp of its deletion.
-    pub fn tombstones(&self) -> Result<Vec<(String, VersionStamp)>, EngineError> {
-        let conn = self.conn();
-        let mut st = conn.prepare("SELECT name, vid, time_ns FROM tombstones ORDER BY name")?;
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, VersionStamp { vid: vid_of(r.get(1)?), time_ns: r.get::<_, i64>(2)? as u64 }))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every current object (tombstones excluded), in name order.
-    pub fn objects(&self) -> Result<Vec<IndexEntry>, EngineError> {
-        self.list("")
     }
 
     /// Providers being evacuated, with their targets: new writes are not placed on them.
@@ -766,7 +739,7 @@ fn migrate_pending(conn: &Connection) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Takes in one recovered version inside `tx` (see [`Index::adopt`]).
+/// Takes in one recovered version inside `tx` (see [`Index::adopt_all`]).
 fn adopt_in(tx: &rusqlite::Transaction<'_>, version: &Recovered, listed: &[String]) -> Result<Adopted, EngineError> {
     let Recovered { entry, blobs, tombstone } = version;
     let tombstone = *tombstone;

@@ -9,13 +9,6 @@ use common::*;
 use outlast_engine::{Config, EngineError, Store};
 use outlast_provider::HealthState;
 
-/// The store of `f` opened over config text `text` as is (validation skipped: the engine must
-/// hold even where a config slips past it, say a symlink made after validation).
-fn open_unvalidated(f: &Fixture, text: &str) -> Store {
-    let cfg = Config { path: f.root.join("outlast.toml"), ..toml::from_str(text).unwrap() };
-    Store::open_with_key(cfg, f.key.clone()).unwrap()
-}
-
 fn unavailable_reason(store: &Store, name: &str) -> String {
     let h = store.health().into_iter().find(|h| h.name == name).unwrap();
     assert_eq!(h.state, HealthState::Unreachable, "{h:?}");
@@ -27,7 +20,7 @@ async fn two_providers_at_one_folder_leave_one_of_them_unavailable_and_untouched
     let f = Fixture::new(2, 3);
     let text = f.config_text(&[]);
     let aliased = text.replace(&format!("\"{}\"", f.provider_dir(1).display()), &format!("\"{}/\"", f.provider_dir(0).display()));
-    let store = open_unvalidated(&f, &aliased);
+    let store = f.open_unvalidated(&aliased);
     let d = data(120_000, 1);
     let r = put(&store, "important", &d).await.unwrap();
     // p1 answers with p0's marker: unavailable, so its shard is owed, not written into p0's folder.
@@ -47,7 +40,7 @@ async fn a_provider_renamed_by_hand_is_recognised_and_the_message_says_to_rename
     let f = Fixture::new(2, 3);
     put(&f.store(), "x", &data(5000, 2)).await.unwrap();
     let renamed = f.config_text(&[]).replace("name = \"p2\"", "name = \"archive\"");
-    let store = open_unvalidated(&f, &renamed);
+    let store = f.open_unvalidated(&renamed);
     assert!(get(&store, "x").await.is_ok());
     store.provider_named("archive").unwrap().verify_identity().await.unwrap_err();
     let why = unavailable_reason(&store, "archive");
@@ -64,7 +57,7 @@ async fn another_stores_folder_is_never_taken() {
     let text = mine
         .config_text(&[])
         .replace(&format!("\"{}\"", mine.provider_dir(1).display()), &format!("\"{}\"", theirs.provider_dir(1).display()));
-    let store = open_unvalidated(&mine, &text);
+    let store = mine.open_unvalidated(&text);
     let r = put(&store, "mine", &data(5000, 4)).await.unwrap();
     assert_eq!(r.missing, ["p1"], "{r:?}");
     assert!(unavailable_reason(&store, "p1").contains("another Outlast store"));

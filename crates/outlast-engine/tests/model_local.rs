@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use common::*;
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{Config, EngineError, RepairOptions, Store};
+use outlast_engine::{EngineError, RepairOptions, Store};
 use outlast_provider::{Faults, HealthState, IdentityRecheck};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -53,13 +53,6 @@ fn apply_faults(store: &Store, faulty: &BTreeMap<&str, Faults>) {
         let prov = store.provider_named(p).or_else(|| store.provider_named("archive").filter(|_| p == "p2")).unwrap();
         prov.set_faults(faulty.get(p).cloned().unwrap_or_default());
     }
-}
-
-/// The store over config text `text` as is: validation skipped, as a config that slipped past
-/// it would be (a symlink made afterwards), or from a second state folder.
-fn open_text(f: &Fixture, text: &str) -> Store {
-    let cfg = Config { path: f.root.join("outlast.toml"), ..toml::from_str(text).unwrap() };
-    Store::open_with_key(cfg, f.key.clone()).unwrap()
 }
 
 /// Clears every fault, repairs, and checks that every acknowledged object reads back exactly
@@ -217,7 +210,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                     backdate(&f.provider_dir(i), 20 * 60);
                 }
                 let text = format!("state_dir = \"second-folder\"\n{}", f.config_text(&[]));
-                let elsewhere = open_text(&f, &text);
+                let elsewhere = f.open_unvalidated(&text);
                 apply_faults(&elsewhere, &faulty);
                 gc(&elsewhere, 0).await;
             }
@@ -227,7 +220,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                 let text = f.config_text(&[]);
                 let aliased = text
                     .replace(&format!("\"{}\"", f.provider_dir(1).display()), &format!("\"{}/\"", f.provider_dir(0).display()));
-                let mistyped = open_text(&f, &aliased);
+                let mistyped = f.open_unvalidated(&aliased);
                 apply_faults(&mistyped, &faulty);
                 let body = data(rng.gen_range(0..2 * SEG as usize), rng.gen());
                 // p1 is unavailable too: with two faulty providers besides, a refusal is fair.
@@ -238,7 +231,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                 gc(&mistyped, 0).await;
             }
             "renamed" => {
-                let renamed = open_text(&f, &f.config_text(&[]).replace("name = \"p2\"", "name = \"archive\""));
+                let renamed = f.open_unvalidated(&f.config_text(&[]).replace("name = \"p2\"", "name = \"archive\""));
                 apply_faults(&renamed, &faulty);
                 gc(&renamed, 0).await;
                 if let (Ok(got), Some(want)) = (get(&renamed, &name).await, model.get(&name)) {

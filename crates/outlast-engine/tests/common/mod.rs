@@ -104,6 +104,13 @@ impl Fixture {
         Store::open_with_key(cfg, self.key.clone()).unwrap()
     }
 
+    /// The store over config text `text` as is, validation skipped: the engine must hold even
+    /// where a config slips past it (a symlink made afterwards), or comes from a second folder.
+    pub fn open_unvalidated(&self, text: &str) -> Store {
+        let cfg = Config { path: self.root.join("outlast.toml"), ..toml::from_str(text).unwrap() };
+        Store::open_with_key(cfg, self.key.clone()).unwrap()
+    }
+
     pub fn store(&self) -> Store {
         self.store_with(&[])
     }
