@@ -123,3 +123,23 @@ fn adding_a_bucket_that_does_not_exist_is_refused_and_changes_nothing() {
     assert!(err.contains("cannot add `s3-typo`"), "{err}");
     assert_eq!(std::fs::read_to_string(d.join("outlast.toml")).unwrap(), before, "the config changed");
 }
+
+#[test]
+#[ignore = "needs the servers of scripts/servers.sh"]
+fn sftp_handshakes_refused_by_a_busy_sshd_are_waited_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let specs = store(tmp.path());
+    let sftp = specs.iter().find(|s| s.name == "sftp").unwrap();
+    // Four clients of eight connections each (four outlast processes, say): 32 handshakes at
+    // once, where sshd's default `MaxStartups 10:30:100` drops a third of those past ten.
+    let clients: Vec<Provider> = (0..4).map(|_| Provider::build(sftp).unwrap()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        clients[0].write("s/one", bytes::Bytes::from_static(b"x")).await.unwrap();
+        let stats = clients.iter().flat_map(|c| (0..8).map(move |_| c.stat("s/one")));
+        let failed: Vec<String> =
+            futures::future::join_all(stats).await.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+        assert!(failed.is_empty(), "{} of 32 stats failed: {}", failed.len(), failed[0]);
+        clients[0].delete("s/one").await.unwrap();
+    });
+}

@@ -191,6 +191,15 @@ enum Sink {
 /// stays on one file system); gc removes what a crash left there.
 pub const TEMP_PREFIX: &str = "t/";
 
+/// Waits before each new SSH handshake after one was refused (sshd's `MaxStartups` drops
+/// at random once ten are under way; the whole wait stays well inside the operation floor).
+const SSH_HANDSHAKE_BACKOFF_MS: [u64; 5] = [100, 250, 500, 1000, 2000];
+
+/// The SFTP service's error for a session that could not be set up (it says nothing more).
+fn is_ssh_handshake_failure(e: &opendal::Error) -> bool {
+    e.kind() == opendal::ErrorKind::Unexpected && e.message() == "ssh error"
+}
+
 /// Multipart chunk size for providers that have a minimum part size (S3: 5 MiB).
 const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 
@@ -359,6 +368,30 @@ impl Provider {
         self.faults.lock().expect("faults lock").clone()
     }
 
+    /// Runs `attempt` again when an SFTP server refused the SSH handshake. sshd drops
+    /// handshakes past its `MaxStartups` (ten at once by default, counting every client of
+    /// the server), and OpenDAL reports that as a persistent "ssh error" that its retry layer
+    /// leaves alone; it is the server being busy, so it is waited out like any other.
+    async fn retry_handshake<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, opendal::Error>
+    where
+        F: std::future::Future<Output = Result<T, opendal::Error>>,
+    {
+        let mut waits = SSH_HANDSHAKE_BACKOFF_MS.iter();
+        loop {
+            match attempt().await {
+                Err(e) if self.scheme == "sftp" && is_ssh_handshake_failure(&e) => match waits.next() {
+                    Some(&ms) => {
+                        let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ms / 2);
+                        tracing::debug!(provider = self.name, "SSH handshake refused, retrying in {} ms", ms + jitter);
+                        tokio::time::sleep(Duration::from_millis(ms + jitter)).await;
+                    }
+                    None => return Err(e),
+                },
+                r => return r,
+            }
+        }
+    }
+
     /// The operator, once the identity gate and injected faults let the operation through.
     async fn ready(&self, op: &'static str, path: &str) -> Result<&Operator, ProviderError> {
         let operator = self.op()?;
@@ -433,7 +466,7 @@ impl Provider {
             .patience
             .bound(&self.name, "write", path, len, async {
                 let op = self.ready("write", path).await?;
-                op.write(path, bytes).await.map(|_| ()).map_err(|e| self.err("write", path, e))
+                self.retry_handshake(|| op.write(path, bytes.clone())).await.map(|_| ()).map_err(|e| self.err("write", path, e))
             })
             .await;
         self.record(None, r)
@@ -451,10 +484,14 @@ impl Provider {
                 }
                 // Providers with a minimum part size (S3's 5 MiB) get writes gathered into
                 // chunks; the others (files, SFTP) take each shard as it comes, with no copy.
-                let w = match cap.write_multi_min_size {
-                    Some(min) => op.writer_with(path).chunk(WRITE_CHUNK.max(min)).await,
-                    None => op.writer_with(path).await,
-                };
+                let w = self
+                    .retry_handshake(|| async {
+                        match cap.write_multi_min_size {
+                            Some(min) => op.writer_with(path).chunk(WRITE_CHUNK.max(min)).await,
+                            None => op.writer_with(path).await,
+                        }
+                    })
+                    .await;
                 w.map(Sink::Stream).map_err(|e| self.err("write", path, e))
             })
             .await;
@@ -485,7 +522,7 @@ impl Provider {
                         Err(e) => Err(e),
                     }
                 } else {
-                    op.read(path).await
+                    self.retry_handshake(|| op.read(path)).await
                 };
                 read.map(|b| self.faults().mangle(b.to_bytes())).map_err(|e| self.err("read", path, e))
             })
@@ -501,8 +538,7 @@ impl Provider {
             .patience
             .bound(&self.name, "read", path, range.end.saturating_sub(range.start), async {
                 let op = self.ready("read", path).await?;
-                op.read_with(path)
-                    .range(range)
+                self.retry_handshake(|| async { op.read_with(path).range(range.clone()).await })
                     .await
                     .map(|b| self.faults().mangle(b.to_bytes()))
                     .map_err(|e| self.err("read", path, e))
@@ -517,7 +553,7 @@ impl Provider {
             .patience
             .bound(&self.name, "delete", path, 0, async {
                 let op = self.ready("delete", path).await?;
-                op.delete(path).await.map_err(|e| self.err("delete", path, e))
+                self.retry_handshake(|| op.delete(path)).await.map_err(|e| self.err("delete", path, e))
             })
             .await;
         self.record(None, r)
@@ -530,7 +566,7 @@ impl Provider {
             .patience
             .bound(&self.name, "stat", path, 0, async {
                 let op = self.ready("stat", path).await?;
-                op.stat(path).await.map_err(|e| self.err("stat", path, e))
+                self.retry_handshake(|| op.stat(path)).await.map_err(|e| self.err("stat", path, e))
             })
             .await;
         let m = self.record(Some(started), r)?;
@@ -579,7 +615,9 @@ impl Provider {
             .patience
             .bound(&self.name, "list", prefix, 0, async {
                 let op = self.ready("list", prefix).await?;
-                op.lister_with(prefix).recursive(true).await.map_err(|e| self.err("list", prefix, e))
+                self.retry_handshake(|| async { op.lister_with(prefix).recursive(true).await })
+                    .await
+                    .map_err(|e| self.err("list", prefix, e))
             })
             .await;
         let mut lister = match lister {
