@@ -13,72 +13,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use outlast_codec::MasterKey;
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{Config, Store};
+use outlast_engine::Store;
 
-const K: u16 = 3;
-const N: u16 = 5;
-const OBJECT: usize = 1024;
-const IN_FLIGHT: usize = 16;
+mod common;
 
-fn config(root: &Path, key: &MasterKey) -> Config {
-    let mut t = format!("key_fingerprint = \"{}\"\n[coding]\nk = {K}\nn = {N}\n", key.fingerprint());
-    for i in 0..N {
-        t.push_str(&format!(
-            "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
-            root.join(format!("p{i}")).display()
-        ));
-    }
-    Config::parse(&t, &root.join("outlast.toml")).unwrap()
-}
-
-/// Every request the store's providers have answered (or failed) so far.
-fn requests(store: &Store) -> u64 {
-    store.health().iter().map(|h| h.stats.ok + h.stats.transient + h.stats.denied + h.stats.gone + h.stats.other).sum()
-}
-
-/// Peak resident memory of this process so far, in MiB (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-async fn build(root: &Path, key: &MasterKey, objects: usize) -> Duration {
-    let started = Instant::now();
-    {
-        // Sets up each folder as `outlast init` does; the store then opens over them.
-        let setup = Store::open_with_key(config(root, key), key.clone()).unwrap();
-        for i in 0..N {
-            setup.reset_provider(&format!("p{i}")).await.unwrap();
-        }
-    }
-    let store = Store::open_with_key(config(root, key), key.clone()).unwrap();
-    let put = |i: usize, gen: u64| {
-        let store = &store;
-        async move {
-            let body = outlast_engine::sample::bytes(OBJECT, gen * 1_000_000 + i as u64);
-            store.put(&format!("d{}/o{i}", i % 100), &body[..], Default::default(), &NoProgress).await.unwrap();
-        }
-    };
-    futures::stream::iter(0..objects).map(|i| put(i, 1)).buffer_unordered(IN_FLIGHT).collect::<Vec<()>>().await;
-    futures::stream::iter((0..objects).filter(|i| i % 10 == 3))
-        .map(|i| put(i, 2))
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
-    futures::stream::iter((0..objects).filter(|i| i % 10 == 7))
-        .map(|i| {
-            let store = &store;
-            async move { store.remove(&format!("d{}/o{i}", i % 100)).await.unwrap() }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
-    started.elapsed()
-}
+use common::{build, config, requests, N};
 
 /// The floor: every manifest file of every provider read straight from disk.
 fn read_all_manifests(root: &Path) -> (Duration, u64) {
@@ -128,7 +69,7 @@ async fn main() {
             again.as_secs_f64(),
         );
     }
-    if let Some(peak) = peak_rss_mib() {
+    if let Some(peak) = common::peak_rss_mib() {
         println!("peak RSS of the whole run (building included): {peak:.0} MiB");
     }
 }
