@@ -5,16 +5,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use outlast_engine::display::escaped;
 use outlast_engine::{Config, GcOptions, PutOptions, RepairOptions, ScrubOptions, Store};
 use serde::Serialize;
 
 use crate::progress::Bar;
 use crate::{Cli, Command};
 
-fn open(config: Option<&Path>) -> Result<Store> {
+/// Opens the store; a config that does not record the key's fingerprint has the key checked
+/// against the providers' identity markers instead, before anything is written.
+async fn open(config: Option<&Path>) -> Result<Store> {
     let path = Config::locate(config);
     let cfg = Config::load(&path)?;
-    Ok(Store::open(cfg)?)
+    let check_key = cfg.key_fingerprint.is_none();
+    let store = Store::open(cfg)?;
+    if check_key {
+        store.check_key_against_markers().await?;
+    }
+    Ok(store)
 }
 
 fn print_json<T: Serialize>(v: &T) {
@@ -57,7 +65,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json).await?
         }
         Command::Put { src, name, content_type, meta } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let metadata = meta
                 .iter()
                 .map(|m| {
@@ -96,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(after(&store));
         }
         Command::Get { name, dest, range } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
             let range = range.as_deref().map(parse_range).transpose()?;
             let total = store.stat(&name).ok().map(|i| i.size);
@@ -112,7 +120,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(after(&store));
         }
         Command::Ls { prefix } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let list = store.list(prefix.as_deref().unwrap_or(""))?;
             if list.is_empty() {
                 warn_if_index_lost(&store).await;
@@ -126,7 +134,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Stat { name } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
             let info = store.stat(&name)?;
             if cli.json {
@@ -148,7 +156,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rm { name } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
             store.remove(&name).await?;
             if cli.json {
@@ -159,7 +167,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(after(&store));
         }
         Command::Providers => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let reports = store.providers().await?;
             let down = reports.iter().filter(|r| !r.reachable).count();
             if cli.json {
@@ -199,7 +207,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Gc { grace_secs, dry_run } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let opts = GcOptions { grace: Duration::from_secs(grace_secs), dry_run };
             let report = store.gc(&opts).await?;
             if cli.json {
@@ -209,13 +217,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 for e in &report.errors {
                     println!("  error: {e}");
                 }
+                print_unopened(&report.unopened);
             }
-            if !report.errors.is_empty() {
+            if !report.errors.is_empty() || !report.unopened.is_empty() {
                 return Ok(ExitCode::from(2));
             }
         }
         Command::Repair { limit_rate } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let opts = RepairOptions { limit_rate };
             let report = with_bar("repair", async |bar| store.repair(&opts, bar).await).await?;
             if cli.json {
@@ -236,16 +245,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 for e in &report.errors {
                     println!("  error: {e}");
                 }
+                print_unopened(&report.unopened);
             }
             // Anything left undone (a shard, a manifest or tombstone copy, a provider that could
-            // not be listed) is worth a non-zero status.
-            if report.remaining > 0 || !report.errors.is_empty() {
+            // not be listed, an object skipped) is worth a non-zero status.
+            if report.remaining > 0 || !report.errors.is_empty() || !report.unopened.is_empty() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));
         }
         Command::Scrub { sample } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let opts = ScrubOptions { sample };
             let report = with_bar("scrub", async |bar| store.scrub(&opts, bar).await).await?;
             if cli.json {
@@ -264,6 +274,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         println!("  error: {e}");
                     }
                 }
+                print_unopened(&report.unopened);
                 if report.found_damage() {
                     println!("damage found: run `outlast repair` to rebuild it");
                 }
@@ -288,7 +299,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             // then does the config name it: a location in use, or one that cannot be written
             // (a bucket that does not exist), is refused and the config stays as it was.
             outlast_engine::config_edit::config_with(&path, &spec)?;
-            open(cfg)?.claim_location(&spec).await.with_context(|| format!("cannot add `{name}`"))?;
+            open(cfg).await?.claim_location(&spec).await.with_context(|| format!("cannot add `{name}`"))?;
             let config = outlast_engine::config_edit::add_provider(&path, &spec)?;
             let store = Store::open(config)?;
             let report = store.providers().await?.into_iter().find(|r| r.name == name).expect("just added");
@@ -302,7 +313,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Provider(crate::ProviderCommand::Reset { name }) => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             store.reset_provider(&name).await?;
             if cli.json {
                 print_json(&serde_json::json!({ "reset": name }));
@@ -312,7 +323,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Provider(crate::ProviderCommand::Remove { name }) => {
             let path = Config::locate(cfg);
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             outlast_engine::config_edit::remove_provider(&path, &store, &name)?;
             if cli.json {
                 print_json(&serde_json::json!({ "removed": name }));
@@ -321,7 +332,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Evacuate { provider, to } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let r = with_bar("evacuate", async |bar| store.evacuate(&provider, &to, bar).await).await?;
             if cli.json {
                 print_json(&r);
@@ -341,6 +352,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 for e in &r.errors {
                     println!("  error: {e}");
                 }
+                print_unopened(&r.unopened);
                 if r.remaining == 0 && store.provider_named(&r.from).is_none() {
                     println!("no object is placed on {} any more", r.from);
                 } else if r.remaining == 0 {
@@ -359,7 +371,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(after(&store));
         }
         Command::Drill { providers } => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let report = with_bar("drill", async |bar| store.drill(&providers, bar).await).await?;
             if cli.json {
                 print_json(&report);
@@ -371,7 +383,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Recover => {
-            let store = open(cfg)?;
+            let store = open(cfg).await?;
             let r = with_bar("recover", async |bar| store.recover(bar).await).await?;
             if cli.json {
                 print_json(&r);
@@ -470,6 +482,22 @@ async fn warn_if_index_lost(store: &Store) {
 }
 
 /// Says that the providers hold versions the index does not know, and what brings them in.
+/// Names the objects a job skipped because their manifest does not open.
+fn print_unopened(unopened: &outlast_engine::Unopened) {
+    if unopened.is_empty() {
+        return;
+    }
+    let names: Vec<String> = unopened.names.iter().map(|n| format!("`{}`", escaped(n))).collect();
+    let more = unopened.count.saturating_sub(names.len() as u64);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    println!(
+        "skipped {} objects whose manifest does not open with this key: {}{more}; read them with the key they were \
+         written with, or `outlast rm` them",
+        unopened.count,
+        names.join(", ")
+    );
+}
+
 fn print_unknown(unknown: u64) {
     if unknown > 0 {
         println!(

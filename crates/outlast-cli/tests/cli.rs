@@ -142,6 +142,17 @@ fn wrong_key_and_bad_config_are_clear_one_line_errors() {
     std::fs::copy(other.path().join("outlast.key"), d.join("outlast.key")).unwrap();
     let err = run_err(d, &["get", "f"]);
     assert!(err.contains("wrong key"), "{err}");
+    // A config that does not record the key's fingerprint (older, or edited by hand): the
+    // providers' identity markers tell, and nothing is written with the wrong key.
+    let cfg = std::fs::read_to_string(d.join("outlast.toml")).unwrap();
+    let unfingerprinted: String = cfg.lines().filter(|l| !l.starts_with("key_fingerprint")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.join("outlast.toml"), unfingerprinted).unwrap();
+    for args in [&["put", "f", "g"][..], &["get", "f"], &["ls"]] {
+        let err = run_err(d, args);
+        assert!(err.contains("wrong key") && err.contains("identity markers"), "{args:?}: {err}");
+    }
+    assert_eq!(files_under(&d.join("stores")).iter().filter(|p| p.to_string_lossy().contains("/m/")).count(), 3);
+    std::fs::write(d.join("outlast.toml"), cfg).unwrap();
     std::fs::remove_file(d.join("outlast.key")).unwrap();
     assert!(run_err(d, &["ls"]).contains("not found"));
     std::fs::write(d.join("outlast.key"), "garbage\n").unwrap();

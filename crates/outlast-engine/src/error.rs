@@ -34,6 +34,18 @@ pub enum EngineError {
         /// Fingerprint recorded in the config.
         expected: String,
     },
+    /// The config records no key fingerprint, and the providers' identity markers were
+    /// written with another key.
+    #[error(
+        "wrong key: {path} opens none of the providers' identity markers ({providers} hold another key's); use the \
+         store's own key file, and add its `key_fingerprint` to outlast.toml so that this is caught at once"
+    )]
+    KeyFitsNoMarker {
+        /// Key file used.
+        path: PathBuf,
+        /// Providers that hold a marker of another key.
+        providers: usize,
+    },
     /// A provider could not be built.
     #[error(transparent)]
     Provider(#[from] ProviderError),

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::TryStreamExt;
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
 use serde::Serialize;
 
@@ -19,7 +19,7 @@ use crate::index::{BlobRef, IndexEntry};
 use crate::repair::{Pacer, RepairRun};
 use crate::scrub::CopyVerdict;
 use crate::shards::{runs, ReadScope, ShardReader};
-use crate::{EngineError, Progress, Store};
+use crate::{EngineError, Progress, Store, Unopened};
 
 /// Segments rebuilt per round of ranged reads when a blob must be rebuilt.
 const REBUILD_RUN_SEGMENTS: u64 = 4;
@@ -51,6 +51,8 @@ pub struct EvacuateReport {
     pub egress_ratio: Option<f64>,
     /// Moved blobs read back from `to` and checked at the end.
     pub verified: u64,
+    /// Objects skipped because their manifest does not open with this store's key.
+    pub unopened: Unopened,
     /// Objects that still have a shard on `from` (run again, or see `errors`).
     pub remaining: u64,
     /// What went wrong, one line each.
@@ -94,7 +96,7 @@ impl Store {
             return Err(EngineError::UnknownProvider(to.to_string()));
         }
         let configured = self.provider(from).is_some();
-        if !configured && self.shards_on(from)?.is_empty() {
+        if !configured && self.placed_on(from, None)?.0 == 0 {
             return Err(EngineError::Config {
                 path: self.config.path.clone(),
                 field: "PROVIDER".into(),
@@ -109,12 +111,9 @@ impl Store {
             });
         }
         self.index.set_draining(from, to)?;
-        let moves = self.shards_on(from)?;
-        let mut report = EvacuateReport { from: from.into(), to: to.into(), objects: moves.len() as u64, ..Default::default() };
-        let total: u64 = moves
-            .iter()
-            .map(|m| m.om.layout().map(|l| (0..l.part_count()).map(|p| l.part_blob_len(p)).sum::<u64>()).unwrap_or(0))
-            .sum();
+        let mut report = EvacuateReport { from: from.into(), to: to.into(), ..Default::default() };
+        let (objects, total) = self.placed_on(from, Some(&mut report.unopened))?;
+        report.objects = objects;
         progress.set_total(total);
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
         // manifest rewrite, index switch), so one at a time would leave the links idle.
@@ -122,12 +121,14 @@ impl Store {
         let buffers = &Buffers::new(JOB_BUFFER_BYTES);
         // Each move owns its `Move`: a closure over borrowed items would make this future
         // impossible to spawn (the compiler cannot prove it `Send` for every lifetime).
-        let mut outcomes = futures::stream::iter(moves)
-            .map(|m| async move {
+        // The moves come as the index's pages do: what is held is a page, not the store.
+        let moves = self.index.object_pages("").picked(|entry| Ok(self.move_of(entry, from)));
+        let outcomes = moves
+            .map_ok(|m| async move {
                 let m = &m;
                 let mut mine = EvacuateReport::default();
                 if !breaker.allows(to) {
-                    return mine; // counted in `remaining`; the reason was reported once
+                    return Ok(mine); // counted in `remaining`; the reason was reported once
                 }
                 // A copied blob is read whole; part 0 is the shard's largest.
                 let _buffer = buffers.hold(m.om.layout().map_or(0, |l| l.part_blob_len(0))).await;
@@ -148,17 +149,18 @@ impl Store {
                         mine.errors.push(format!("{}: {e}", m.entry.name));
                     }
                 }
-                mine
+                Ok::<_, EngineError>(mine)
             })
-            .buffer_unordered(EVACUATE_CONCURRENCY);
-        while let Some(mine) = outcomes.next().await {
+            .try_buffer_unordered(EVACUATE_CONCURRENCY);
+        let mut outcomes = std::pin::pin!(outcomes);
+        while let Some(mine) = outcomes.try_next().await? {
             report.absorb(mine);
         }
         // Tombstones live on every provider: the new one gets any it lacks.
         let mut tombstones = crate::RepairReport::default();
         self.repair_tombstones(&mut RepairRun::new(&mut tombstones, &Pacer::new(None), breaker)).await?;
         report.errors.extend(tombstones.errors);
-        report.remaining = self.shards_on(from)?.len() as u64;
+        report.remaining = self.placed_on(from, None)?.0;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
         if report.remaining == 0 {
@@ -173,23 +175,38 @@ impl Store {
 
     /// How many current objects place a shard on `provider` (whether or not it still holds it).
     pub fn objects_placed_on(&self, provider: &str) -> Result<usize, EngineError> {
-        Ok(self.shards_on(provider)?.len())
+        Ok(self.placed_on(provider, None)?.0 as usize)
     }
 
-    /// Current object versions with a shard placed on `provider`.
-    fn shards_on(&self, provider: &str) -> Result<Vec<Move>, EngineError> {
-        let mut out = Vec::new();
+    /// How many current object versions place a shard on `provider`, and the bytes of those
+    /// shards; versions whose manifest does not open count if the index records a blob of
+    /// theirs there, and are named in `unopened`, when given.
+    fn placed_on(&self, provider: &str, mut unopened: Option<&mut Unopened>) -> Result<(u64, u64), EngineError> {
+        let (mut objects, mut bytes) = (0, 0);
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for entry in page {
-                let manifest = self.open_manifest(&entry)?;
-                let ManifestBody::Object(om) = manifest.body else { continue };
-                if let Some(shard) = om.placement.iter().position(|p| p.provider == provider) {
-                    out.push(Move { entry, om, shard });
+                // One whose manifest does not open counts where the index records blobs of it:
+                // until someone deals with it, the provider is not empty.
+                if self.open_manifest_or_note(&entry, unopened.as_deref_mut()).is_none() {
+                    objects += self.index.blobs_of(&entry.stamp.vid)?.iter().any(|b| b.provider == provider) as u64;
+                    continue;
+                }
+                if let Some(m) = self.move_of(entry, provider) {
+                    let layout = m.om.layout()?;
+                    objects += 1;
+                    bytes += (0..layout.part_count()).map(|p| layout.part_blob_len(p)).sum::<u64>();
                 }
             }
         }
-        Ok(out)
+        Ok((objects, bytes))
+    }
+
+    /// The move of `entry`'s shard on `provider`, if its manifest places one there (and opens).
+    fn move_of(&self, entry: IndexEntry, provider: &str) -> Option<Move> {
+        let ManifestBody::Object(om) = self.open_manifest_or_note(&entry, None)?.body else { return None };
+        let shard = om.placement.iter().position(|p| p.provider == provider)?;
+        Some(Move { entry, om, shard })
     }
 
     /// Moves one object's shard; `Ok(false)` if the version was replaced meanwhile.

@@ -22,7 +22,7 @@ use outlast_provider::{BlobEntry, Provider, ProviderError};
 use serde::Serialize;
 
 use crate::store::now_ns;
-use crate::{EngineError, Store};
+use crate::{EngineError, Store, Unopened};
 
 /// The least age of a blob that gc deletes without knowing why it exists: a write in progress
 /// elsewhere (another state folder, another machine) names its blobs in its own index only.
@@ -114,6 +114,9 @@ pub struct GcReport {
     pub deletions: Vec<GcDeletion>,
     /// Errors met (gc goes on past them).
     pub errors: Vec<String>,
+    /// Objects whose manifest does not open with this store's key: their recorded blobs are
+    /// kept.
+    pub unopened: Unopened,
 }
 
 impl Store {
@@ -157,7 +160,7 @@ impl Store {
         for prov in &self.providers {
             live.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| b.blob));
         }
-        live.extend(self.placed_names()?);
+        live.extend(self.placed_names(&mut report.unopened)?);
         // Long writes in progress elsewhere keep leases on the providers: their names are live
         // while the lease is fresh by the provider's clock. If a provider's leases cannot be
         // read, nothing the index does not know is deleted anywhere this run.
@@ -353,12 +356,23 @@ impl Store {
     /// Every blob name the current versions place, recorded or not: a blob a read found missing
     /// once and that is back, a shard being rebuilt, a copy on the target of an evacuation in
     /// progress, a tombstone's copies. gc never deletes these; repair overwrites them.
-    fn placed_names(&self) -> Result<HashSet<String>, EngineError> {
+    ///
+    /// A version whose manifest does not open (sealed under another key) places what its
+    /// recorded blobs say, under whatever names they have; it is named in `unopened`.
+    fn placed_names(&self, unopened: &mut Unopened) -> Result<HashSet<String>, EngineError> {
         let mut out = HashSet::new();
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for entry in page {
-                let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { continue };
+                let manifest = match self.open_manifest(&entry) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        unopened.note(&entry.name, &e);
+                        out.extend(self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| b.blob));
+                        continue;
+                    }
+                };
+                let ManifestBody::Object(om) = manifest.body else { continue };
                 let layout = om.layout()?;
                 let vid = &entry.stamp.vid;
                 out.insert(names::manifest_blob(&self.keys, vid));

@@ -21,6 +21,11 @@ use crate::index::Index;
 use crate::store::now_ns;
 use crate::{EngineError, Store};
 
+/// The verdict on a location that holds the marker of another key: another store's location,
+/// or this is not the store's key.
+const FOREIGN_MARKER: &str = "it holds another Outlast store's identity marker: the configured location belongs to another \
+     store, or the key file is not this store's";
+
 /// Manifests read, at most, to see whether an unmarked location holds this store's data.
 const EVIDENCE_MANIFESTS: usize = 3;
 
@@ -124,9 +129,7 @@ impl IdentityKit {
         }
         let listed = p.list_some(names::MARKER_PREFIX, 16).await?;
         if listed.iter().any(|m| names::has_shape(m, names::MARKER_PREFIX)) {
-            return Ok(Some(Err(
-                "it holds another Outlast store's identity marker: the configured location belongs to another store".into(),
-            )));
+            return Ok(Some(Err(FOREIGN_MARKER.into())));
         }
         Ok(None)
     }
@@ -246,6 +249,23 @@ impl Store {
         p.read(&marker)
             .await
             .is_ok_and(|bytes| ProviderMarker::open(&self.keys, &marker, &bytes).is_ok_and(|m| m.provider == p.name()))
+    }
+
+    /// Refuses a key that is not the store's, for a config that does not record the key's
+    /// fingerprint: when no provider holds this key's identity marker and some hold another
+    /// key's, the key is wrong (not every location was swapped for another store's).
+    /// Providers that do not answer prove nothing either way.
+    pub async fn check_key_against_markers(&self) -> Result<(), EngineError> {
+        let verdicts = futures::future::join_all(self.providers.iter().map(|p| p.verify_identity())).await;
+        let fits = verdicts.iter().any(|v| v.is_ok());
+        let foreign = verdicts
+            .iter()
+            .filter(|v| matches!(v, Err(ProviderError::Identity { message, .. }) if message == FOREIGN_MARKER))
+            .count();
+        if !fits && foreign > 0 {
+            return Err(EngineError::KeyFitsNoMarker { path: self.config.key_path(), providers: foreign });
+        }
+        Ok(())
     }
 
     /// `outlast provider reset NAME`: takes a configured provider's wiped, replaced or

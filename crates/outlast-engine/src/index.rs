@@ -150,6 +150,30 @@ impl ObjectPages<'_> {
     }
 }
 
+impl<'a> ObjectPages<'a> {
+    /// What `pick` makes of each row, as a stream that reads the next page only once the
+    /// items of the last are taken: a job over the whole store holds a page, not the store.
+    pub fn picked<T: 'a>(
+        self,
+        pick: impl FnMut(IndexEntry) -> Result<Option<T>, EngineError> + 'a,
+    ) -> impl futures::Stream<Item = Result<T, EngineError>> + 'a {
+        futures::stream::try_unfold(
+            (self, std::collections::VecDeque::new(), pick),
+            |(mut pages, mut queue, mut pick)| async move {
+                loop {
+                    if let Some(item) = queue.pop_front() {
+                        return Ok(Some((item, (pages, queue, pick))));
+                    }
+                    let Some(page) = pages.next_page()? else { return Ok(None) };
+                    for entry in page {
+                        queue.extend(pick(entry)?);
+                    }
+                }
+            },
+        )
+    }
+}
+
 /// A walk over the tombstones, [`PAGE`] at a time (see [`Index::tombstone_pages`]).
 pub struct TombstonePages<'a> {
     index: &'a Index,

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod config_edit;
+pub mod display;
 pub mod error;
 pub mod index;
 pub mod keyfile;
@@ -33,6 +34,7 @@ mod recover;
 mod repair;
 pub mod scrub;
 mod shards;
+mod unopened;
 
 pub use config::Config;
 pub use drill::{DrillReport, Evacuation};
@@ -47,3 +49,4 @@ pub use recover::RecoverReport;
 pub use repair::{RepairOptions, RepairReport};
 pub use scrub::{ProviderScrub, ScrubOptions, ScrubReport};
 pub use store::{GetReport, ObjectInfo, ProviderHealth, ProviderReport, PutOptions, PutReport, Store};
+pub use unopened::Unopened;

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use outlast_codec::{names, ManifestBody, ObjectManifest};
+use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use serde::Serialize;
 
 use crate::index::IndexEntry;
@@ -60,7 +60,10 @@ pub(crate) struct ObjectDebt {
 impl Store {
     /// What `entry`'s version owes (`None`: nothing, or a tombstone).
     pub(crate) fn object_debt(&self, entry: &IndexEntry) -> Result<Option<ObjectDebt>, EngineError> {
-        let ManifestBody::Object(om) = self.open_manifest(entry)?.body else { return Ok(None) };
+        // One that does not open owes nothing that can be paid; the jobs name it.
+        let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(entry, None) else {
+            return Ok(None);
+        };
         let layout = om.layout()?;
         let vid = &entry.stamp.vid;
         let recorded: HashSet<(String, String)> = self.index.blobs_of(vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();

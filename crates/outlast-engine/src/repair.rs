@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::TryStreamExt;
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
 use outlast_provider::{BlobWriter, Provider};
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::breaker::Breaker;
 use crate::buffers::{Buffers, JOB_BUFFER_BYTES};
 use crate::index::{BlobRef, IndexEntry};
 use crate::shards::{runs, ReadScope, ShardReader};
-use crate::{EngineError, Progress, Store};
+use crate::{EngineError, Progress, Store, Unopened};
 
 /// Segments rebuilt per round of ranged reads.
 const REPAIR_RUN_SEGMENTS: u64 = 4;
@@ -56,6 +56,8 @@ pub struct RepairReport {
     pub remaining: u64,
     /// What went wrong, one line each; repair carries on past them.
     pub errors: Vec<String>,
+    /// Objects skipped because their manifest does not open with this store's key.
+    pub unopened: Unopened,
 }
 
 impl RepairReport {
@@ -106,32 +108,40 @@ impl Store {
         let lost = self.find_lost_blobs().await?;
         report.blobs_found_lost = lost.by_provider.values().sum();
         report.errors.extend(lost.unlisted.into_iter().map(|(p, e)| format!("cannot list `{p}`: {e}")));
-        let mut owed = Vec::new();
+        // What is owed, for the progress total: a pass over the index that keeps nothing.
+        let mut total = 0;
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for entry in page {
                 report.objects += 1;
+                if self.open_manifest_or_note(&entry, Some(&mut report.unopened)).is_none() {
+                    continue;
+                }
                 if let Some(d) = self.debt_of(entry)? {
-                    owed.push(d);
+                    report.objects_in_debt += 1;
+                    total += d.bytes();
                 }
             }
         }
-        report.objects_in_debt = owed.len() as u64;
-        progress.set_total(owed.iter().map(Debt::bytes).sum());
+        progress.set_total(total);
         let (pacer, breaker) = (&Pacer::new(opts.limit_rate), &Breaker::default());
         let buffers = &Buffers::new(JOB_BUFFER_BYTES);
-        // Objects side by side: paying one object's debt is a few round trips (open, write,
-        // close, record, manifest copies), so one at a time leaves a distant provider idle.
-        let mut repairs = futures::stream::iter(owed)
-            .map(|debt| async move {
+        // Then the debts as the pages of the index come: what is held is a page of them and
+        // the objects in flight, whatever the store. Objects side by side: paying one
+        // object's debt is a few round trips (open, write, close, record, manifest copies), so
+        // one at a time leaves a distant provider idle.
+        let debts = self.index.object_pages("").picked(|entry| self.debt_of(entry));
+        let repairs = debts
+            .map_ok(|debt| async move {
                 let _buffers = buffers.hold(debt.held_bytes()).await;
                 let mut mine = RepairReport::default();
                 let done = self.repair_object(&debt, &mut RepairRun::new(&mut mine, pacer, breaker), progress).await;
                 done.map(|()| mine)
             })
-            .buffer_unordered(REPAIR_CONCURRENCY);
-        while let Some(mine) = repairs.next().await {
-            report.absorb(mine?);
+            .try_buffer_unordered(REPAIR_CONCURRENCY);
+        let mut repairs = std::pin::pin!(repairs);
+        while let Some(mine) = repairs.try_next().await? {
+            report.absorb(mine);
         }
         self.repair_tombstones(&mut RepairRun::new(&mut report, pacer, breaker)).await?;
         if report.remaining > 0 {

@@ -10,12 +10,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use outlast_provider::{Provider, ProviderError};
-use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::breaker::Breaker;
 use crate::index::IndexEntry;
-use crate::{EngineError, Progress, Store};
+use crate::{EngineError, Progress, Store, Unopened};
 
 /// Shard reads in flight at once.
 const SCRUB_CONCURRENCY: usize = 8;
@@ -84,12 +83,15 @@ pub struct ScrubReport {
     pub owed: Vec<crate::owed::ProviderOwed>,
     /// Manifests on the providers this index does not know: `outlast recover` brings them in.
     pub unknown_manifests: u64,
+    /// Objects skipped because their manifest does not open with this store's key.
+    pub unopened: Unopened,
 }
 
 impl ScrubReport {
     /// Whether this run found anything missing, corrupt or unreachable.
     pub fn found_damage(&self) -> bool {
-        self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.stale_manifests > 0 || p.error.is_some())
+        !self.unopened.is_empty()
+            || self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.stale_manifests > 0 || p.error.is_some())
     }
 
     /// Whether redundancy is owed (found by this run or before it): a scrub that finds nothing
@@ -132,58 +134,121 @@ impl Store {
             }
         }
 
-        // Every segment shard and manifest copy the index still records, by provider.
-        let mut objects = Vec::new();
-        let mut units: Vec<Vec<Unit>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
-        let mut manifest_units: Vec<Vec<(usize, usize)>> = (0..self.providers.len()).map(|_| Vec::new()).collect();
+        // First the counts per provider (a sample's size depends on them), then the checks a
+        // page of objects at a time: what is held at once is one page, whatever the store.
+        let (mut shard_picks, mut manifest_picks) = self.scrub_samplers(opts.sample)?;
+        progress.set_total(shard_picks.iter().chain(&manifest_picks).map(|s| s.want).sum());
+        // A provider that hangs costs a few timeouts, not one per blob it holds.
+        let breaker = &Breaker::default();
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
+            let mut objects = Vec::with_capacity(page.len());
+            let (mut chosen, mut chosen_manifests) = (Vec::new(), Vec::new());
             for entry in page {
-                let manifest = self.open_manifest(&entry)?;
-                let revision = manifest.revision;
-                let ManifestBody::Object(om) = manifest.body else { continue };
-                let layout = om.layout()?;
-                let recorded: HashSet<(String, String)> =
-                    self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+                let Some((om, revision)) = self.scrub_manifest(&entry, &mut report) else { continue };
                 let object = objects.len();
-                let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
-                for (shard, place) in om.placement.iter().enumerate() {
-                    let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
-                    if recorded.contains(&(place.provider.clone(), manifest_blob.clone())) {
-                        manifest_units[provider].push((provider, object));
+                let (manifests, units) = self.checkable(object, &entry, &om)?;
+                for provider in manifests {
+                    if manifest_picks[provider].take() {
+                        chosen_manifests.push((provider, object));
                     }
-                    for part in 0..layout.part_count() {
-                        let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
-                        if !recorded.contains(&(place.provider.clone(), blob)) {
-                            continue;
-                        }
-                        let first = part as u64 * layout.segments_per_part as u64;
-                        let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-                        units[provider].extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
+                }
+                for u in units {
+                    report.providers[u.provider].shards += 1;
+                    if shard_picks[u.provider].take() {
+                        chosen.push(u);
                     }
                 }
                 objects.push((entry, om, revision));
             }
+            report.objects += objects.len() as u64;
+            self.check_manifests(chosen_manifests, &objects, &mut report, breaker, progress).await?;
+            self.check_shards(chosen, &objects, &mut report, breaker, progress).await?;
         }
-        report.objects = objects.len() as u64;
-
-        let mut chosen: Vec<Unit> = Vec::new();
-        for (i, all) in units.into_iter().enumerate() {
-            report.providers[i].shards = all.len() as u64;
-            chosen.extend(pick(all, opts.sample));
+        for r in &report.providers {
+            if r.missing > 0 || r.corrupt > 0 || r.stale_manifests > 0 {
+                tracing::warn!(
+                    provider = r.name,
+                    "scrub: {} blobs missing, {} corrupt, {} manifests stale",
+                    r.missing,
+                    r.corrupt,
+                    r.stale_manifests
+                );
+            }
         }
-        let chosen_manifests: Vec<(usize, usize)> = manifest_units.into_iter().flat_map(|all| pick(all, opts.sample)).collect();
-        progress.set_total((chosen.len() + chosen_manifests.len()) as u64);
-        // A provider that hangs costs a few timeouts, not one per blob it holds.
-        let breaker = &Breaker::default();
-        self.check_manifests(chosen_manifests, &objects, &mut report, breaker, progress).await?;
+        report.owed = self.owed()?;
+        report.unknown_manifests = self.unknown_manifests().await?;
+        Ok(report)
+    }
 
-        // Read and check; every check is one ranged read of one segment's shard.
-        let objects = &objects;
+    /// How many segment shards and manifest copies each provider holds by the index, as
+    /// samplers that pick all of them or [`sample_size`] of them.
+    fn scrub_samplers(&self, fraction: Option<f64>) -> Result<(Vec<Sampler>, Vec<Sampler>), EngineError> {
+        let count = self.providers.len();
+        let (mut shards, mut manifests) = (vec![0u64; count], vec![0u64; count]);
+        let mut quiet = ScrubReport::default();
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page()? {
+            for entry in page {
+                let Some((om, _)) = self.scrub_manifest(&entry, &mut quiet) else { continue };
+                let (on, units) = self.checkable(0, &entry, &om)?;
+                on.into_iter().for_each(|p| manifests[p] += 1);
+                units.into_iter().for_each(|u| shards[u.provider] += 1);
+            }
+        }
+        let samplers = |counts: Vec<u64>| counts.into_iter().map(|all| Sampler::new(all, fraction)).collect();
+        Ok((samplers(shards), samplers(manifests)))
+    }
+
+    /// The object manifest of `entry` and its revision, or `None` (counted and named in the
+    /// report) when it does not open: one bad manifest must not stop the check of the rest.
+    fn scrub_manifest(&self, entry: &IndexEntry, report: &mut ScrubReport) -> Option<(ObjectManifest, u32)> {
+        match self.open_manifest_or_note(entry, Some(&mut report.unopened))? {
+            Manifest { revision, body: ManifestBody::Object(om), .. } => Some((om, revision)),
+            _ => None,
+        }
+    }
+
+    /// The manifest copies (providers) and segment shards of one object that the index still
+    /// records, `object` being its place in the page being checked.
+    fn checkable(&self, object: usize, entry: &IndexEntry, om: &ObjectManifest) -> Result<(Vec<usize>, Vec<Unit>), EngineError> {
+        let layout = om.layout()?;
+        let recorded: HashSet<(String, String)> =
+            self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
+        let (mut manifests, mut units) = (Vec::new(), Vec::new());
+        for (shard, place) in om.placement.iter().enumerate() {
+            let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
+            if recorded.contains(&(place.provider.clone(), manifest_blob.clone())) {
+                manifests.push(provider);
+            }
+            for part in 0..layout.part_count() {
+                let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
+                if !recorded.contains(&(place.provider.clone(), blob)) {
+                    continue;
+                }
+                let first = part as u64 * layout.segments_per_part as u64;
+                let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
+                units.extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
+            }
+        }
+        Ok((manifests, units))
+    }
+
+    /// Reads the chosen segment shards of a page of objects, one ranged read each; what
+    /// fails its check is dropped from the index (repair rewrites the part blob it spoils).
+    async fn check_shards(
+        &self,
+        chosen: Vec<Unit>,
+        objects: &[(IndexEntry, ObjectManifest, u32)],
+        report: &mut ScrubReport,
+        breaker: &Breaker,
+        progress: &dyn Progress,
+    ) -> Result<(), EngineError> {
         let results: Vec<(Unit, u64, Result<bool, String>)> = futures::stream::iter(chosen)
             .map(|u| async move {
                 let (entry, om, _) = &objects[u.object];
-                let layout = om.layout().expect("checked above");
+                let layout = om.layout().expect("checked when listed");
                 let blob = names::shard_blob(&self.keys, &entry.stamp.vid, u.shard as u16, u.part);
                 let off = layout.shard_offset(u.segment);
                 let len = layout.shard_len(u.segment);
@@ -202,7 +267,7 @@ impl Store {
             .buffer_unordered(SCRUB_CONCURRENCY)
             .collect()
             .await;
-        // Damaged segment shards, by the part blob they spoil (repair rewrites it whole).
+        // Damaged segment shards, by the part blob they spoil.
         let mut damaged: BTreeMap<(usize, usize, usize, u32), u64> = BTreeMap::new();
         for (Unit { provider, object, shard, part, .. }, len, outcome) in results {
             let r = &mut report.providers[provider];
@@ -231,20 +296,7 @@ impl Store {
                 self.providers[provider].note_corrupt();
             }
         }
-        for r in &report.providers {
-            if r.missing > 0 || r.corrupt > 0 || r.stale_manifests > 0 {
-                tracing::warn!(
-                    provider = r.name,
-                    "scrub: {} blobs missing, {} corrupt, {} manifests stale",
-                    r.missing,
-                    r.corrupt,
-                    r.stale_manifests
-                );
-            }
-        }
-        report.owed = self.owed()?;
-        report.unknown_manifests = self.unknown_manifests().await?;
-        Ok(report)
+        Ok(())
     }
 
     /// Reads manifest copies (object, by provider) and compares each with the index's: a copy
@@ -377,17 +429,44 @@ impl Store {
     }
 }
 
-/// All of `units`, or a random sample of them sized by [`sample_size`].
-fn pick<T>(all: Vec<T>, fraction: Option<f64>) -> Vec<T> {
-    let Some(fraction) = fraction else { return all };
-    let m = sample_size(all.len() as u64, fraction) as usize;
-    let keep: HashSet<usize> = sample(&mut rand::thread_rng(), all.len(), m).into_iter().collect();
-    all.into_iter().enumerate().filter(|(j, _)| keep.contains(j)).map(|(_, u)| u).collect()
+/// Picks, one at a time as they come, every item of a run or a uniform random sample of
+/// [`sample_size`] of them without holding them: selection sampling, each taken with
+/// probability (still wanted) / (still to come).
+struct Sampler {
+    /// Items still to take (all of them, for a full run).
+    want: u64,
+    /// Items still to come, as counted before the run.
+    left: u64,
+    every: bool,
+}
+
+impl Sampler {
+    fn new(all: u64, fraction: Option<f64>) -> Self {
+        match fraction {
+            None => Sampler { want: all, left: all, every: true },
+            Some(f) => Sampler { want: sample_size(all, f), left: all, every: false },
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        if self.every {
+            return true;
+        }
+        // More items than counted (written since): the sample is already whole.
+        if self.left == 0 {
+            return false;
+        }
+        let take = rand::Rng::gen_range(&mut rand::thread_rng(), 0..self.left) < self.want;
+        self.left -= 1;
+        self.want -= take as u64;
+        take
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::seq::index::sample;
     use rand::SeedableRng;
 
     #[test]
@@ -398,6 +477,24 @@ mod tests {
         assert_eq!(sample_size(0, 0.5), 0);
         // (1 - 1%)^459 < 1% <= (1 - 1%)^458
         assert!(0.99f64.powi(459) < 0.01 && 0.99f64.powi(458) >= 0.01);
+    }
+
+    /// Taken as the items come, the sample is exactly its size, and falls as often on the
+    /// last items as on the first.
+    #[test]
+    fn a_sample_taken_as_items_come_is_its_size_and_even() {
+        let (all, rounds) = (10_000u64, 200);
+        let mut hits = vec![0u32; all as usize];
+        for _ in 0..rounds {
+            let mut s = Sampler::new(all, Some(0.01));
+            let taken: Vec<u64> = (0..all).filter(|_| s.take()).collect();
+            assert_eq!(taken.len() as u64, sample_size(all, 0.01));
+            taken.into_iter().for_each(|t| hits[t as usize] += 1);
+        }
+        let (first, last): (u32, u32) = (hits[..1000].iter().sum(), hits[9000..].iter().sum());
+        assert!((first as f64 / last as f64 - 1.0).abs() < 0.2, "first tenth {first}, last tenth {last}");
+        let mut every = Sampler::new(3, None);
+        assert!((0..5).all(|_| every.take()), "a full run takes everything, even what came since the count");
     }
 
     /// The arithmetic, checked by simulation: a provider with 100,000 segment shards (about

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::index::{BlobRef, Index, IndexEntry};
-use crate::{keyfile, Config, EngineError, GetSink, Progress, WriteSink};
+use crate::{keyfile, Config, EngineError, GetSink, Progress, Unopened, WriteSink};
 
 /// How long cleanup deletes wait for a provider that does not answer.
 const DELETE_PATIENCE: Duration = Duration::from_secs(5);
@@ -446,6 +446,21 @@ impl Store {
             return Err(outlast_codec::CodecError::ManifestFormat("manifest does not match its index entry".into()).into());
         }
         Ok(m)
+    }
+
+    /// `entry`'s manifest, or `None` when it does not open with this store's key (sealed
+    /// under another key, a damaged index): a store-wide job names such an object in
+    /// `unopened`, skips it and carries on.
+    pub(crate) fn open_manifest_or_note(&self, entry: &IndexEntry, unopened: Option<&mut Unopened>) -> Option<Manifest> {
+        match self.open_manifest(entry) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                if let Some(unopened) = unopened {
+                    unopened.note(&entry.name, &e);
+                }
+                None
+            }
+        }
     }
 
     /// Everything known about `name`, from the index and its sealed manifest.
