@@ -42,9 +42,18 @@ fn key_values(items: &[String], flag: &str) -> Result<std::collections::BTreeMap
         .collect()
 }
 
-/// Parses `START-END` (inclusive) or `START-` into a half-open byte range.
-fn parse_range(s: &str) -> Result<std::ops::Range<u64>> {
-    let (a, b) = s.split_once('-').with_context(|| format!("--range `{s}`: expected START-END, e.g. 0-1023"))?;
+/// Parses `START-END` (inclusive), `START-`, or `-N` (the last N bytes, as HTTP has it) into
+/// a half-open byte range; `size` tells the object's size, which only the last form needs.
+fn parse_range(s: &str, size: impl FnOnce() -> Result<u64>) -> Result<std::ops::Range<u64>> {
+    let (a, b) = s.split_once('-').with_context(|| format!("--range `{s}`: expected START-END, START- or -N, e.g. 0-1023"))?;
+    if a.is_empty() {
+        let n: u64 = b.parse().with_context(|| format!("--range `{s}`: N (the last N bytes) is not a number"))?;
+        if n == 0 {
+            bail!("--range `{s}`: the last 0 bytes are no range");
+        }
+        let size = size()?;
+        return Ok(size.saturating_sub(n)..size);
+    }
     let start: u64 = a.parse().with_context(|| format!("--range `{s}`: START is not a number"))?;
     let end = if b.is_empty() {
         u64::MAX
@@ -99,23 +108,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         report.missing.len()
                     )
                 };
-                println!("stored {} ({} bytes, {} shards){extra}", report.name, report.size, report.shards_written);
+                println!("stored {} ({} bytes, {} shards){extra}", escaped(&report.name), report.size, report.shards_written);
             }
             return Ok(after(&store));
         }
         Command::Get { name, dest, range } => {
             let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
-            let range = range.as_deref().map(parse_range).transpose()?;
+            let range = range.as_deref().map(|r| parse_range(r, || Ok(store.stat(&name)?.size))).transpose()?;
             let total = store.stat(&name).ok().map(|i| i.size);
             let bar = Bar::new(total, "get");
-            let report = match dest.filter(|d| d.as_os_str() != "-") {
+            let dest = dest.filter(|d| d.as_os_str() != "-");
+            let to_stdout = dest.is_none();
+            let report = match dest {
                 None => get_on_thread(&store, &name, range, std::io::stdout(), &bar).await?,
                 Some(dest) => get_to_file(&store, &name, range, &dest, &bar).await?,
             };
             bar.finish();
-            if cli.json {
+            // The report goes to stdout unless the data does; then it is stderr's last line.
+            if cli.json && to_stdout {
                 eprintln!("{}", serde_json::to_string(&report).expect("serializable"));
+            } else if cli.json {
+                print_json(&report);
             }
             return Ok(after(&store));
         }
@@ -129,7 +143,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&list);
             } else {
                 for o in list {
-                    println!("{:>14}  {}  {}", o.size, format_time(o.modified_ns), o.name);
+                    println!("{:>14}  {}  {}", o.size, format_time(o.modified_ns), escaped(&o.name));
                 }
             }
         }
@@ -140,12 +154,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&info);
             } else {
-                println!("name:         {}", info.name);
+                println!("name:         {}", escaped(&info.name));
                 println!("size:         {}", info.size);
                 println!("etag:         {}", info.etag);
                 println!("version:      {}", info.version);
                 println!("modified:     {}", format_time(info.modified_ns));
-                println!("content-type: {}", info.content_type.as_deref().unwrap_or("-"));
+                println!("content-type: {}", escaped(info.content_type.as_deref().unwrap_or("-")));
                 if let Some((k, n)) = info.coding {
                     println!("coding:       {k}-of-{n}");
                 }
@@ -162,7 +176,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&serde_json::json!({ "removed": name }));
             } else {
-                println!("removed {name}");
+                println!("removed {}", escaped(&name));
             }
             return Ok(after(&store));
         }
@@ -547,20 +561,20 @@ fn print_drill(r: &outlast_engine::DrillReport) {
     } else if !r.lost.is_empty() {
         println!("without {without}: {} of {} objects would be LOST:", r.lost.len(), r.objects);
         for name in &r.lost {
-            println!("  {name}");
+            println!("  {}", escaped(name));
         }
     }
     if !r.unchecked.is_empty() {
         println!("without {without}: {} of {} objects could not be checked:", r.unchecked.len(), r.objects);
         for line in &r.unchecked {
-            println!("  {line}");
+            println!("  {}", escaped(line));
         }
     }
     if let Some(m) = r.min_redundancy_left {
         println!("redundancy left: at least {m} spare shards per object");
     }
     if !r.at_risk.is_empty() {
-        println!("{} objects would be one failure from loss, e.g. {}", r.at_risk.len(), r.at_risk[0]);
+        println!("{} objects would be one failure from loss, e.g. {}", r.at_risk.len(), escaped(&r.at_risk[0]));
     }
     let e = &r.evacuation;
     print!(

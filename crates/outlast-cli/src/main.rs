@@ -11,9 +11,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Keeps your data readable when any provider vanishes.
+/// Keeps your data readable when any storage provider vanishes.
+///
+/// Files are encrypted on this machine and spread k-of-n over independent providers (local
+/// disks, S3, Azure, GCS, SFTP, WebDAV): any k of them read everything back, the commands below
+/// check, repair and move what they hold, and leaving a provider is one command (`evacuate`).
 #[derive(Parser)]
-#[command(name = "outlast", version, about)]
+#[command(name = "outlast", version)]
 struct Cli {
     /// Config file (default: $OUTLAST_CONFIG, then ./outlast.toml).
     #[arg(long, global = true)]
@@ -61,8 +65,9 @@ enum Command {
         name: String,
         /// Destination file; written under a temporary name and renamed on success.
         dest: Option<PathBuf>,
-        /// Only bytes START-END (inclusive, like HTTP ranges).
-        #[arg(long, value_name = "START-END")]
+        /// Only bytes START-END (inclusive, like HTTP ranges), START- (to the end), or -N (the
+        /// last N bytes).
+        #[arg(long, value_name = "START-END", allow_hyphen_values = true)]
         range: Option<String>,
     },
     /// List objects whose names start with PREFIX.
@@ -202,8 +207,18 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Exit status of a command line that does not parse (`EX_USAGE` of sysexits.h): its own
+/// code, apart from 2 ("damage found") that scripts act on.
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
     // OpenDAL's retry layer warns on every retry; Outlast reports what matters itself. The demo
     // wipes providers on purpose and reports what that did (terminated providers included) in
     // its own words.
@@ -222,9 +237,29 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("outlast: error: {msg}");
+            eprintln!("outlast: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once (an OS error is often both a
+/// message's tail and its source), with names escaped as everywhere else.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    if msg.contains("database is locked") {
+        msg.push_str(" (another outlast command is using this state folder: wait for it to finish)");
+    }
+    // Escaped whole: a name in it cannot break the line, nor can a cause's own line breaks.
+    outlast_engine::display::escaped(&msg).into_owned()
 }

@@ -37,6 +37,8 @@ fn init_put_get_ls_stat_rm_providers_gc() {
     assert!(std::fs::read(d.join("out.bin")).unwrap() == body);
     assert_eq!(run_ok(d, &["get", "dir/a.bin", "--range", "10-19"]).stdout, &body[10..20]);
     assert_eq!(run_ok(d, &["get", "dir/a.bin", "--range", "4999990-"]).stdout, &body[4_999_990..]);
+    assert_eq!(run_ok(d, &["get", "dir/a.bin", "--range", "-10"]).stdout, &body[body.len() - 10..]);
+    assert_eq!(run_ok(d, &["get", "dir/a.bin", "--range=-99999999"]).stdout, body);
 
     let ls = json(&run_ok(d, &["--json", "ls", "dir/"]));
     let names: Vec<&str> = ls.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
@@ -238,6 +240,23 @@ fn bad_requests_are_refused_without_changes() {
     assert!(run_err(d, &["put", "f", ""]).contains("names must be"));
     assert!(run_err(d, &["get", "x", "--range", "9-1"]).contains("--range"));
     assert!(run_err(d, &["rm", "x"]).contains("no object named"));
+    // Metadata the S3 gateway could not serve back.
+    for (flag, value, says) in [
+        ("--meta", "a b=1", "not an HTTP header token"),
+        ("--meta", "k=line\nSet-Cookie: x", "cannot go in an HTTP header"),
+        ("--content-type", "text/plain\r\nX: y", "content type"),
+        ("--meta", &format!("k={}", "v".repeat(2048)), "at most 2048"),
+    ] {
+        let err = run_err(d, &["put", "f", "x", flag, value]);
+        assert!(err.contains(says), "{value:?}: {err}");
+    }
+    let err = run_err(d, &["put", "f", "x", "--meta", "Tag=1", "--meta", "tag=2"]);
+    assert!(err.contains("twice"), "{err}");
+    // A command line that does not parse has its own exit status, apart from "damage found".
+    for args in [&["put"][..], &["--no-such-flag", "ls"], &["scrub", "--sample", "2"]] {
+        let out = outlast(d).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     assert_eq!(json(&run_ok(d, &["--json", "ls"])).as_array().unwrap().len(), 0);
     // Nothing but the identity markers `init` wrote.
     let files = files_under(&d.join("stores"));
@@ -349,4 +368,33 @@ fn get_into_a_file_keeps_its_mode_leaves_no_temporary_file_and_writes_devices_in
     assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
     // A folder is refused with a clear error.
     assert!(run_err(d, &["get", "plans", "out"]).contains("is a folder"));
+}
+
+#[test]
+fn names_that_could_fake_lines_or_colour_the_terminal_print_escaped() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("f"), b"x").unwrap();
+    let fake = "evil\n             1  2026-01-01T00:00:00Z  passwords.txt";
+    let red = "\u{1b}[31mred\u{202e}txt.exe";
+    for name in [fake, red] {
+        let out = run_ok(d, &["put", "f", name]);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(name), "put printed {name:?} raw");
+    }
+    let ls = String::from_utf8(run_ok(d, &["ls"]).stdout).unwrap();
+    assert_eq!(ls.lines().count(), 2, "one line per object: {ls}");
+    assert!(ls.contains("evil\\n ") && ls.contains("\\u{1b}[31mred\\u{202e}txt.exe"), "{ls}");
+    assert!(!ls.contains('\u{1b}') && !ls.contains('\u{202e}'), "{ls:?}");
+    let stat = String::from_utf8(run_ok(d, &["stat", red]).stdout).unwrap();
+    assert!(!stat.contains('\u{1b}'), "{stat:?}");
+    // JSON carries the names as they are (escaped the JSON way).
+    let names: Vec<String> =
+        json(&run_ok(d, &["--json", "ls"])).as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect();
+    assert!(names.contains(&fake.to_string()) && names.contains(&red.to_string()), "{names:?}");
+    // An error naming one stays one line.
+    let err = run_err(d, &["get", fake, "--range", "5-"]);
+    assert!(err.contains("evil\\n"), "{err}");
+    // `get --json` into a file prints its report on stdout, where it parses.
+    let report = json(&run_ok(d, &["--json", "get", red, "out.bin"]));
+    assert_eq!(report["bytes"], 1);
 }

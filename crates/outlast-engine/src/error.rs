@@ -46,6 +46,9 @@ pub enum EngineError {
         /// Providers that hold a marker of another key.
         providers: usize,
     },
+    /// A put's content type or user metadata breaks the rules S3 holds them to.
+    #[error("metadata: {0}")]
+    Metadata(String),
     /// A provider could not be built.
     #[error(transparent)]
     Provider(#[from] ProviderError),

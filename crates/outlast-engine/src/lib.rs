@@ -13,6 +13,7 @@ pub mod display;
 pub mod error;
 pub mod index;
 pub mod keyfile;
+pub mod metadata;
 pub mod placement;
 pub mod progress;
 pub mod sample;

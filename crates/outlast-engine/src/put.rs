@@ -56,6 +56,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     progress: &dyn Progress,
 ) -> Result<PutReport, EngineError> {
     Store::check_name(name)?;
+    crate::metadata::check(&opts)?;
     let coding = &store.config.coding;
     let (k, n) = (coding.k as usize, coding.n as usize);
     let stamp = store.next_stamp(name)?;
