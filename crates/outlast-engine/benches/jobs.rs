@@ -9,6 +9,10 @@
 //! recover bench's store). Each job runs in a child process of its own, as a command would:
 //! "peak" is that process's peak RSS, and "per object" is its excess over the `open` row (a
 //! process that only opens the store) divided by the number of objects.
+//!
+//! `OUTLAST_BENCH_JOBS` runs only the jobs listed (e.g. "drill,scrub,gc"); with
+//! `OUTLAST_BENCH_JOBS_STORE=DIR` the store is built once under DIR and reused by later runs,
+//! so that two builds can be measured on the same store (the jobs from `wipe-p4` on change it).
 
 mod common;
 
@@ -92,16 +96,32 @@ async fn main() {
     let sizes = std::env::var("OUTLAST_BENCH_JOBS_OBJECTS").unwrap_or_else(|_| "1000,10000".into());
     println!("store-wide jobs, 3-of-5 local folders, 1 KiB objects (1 in 10 overwritten, 1 in 10 removed)");
     println!("each job in a fresh process; peak = its peak RSS; per object = (peak - open's peak) / objects");
+    let only: Option<Vec<String>> =
+        std::env::var("OUTLAST_BENCH_JOBS").ok().map(|v| v.split(',').map(|j| j.trim().to_string()).collect());
+    let kept = std::env::var_os("OUTLAST_BENCH_JOBS_STORE").map(std::path::PathBuf::from);
     for objects in sizes.split(',').map(|s| s.trim().parse::<usize>().expect("a number of objects")) {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        let key = MasterKey::generate();
-        std::fs::write(root.join("key"), key.as_bytes()).unwrap();
-        let built = build(root, &key, objects).await;
-        println!("\n{objects} objects (built in {:.1} s)", built.as_secs_f64());
+        // A kept store is built once and reused by later runs (of other builds, side by side).
+        let root = match &kept {
+            Some(dir) => dir.join(objects.to_string()),
+            None => tmp.path().to_path_buf(),
+        };
+        let root = root.as_path();
+        if root.join("key").exists() {
+            println!("\n{objects} objects (kept store {})", root.display());
+        } else {
+            std::fs::create_dir_all(root).unwrap();
+            let key = MasterKey::generate();
+            let built = build(root, &key, objects).await;
+            std::fs::write(root.join("key"), key.as_bytes()).unwrap();
+            println!("\n{objects} objects (built in {:.1} s)", built.as_secs_f64());
+        }
         println!("{:<14} {:>9} {:>9} {:>13} {:>10}", "job", "seconds", "peak MiB", "B per object", "result");
         let mut open_peak = 0;
         for job in JOBS {
+            if only.as_ref().is_some_and(|o| *job != "open" && !o.iter().any(|j| j == job)) {
+                continue;
+            }
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--job", job, &root.to_string_lossy()])
                 .output()

@@ -21,6 +21,7 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use outlast_provider::{BlobEntry, Provider, ProviderError};
 use serde::Serialize;
 
+use crate::nameset::NameSet;
 use crate::store::now_ns;
 use crate::{EngineError, Store, Unopened};
 
@@ -128,15 +129,20 @@ impl Store {
         let now = SystemTime::now();
         // List first, then read what is pending, then what is referenced: a write that commits
         // in between is then in one set or the other.
-        let mut listings: Vec<(&Provider, Vec<BlobEntry>)> = Vec::new();
+        let mut listings: Vec<(&Provider, Vec<Listed>)> = Vec::new();
         // Why this run may not see every version on the providers: then nothing unreferenced
         // is deleted, since a blob may belong to a version only the unseen copies name.
         let mut unseen: Vec<String> = Vec::new();
         for prov in &self.providers {
             let mut listed = Vec::new();
+            let mut keep = |l: Vec<BlobEntry>, report: &mut GcReport| {
+                let before = listed.len() + l.len();
+                listed.extend(l.into_iter().filter(|e| is_own_shape(&e.name)).map(Listed::from));
+                report.foreign += (before - listed.len()) as u64;
+            };
             for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
                 match prov.list(prefix).await {
-                    Ok(l) => listed.extend(l),
+                    Ok(l) => keep(l, &mut report),
                     Err(e) => {
                         report.errors.push(e.to_string());
                         unseen.push(format!("`{}` could not be listed", prov.name()));
@@ -144,29 +150,28 @@ impl Store {
                 }
             }
             match temp_files(prov).await {
-                Ok(l) => listed.extend(l),
+                Ok(l) => keep(l, &mut report),
                 Err(e) => report.errors.push(e.to_string()),
             }
-            let before = listed.len();
-            listed.retain(|e| is_own_shape(&e.name));
-            report.foreign += (before - listed.len()) as u64;
+            listed.shrink_to_fit();
             listings.push((prov, listed));
         }
         // Names are what is protected, whichever provider they were recorded on.
-        let mut live: HashSet<String> = live_pending;
+        // Every name referenced, hashed: a few bytes an object, whatever the store.
+        let mut live = live_pending;
         for p in self.index.pending()? {
-            live.extend(p.blobs.into_iter().map(|b| b.blob));
+            live.extend(p.blobs.iter().map(|b| &b.blob));
         }
         for prov in &self.providers {
-            live.extend(self.index.blobs_on(prov.name())?.into_iter().map(|b| b.blob));
+            live.extend(self.index.blobs_on(prov.name())?.iter().map(|b| &b.blob));
         }
-        live.extend(self.placed_names(&mut report.unopened)?);
+        self.placed_names(&mut live, &mut report.unopened)?;
         // Long writes in progress elsewhere keep leases on the providers: their names are live
         // while the lease is fresh by the provider's clock. If a provider's leases cannot be
         // read, nothing the index does not know is deleted anywhere this run.
         let leases = self.scan_leases().await;
         report.leases = leases.live;
-        live.extend(leases.protected);
+        live.extend(&leases.protected);
         let leases_unknown = !leases.errors.is_empty();
         report.errors.extend(leases.errors);
         // The index is a cache: a version on the providers that it does not know (a lost or
@@ -178,22 +183,22 @@ impl Store {
         // (provider, blob, why, whether it was read at all)
         let mut unopened: Vec<(&str, String, String, bool)> = Vec::new();
         for (prov, listed) in &listings {
-            for entry in listed.iter().filter(|e| e.name.starts_with(names::MANIFEST_PREFIX) && !live.contains(&e.name)) {
-                if judged.contains(&entry.name) {
+            for name in listed.iter().filter_map(|e| e.name.manifest()).filter(|name| !live.contains(name)) {
+                if judged.contains(&name) {
                     continue; // another copy of this version already opened
                 }
-                match self.unknown_version(prov, &entry.name).await {
+                match self.unknown_version(prov, &name).await {
                     Ok(Unreferenced::Superseded) => {
-                        judged.insert(entry.name.clone());
+                        judged.insert(name);
                     }
                     Ok(Unreferenced::Unknown(blobs)) => {
-                        judged.insert(entry.name.clone());
+                        judged.insert(name.clone());
                         report.unknown_versions += 1;
-                        protected.insert(entry.name.clone());
+                        protected.insert(name);
                         protected.extend(blobs);
                     }
-                    Ok(Unreferenced::Unopened(why)) => unopened.push((prov.name(), entry.name.clone(), why, true)),
-                    Err(why) => unopened.push((prov.name(), entry.name.clone(), why, false)),
+                    Ok(Unreferenced::Unopened(why)) => unopened.push((prov.name(), name, why, true)),
+                    Err(why) => unopened.push((prov.name(), name, why, false)),
                 }
             }
         }
@@ -224,12 +229,18 @@ impl Store {
             );
         }
         let garbage = self.index.garbage()?;
-        let live_bases: HashSet<&str> = live.iter().map(|b| base_name(b)).collect();
         for (prov, listed) in listings {
             for entry in listed {
+                let entry = entry.into_entry();
                 let why = match temp_target(&entry.name) {
                     // A temporary file is kept while a write in progress names its blob.
-                    Some(target) if live_bases.contains(target) => continue,
+                    Some(target)
+                        if [names::SHARD_PREFIX, names::MANIFEST_PREFIX]
+                            .iter()
+                            .any(|p| live.contains(&format!("{p}{target}"))) =>
+                    {
+                        continue
+                    }
                     Some(_) => GcReason::StaleTemporary,
                     None if live.contains(&entry.name) || protected.contains(&entry.name) => continue,
                     None if garbage.contains(&(prov.name().to_string(), entry.name.clone())) => GcReason::KnownGarbage,
@@ -291,13 +302,13 @@ impl Store {
     /// pending record first (from then on it can never commit, so removing its blobs cannot
     /// take anything from a committed version), deletes its blobs, and drops the record once
     /// they are all gone. Returns the blob names of the writes still in progress.
-    async fn gc_crashed_writes(&self, opts: &GcOptions, report: &mut GcReport) -> Result<HashSet<String>, EngineError> {
-        let mut live = HashSet::new();
+    async fn gc_crashed_writes(&self, opts: &GcOptions, report: &mut GcReport) -> Result<NameSet, EngineError> {
+        let mut live = NameSet::new();
         let mut temps: HashMap<String, Vec<String>> = HashMap::new();
         for p in self.index.pending()? {
             // A write whose holder is gone, or that was not renewed in time, crashed.
             if p.is_live(now_ns()) {
-                live.extend(p.blobs.iter().map(|b| b.blob.clone()));
+                live.extend(p.blobs.iter().map(|b| &b.blob));
                 continue;
             }
             if opts.dry_run {
@@ -312,7 +323,7 @@ impl Store {
                 }
                 // Its blobs are not live, but a dry run must not reach them through the sweep
                 // either: report them once.
-                live.extend(p.blobs.iter().map(|b| b.blob.clone()));
+                live.extend(p.blobs.iter().map(|b| &b.blob));
                 continue;
             }
             // The blobs of a claimed write must not outlive it: a recovery would take its
@@ -359,8 +370,7 @@ impl Store {
     ///
     /// A version whose manifest does not open (sealed under another key) places what its
     /// recorded blobs say, under whatever names they have; it is named in `unopened`.
-    fn placed_names(&self, unopened: &mut Unopened) -> Result<HashSet<String>, EngineError> {
-        let mut out = HashSet::new();
+    fn placed_names(&self, out: &mut NameSet, unopened: &mut Unopened) -> Result<(), EngineError> {
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for entry in page {
@@ -368,17 +378,17 @@ impl Store {
                     Ok(m) => m,
                     Err(e) => {
                         unopened.note(&entry.name, &e);
-                        out.extend(self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| b.blob));
+                        out.extend(self.index.blobs_of(&entry.stamp.vid)?.iter().map(|b| &b.blob));
                         continue;
                     }
                 };
                 let ManifestBody::Object(om) = manifest.body else { continue };
                 let layout = om.layout()?;
                 let vid = &entry.stamp.vid;
-                out.insert(names::manifest_blob(&self.keys, vid));
+                out.insert(&names::manifest_blob(&self.keys, vid));
                 for i in 0..om.placement.len() {
                     for part in 0..layout.part_count() {
-                        out.insert(names::shard_blob(&self.keys, vid, i as u16, part));
+                        out.insert(&names::shard_blob(&self.keys, vid, i as u16, part));
                     }
                 }
             }
@@ -386,10 +396,10 @@ impl Store {
         let mut pages = self.index.tombstone_pages();
         while let Some(page) = pages.next_page()? {
             for (_, stamp) in page {
-                out.insert(names::manifest_blob(&self.keys, &stamp.vid));
+                out.insert(&names::manifest_blob(&self.keys, &stamp.vid));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads an unreferenced manifest copy and says what it is (`Err`: it could not be read).
@@ -436,6 +446,57 @@ fn is_own_shape(name: &str) -> bool {
         })
 }
 
+/// A blob a provider listed, held small until the sweep (gc holds every blob of every
+/// provider at once): a shard or manifest name is its prefix and 16 bytes.
+struct Listed {
+    name: ListedName,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+enum ListedName {
+    Shard([u8; 16]),
+    Manifest([u8; 16]),
+    /// A temporary file (local disks only, and few).
+    Other(Box<str>),
+}
+
+impl From<BlobEntry> for Listed {
+    fn from(e: BlobEntry) -> Self {
+        let tag = |prefix: &str| -> Option<[u8; 16]> {
+            let tag = e.name.strip_prefix(prefix).filter(|t| names::is_tag(t))?;
+            hex::decode(tag).ok()?.try_into().ok()
+        };
+        let name = match (tag(names::SHARD_PREFIX), tag(names::MANIFEST_PREFIX)) {
+            (Some(t), _) => ListedName::Shard(t),
+            (_, Some(t)) => ListedName::Manifest(t),
+            _ => ListedName::Other(e.name.into_boxed_str()),
+        };
+        Listed { name, size: e.size, modified: e.modified }
+    }
+}
+
+impl ListedName {
+    /// The blob name, if this is a manifest copy.
+    fn manifest(&self) -> Option<String> {
+        match self {
+            ListedName::Manifest(t) => Some(format!("{}{}", names::MANIFEST_PREFIX, hex::encode(t))),
+            _ => None,
+        }
+    }
+}
+
+impl Listed {
+    fn into_entry(self) -> BlobEntry {
+        let name = match self.name {
+            ListedName::Shard(t) => format!("{}{}", names::SHARD_PREFIX, hex::encode(t)),
+            ListedName::Manifest(t) => format!("{}{}", names::MANIFEST_PREFIX, hex::encode(t)),
+            ListedName::Other(name) => name.into_string(),
+        };
+        BlobEntry { name, size: self.size, modified: self.modified }
+    }
+}
+
 /// The temporary files of blobs being written on a local-disk provider (none elsewhere: other
 /// providers make a blob appear whole or not at all).
 async fn temp_files(prov: &Provider) -> Result<Vec<BlobEntry>, ProviderError> {
@@ -459,6 +520,17 @@ fn base_name(blob: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listed_blob_held_small_gives_back_its_name() {
+        for name in ["s/0123456789abcdef0123456789abcdef", "m/fedcba9876543210fedcba9876543210", "t/0123.Ab12xY9z"] {
+            let entry = BlobEntry { name: name.into(), size: 7, modified: Some(SystemTime::UNIX_EPOCH) };
+            let back = Listed::from(entry).into_entry();
+            assert_eq!((back.name.as_str(), back.size, back.modified), (name, 7, Some(SystemTime::UNIX_EPOCH)));
+        }
+        let m = Listed::from(BlobEntry { name: "m/00000000000000000000000000000000".into(), size: 0, modified: None });
+        assert_eq!(m.name.manifest().as_deref(), Some("m/00000000000000000000000000000000"));
+    }
 
     #[test]
     fn only_our_own_shapes_are_ever_candidates() {

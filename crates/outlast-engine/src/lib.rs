@@ -28,6 +28,7 @@ mod get;
 mod identity;
 mod intent;
 mod lease;
+mod nameset;
 mod owed;
 mod put;
 mod quorum;

@@ -22,7 +22,8 @@ use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
-use crate::index::{Adopted, BlobRef, IndexEntry, Recovered};
+use crate::index::{Adopted, BlobRef, IndexEntry, Recovered, Staged, StagedCopy};
+use crate::nameset::NameSet;
 use crate::{EngineError, Progress, Store};
 
 /// Manifest copies read at once.
@@ -53,12 +54,26 @@ pub struct RecoverReport {
     pub unreachable: Vec<String>,
 }
 
-/// The best copy found of one version.
-struct Best {
-    manifest: Manifest,
-    sealed: Vec<u8>,
-    /// Providers holding a copy of this revision.
-    holders: Vec<String>,
+/// What each provider listed, held small: shard sizes by their 16-byte tag, and the manifest
+/// copies to read. (A recovery lists every blob of every provider.)
+#[derive(Default)]
+struct Listings {
+    /// Providers listed whole, each with its shards.
+    shards: BTreeMap<String, HashMap<[u8; 16], u64>>,
+    /// Manifest copies: (provider, tag, size).
+    manifests: Vec<(String, [u8; 16], u64)>,
+}
+
+/// The 16 bytes of a blob name of `prefix`'s shape.
+fn tag_of(name: &str, prefix: &str) -> Option<[u8; 16]> {
+    let tag = name.strip_prefix(prefix).filter(|t| names::is_tag(t))?;
+    hex::decode(tag).ok()?.try_into().ok()
+}
+
+impl Listings {
+    fn shard_size(&self, provider: &str, blob: &str) -> Option<u64> {
+        self.shards.get(provider)?.get(&tag_of(blob, names::SHARD_PREFIX)?).copied()
+    }
 }
 
 impl Store {
@@ -66,13 +81,21 @@ impl Store {
     pub async fn recover(&self, progress: &dyn Progress) -> Result<RecoverReport, EngineError> {
         let mut report = RecoverReport::default();
         // What each provider holds, by listing.
-        let mut listed: BTreeMap<String, HashMap<String, u64>> = BTreeMap::new();
+        let mut listed = Listings::default();
         for p in &self.providers {
-            let mut held = HashMap::new();
+            let (mut shards, mut manifests) = (HashMap::new(), Vec::new());
             let mut ok = true;
             for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
                 match p.list(prefix).await {
-                    Ok(l) => held.extend(l.into_iter().filter(|e| names::has_shape(&e.name, prefix)).map(|e| (e.name, e.size))),
+                    Ok(l) => {
+                        for e in l {
+                            if let Some(tag) = tag_of(&e.name, names::SHARD_PREFIX) {
+                                shards.insert(tag, e.size);
+                            } else if let Some(tag) = tag_of(&e.name, names::MANIFEST_PREFIX) {
+                                manifests.push((p.name().to_string(), tag, e.size));
+                            }
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(provider = p.name(), "cannot list: {e}");
                         ok = false;
@@ -81,24 +104,20 @@ impl Store {
                 }
             }
             if ok {
-                listed.insert(p.name().to_string(), held);
+                listed.shards.insert(p.name().to_string(), shards);
+                listed.manifests.extend(manifests);
             } else {
                 report.unreachable.push(p.name().to_string());
             }
         }
-        let copies: Vec<(String, String, u64)> = listed
-            .iter()
-            .flat_map(|(p, held)| {
-                held.iter()
-                    .filter(|(b, _)| b.starts_with(names::MANIFEST_PREFIX))
-                    .map(move |(b, size)| (p.clone(), b.clone(), *size))
-            })
-            .collect();
-        progress.set_total(copies.len() as u64);
-        // Read and open every copy; keep the highest revision of each version.
-        let mut best: HashMap<String, Best> = HashMap::new();
+        progress.set_total(listed.manifests.len() as u64);
+        // Read and open every copy; the index's database keeps the highest revision of each
+        // version as they come.
+        self.index.stage_begin()?;
+        let copies = std::mem::take(&mut listed.manifests);
         let mut reads = futures::stream::iter(copies)
-            .map(|(provider, blob, size)| async move {
+            .map(|(provider, tag, size)| async move {
+                let blob = format!("{}{}", names::MANIFEST_PREFIX, hex::encode(tag));
                 // The listing gave the size: a ranged read spares the stat a whole read makes.
                 let bytes = match self.provider(&provider) {
                     Some(p) => p.read_range(&blob, 0..size).await.map_err(|e| e.to_string()),
@@ -107,55 +126,42 @@ impl Store {
                 (provider, blob, bytes)
             })
             .buffer_unordered(READ_CONCURRENCY);
+        let mut batch = Vec::with_capacity(ADOPT_BATCH);
         while let Some((provider, blob, bytes)) = reads.next().await {
             progress.advance(1);
             let Ok(bytes) = bytes else { continue };
             report.copies_read += 1;
-            let m = match Manifest::open(&self.keys, &blob, &bytes) {
-                Ok(m) if names::manifest_blob(&self.keys, &m.stamp.vid) == blob => m,
-                _ => {
-                    report.copies_rejected += 1;
-                    continue;
+            match Manifest::open(&self.keys, &blob, &bytes) {
+                Ok(m) if names::manifest_blob(&self.keys, &m.stamp.vid) == blob => {
+                    let (name, stamp, revision, sealed) = (m.name, m.stamp, m.revision, bytes.to_vec());
+                    batch.push(StagedCopy { blob, provider, name, stamp, revision, sealed });
                 }
-            };
-            match best.get_mut(&blob) {
-                Some(b) if b.manifest.revision > m.revision => report.copies_stale += 1,
-                Some(b) if b.manifest.revision == m.revision => b.holders.push(provider),
-                Some(b) => {
-                    report.copies_stale += b.holders.len() as u64;
-                    *b = Best { manifest: m, sealed: bytes.to_vec(), holders: vec![provider] };
-                }
-                None => {
-                    best.insert(blob, Best { manifest: m, sealed: bytes.to_vec(), holders: vec![provider] });
-                }
+                _ => report.copies_rejected += 1,
+            }
+            if batch.len() >= ADOPT_BATCH {
+                self.stage(&mut batch, &mut report)?;
             }
         }
+        self.stage(&mut batch, &mut report)?;
         drop(reads);
-        // The newest version of each name wins, deletions included.
-        let mut newest: HashMap<String, Best> = HashMap::new();
-        for b in best.into_values() {
-            match newest.get(&b.manifest.name) {
-                Some(n) if n.manifest.stamp >= b.manifest.stamp => {}
-                _ => {
-                    newest.insert(b.manifest.name.clone(), b);
-                }
-            }
-        }
-        let listed_names: Vec<String> = listed.keys().cloned().collect();
-        let mut names_sorted: Vec<String> = newest.keys().cloned().collect();
-        names_sorted.sort();
-        // Taken in a batch per transaction: one sync to disk per batch, and a recovery killed
-        // part-way keeps what it committed (a rerun takes in the rest).
-        for batch in names_sorted.chunks(ADOPT_BATCH) {
-            let mut versions = Vec::with_capacity(batch.len());
-            for name in batch {
-                let b = &newest[name];
-                let (entry, blobs, tombstone) = self.recovered_version(b, &listed)?;
-                match &b.manifest.body {
+        // The newest version of each name wins, deletions included; taken in a batch per
+        // transaction: one sync to disk per batch, and a recovery killed part-way keeps what
+        // it committed (a rerun takes in the rest).
+        let listed_names: Vec<String> = listed.shards.keys().cloned().collect();
+        let mut after: Option<String> = None;
+        loop {
+            let newest = self.index.staged_newest(after.as_deref(), ADOPT_BATCH)?;
+            let Some(last) = newest.last() else { break };
+            after = Some(last.name.clone());
+            let mut versions = Vec::with_capacity(newest.len());
+            for staged in newest {
+                // Staged copies opened under their own name as they were read.
+                let manifest = Manifest::open(&self.keys, &staged.blob, &staged.sealed)?;
+                match &manifest.body {
                     ManifestBody::Object(_) => report.objects += 1,
                     ManifestBody::Tombstone => report.deleted += 1,
                 }
-                versions.push(Recovered { entry, blobs, tombstone });
+                versions.push(self.recovered_version(&manifest, staged.sealed, &staged.holders, &listed)?);
             }
             for adopted in self.index.adopt_all(&versions, &listed_names)? {
                 match adopted {
@@ -165,6 +171,7 @@ impl Store {
                 }
             }
         }
+        self.index.stage_end()?;
         if !report.unreachable.is_empty() {
             tracing::warn!(
                 "{} could not be listed: this recovery's view may be incomplete; run it again once they answer (it is safe)",
@@ -174,30 +181,42 @@ impl Store {
         Ok(report)
     }
 
-    /// The index entry of a recovered version and the blobs of it that listings found.
+    /// Stages a batch of copies read (and empties it), counting the stale ones.
+    fn stage(&self, batch: &mut Vec<StagedCopy>, report: &mut RecoverReport) -> Result<(), EngineError> {
+        for staged in self.index.stage_copies(batch)? {
+            match staged {
+                Staged::Held => {}
+                Staged::Stale => report.copies_stale += 1,
+                Staged::Replaced(holders) => report.copies_stale += holders,
+            }
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    /// The index entry of a recovered version, with the blobs of it that listings found.
     fn recovered_version(
         &self,
-        b: &Best,
-        listed: &BTreeMap<String, HashMap<String, u64>>,
-    ) -> Result<(IndexEntry, Vec<BlobRef>, bool), EngineError> {
-        let m = &b.manifest;
+        m: &Manifest,
+        sealed: Vec<u8>,
+        holders: &[String],
+        listed: &Listings,
+    ) -> Result<Recovered, EngineError> {
         let vid = m.stamp.vid;
         let manifest_blob = names::manifest_blob(&self.keys, &vid);
-        let mut blobs: Vec<BlobRef> = b
-            .holders
+        let mut blobs: Vec<BlobRef> = holders
             .iter()
-            .map(|p| BlobRef { provider: p.clone(), blob: manifest_blob.clone(), size: b.sealed.len() as u64 })
+            .map(|p| BlobRef { provider: p.clone(), blob: manifest_blob.clone(), size: sealed.len() as u64 })
             .collect();
         let (size, content_type, etag, tombstone) = match &m.body {
             ManifestBody::Tombstone => (0, None, String::new(), true),
             ManifestBody::Object(om) => {
                 let layout = om.layout()?;
                 for (i, place) in om.placement.iter().enumerate() {
-                    let Some(held) = listed.get(&place.provider) else { continue };
                     for part in 0..layout.part_count() {
                         let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
                         // Found whole by listing; the rest is debt for repair.
-                        if held.get(&blob) == Some(&layout.part_blob_len(part)) {
+                        if listed.shard_size(&place.provider, &blob) == Some(layout.part_blob_len(part)) {
                             blobs.push(BlobRef { provider: place.provider.clone(), blob, size: layout.part_blob_len(part) });
                         }
                     }
@@ -208,9 +227,8 @@ impl Store {
                 (om.size, om.content_type.clone(), hex::encode(om.blake3), false)
             }
         };
-        let entry =
-            IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: b.sealed.clone() };
-        Ok((entry, blobs, tombstone))
+        let entry = IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: sealed };
+        Ok(Recovered { entry, blobs, tombstone })
     }
 }
 
@@ -220,23 +238,24 @@ impl Store {
     /// `outlast recover` brings in. Only manifests the index cannot account for are read.
     /// Providers that cannot be listed are skipped (their own reports say why).
     pub async fn unknown_manifests(&self) -> Result<u64, EngineError> {
-        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // Hashed: a few bytes a version, whatever the store.
+        let mut known = NameSet::new();
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for e in page {
-                known.insert(names::manifest_blob(&self.keys, &e.stamp.vid));
+                known.insert(&names::manifest_blob(&self.keys, &e.stamp.vid));
             }
         }
         let mut pages = self.index.tombstone_pages();
         while let Some(page) = pages.next_page()? {
             for (_, stamp) in page {
-                known.insert(names::manifest_blob(&self.keys, &stamp.vid));
+                known.insert(&names::manifest_blob(&self.keys, &stamp.vid));
             }
         }
         for p in self.index.pending()? {
-            known.extend(p.blobs.into_iter().map(|b| b.blob));
+            known.extend(p.blobs.iter().map(|b| &b.blob));
         }
-        known.extend(self.index.garbage()?.into_iter().map(|(_, blob)| blob));
+        known.extend(self.index.garbage()?.iter().map(|(_, blob)| blob));
         let mut unknown: std::collections::HashSet<String> = std::collections::HashSet::new();
         for p in &self.providers {
             let Ok(listed) = p.list(names::MANIFEST_PREFIX).await else { continue };

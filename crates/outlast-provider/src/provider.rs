@@ -575,21 +575,15 @@ impl Provider {
 
     /// Lists the blobs under `prefix` (e.g. `s/`), recursively. A missing prefix lists empty.
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, ProviderError> {
-        let r = self.list_entries(prefix).await;
-        let entries = self.record(None, r)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            if e.metadata().is_dir() {
-                continue;
-            }
-            let m = e.metadata();
-            let (size, modified) = if m.last_modified().is_some() {
-                (m.content_length(), m.last_modified().map(Into::into))
+        let r = self.list_files(prefix, usize::MAX).await;
+        let listed = self.record(None, r)?;
+        let mut out = Vec::with_capacity(listed.len());
+        for e in listed {
+            if e.modified.is_some() {
+                out.push(e);
             } else {
-                let st = self.stat(e.path()).await?;
-                (st.size, st.modified)
-            };
-            out.push(BlobEntry { name: e.path().to_string(), size, modified });
+                out.push(self.stat(&e.name).await?);
+            }
         }
         Ok(out)
     }
@@ -597,19 +591,16 @@ impl Provider {
     /// The names of at most `limit` blobs under `prefix` (recursively): enough to tell an
     /// empty location from one in use without listing everything.
     pub async fn list_some(&self, prefix: &str, limit: usize) -> Result<Vec<String>, ProviderError> {
-        let r = self.list_entries_up_to(prefix, limit).await;
-        let entries = self.record(None, r)?;
-        Ok(entries.into_iter().filter(|e| !e.metadata().is_dir()).map(|e| e.path().to_string()).collect())
+        let r = self.list_files(prefix, limit).await;
+        let listed = self.record(None, r)?;
+        Ok(listed.into_iter().map(|e| e.name).collect())
     }
 
-    /// Every entry under `prefix`. A listing takes as long as the provider holds blobs, so
-    /// the time allowed bounds each step (a page, on most providers), not the whole.
-    async fn list_entries(&self, prefix: &str) -> Result<Vec<opendal::Entry>, ProviderError> {
-        self.list_entries_up_to(prefix, usize::MAX).await
-    }
-
-    /// Like [`Self::list_entries`], stopping after `limit` files.
-    async fn list_entries_up_to(&self, prefix: &str, limit: usize) -> Result<Vec<opendal::Entry>, ProviderError> {
+    /// The files under `prefix`, at most `limit`, each kept as a [`BlobEntry`] as it comes (an
+    /// OpenDAL entry is several times larger, and a listing may hold millions). A listing
+    /// takes as long as the provider holds blobs, so the time allowed bounds each step (a
+    /// page, on most providers), not the whole.
+    async fn list_files(&self, prefix: &str, limit: usize) -> Result<Vec<BlobEntry>, ProviderError> {
         use futures::TryStreamExt;
         let lister = self
             .patience
@@ -624,19 +615,23 @@ impl Provider {
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
             r => r?,
         };
-        let (mut entries, mut files) = (Vec::new(), 0usize);
+        let mut files = Vec::new();
         loop {
             let next = async { lister.try_next().await.map_err(|e| self.err("list", prefix, e)) };
             match self.patience.bound(&self.name, "list", prefix, 0, next).await {
+                Ok(Some(e)) if e.metadata().is_dir() => {}
                 Ok(Some(e)) => {
-                    files += !e.metadata().is_dir() as usize;
-                    entries.push(e);
-                    if files >= limit {
-                        return Ok(entries);
+                    let m = e.metadata();
+                    // A size without a modification time may be a placeholder: `list` stats.
+                    let modified: Option<SystemTime> = m.last_modified().map(Into::into);
+                    let size = if modified.is_some() { m.content_length() } else { 0 };
+                    files.push(BlobEntry { name: e.path().to_string(), size, modified });
+                    if files.len() >= limit {
+                        return Ok(files);
                     }
                 }
-                Ok(None) => return Ok(entries),
-                Err(e) if e.is_not_found() && entries.is_empty() => return Ok(entries),
+                Ok(None) => return Ok(files),
+                Err(e) if e.is_not_found() && files.is_empty() => return Ok(files),
                 Err(e) => return Err(e),
             }
         }
