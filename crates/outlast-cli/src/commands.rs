@@ -9,6 +9,7 @@ use outlast_engine::display::escaped;
 use outlast_engine::{Config, GcOptions, PutOptions, RepairOptions, ScrubOptions, Store};
 use serde::Serialize;
 
+use crate::part_file::PartFile;
 use crate::progress::Bar;
 use crate::{Cli, Command};
 
@@ -452,19 +453,11 @@ async fn get_to_file(
     }
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let file_name = dest.file_name().with_context(|| format!("{} is not a file path", dest.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name.to_string_lossy()))
-        .suffix(".outlast-part")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let file = tmp.as_file().try_clone().with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    // Like cp, no fsync: the store keeps the durable copy. On failure `tmp` is removed.
+    let part = PartFile::create(&dir, &file_name.to_string_lossy())?;
+    let file = part.file().try_clone().with_context(|| format!("cannot write into {}", dir.display()))?;
+    // Like cp, no fsync: the store keeps the durable copy. On failure the part file goes.
     let report = get_on_thread(store, name, range, file, bar).await?;
-    if let Some(permissions) = existing.map(|m| m.permissions()).or_else(new_file_permissions) {
-        std::fs::set_permissions(tmp.path(), permissions)
-            .with_context(|| format!("cannot set the mode of {}", tmp.path().display()))?;
-    }
-    tmp.persist(dest).with_context(|| format!("cannot rename into {}", dest.display()))?;
+    part.persist(dest, existing.map(|m| m.permissions()).or_else(new_file_permissions))?;
     Ok(report)
 }
 
@@ -495,7 +488,6 @@ async fn warn_if_index_lost(store: &Store) {
     }
 }
 
-/// Says that the providers hold versions the index does not know, and what brings them in.
 /// Names the objects a job skipped because their manifest does not open.
 fn print_unopened(unopened: &outlast_engine::Unopened) {
     if unopened.is_empty() {
@@ -512,6 +504,7 @@ fn print_unopened(unopened: &outlast_engine::Unopened) {
     );
 }
 
+/// Says that the providers hold versions the index does not know, and what brings them in.
 fn print_unknown(unknown: u64) {
     if unknown > 0 {
         println!(

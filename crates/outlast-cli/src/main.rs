@@ -4,6 +4,7 @@
 mod commands;
 mod demo;
 mod init;
+mod part_file;
 mod progress;
 
 use std::path::PathBuf;

@@ -398,3 +398,39 @@ fn names_that_could_fake_lines_or_colour_the_terminal_print_escaped() {
     let report = json(&run_ok(d, &["--json", "get", red, "out.bin"]));
     assert_eq!(report["bytes"], 1);
 }
+
+#[test]
+fn kill_9_mid_get_leaves_no_plaintext_behind() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let body = data(48 << 20, 5);
+    std::fs::write(d.join("big.bin"), &body).unwrap();
+    run_ok(d, &["put", "big.bin", "big"]);
+    std::fs::remove_file(d.join("big.bin")).unwrap();
+    let out_dir = d.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // Slow providers, so that the get is caught half-way.
+    let slow = "local1:latency=150ms;local2:latency=150ms;local3:latency=150ms";
+    let mut child = outlast(d).env("OUTLAST_FAULTS", slow).args(["get", "big", "out/big.bin"]).spawn().unwrap();
+    // The file it fills, found through its descriptors (it may have no name at all).
+    let filling = |pid: u32| -> Option<u64> {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten().find_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            target.starts_with(&out_dir).then(|| std::fs::metadata(fd.path()).ok().map(|m| m.len())).flatten()
+        })
+    };
+    let start = Instant::now();
+    while filling(child.id()).unwrap_or(0) == 0 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let written = filling(child.id()).unwrap_or(0);
+    assert!(written > 0 && written < body.len() as u64, "not caught half-way: {written} bytes");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "a killed get left {left:?}");
+    // And a get run through writes the whole file.
+    run_ok(d, &["get", "big", "out/big.bin"]);
+    assert!(std::fs::read(out_dir.join("big.bin")).unwrap() == body);
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}
