@@ -178,6 +178,13 @@ fn wrong_key_and_bad_config_are_clear_one_line_errors() {
 fn passphrase_keys_work_and_a_wrong_passphrase_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let empty = outlast(d)
+        .args(["init", "--local", "s", "--providers", "3", "--k", "2", "--passphrase"])
+        .env("OUTLAST_PASSPHRASE", "")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("OUTLAST_PASSPHRASE is empty"), "{empty:?}");
+    assert!(!d.join("outlast.key").exists() && !d.join("outlast.toml").exists());
     let ok = outlast(d)
         .args(["init", "--local", "s", "--providers", "3", "--k", "2", "--passphrase"])
         .env("OUTLAST_PASSPHRASE", "open sesame")
@@ -190,7 +197,8 @@ fn passphrase_keys_work_and_a_wrong_passphrase_is_refused() {
     let out = outlast(d).args(["get", "f"]).env("OUTLAST_PASSPHRASE", "open sesame").output().unwrap();
     assert_eq!(out.stdout, b"locked");
     let out = outlast(d).args(["get", "f"]).env("OUTLAST_PASSPHRASE", "close sesame").output().unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wrong key"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("wrong passphrase") && err.contains("check the passphrase"), "{err}");
     assert!(run_err(d, &["get", "f"]).contains("OUTLAST_PASSPHRASE"));
 }
 
@@ -433,4 +441,20 @@ fn kill_9_mid_get_leaves_no_plaintext_behind() {
     run_ok(d, &["get", "big", "out/big.bin"]);
     assert!(std::fs::read(out_dir.join("big.bin")).unwrap() == body);
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}
+
+#[test]
+fn providers_says_each_providers_trouble_once_and_logs_stay_plain_when_redirected() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::rename(d.join("stores/local2"), d.join("stores/away")).unwrap();
+    let out = outlast(d).args(["providers"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(all.matches("does not exist").count(), 1, "{all}");
+    // Other commands log it, as plain text when stderr is not a terminal.
+    std::fs::write(d.join("f"), b"x").unwrap();
+    let put = outlast(d).args(["put", "f", "f"]).output().unwrap();
+    let err = String::from_utf8_lossy(&put.stderr);
+    assert!(err.contains("does not exist") && !err.contains('\u{1b}'), "{err:?}");
 }

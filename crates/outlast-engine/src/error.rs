@@ -34,6 +34,12 @@ pub enum EngineError {
         /// Fingerprint recorded in the config.
         expected: String,
     },
+    /// The passphrase derives another key than the store's.
+    #[error("wrong passphrase: the key {path} derives from OUTLAST_PASSPHRASE is not this store's; check the passphrase")]
+    WrongPassphrase {
+        /// Key file (Argon2id parameters) used.
+        path: PathBuf,
+    },
     /// The config records no key fingerprint, and the providers' identity markers were
     /// written with another key.
     #[error(
@@ -49,6 +55,18 @@ pub enum EngineError {
     /// A put's content type or user metadata breaks the rules S3 holds them to.
     #[error("metadata: {0}")]
     Metadata(String),
+    /// The version being read was replaced or deleted while it was read (its old shards went).
+    #[error(
+        "`{name}` was {} while it was being read; {}",
+        if *deleted { "deleted" } else { "replaced by a newer version" },
+        if *deleted { "nothing of it is left to read" } else { "run the get again to read the new version" }
+    )]
+    ChangedDuringRead {
+        /// Object name.
+        name: String,
+        /// Whether it was deleted (rather than overwritten).
+        deleted: bool,
+    },
     /// A provider could not be built.
     #[error(transparent)]
     Provider(#[from] ProviderError),

@@ -124,7 +124,18 @@ pub(crate) async fn get(
         dst.finish().await.map_err(|e| EngineError::io("writing the output", e))?;
         Ok::<_, EngineError>(report)
     };
-    let ((), mut report) = tokio::try_join!(fetcher, writer)?;
+    let ((), mut report) = match tokio::try_join!(fetcher, writer) {
+        Ok(done) => done,
+        // Shards that vanished under a read are most often an overwrite or a removal that
+        // finished meanwhile (its gc of the old blobs): say so, not "unreadable".
+        Err(e @ EngineError::Unreadable { .. }) => {
+            return Err(match store.index.get(name)? {
+                Some(now) if now.stamp == entry.stamp => e,
+                now => EngineError::ChangedDuringRead { name: name.to_string(), deleted: now.is_none() },
+            });
+        }
+        Err(e) => return Err(e),
+    };
     report.faults = reader.take_faults();
     report.fetched = reader.bytes_read();
     report.requests = reader.requests();

@@ -47,10 +47,48 @@ pub fn create_random(path: &Path) -> Result<MasterKey, EngineError> {
 
 /// Creates a key file recording fresh Argon2id parameters; the key is derived from `passphrase`.
 pub fn create_passphrase(path: &Path, passphrase: &str) -> Result<MasterKey, EngineError> {
+    refuse_empty(passphrase)?;
     let p = KdfParams::new_random();
     let key = MasterKey::from_passphrase(passphrase, &p)?;
     write_new(path, &format!("outlast-key v1 argon2id m_kib={} t={} p={} salt={}", p.m_kib, p.t, p.p, p.salt))?;
     Ok(key)
+}
+
+/// An empty passphrase derives a key anyone can derive again.
+fn refuse_empty(passphrase: &str) -> Result<(), EngineError> {
+    if passphrase.trim().is_empty() {
+        return Err(EngineError::Key(format!("{PASSPHRASE_ENV} is empty: a passphrase-derived key needs a passphrase")));
+    }
+    Ok(())
+}
+
+/// Most memory an Argon2id key derivation may ask for (4 GiB, in KiB): more is a damaged or
+/// hostile key file, refused before anything is allocated.
+const MAX_KDF_M_KIB: u32 = 4 * 1024 * 1024;
+/// Most Argon2id passes and lanes a key file may ask for.
+const MAX_KDF_T: u32 = 64;
+const MAX_KDF_P: u32 = 64;
+
+/// Refuses Argon2id parameters outside what a key file can sensibly hold.
+fn check_kdf(p: &KdfParams) -> Result<(), String> {
+    if p.p == 0 || p.p > MAX_KDF_P {
+        return Err(format!("p={} is not 1 to {MAX_KDF_P}", p.p));
+    }
+    if p.t == 0 || p.t > MAX_KDF_T {
+        return Err(format!("t={} is not 1 to {MAX_KDF_T}", p.t));
+    }
+    if p.m_kib < 8 * p.p || p.m_kib > MAX_KDF_M_KIB {
+        return Err(format!("m_kib={} is not {} to {MAX_KDF_M_KIB}", p.m_kib, 8 * p.p));
+    }
+    if !(16..=128).contains(&p.salt.len()) || hex::decode(&p.salt).is_err() {
+        return Err("the salt is not 8 to 64 bytes of hex".into());
+    }
+    Ok(())
+}
+
+/// Whether the key file at `path` holds Argon2id parameters (the key comes from a passphrase).
+pub fn is_passphrase_file(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.lines().any(|l| l.trim().starts_with("outlast-key v1 argon2id")))
 }
 
 fn hex_of(b: &[u8]) -> String {
@@ -127,8 +165,10 @@ pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
                     _ => return Err(bad("unknown parameter")),
                 }
             }
+            check_kdf(&p).map_err(|why| bad(&format!("its Argon2id parameters are out of range: {why}")))?;
             let pass = std::env::var(PASSPHRASE_ENV)
                 .map_err(|_| EngineError::Key(format!("{} is passphrase-protected: set {PASSPHRASE_ENV}", path.display())))?;
+            refuse_empty(&pass)?;
             Ok(MasterKey::from_passphrase(&pass, &p)?)
         }
         _ => Err(bad("unknown key kind")),
@@ -172,6 +212,26 @@ mod tests {
         assert!(load(Path::new("/dev/zero")).unwrap_err().to_string().contains("not a regular file"));
         std::fs::write(&path, vec![b'#'; 1 << 20]).unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("bytes, and a key file is under"));
+    }
+
+    #[test]
+    fn absurd_argon2_parameters_and_empty_passphrases_are_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        assert!(create_passphrase(&path, " ").unwrap_err().to_string().contains("is empty"));
+        assert!(!path.exists());
+        let salt = "00112233445566778899aabbccddeeff";
+        for (params, says) in [
+            (format!("m_kib=4294967295 t=3 p=1 salt={salt}"), "m_kib="),
+            (format!("m_kib=65536 t=0 p=1 salt={salt}"), "t=0"),
+            (format!("m_kib=65536 t=4000000000 p=1 salt={salt}"), "t=4000000000"),
+            (format!("m_kib=65536 t=3 p=0 salt={salt}"), "p=0"),
+            ("m_kib=65536 t=3 p=1 salt=zz".to_string(), "salt"),
+        ] {
+            std::fs::write(&path, format!("outlast-key v1 argon2id {params}\n")).unwrap();
+            let e = load(&path).unwrap_err().to_string();
+            assert!(e.contains("out of range") && e.contains(says), "{params}: {e}");
+        }
     }
 
     #[cfg(unix)]

@@ -252,7 +252,11 @@ impl Store {
         if let Some(expected) = &config.key_fingerprint {
             let found = key.fingerprint();
             if &found != expected {
-                return Err(EngineError::WrongKey { path: config.key_path(), found, expected: expected.clone() });
+                let path = config.key_path();
+                if keyfile::is_passphrase_file(&path) {
+                    return Err(EngineError::WrongPassphrase { path });
+                }
+                return Err(EngineError::WrongKey { path, found, expected: expected.clone() });
             }
         }
         let patience = config.timeouts.patience();

@@ -484,3 +484,36 @@ async fn remove_below_quorum_changes_nothing() {
     assert!(store.index().pending().unwrap().is_empty());
     assert_eq!(get(&store, "stay").await.unwrap(), d);
 }
+
+/// A get that loses the race with an overwrite or a removal (whose old shards are deleted
+/// under it) says what happened, not that the object is unreadable.
+#[tokio::test]
+async fn a_get_racing_an_overwrite_or_a_removal_says_so() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let body = data(60 * SEG as usize, 4);
+    for (name, removed) in [("big", false), ("gone", true)] {
+        put(&store, name, &body).await.unwrap();
+        for i in 0..3 {
+            let slow = outlast_provider::Faults { latency: Duration::from_millis(40), ..Default::default() };
+            store.provider_named(&format!("p{i}")).unwrap().set_faults(slow);
+        }
+        let change = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for i in 0..3 {
+                store.provider_named(&format!("p{i}")).unwrap().set_faults(Default::default());
+            }
+            if removed {
+                store.remove(name).await.unwrap();
+            } else {
+                put(&store, name, &data(100, 5)).await.unwrap();
+            }
+        };
+        let (got, ()) = tokio::join!(get(&store, name), change);
+        match got {
+            Err(EngineError::ChangedDuringRead { deleted, .. }) => assert_eq!(deleted, removed, "{name}"),
+            other => panic!("{name}: {:?}", other.map(|b| b.len())),
+        }
+    }
+    assert_eq!(get(&store, "big").await.unwrap(), data(100, 5));
+}
