@@ -214,7 +214,7 @@ const EXIT_USAGE: u8 = 64;
 
 /// glibc arenas a process may create. By default glibc gives each thread that allocates its own
 /// (up to 8 per core), and each keeps freed segment buffers for itself: a 1 GiB get peaked at
-/// 206 MiB with the default and 86 MiB with 2, at the same speed (put: 165 against 85 MiB;
+/// 192 MiB with the default and 99 MiB with 2, no slower (put: 146 against 88 MiB;
 /// docs/ARCHITECTURE.md, Memory). 2 rather than 1 keeps the reader
 /// and the coders from contending on one lock.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
