@@ -241,7 +241,9 @@ fn main() -> ExitCode {
     // log lines would say each twice (its JSON, read by programs, keeps them on stderr).
     let default_filter = match cli.command {
         Command::Demo { .. } => "off",
-        Command::Providers if !cli.json => "warn,opendal=off,outlast_provider=off,outlast_engine::identity=off,outlast_engine::store=off",
+        Command::Providers if !cli.json => {
+            "warn,opendal=off,outlast_provider=off,outlast_engine::identity=off,outlast_engine::store=off"
+        }
         _ => "warn,opendal=error",
     };
     tracing_subscriber::fmt()

@@ -458,3 +458,22 @@ fn providers_says_each_providers_trouble_once_and_logs_stay_plain_when_redirecte
     let err = String::from_utf8_lossy(&put.stderr);
     assert!(err.contains("does not exist") && !err.contains('\u{1b}'), "{err:?}");
 }
+
+#[test]
+fn an_unreadable_object_is_one_short_line_with_the_next_step() {
+    let dir = init_store("3", "5");
+    let d = dir.path();
+    std::fs::write(d.join("f"), data(300_000, 9)).unwrap();
+    run_ok(d, &["put", "f", "f"]);
+    for p in ["local1", "local2", "local3"] {
+        for sub in ["s", "m"] {
+            for e in std::fs::read_dir(d.join("stores").join(p).join(sub)).unwrap() {
+                std::fs::write(e.unwrap().path(), b"rot").unwrap();
+            }
+        }
+    }
+    let err = run_err(d, &["get", "f"]);
+    assert!(err.contains("unreadable") && err.contains("`outlast providers`"), "{err}");
+    assert!(err.contains("range exceeds content length") && !err.contains("context:"), "{err}");
+    assert!(err.len() < 700, "{} bytes: {err}", err.len());
+}

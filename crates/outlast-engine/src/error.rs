@@ -114,7 +114,10 @@ pub enum EngineError {
         size: u64,
     },
     /// Too few good shards to read a segment.
-    #[error("`{name}` is unreadable: segment {segment} has {good} good shards, {needed} needed ({detail})")]
+    #[error(
+        "`{name}` is unreadable: segment {segment} has {good} good shards, {needed} needed ({detail}); `outlast providers` \
+         shows which providers are down, and the object reads again once enough of them answer"
+    )]
     Unreadable {
         /// Object name.
         name: String,

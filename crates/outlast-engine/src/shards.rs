@@ -327,15 +327,15 @@ impl<'a> ShardReader<'a> {
             match r {
                 Ok(v) => out.push((s, v)),
                 Err(CodecError::NotEnoughShards { good, needed, .. }) => {
-                    let detail = self
-                        .faults
-                        .lock()
-                        .expect("faults lock")
-                        .iter()
-                        .filter(|f| f.segment == s)
-                        .map(|f| format!("{}: {}", f.provider, f.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ");
+                    // One short reason per provider: the whole of every failure is for
+                    // `OUTLAST_LOG=debug`, not for the one line a user reads.
+                    let mut by_provider: Vec<(String, String)> = Vec::new();
+                    for f in self.faults.lock().expect("faults lock").iter().filter(|f| f.segment == s) {
+                        if !by_provider.iter().any(|(p, _)| *p == f.provider) {
+                            by_provider.push((f.provider.clone(), shortened(&f.provider, &f.reason)));
+                        }
+                    }
+                    let detail = by_provider.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; ");
                     return Err(EngineError::Unreadable { name: self.name.clone(), segment: s, good, needed, detail });
                 }
                 Err(e) => return Err(e.into()),
@@ -403,6 +403,22 @@ where
     })
     .await
     .expect("codec task panicked")
+}
+
+/// A provider's failure in a few words: what failed and the last cause, without OpenDAL's
+/// context (`OUTLAST_LOG=debug` has it), cut to a readable length.
+fn shortened(provider: &str, reason: &str) -> String {
+    const MAX: usize = 160;
+    let r = reason.strip_prefix(&format!("provider `{provider}`: ")).unwrap_or(reason);
+    let head = r.split(", context:").next().unwrap_or(r);
+    let r = match r.rsplit_once("=> ") {
+        Some((_, cause)) if head.len() < r.len() => format!("{head}: {cause}"),
+        _ => head.to_string(),
+    };
+    match r.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &r[..at]),
+        None => r,
+    }
 }
 
 #[cfg(test)]
