@@ -29,6 +29,9 @@ fn repair_killed_mid_way_resumes_and_rebuilds_a_wiped_provider() {
     while manifests() == 0 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The copy is recorded in the index just after it is written: give a loaded machine time
+    // for that (the next object takes a second at this rate).
+    std::thread::sleep(Duration::from_millis(250));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(manifests() > 0, "the first repair never finished an object");
