@@ -251,6 +251,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal: a log file or a pipe gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log message may carry object names: escaped, one event stays one line and cannot
+        // colour the terminal (other fields are written quoted and escaped already).
+        .fmt_fields(tracing_subscriber::field::MakeExt::delimited(
+            tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                if field.name() == "message" {
+                    write!(w, "{}", outlast_engine::display::escaped(&format!("{value:?}")))
+                } else {
+                    write!(w, "{field}={value:?}")
+                }
+            }),
+            " ",
+        ))
         .without_time()
         .init();
     // Coding runs on the blocking pool (as do OpenDAL's file operations); a small pool keeps

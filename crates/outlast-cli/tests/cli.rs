@@ -402,6 +402,13 @@ fn names_that_could_fake_lines_or_colour_the_terminal_print_escaped() {
     // An error naming one stays one line.
     let err = run_err(d, &["get", fake, "--range", "5-"]);
     assert!(err.contains("evil\\n"), "{err}");
+    // Log lines that name one stay one line too.
+    std::fs::rename(d.join("stores/local2"), d.join("stores/away")).unwrap();
+    let out = run_ok(d, &["put", "f", "log\nfake line"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BELOW") || err.contains("below full redundancy"), "{err}");
+    assert!(!err.contains("log\nfake line") && err.contains("log\\nfake line"), "{err}");
+    std::fs::rename(d.join("stores/away"), d.join("stores/local2")).unwrap();
     // `get --json` into a file prints its report on stdout, where it parses.
     let report = json(&run_ok(d, &["--json", "get", red, "out.bin"]));
     assert_eq!(report["bytes"], 1);
