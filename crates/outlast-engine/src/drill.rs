@@ -103,10 +103,9 @@ impl Store {
         }
         report.seconds = started.elapsed().as_secs_f64();
         for name in without {
-            for b in self.index.blobs_on(name)? {
-                report.evacuation.blobs += 1;
-                report.evacuation.bytes += b.size;
-            }
+            let on = self.index.count_blobs_on(name)?;
+            report.evacuation.blobs += on.blobs;
+            report.evacuation.bytes += on.bytes;
         }
         report.evacuation.rebuild_read_bytes = report.evacuation.bytes * k_max;
         if report.bytes_read > 0 && report.seconds > 0.0 {

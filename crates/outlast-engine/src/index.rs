@@ -150,6 +150,17 @@ pub struct StagedVersion {
     pub holders: Vec<String>,
 }
 
+/// What the index records on one provider, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobCount {
+    /// Blobs of any kind.
+    pub blobs: u64,
+    /// Shard blobs among them.
+    pub shards: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// What [`Index::adopt_all`] did with a recovered version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adopted {
@@ -587,6 +598,41 @@ impl Index {
         let rows =
             st.query_map([provider], |r| Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 }))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many blobs are recorded on `provider`, how many of them are shards, and their
+    /// bytes (without holding them).
+    pub fn count_blobs_on(&self, provider: &str) -> Result<BlobCount, EngineError> {
+        let (blobs, shards, bytes): (i64, i64, i64) = self.conn().query_row(
+            "SELECT COUNT(*), COALESCE(SUM(blob LIKE 's/%'), 0), COALESCE(SUM(size), 0) FROM blobs WHERE provider = ?1",
+            [provider],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(BlobCount { blobs: blobs as u64, shards: shards as u64, bytes: bytes as u64 })
+    }
+
+    /// At most `count` of the blobs recorded on `provider`, spread evenly over them in name
+    /// order (a probe of a few, whatever the provider holds).
+    pub fn sample_blobs_on(&self, provider: &str, count: usize) -> Result<Vec<BlobRef>, EngineError> {
+        let total = self.count_blobs_on(provider)?.blobs as usize;
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT provider, blob, size FROM blobs WHERE provider = ?1 ORDER BY blob LIMIT 1 OFFSET ?2")?;
+        let picks: Vec<usize> = if total <= count {
+            (0..total).collect()
+        } else {
+            (0..count).map(|i| i * (total - 1) / (count - 1).max(1)).collect()
+        };
+        let mut out = Vec::with_capacity(picks.len());
+        for at in picks {
+            let row = st
+                .query_row(params![provider, at as i64], |r| {
+                    Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 })
+                })
+                .optional()?;
+            out.extend(row);
+        }
+        Ok(out)
     }
 }
 
@@ -1042,6 +1088,24 @@ mod tests {
         commit(entry("a", 12), blob("m/tomb"), true).unwrap();
         assert!(index.get("a").unwrap().is_none());
         assert!(matches!(commit(entry("a", 11), vec![], false), Err(EngineError::Superseded(_))));
+    }
+
+    #[test]
+    fn a_provider_s_blobs_are_counted_and_sampled_without_being_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let e = entry("a", 10);
+        let mut blobs: Vec<BlobRef> =
+            (0..100).map(|i| BlobRef { provider: "p".into(), blob: format!("s/{i:03}"), size: 2 }).collect();
+        blobs.push(BlobRef { provider: "p".into(), blob: "m/x".into(), size: 5 });
+        blobs.push(BlobRef { provider: "q".into(), blob: "s/q".into(), size: 7 });
+        index.begin_pending(&pending(e.stamp.vid, blobs.clone())).unwrap();
+        index.commit(&e, &blobs, false).unwrap();
+        assert_eq!(index.count_blobs_on("p").unwrap(), BlobCount { blobs: 101, shards: 100, bytes: 205 });
+        let names: Vec<String> = index.sample_blobs_on("p", 3).unwrap().into_iter().map(|b| b.blob).collect();
+        assert_eq!(names, ["m/x", "s/049", "s/099"]);
+        assert_eq!(index.sample_blobs_on("q", 3).unwrap().len(), 1);
+        assert!(index.sample_blobs_on("none", 3).unwrap().is_empty());
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Store {
         let lost = self.find_lost_blobs().await?;
         for (i, p) in self.providers.iter().enumerate() {
             report.providers[i].missing = lost.by_provider.get(p.name()).copied().unwrap_or(0);
-            report.providers[i].blobs = self.index.blobs_on(p.name())?.len() as u64 + report.providers[i].missing;
+            report.providers[i].blobs = self.index.count_blobs_on(p.name())?.blobs + report.providers[i].missing;
         }
         for (name, e) in lost.unlisted {
             if let Some(r) = report.providers.iter_mut().find(|r| r.name == name) {

@@ -90,13 +90,6 @@ const PROBE_BLOBS: usize = outlast_provider::health::TERMINATED_AFTER as usize;
 const PROBE_NAME: &str = "outlast-probe";
 
 /// Up to `count` items spread over `items` (first, last and between).
-fn sample_evenly<T>(items: &[T], count: usize) -> Vec<&T> {
-    if items.len() <= count {
-        return items.iter().collect();
-    }
-    (0..count).map(|i| &items[i * (items.len() - 1) / (count - 1).max(1)]).collect()
-}
-
 fn operations(h: &HealthStats) -> u64 {
     h.ok + h.transient + h.denied + h.gone + h.other + h.corrupt
 }
@@ -585,12 +578,12 @@ impl Store {
     /// blobs the store wrote there: a deleted bucket or folder answers "not found" to every
     /// one, which an empty probe could not tell from a healthy provider.
     pub async fn providers(&self) -> Result<Vec<ProviderReport>, EngineError> {
-        let mut held = Vec::new();
+        let (mut held, mut samples) = (Vec::new(), Vec::new());
         for p in &self.providers {
-            held.push(self.index.blobs_on(p.name())?);
+            held.push(self.index.count_blobs_on(p.name())?);
+            samples.push(self.index.sample_blobs_on(p.name(), PROBE_BLOBS)?);
         }
-        let probes = join_all(self.providers.iter().zip(&held).map(|(p, blobs)| async move {
-            let known = sample_evenly(blobs, PROBE_BLOBS);
+        let probes = join_all(self.providers.iter().zip(samples).map(|(p, known)| async move {
             if known.is_empty() {
                 return match p.stat(PROBE_NAME).await {
                     Ok(_) => None,
@@ -634,8 +627,8 @@ impl Store {
                 reason,
                 p50_ms: h.p50_ms,
                 p95_ms: h.p95_ms,
-                shards: blobs.iter().filter(|b| b.blob.starts_with(names::SHARD_PREFIX)).count() as u64,
-                bytes: blobs.iter().map(|b| b.size).sum(),
+                shards: blobs.shards,
+                bytes: blobs.bytes,
                 owed: owed.remove(p.name()),
             });
         }
