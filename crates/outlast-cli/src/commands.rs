@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use outlast_engine::display::escaped;
+use outlast_engine::ByteRange;
 use outlast_engine::{Config, GcOptions, PutOptions, RepairOptions, ScrubOptions, Store};
 use serde::Serialize;
 
@@ -13,9 +14,17 @@ use crate::part_file::PartFile;
 use crate::progress::Bar;
 use crate::{Cli, Command};
 
-/// Opens the store; a config that does not record the key's fingerprint has the key checked
-/// against the providers' identity markers instead, before anything is written.
+/// Opens the store (a wrong key is refused here when the config records its fingerprint).
 async fn open(config: Option<&Path>) -> Result<Store> {
+    let path = Config::locate(config);
+    Ok(Store::open(Config::load(&path)?)?)
+}
+
+/// Opens the store for a command that writes to the providers or deletes from them: a config
+/// that does not record the key's fingerprint has the key checked against the providers'
+/// identity markers first, so nothing is written with another store's key. (Commands that
+/// only read fail on their own with a wrong key: nothing opens.)
+async fn open_to_write(config: Option<&Path>) -> Result<Store> {
     let path = Config::locate(config);
     let cfg = Config::load(&path)?;
     let check_key = cfg.key_fingerprint.is_none();
@@ -43,17 +52,15 @@ fn key_values(items: &[String], flag: &str) -> Result<std::collections::BTreeMap
         .collect()
 }
 
-/// Parses `START-END` (inclusive), `START-`, or `-N` (the last N bytes, as HTTP has it) into
-/// a half-open byte range; `size` tells the object's size, which only the last form needs.
-fn parse_range(s: &str, size: impl FnOnce() -> Result<u64>) -> Result<std::ops::Range<u64>> {
+/// Parses `START-END` (inclusive), `START-`, or `-N` (the last N bytes, as HTTP has it).
+fn parse_range(s: &str) -> Result<ByteRange> {
     let (a, b) = s.split_once('-').with_context(|| format!("--range `{s}`: expected START-END, START- or -N, e.g. 0-1023"))?;
     if a.is_empty() {
         let n: u64 = b.parse().with_context(|| format!("--range `{s}`: N (the last N bytes) is not a number"))?;
         if n == 0 {
             bail!("--range `{s}`: the last 0 bytes are no range");
         }
-        let size = size()?;
-        return Ok(size.saturating_sub(n)..size);
+        return Ok(ByteRange::Last(n));
     }
     let start: u64 = a.parse().with_context(|| format!("--range `{s}`: START is not a number"))?;
     let end = if b.is_empty() {
@@ -65,7 +72,7 @@ fn parse_range(s: &str, size: impl FnOnce() -> Result<u64>) -> Result<std::ops::
     if end <= start {
         bail!("--range `{s}`: END must not be before START");
     }
-    Ok(start..end)
+    Ok(ByteRange::Span(start..end))
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -75,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json).await?
         }
         Command::Put { src, name, content_type, meta } => {
-            let store = open(cfg).await?;
+            let store = open_to_write(cfg).await?;
             let metadata = meta
                 .iter()
                 .map(|m| {
@@ -116,7 +123,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get { name, dest, range } => {
             let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
-            let range = range.as_deref().map(|r| parse_range(r, || Ok(store.stat(&name)?.size))).transpose()?;
+            let range = range.as_deref().map(parse_range).transpose()?;
             let total = store.stat(&name).ok().map(|i| i.size);
             let bar = Bar::new(total, "get");
             let dest = dest.filter(|d| d.as_os_str() != "-");
@@ -171,7 +178,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rm { name } => {
-            let store = open(cfg).await?;
+            let store = open_to_write(cfg).await?;
             warn_if_index_lost(&store).await;
             store.remove(&name).await?;
             if cli.json {
@@ -222,7 +229,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Gc { grace_secs, dry_run } => {
-            let store = open(cfg).await?;
+            let store = open_to_write(cfg).await?;
             let opts = GcOptions { grace: Duration::from_secs(grace_secs), dry_run };
             let report = store.gc(&opts).await?;
             if cli.json {
@@ -239,7 +246,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Repair { limit_rate } => {
-            let store = open(cfg).await?;
+            let store = open_to_write(cfg).await?;
             let opts = RepairOptions { limit_rate };
             let report = with_bar("repair", async |bar| store.repair(&opts, bar).await).await?;
             if cli.json {
@@ -296,7 +303,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_owed(report.owed.iter());
                 print_unknown(report.unknown_manifests);
             }
-            if report.found_damage() || report.owes() || report.index_incomplete() {
+            if report.found_damage() || report.owes() || report.index_incomplete() || !report.unopened.is_empty() {
                 return Ok(ExitCode::from(2));
             }
             return Ok(after(&store));
@@ -314,7 +321,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             // then does the config name it: a location in use, or one that cannot be written
             // (a bucket that does not exist), is refused and the config stays as it was.
             outlast_engine::config_edit::config_with(&path, &spec)?;
-            open(cfg).await?.claim_location(&spec).await.with_context(|| format!("cannot add `{name}`"))?;
+            open_to_write(cfg).await?.claim_location(&spec).await.with_context(|| format!("cannot add `{name}`"))?;
             let config = outlast_engine::config_edit::add_provider(&path, &spec)?;
             let store = Store::open(config)?;
             let report = store.providers().await?.into_iter().find(|r| r.name == name).expect("just added");
@@ -328,7 +335,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Provider(crate::ProviderCommand::Reset { name }) => {
-            let store = open(cfg).await?;
+            let store = open_to_write(cfg).await?;
             store.reset_provider(&name).await?;
             if cli.json {
                 print_json(&serde_json::json!({ "reset": name }));
@@ -347,7 +354,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Evacuate { provider, to } => {
-            let store = open(cfg).await?;
+            let store = open_to_write(cfg).await?;
             let r = with_bar("evacuate", async |bar| store.evacuate(&provider, &to, bar).await).await?;
             if cli.json {
                 print_json(&r);
@@ -438,7 +445,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 async fn get_to_file(
     store: &Store,
     name: &str,
-    range: Option<std::ops::Range<u64>>,
+    range: Option<ByteRange>,
     dest: &Path,
     bar: &Bar,
 ) -> Result<outlast_engine::GetReport> {
@@ -611,7 +618,7 @@ fn after(store: &Store) -> ExitCode {
 async fn get_on_thread<W: std::io::Write + Send + 'static>(
     store: &Store,
     name: &str,
-    range: Option<std::ops::Range<u64>>,
+    range: Option<ByteRange>,
     out: W,
     bar: &Bar,
 ) -> Result<outlast_engine::GetReport> {

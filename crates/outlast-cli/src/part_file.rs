@@ -26,8 +26,9 @@ enum Kind {
 impl PartFile {
     /// A new, empty, private file in `dir` for `dest_name`.
     pub fn create(dir: &Path, dest_name: &str) -> Result<PartFile> {
+        // Naming it at the end goes through /proc (a chroot may lack it): without, fall back.
         #[cfg(target_os = "linux")]
-        {
+        if Path::new("/proc/self/fd").is_dir() {
             use std::os::unix::fs::OpenOptionsExt;
             let unnamed = std::fs::OpenOptions::new().write(true).mode(0o600).custom_flags(libc::O_TMPFILE).open(dir);
             match unnamed {

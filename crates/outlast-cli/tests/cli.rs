@@ -149,7 +149,7 @@ fn wrong_key_and_bad_config_are_clear_one_line_errors() {
     let cfg = std::fs::read_to_string(d.join("outlast.toml")).unwrap();
     let unfingerprinted: String = cfg.lines().filter(|l| !l.starts_with("key_fingerprint")).map(|l| format!("{l}\n")).collect();
     std::fs::write(d.join("outlast.toml"), unfingerprinted).unwrap();
-    for args in [&["put", "f", "g"][..], &["get", "f"], &["ls"]] {
+    for args in [&["put", "f", "g"][..], &["rm", "f"], &["gc"]] {
         let err = run_err(d, args);
         assert!(err.contains("wrong key") && err.contains("identity markers"), "{args:?}: {err}");
     }

@@ -65,10 +65,35 @@ impl GetSink for tokio::sync::mpsc::Sender<Bytes> {
     }
 }
 
+/// Which bytes of an object a get reads, resolved against the size of the version actually
+/// read (so that "the last N bytes" cannot mix two versions' sizes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ByteRange {
+    /// These bytes (the end is clipped to the object's size).
+    Span(Range<u64>),
+    /// The last N bytes, as an HTTP suffix range has it (all of a smaller object).
+    Last(u64),
+}
+
+impl From<Range<u64>> for ByteRange {
+    fn from(r: Range<u64>) -> Self {
+        ByteRange::Span(r)
+    }
+}
+
+impl ByteRange {
+    fn resolve(&self, size: u64) -> Range<u64> {
+        match self {
+            ByteRange::Span(r) => r.clone(),
+            ByteRange::Last(n) => size.saturating_sub(*n)..size,
+        }
+    }
+}
+
 pub(crate) async fn get(
     store: &Store,
     name: &str,
-    range: Option<Range<u64>>,
+    range: Option<ByteRange>,
     dst: &mut impl GetSink,
     progress: &dyn Progress,
     scope: &ReadScope,
@@ -80,6 +105,7 @@ pub(crate) async fn get(
     };
     let reader = ShardReader::new(store, name, &om, manifest.stamp.vid, scope)?;
     let layout = *reader.codec.layout();
+    let range = range.map(|r| r.resolve(om.size));
     if let Some(r) = &range {
         if r.start >= om.size && om.size > 0 {
             return Err(EngineError::Range { name: name.to_string(), start: r.start, size: om.size });

@@ -109,8 +109,9 @@ pub struct Recovered {
     pub tombstone: bool,
 }
 
-/// A manifest copy a recovery read and opened, staged in the index's database until every
-/// copy is in (a recovery of a large store must not hold them all in memory).
+/// A manifest copy a recovery read and opened, staged in a temporary table of the index's
+/// connection until every copy is in (a recovery of a large store must not hold them all in
+/// memory).
 pub struct StagedCopy {
     /// The copy's blob name (the version's manifest name).
     pub blob: String,
@@ -461,14 +462,17 @@ impl Index {
         Ok(outcomes)
     }
 
-    /// Empties the staging area of a recovery (a crashed one's included).
+    /// Opens the staging area of a recovery: a temporary table of this process's connection
+    /// (another recovery from the same folder has its own), kept in a temporary file beyond
+    /// SQLite's page cache, and gone when the process is.
     pub fn stage_begin(&self) -> Result<(), EngineError> {
         self.conn().execute_batch(
-            "DROP TABLE IF EXISTS recover_stage;
-             CREATE TABLE recover_stage (
+            "PRAGMA temp_store = FILE;
+             DROP TABLE IF EXISTS temp.recover_stage;
+             CREATE TEMP TABLE recover_stage (
                  blob TEXT PRIMARY KEY, name TEXT NOT NULL, time_ns INTEGER NOT NULL, vid BLOB NOT NULL,
                  revision INTEGER NOT NULL, sealed BLOB NOT NULL, holders TEXT NOT NULL);
-             CREATE INDEX recover_stage_by_name ON recover_stage (name, time_ns, vid);",
+             CREATE INDEX temp.recover_stage_by_name ON recover_stage (name, time_ns, vid);",
         )?;
         Ok(())
     }
@@ -550,7 +554,7 @@ impl Index {
 
     /// Drops the staging area once a recovery is done with it.
     pub fn stage_end(&self) -> Result<(), EngineError> {
-        self.conn().execute_batch("DROP TABLE IF EXISTS recover_stage;")?;
+        self.conn().execute_batch("DROP TABLE IF EXISTS temp.recover_stage;")?;
         Ok(())
     }
 

@@ -168,7 +168,10 @@ pub fn load(path: &Path) -> Result<MasterKey, EngineError> {
             check_kdf(&p).map_err(|why| bad(&format!("its Argon2id parameters are out of range: {why}")))?;
             let pass = std::env::var(PASSPHRASE_ENV)
                 .map_err(|_| EngineError::Key(format!("{} is passphrase-protected: set {PASSPHRASE_ENV}", path.display())))?;
-            refuse_empty(&pass)?;
+            // A store made before empty passphrases were refused must still open.
+            if pass.trim().is_empty() {
+                tracing::warn!("{PASSPHRASE_ENV} is empty: anyone can derive this store's key; move the data to a new store");
+            }
             Ok(MasterKey::from_passphrase(&pass, &p)?)
         }
         _ => Err(bad("unknown key kind")),

@@ -43,7 +43,7 @@ pub use drill::{DrillReport, Evacuation};
 pub use error::EngineError;
 pub use evacuate::EvacuateReport;
 pub use gc::{GcDeletion, GcOptions, GcReason, GcReport};
-pub use get::{GetSink, WriteSink};
+pub use get::{ByteRange, GetSink, WriteSink};
 pub use lease::LeaseTiming;
 pub use owed::ProviderOwed;
 pub use progress::Progress;

@@ -111,7 +111,7 @@ impl Store {
             }
         }
         progress.set_total(listed.manifests.len() as u64);
-        // Read and open every copy; the index's database keeps the highest revision of each
+        // Read and open every copy; a temporary table keeps the highest revision of each
         // version as they come.
         self.index.stage_begin()?;
         let copies = std::mem::take(&mut listed.manifests);

@@ -88,10 +88,10 @@ pub struct ScrubReport {
 }
 
 impl ScrubReport {
-    /// Whether this run found anything missing, corrupt or unreachable.
+    /// Whether this run found anything missing, corrupt or unreachable on a provider (what
+    /// repair rebuilds).
     pub fn found_damage(&self) -> bool {
-        !self.unopened.is_empty()
-            || self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.stale_manifests > 0 || p.error.is_some())
+        self.providers.iter().any(|p| p.missing > 0 || p.corrupt > 0 || p.stale_manifests > 0 || p.error.is_some())
     }
 
     /// Whether redundancy is owed (found by this run or before it): a scrub that finds nothing
@@ -186,11 +186,13 @@ impl Store {
     fn scrub_samplers(&self, fraction: Option<f64>) -> Result<(Vec<Sampler>, Vec<Sampler>), EngineError> {
         let count = self.providers.len();
         let (mut shards, mut manifests) = (vec![0u64; count], vec![0u64; count]);
-        let mut quiet = ScrubReport::default();
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for entry in page {
-                let Some((om, _)) = self.scrub_manifest(&entry, &mut quiet) else { continue };
+                // Those that do not open are named once, by the checking pass.
+                let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(&entry, None) else {
+                    continue;
+                };
                 let (on, units) = self.checkable(0, &entry, &om)?;
                 on.into_iter().for_each(|p| manifests[p] += 1);
                 units.into_iter().for_each(|u| shards[u.provider] += 1);

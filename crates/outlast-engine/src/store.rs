@@ -1,7 +1,6 @@
 //! The store: one configuration, one key, its providers and its index.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +11,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::index::{BlobRef, Index, IndexEntry};
-use crate::{keyfile, Config, EngineError, GetSink, Progress, Unopened, WriteSink};
+use crate::{keyfile, ByteRange, Config, EngineError, GetSink, Progress, Unopened, WriteSink};
 
 /// How long cleanup deletes wait for a provider that does not answer.
 const DELETE_PATIENCE: Duration = Duration::from_secs(5);
@@ -398,7 +397,7 @@ impl Store {
     pub async fn get<W: AsyncWrite + Unpin + Send>(
         &self,
         name: &str,
-        range: Option<Range<u64>>,
+        range: Option<ByteRange>,
         dst: W,
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {
@@ -410,7 +409,7 @@ impl Store {
     pub async fn get_into(
         &self,
         name: &str,
-        range: Option<Range<u64>>,
+        range: Option<ByteRange>,
         sink: &mut impl GetSink,
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {

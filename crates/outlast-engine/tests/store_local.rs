@@ -44,13 +44,19 @@ async fn ranges_read_only_what_they_cover() {
         (d.len() as u64 - 1, d.len() as u64 + 9),
     ] {
         let mut out = Vec::new();
-        store.get("r", Some(a..b), &mut out, &NoProgress).await.unwrap();
+        store.get("r", Some((a..b).into()), &mut out, &NoProgress).await.unwrap();
         let (a, b) = (a.min(d.len() as u64) as usize, b.min(d.len() as u64) as usize);
         assert_eq!(out, &d[a..b]);
     }
     let mut out = Vec::new();
-    let past = store.get("r", Some(d.len() as u64..d.len() as u64 + 9), &mut out, &NoProgress).await;
+    let past = store.get("r", Some((d.len() as u64..d.len() as u64 + 9).into()), &mut out, &NoProgress).await;
     assert!(matches!(past, Err(EngineError::Range { .. })), "{past:?}");
+    // The last N bytes, of the version read (all of it when N is more).
+    for n in [1, s + 3, d.len() as u64 + 100] {
+        let mut out = Vec::new();
+        store.get("r", Some(outlast_engine::ByteRange::Last(n)), &mut out, &NoProgress).await.unwrap();
+        assert_eq!(out, &d[d.len().saturating_sub(n as usize)..], "last {n}");
+    }
 }
 
 #[tokio::test]
