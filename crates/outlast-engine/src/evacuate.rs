@@ -188,12 +188,13 @@ impl Store {
             for entry in page {
                 // One whose manifest does not open counts where the index records blobs of it:
                 // until someone deals with it, the provider is not empty.
-                if self.open_manifest_or_note(&entry, unopened.as_deref_mut()).is_none() {
+                let Some(manifest) = self.open_manifest_or_note(&entry, unopened.as_deref_mut()) else {
                     objects += self.index.blobs_of(&entry.stamp.vid)?.iter().any(|b| b.provider == provider) as u64;
                     continue;
-                }
-                if let Some(m) = self.move_of(entry, provider) {
-                    let layout = m.om.layout()?;
+                };
+                let ManifestBody::Object(om) = manifest.body else { continue };
+                if om.placement.iter().any(|p| p.provider == provider) {
+                    let layout = om.layout()?;
                     objects += 1;
                     bytes += (0..layout.part_count()).map(|p| layout.part_blob_len(p)).sum::<u64>();
                 }

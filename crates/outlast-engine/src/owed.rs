@@ -13,7 +13,7 @@ use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use serde::Serialize;
 
 use crate::index::IndexEntry;
-use crate::{EngineError, Store};
+use crate::{EngineError, Store, Unopened};
 
 /// What one provider owes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -59,9 +59,14 @@ pub(crate) struct ObjectDebt {
 
 impl Store {
     /// What `entry`'s version owes (`None`: nothing, or a tombstone).
-    pub(crate) fn object_debt(&self, entry: &IndexEntry) -> Result<Option<ObjectDebt>, EngineError> {
-        // One that does not open owes nothing that can be paid; the jobs name it.
-        let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(entry, None) else {
+    /// One whose manifest does not open owes nothing that can be paid; it is named in
+    /// `unopened`, when given.
+    pub(crate) fn object_debt(
+        &self,
+        entry: &IndexEntry,
+        unopened: Option<&mut Unopened>,
+    ) -> Result<Option<ObjectDebt>, EngineError> {
+        let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(entry, unopened) else {
             return Ok(None);
         };
         let layout = om.layout()?;
@@ -107,7 +112,7 @@ impl Store {
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page()? {
             for entry in page {
-                let Some(debt) = self.object_debt(&entry)? else { continue };
+                let Some(debt) = self.object_debt(&entry, None)? else { continue };
                 let mut touched: HashSet<usize> = HashSet::new();
                 for (_, shards) in &debt.parts {
                     for &i in shards {

@@ -114,10 +114,7 @@ impl Store {
         while let Some(page) = pages.next_page()? {
             for entry in page {
                 report.objects += 1;
-                if self.open_manifest_or_note(&entry, Some(&mut report.unopened)).is_none() {
-                    continue;
-                }
-                if let Some(d) = self.debt_of(entry)? {
+                if let Some(d) = self.debt_of(entry, Some(&mut report.unopened))? {
                     report.objects_in_debt += 1;
                     total += d.bytes();
                 }
@@ -130,7 +127,7 @@ impl Store {
         // the objects in flight, whatever the store. Objects side by side: paying one
         // object's debt is a few round trips (open, write, close, record, manifest copies), so
         // one at a time leaves a distant provider idle.
-        let debts = self.index.object_pages("").picked(|entry| self.debt_of(entry));
+        let debts = self.index.object_pages("").picked(|entry| self.debt_of(entry, None));
         let repairs = debts
             .map_ok(|debt| async move {
                 let _buffers = buffers.hold(debt.held_bytes()).await;
@@ -261,8 +258,8 @@ impl Store {
     }
 
     /// What `entry`'s version owes, from the index alone (`owed.rs`).
-    fn debt_of(&self, entry: IndexEntry) -> Result<Option<Debt>, EngineError> {
-        let Some(d) = self.object_debt(&entry)? else { return Ok(None) };
+    fn debt_of(&self, entry: IndexEntry, unopened: Option<&mut Unopened>) -> Result<Option<Debt>, EngineError> {
+        let Some(d) = self.object_debt(&entry, unopened)? else { return Ok(None) };
         Ok(Some(Debt { entry, om: d.om, parts: d.parts }))
     }
 

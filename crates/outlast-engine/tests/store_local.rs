@@ -496,30 +496,30 @@ async fn remove_below_quorum_changes_nothing() {
 #[tokio::test]
 async fn a_get_racing_an_overwrite_or_a_removal_says_so() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    // The reader sees slow providers; the writer, a second store over the same folders and
+    // index, sees them at full speed, so the change lands while the read is half-way.
+    let (reader, writer) = (f.store(), f.store());
+    for i in 0..3 {
+        let slow = outlast_provider::Faults { latency: Duration::from_millis(60), ..Default::default() };
+        reader.provider_named(&format!("p{i}")).unwrap().set_faults(slow);
+    }
     let body = data(60 * SEG as usize, 4);
     for (name, removed) in [("big", false), ("gone", true)] {
-        put(&store, name, &body).await.unwrap();
-        for i in 0..3 {
-            let slow = outlast_provider::Faults { latency: Duration::from_millis(40), ..Default::default() };
-            store.provider_named(&format!("p{i}")).unwrap().set_faults(slow);
-        }
+        put(&writer, name, &body).await.unwrap();
         let change = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            for i in 0..3 {
-                store.provider_named(&format!("p{i}")).unwrap().set_faults(Default::default());
-            }
             if removed {
-                store.remove(name).await.unwrap();
+                writer.remove(name).await.unwrap();
             } else {
-                put(&store, name, &data(100, 5)).await.unwrap();
+                put(&writer, name, &data(100, 5)).await.unwrap();
             }
         };
-        let (got, ()) = tokio::join!(get(&store, name), change);
+        let (got, ()) = tokio::join!(get(&reader, name), change);
         match got {
             Err(EngineError::ChangedDuringRead { deleted, .. }) => assert_eq!(deleted, removed, "{name}"),
             other => panic!("{name}: {:?}", other.map(|b| b.len())),
         }
     }
+    let store = writer;
     assert_eq!(get(&store, "big").await.unwrap(), data(100, 5));
 }
