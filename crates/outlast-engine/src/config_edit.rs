@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use outlast_codec::names;
 use outlast_provider::ProviderSpec;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table};
 
@@ -77,7 +76,7 @@ fn with_provider(path: &Path, spec: &ProviderSpec) -> Result<DocumentMut, Engine
 pub fn remove_provider(path: &Path, store: &Store, name: &str) -> Result<Config, EngineError> {
     // Both what the index records there and what manifests place there: a provider whose
     // blobs vanished has no rows left, yet objects still name it until evacuated.
-    let shards = store.index().blobs_on(name)?.iter().filter(|b| b.blob.starts_with(names::SHARD_PREFIX)).count();
+    let shards = store.index().count_blobs_on(name)?.shards;
     let placed = store.objects_placed_on(name)?;
     if shards > 0 || placed > 0 {
         return Err(edit_error(

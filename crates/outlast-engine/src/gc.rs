@@ -21,6 +21,7 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use outlast_provider::{BlobEntry, Provider, ProviderError};
 use serde::Serialize;
 
+use crate::listed::{ListedBlob, ListedStage, Shape};
 use crate::nameset::NameSet;
 use crate::store::now_ns;
 use crate::{EngineError, Store, Unopened};
@@ -128,34 +129,45 @@ impl Store {
         let live_pending = self.gc_crashed_writes(opts, &mut report).await?;
         let now = SystemTime::now();
         // List first, then read what is pending, then what is referenced: a write that commits
-        // in between is then in one set or the other.
-        let mut listings: Vec<(&Provider, Vec<Listed>)> = Vec::new();
+        // in between is then in one set or the other. Listings go to disk (a store's whole
+        // listing is more than a job should hold); local disks' temporary files are few.
+        let mut stage = ListedStage::new(&self.index)?;
+        let mut temps: Vec<(usize, BlobEntry)> = Vec::new();
         // Why this run may not see every version on the providers: then nothing unreferenced
         // is deleted, since a blob may belong to a version only the unseen copies name.
         let mut unseen: Vec<String> = Vec::new();
-        for prov in &self.providers {
-            let mut listed = Vec::new();
-            let mut keep = |l: Vec<BlobEntry>, report: &mut GcReport| {
-                let before = listed.len() + l.len();
-                listed.extend(l.into_iter().filter(|e| is_own_shape(&e.name)).map(Listed::from));
-                report.foreign += (before - listed.len()) as u64;
-            };
+        for (i, prov) in self.providers.iter().enumerate() {
             for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-                match prov.list(prefix).await {
-                    Ok(l) => keep(l, &mut report),
-                    Err(e) => {
-                        report.errors.push(e.to_string());
-                        unseen.push(format!("`{}` could not be listed", prov.name()));
+                let mut listing = prov.listing(prefix);
+                loop {
+                    match listing.next().await {
+                        Ok(Some(e)) => match ListedBlob::parse(i, &e) {
+                            Some(b) => stage.push(b)?,
+                            None => report.foreign += 1,
+                        },
+                        Ok(None) => break,
+                        Err(e) => {
+                            report.errors.push(e.to_string());
+                            unseen.push(format!("`{}` could not be listed", prov.name()));
+                            break;
+                        }
                     }
                 }
             }
             match temp_files(prov).await {
-                Ok(l) => keep(l, &mut report),
+                Ok(l) => {
+                    for e in l {
+                        if is_own_temp(&e.name) {
+                            temps.push((i, e));
+                        } else {
+                            report.foreign += 1;
+                        }
+                    }
+                }
                 Err(e) => report.errors.push(e.to_string()),
             }
-            listed.shrink_to_fit();
-            listings.push((prov, listed));
         }
+        stage.seal()?;
         // Names are what is protected, whichever provider they were recorded on.
         // Every name referenced, hashed: a few bytes an object, whatever the store.
         let mut live = live_pending;
@@ -163,7 +175,10 @@ impl Store {
             live.extend(p.blobs.iter().map(|b| &b.blob));
         }
         for prov in &self.providers {
-            live.extend(self.index.blobs_on(prov.name())?.iter().map(|b| &b.blob));
+            let mut pages = self.index.blob_pages(prov.name());
+            while let Some(page) = pages.next_page()? {
+                live.extend(page.iter().map(|b| &b.blob));
+            }
         }
         self.placed_names(&mut live, &mut report.unopened)?;
         // A version whose manifest does not open may place blobs the index no longer records
@@ -187,10 +202,12 @@ impl Store {
         // Copies that could not be read or did not open, unless another copy of the name did.
         // (provider, blob, why, whether it was read at all)
         let mut unopened: Vec<(&str, String, String, bool)> = Vec::new();
-        for (prov, listed) in &listings {
-            for name in listed.iter().filter_map(|e| e.name.manifest()).filter(|name| !live.contains(name)) {
-                if judged.contains(&name) {
-                    continue; // another copy of this version already opened
+        let mut pages = stage.pages(Some(Shape::Manifest));
+        while let Some(page) = pages.next_page()? {
+            for copy in page {
+                let (prov, name) = (&self.providers[copy.provider], copy.name());
+                if live.contains(&name) || judged.contains(&name) {
+                    continue; // referenced, or another copy of this version already opened
                 }
                 match self.unknown_version(prov, &name).await {
                     Ok(Unreferenced::Superseded) => {
@@ -233,58 +250,23 @@ impl Store {
                 report.unknown_versions
             );
         }
-        let garbage = self.index.garbage()?;
-        for (prov, listed) in listings {
-            for entry in listed {
-                let entry = entry.into_entry();
-                let why = match temp_target(&entry.name) {
-                    // A temporary file is kept while a write in progress names its blob.
-                    Some(target)
-                        if [names::SHARD_PREFIX, names::MANIFEST_PREFIX]
-                            .iter()
-                            .any(|p| live.contains(&format!("{p}{target}"))) =>
-                    {
-                        continue
-                    }
-                    Some(_) => GcReason::StaleTemporary,
-                    None if live.contains(&entry.name) || protected.contains(&entry.name) => continue,
-                    None if garbage.contains(&(prov.name().to_string(), entry.name.clone())) => GcReason::KnownGarbage,
-                    None => GcReason::Unreferenced,
-                };
-                if (leases_unknown || !unseen.is_empty()) && why == GcReason::Unreferenced {
-                    report.kept_unsure += 1;
-                    continue;
-                }
-                if leases_unknown && why == GcReason::StaleTemporary {
-                    report.kept_unsure += 1;
-                    continue;
-                }
-                let floor = if why == GcReason::KnownGarbage { opts.grace } else { opts.grace.max(UNKNOWN_MIN_AGE) };
-                let age = entry.modified.and_then(|m| now.duration_since(m).ok());
-                if floor > Duration::ZERO && age.is_none_or(|a| a < floor) {
-                    report.kept_young += 1;
-                    continue;
-                }
-                // The snapshots above may be minutes old: a repair, evacuation or write may have
-                // recorded this name since (a rebuilt blob keeps an old blob's name).
-                if temp_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name)? {
-                    continue;
-                }
-                let deletion =
-                    GcDeletion { provider: prov.name().to_string(), blob: entry.name.clone(), size: Some(entry.size), why };
-                if !opts.dry_run {
-                    if let Err(e) = prov.delete(&entry.name).await {
-                        report.errors.push(e.to_string());
-                        continue;
-                    }
-                    if why == GcReason::KnownGarbage {
-                        self.index.forget_garbage(prov.name(), &entry.name)?;
-                    }
-                }
-                report.deleted += 1;
-                report.bytes += entry.size;
-                report.deletions.push(deletion);
+        let sweep = Sweep {
+            live,
+            protected,
+            garbage: self.index.garbage()?,
+            unsure: leases_unknown || !unseen.is_empty(),
+            leases_unknown,
+            now,
+        };
+        let mut pages = stage.pages(None);
+        while let Some(page) = pages.next_page()? {
+            for b in page {
+                let entry = BlobEntry { name: b.name(), size: b.size, modified: b.modified };
+                self.gc_one(&self.providers[b.provider], entry, opts, &sweep, &mut report).await?;
             }
+        }
+        for (i, entry) in temps {
+            self.gc_one(&self.providers[i], entry, opts, &sweep, &mut report).await?;
         }
         // Leases whose put stopped renewing them long ago (it crashed, or lost its way).
         for (i, blob) in leases.dead {
@@ -301,6 +283,57 @@ impl Store {
             report.deletions.push(deletion);
         }
         Ok(report)
+    }
+
+    /// Deletes one listed blob if the rules let it go (see the module documentation).
+    async fn gc_one(
+        &self,
+        prov: &Provider,
+        entry: BlobEntry,
+        opts: &GcOptions,
+        sweep: &Sweep,
+        report: &mut GcReport,
+    ) -> Result<(), EngineError> {
+        let why = match temp_target(&entry.name) {
+            // A temporary file is kept while a write in progress names its blob.
+            Some(target)
+                if [names::SHARD_PREFIX, names::MANIFEST_PREFIX].iter().any(|p| sweep.live.contains(&format!("{p}{target}"))) =>
+            {
+                return Ok(())
+            }
+            Some(_) => GcReason::StaleTemporary,
+            None if sweep.live.contains(&entry.name) || sweep.protected.contains(&entry.name) => return Ok(()),
+            None if sweep.garbage.contains(&(prov.name().to_string(), entry.name.clone())) => GcReason::KnownGarbage,
+            None => GcReason::Unreferenced,
+        };
+        if (sweep.unsure && why == GcReason::Unreferenced) || (sweep.leases_unknown && why == GcReason::StaleTemporary) {
+            report.kept_unsure += 1;
+            return Ok(());
+        }
+        let floor = if why == GcReason::KnownGarbage { opts.grace } else { opts.grace.max(UNKNOWN_MIN_AGE) };
+        let age = entry.modified.and_then(|m| sweep.now.duration_since(m).ok());
+        if floor > Duration::ZERO && age.is_none_or(|a| a < floor) {
+            report.kept_young += 1;
+            return Ok(());
+        }
+        // The snapshots above may be minutes old: a repair, evacuation or write may have
+        // recorded this name since (a rebuilt blob keeps an old blob's name).
+        if temp_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name)? {
+            return Ok(());
+        }
+        if !opts.dry_run {
+            if let Err(e) = prov.delete(&entry.name).await {
+                report.errors.push(e.to_string());
+                return Ok(());
+            }
+            if why == GcReason::KnownGarbage {
+                self.index.forget_garbage(prov.name(), &entry.name)?;
+            }
+        }
+        report.deleted += 1;
+        report.bytes += entry.size;
+        report.deletions.push(GcDeletion { provider: prov.name().to_string(), blob: entry.name, size: Some(entry.size), why });
+        Ok(())
     }
 
     /// Cleans up the writes whose holder died or stopped renewing them: claims each one's
@@ -441,65 +474,28 @@ enum Unreferenced {
     Unopened(String),
 }
 
-/// Whether a listed name is one this format writes: a shard, a manifest, or a local disk's
-/// temporary file of one.
-fn is_own_shape(name: &str) -> bool {
-    names::has_shape(name, names::SHARD_PREFIX)
-        || names::has_shape(name, names::MANIFEST_PREFIX)
-        || name.strip_prefix(outlast_provider::TEMP_PREFIX).and_then(|t| t.split_once('.')).is_some_and(|(tag, random)| {
-            names::is_tag(tag) && !random.is_empty() && random.len() <= 32 && random.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+/// Whether a listed name is a local disk's temporary file of a blob this format writes
+/// (`t/TAG.RANDOM`).
+fn is_own_temp(name: &str) -> bool {
+    name.strip_prefix(outlast_provider::TEMP_PREFIX).and_then(|t| t.split_once('.')).is_some_and(|(tag, random)| {
+        names::is_tag(tag) && !random.is_empty() && random.len() <= 32 && random.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
 }
 
-/// A blob a provider listed, held small until the sweep (gc holds every blob of every
-/// provider at once): a shard or manifest name is its prefix and 16 bytes.
-struct Listed {
-    name: ListedName,
-    size: u64,
-    modified: Option<SystemTime>,
-}
-
-enum ListedName {
-    Shard([u8; 16]),
-    Manifest([u8; 16]),
-    /// A temporary file (local disks only, and few).
-    Other(Box<str>),
-}
-
-impl From<BlobEntry> for Listed {
-    fn from(e: BlobEntry) -> Self {
-        let tag = |prefix: &str| -> Option<[u8; 16]> {
-            let tag = e.name.strip_prefix(prefix).filter(|t| names::is_tag(t))?;
-            hex::decode(tag).ok()?.try_into().ok()
-        };
-        let name = match (tag(names::SHARD_PREFIX), tag(names::MANIFEST_PREFIX)) {
-            (Some(t), _) => ListedName::Shard(t),
-            (_, Some(t)) => ListedName::Manifest(t),
-            _ => ListedName::Other(e.name.into_boxed_str()),
-        };
-        Listed { name, size: e.size, modified: e.modified }
-    }
-}
-
-impl ListedName {
-    /// The blob name, if this is a manifest copy.
-    fn manifest(&self) -> Option<String> {
-        match self {
-            ListedName::Manifest(t) => Some(format!("{}{}", names::MANIFEST_PREFIX, hex::encode(t))),
-            _ => None,
-        }
-    }
-}
-
-impl Listed {
-    fn into_entry(self) -> BlobEntry {
-        let name = match self.name {
-            ListedName::Shard(t) => format!("{}{}", names::SHARD_PREFIX, hex::encode(t)),
-            ListedName::Manifest(t) => format!("{}{}", names::MANIFEST_PREFIX, hex::encode(t)),
-            ListedName::Other(name) => name.into_string(),
-        };
-        BlobEntry { name, size: self.size, modified: self.modified }
-    }
+/// What the sweep keeps, known before it starts.
+struct Sweep {
+    /// Every name a current version, a write in progress or a live lease references.
+    live: NameSet,
+    /// Names of versions found on the providers that the index does not know, and of
+    /// manifest copies that could not be judged.
+    protected: HashSet<String>,
+    /// (provider, blob) this store made garbage and could not delete at the time.
+    garbage: HashSet<(String, String)>,
+    /// Whether this run may not see every version (nothing unreferenced goes).
+    unsure: bool,
+    /// Whether some provider's leases could not be read (no temporary file goes either).
+    leases_unknown: bool,
+    now: SystemTime,
 }
 
 /// The temporary files of blobs being written on a local-disk provider (none elsewhere: other
@@ -527,21 +523,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listed_blob_held_small_gives_back_its_name() {
-        for name in ["s/0123456789abcdef0123456789abcdef", "m/fedcba9876543210fedcba9876543210", "t/0123.Ab12xY9z"] {
-            let entry = BlobEntry { name: name.into(), size: 7, modified: Some(SystemTime::UNIX_EPOCH) };
-            let back = Listed::from(entry).into_entry();
-            assert_eq!((back.name.as_str(), back.size, back.modified), (name, 7, Some(SystemTime::UNIX_EPOCH)));
-        }
-        let m = Listed::from(BlobEntry { name: "m/00000000000000000000000000000000".into(), size: 0, modified: None });
-        assert_eq!(m.name.manifest().as_deref(), Some("m/00000000000000000000000000000000"));
-    }
-
-    #[test]
     fn only_our_own_shapes_are_ever_candidates() {
-        assert!(is_own_shape("s/0123456789abcdef0123456789abcdef"));
-        assert!(is_own_shape("m/0123456789abcdef0123456789abcdef"));
-        assert!(is_own_shape("t/0123456789abcdef0123456789abcdef.Ab12xY9z"));
+        // What the sweep may consider: a staged shard or manifest, or a temporary file of one.
+        let own = |name: &str| {
+            let entry = BlobEntry { name: name.into(), size: 1, modified: None };
+            ListedBlob::parse(0, &entry).is_some() || is_own_temp(name)
+        };
+        assert!(own("s/0123456789abcdef0123456789abcdef"));
+        assert!(own("m/0123456789abcdef0123456789abcdef"));
+        assert!(own("t/0123456789abcdef0123456789abcdef.Ab12xY9z"));
         for stranger in [
             "s/holiday.jpg",
             "m/README",
@@ -550,7 +540,7 @@ mod tests {
             "t/notes.txt.swp",
             "s/0123456789abcdef0123456789abcdef/inner",
         ] {
-            assert!(!is_own_shape(stranger), "{stranger}");
+            assert!(!own(stranger), "{stranger}");
         }
     }
 }

@@ -203,6 +203,28 @@ impl ObjectPages<'_> {
     }
 }
 
+/// A walk over the blobs recorded on one provider, [`PAGE`] rows at a time (see
+/// [`Index::blob_pages`]).
+pub struct BlobPages<'a> {
+    index: &'a Index,
+    provider: String,
+    after: Option<String>,
+    done: bool,
+}
+
+impl BlobPages<'_> {
+    /// The next page, or `None` past the last row.
+    pub fn next_page(&mut self) -> Result<Option<Vec<BlobRef>>, EngineError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.index.blobs_on_page(&self.provider, self.after.as_deref(), PAGE)?;
+        self.done = page.len() < PAGE;
+        self.after = page.last().map(|b| b.blob.clone());
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
 impl<'a> ObjectPages<'a> {
     /// What `pick` makes of each row, as a stream that reads the next page only once the
     /// items of the last are taken: a job over the whole store holds a page, not the store.
@@ -315,7 +337,7 @@ impl Index {
         Ok(Index { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().expect("index lock poisoned")
     }
 
@@ -606,6 +628,19 @@ impl Index {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` blobs recorded on `provider`, in name order after `after`: how jobs walk
+    /// a provider's blobs without holding them all.
+    fn blobs_on_page(&self, provider: &str, after: Option<&str>, limit: usize) -> Result<Vec<BlobRef>, EngineError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT provider, blob, size FROM blobs WHERE provider = ?1 AND (?2 IS NULL OR blob > ?2) ORDER BY blob LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![provider, after, limit as i64], |r| {
+            Ok(BlobRef { provider: r.get(0)?, blob: r.get(1)?, size: r.get::<_, i64>(2)? as u64 })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many blobs are recorded on `provider`, how many of them are shards, and their
     /// bytes (without holding them).
     pub fn count_blobs_on(&self, provider: &str) -> Result<BlobCount, EngineError> {
@@ -702,6 +737,25 @@ impl Index {
         Ok(self.conn().execute("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2", [provider, blob])? > 0)
     }
 
+    /// Forgets each of `blobs` that is still recorded as it is given (same size), in one
+    /// transaction; returns how many were.
+    pub fn forget_blobs(&self, blobs: &[BlobRef]) -> Result<u64, EngineError> {
+        if blobs.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut forgotten = 0;
+        {
+            let mut st = tx.prepare_cached("DELETE FROM blobs WHERE provider = ?1 AND blob = ?2 AND size = ?3")?;
+            for b in blobs {
+                forgotten += st.execute(params![b.provider, b.blob, b.size as i64])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(forgotten)
+    }
+
     /// Up to `limit` rows of the object table whose names start with `prefix`, in name order,
     /// after `after`: how jobs walk the store without holding every row.
     pub fn objects_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<IndexEntry>, EngineError> {
@@ -729,6 +783,11 @@ impl Index {
     /// Walks the current object versions a page at a time, in name order.
     pub fn object_pages(&self, prefix: &str) -> ObjectPages<'_> {
         ObjectPages { index: self, prefix: prefix.to_string(), after: None, done: false }
+    }
+
+    /// Walks the blobs recorded on `provider` a page at a time, in name order.
+    pub fn blob_pages(&self, provider: &str) -> BlobPages<'_> {
+        BlobPages { index: self, provider: provider.to_string(), after: None, done: false }
     }
 
     /// Walks the tombstones a page at a time, in name order.

@@ -28,6 +28,7 @@ mod get;
 mod identity;
 mod intent;
 mod lease;
+mod listed;
 mod nameset;
 mod owed;
 mod put;

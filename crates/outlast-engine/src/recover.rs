@@ -16,13 +16,13 @@
 //! objects in 136 s on local folders); the roadmap's packed manifests bring that to a few
 //! requests per thousand objects.
 
-use std::collections::{BTreeMap, HashMap};
-
 use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
+use outlast_provider::{Provider, ProviderError};
 use serde::Serialize;
 
 use crate::index::{Adopted, BlobRef, IndexEntry, Recovered, Staged, StagedCopy};
+use crate::listed::{ListedBlob, ListedStage, Shape};
 use crate::nameset::NameSet;
 use crate::{EngineError, Progress, Store};
 
@@ -54,80 +54,47 @@ pub struct RecoverReport {
     pub unreachable: Vec<String>,
 }
 
-/// What each provider listed, held small: shard sizes by their 16-byte tag, and the manifest
-/// copies to read. (A recovery lists every blob of every provider.)
-#[derive(Default)]
-struct Listings {
-    /// Providers listed whole, each with its shards.
-    shards: BTreeMap<String, HashMap<[u8; 16], u64>>,
-    /// Manifest copies: (provider, tag, size).
-    manifests: Vec<(String, [u8; 16], u64)>,
-}
-
-/// The 16 bytes of a blob name of `prefix`'s shape.
-fn tag_of(name: &str, prefix: &str) -> Option<[u8; 16]> {
-    let tag = name.strip_prefix(prefix).filter(|t| names::is_tag(t))?;
-    hex::decode(tag).ok()?.try_into().ok()
-}
-
-impl Listings {
-    fn shard_size(&self, provider: &str, blob: &str) -> Option<u64> {
-        self.shards.get(provider)?.get(&tag_of(blob, names::SHARD_PREFIX)?).copied()
-    }
-}
-
 impl Store {
     /// Rebuilds the index from the providers' manifests (see the module documentation).
     pub async fn recover(&self, progress: &dyn Progress) -> Result<RecoverReport, EngineError> {
         let mut report = RecoverReport::default();
-        // What each provider holds, by listing.
-        let mut listed = Listings::default();
-        for p in &self.providers {
-            let (mut shards, mut manifests) = (HashMap::new(), Vec::new());
-            let mut ok = true;
-            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-                match p.list(prefix).await {
-                    Ok(l) => {
-                        for e in l {
-                            if let Some(tag) = tag_of(&e.name, names::SHARD_PREFIX) {
-                                shards.insert(tag, e.size);
-                            } else if let Some(tag) = tag_of(&e.name, names::MANIFEST_PREFIX) {
-                                manifests.push((p.name().to_string(), tag, e.size));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(provider = p.name(), "cannot list: {e}");
-                        ok = false;
-                        break;
-                    }
+        // What each provider holds, by listing, staged on disk (every blob of every provider).
+        let mut stage = ListedStage::new(&self.index)?;
+        // Providers listed whole (by position): only they have blob rows replaced.
+        let mut listed: Vec<usize> = Vec::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            match list_into(&mut stage, i, p).await? {
+                Ok(()) => listed.push(i),
+                Err(e) => {
+                    tracing::warn!(provider = p.name(), "cannot list: {e}");
+                    report.unreachable.push(p.name().to_string());
                 }
             }
-            if ok {
-                listed.shards.insert(p.name().to_string(), shards);
-                listed.manifests.extend(manifests);
-            } else {
-                report.unreachable.push(p.name().to_string());
-            }
         }
-        progress.set_total(listed.manifests.len() as u64);
-        // Read and open every copy; a temporary table keeps the highest revision of each
-        // version as they come.
+        stage.seal()?;
+        let mut copies_listed = 0;
+        for &i in &listed {
+            copies_listed += stage.count(i, Shape::Manifest)?;
+        }
+        progress.set_total(copies_listed);
+        // Read and open every copy listed whole; a temporary table keeps the highest revision
+        // of each version as they come.
         self.index.stage_begin()?;
-        let copies = std::mem::take(&mut listed.manifests);
+        let copies =
+            stage.pages(Some(Shape::Manifest)).rows().filter(|copy| copy.as_ref().map_or(true, |b| listed.contains(&b.provider)));
         let mut reads = futures::stream::iter(copies)
-            .map(|(provider, tag, size)| async move {
-                let blob = format!("{}{}", names::MANIFEST_PREFIX, hex::encode(tag));
+            .map(|copy| async move {
+                let copy = copy?;
+                let blob = copy.name();
+                let provider = self.providers[copy.provider].name().to_string();
                 // The listing gave the size: a ranged read spares the stat a whole read makes.
-                let bytes = match self.provider(&provider) {
-                    Some(p) => p.read_range(&blob, 0..size).await.map_err(|e| e.to_string()),
-                    None => Err("not configured".into()),
-                };
-                (provider, blob, bytes)
+                let bytes = self.providers[copy.provider].read_range(&blob, 0..copy.size).await.map_err(|e| e.to_string());
+                Ok::<_, EngineError>((provider, blob, bytes))
             })
             .buffer_unordered(READ_CONCURRENCY);
         let mut batch = Vec::with_capacity(ADOPT_BATCH);
-        while let Some((provider, blob, bytes)) = reads.next().await {
+        while let Some(read) = reads.next().await {
+            let (provider, blob, bytes) = read?;
             progress.advance(1);
             let Ok(bytes) = bytes else { continue };
             report.copies_read += 1;
@@ -147,7 +114,7 @@ impl Store {
         // The newest version of each name wins, deletions included; taken in a batch per
         // transaction: one sync to disk per batch, and a recovery killed part-way keeps what
         // it committed (a rerun takes in the rest).
-        let listed_names: Vec<String> = listed.shards.keys().cloned().collect();
+        let listed_names: Vec<String> = listed.iter().map(|&i| self.providers[i].name().to_string()).collect();
         let mut after: Option<String> = None;
         loop {
             let newest = self.index.staged_newest(after.as_deref(), ADOPT_BATCH)?;
@@ -161,7 +128,7 @@ impl Store {
                     ManifestBody::Object(_) => report.objects += 1,
                     ManifestBody::Tombstone => report.deleted += 1,
                 }
-                versions.push(self.recovered_version(&manifest, staged.sealed, &staged.holders, &listed)?);
+                versions.push(self.recovered_version(&manifest, staged.sealed, &staged.holders, (&stage, &listed))?);
             }
             for adopted in self.index.adopt_all(&versions, &listed_names)? {
                 match adopted {
@@ -200,7 +167,7 @@ impl Store {
         m: &Manifest,
         sealed: Vec<u8>,
         holders: &[String],
-        listed: &Listings,
+        (listings, listed): (&ListedStage, &[usize]),
     ) -> Result<Recovered, EngineError> {
         let vid = m.stamp.vid;
         let manifest_blob = names::manifest_blob(&self.keys, &vid);
@@ -213,10 +180,16 @@ impl Store {
             ManifestBody::Object(om) => {
                 let layout = om.layout()?;
                 for (i, place) in om.placement.iter().enumerate() {
+                    // A provider no longer configured was not listed: all it holds is debt.
+                    // Nor was one that could not be listed whole: its rows stay as they are.
+                    let Some(at) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
+                    if !listed.contains(&at) {
+                        continue;
+                    }
                     for part in 0..layout.part_count() {
                         let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
                         // Found whole by listing; the rest is debt for repair.
-                        if listed.shard_size(&place.provider, &blob) == Some(layout.part_blob_len(part)) {
+                        if listings.size_of(at, Shape::Shard, &blob)? == Some(layout.part_blob_len(part)) {
                             blobs.push(BlobRef { provider: place.provider.clone(), blob, size: layout.part_blob_len(part) });
                         }
                     }
@@ -230,6 +203,26 @@ impl Store {
         let entry = IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: sealed };
         Ok(Recovered { entry, blobs, tombstone })
     }
+}
+
+/// Stages everything `p` (provider `at`) lists under the shard and manifest prefixes. The
+/// inner error is the provider's: it could not be listed whole.
+async fn list_into(stage: &mut ListedStage<'_>, at: usize, p: &Provider) -> Result<Result<(), ProviderError>, EngineError> {
+    for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
+        let mut listing = p.listing(prefix);
+        loop {
+            match listing.next().await {
+                Ok(Some(e)) => {
+                    if let Some(b) = ListedBlob::parse(at, &e) {
+                        stage.push(b)?;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+    Ok(Ok(()))
 }
 
 impl Store {
@@ -258,8 +251,9 @@ impl Store {
         known.extend(self.index.garbage()?.iter().map(|(_, blob)| blob));
         let mut unknown: std::collections::HashSet<String> = std::collections::HashSet::new();
         for p in &self.providers {
-            let Ok(listed) = p.list(names::MANIFEST_PREFIX).await else { continue };
-            for blob in listed.into_iter().map(|e| e.name) {
+            let mut listing = p.listing(names::MANIFEST_PREFIX);
+            while let Ok(Some(e)) = listing.next().await {
+                let blob = e.name;
                 if !names::has_shape(&blob, names::MANIFEST_PREFIX) || known.contains(&blob) || unknown.contains(&blob) {
                     continue;
                 }

@@ -4,7 +4,7 @@
 //! recorded in the index as soon as it is durable, so a repair killed at any point resumes
 //! where it stopped: the next run sees only what is still owed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -201,52 +201,68 @@ impl Store {
     pub(crate) async fn find_lost_blobs(&self) -> Result<LostBlobs, EngineError> {
         let mut out = LostBlobs::default();
         for p in &self.providers {
-            let recorded = self.index.blobs_on(p.name())?;
-            if recorded.is_empty() {
-                continue;
-            }
-            // Sizes by hashed name: a few bytes a blob, whatever the provider holds.
-            let mut listed = std::collections::HashMap::new();
+            // What is recorded there, as hashed names and sizes (a few dozen bytes a blob,
+            // whatever the provider holds), read before the listing: a blob recorded while
+            // the listing runs is never called lost.
             let hashes = crate::nameset::NameSet::new();
             let key = |name: &str| hashes.hash(name);
+            let mut unmatched: HashMap<u128, u64> = HashMap::new();
+            let mut pages = self.index.blob_pages(p.name());
+            while let Some(page) = pages.next_page()? {
+                unmatched.extend(page.iter().map(|b| (key(&b.blob), b.size)));
+            }
+            let recorded = unmatched.len();
+            if recorded == 0 {
+                continue;
+            }
+            // Each listed blob of the recorded size is there. A size of 0 means "not
+            // recorded"; any other difference is a torn or truncated blob. (Two names whose
+            // 128-bit keyed hashes collide, odds about 2^-128 a pair, could only call a lost
+            // blob present until the next run.)
             let mut failed = false;
             for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-                match p.list(prefix).await {
-                    Ok(entries) => listed.extend(entries.into_iter().map(|e| (key(&e.name), e.size))),
-                    Err(e) => {
-                        out.unlisted.push((p.name().to_string(), e.to_string()));
-                        failed = true;
-                        break;
+                let mut listing = p.listing(prefix);
+                loop {
+                    match listing.next().await {
+                        Ok(Some(e)) => {
+                            let k = key(&e.name);
+                            if unmatched.get(&k).is_some_and(|&size| size == 0 || size == e.size) {
+                                unmatched.remove(&k);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            out.unlisted.push((p.name().to_string(), e.to_string()));
+                            failed = true;
+                            break;
+                        }
                     }
+                }
+                if failed {
+                    break;
                 }
             }
             if failed {
                 continue;
             }
+            // What is left is lost: forget each that is still recorded as it was (not moved
+            // or replaced since), so that it becomes debt.
             let mut lost_here = 0u64;
-            for b in &recorded {
-                // A size of 0 means "not recorded"; any other difference is a torn or
-                // truncated blob.
-                // (Two names whose 128-bit keyed hashes collide, odds about 2^-128 a pair,
-                // could only call a lost blob present until the next run.)
-                let ok = listed.get(&key(&b.blob)).is_some_and(|size| b.size == 0 || *size == b.size);
-                // Still recorded: not moved or replaced since `recorded` was read.
-                if !ok && self.index.forget_blob(p.name(), &b.blob)? {
-                    lost_here += 1;
+            if !unmatched.is_empty() {
+                let mut pages = self.index.blob_pages(p.name());
+                while let Some(page) = pages.next_page()? {
+                    let lost: Vec<BlobRef> = page.into_iter().filter(|b| unmatched.get(&key(&b.blob)) == Some(&b.size)).collect();
+                    lost_here += self.index.forget_blobs(&lost)?;
                 }
             }
             if lost_here > 0 {
-                tracing::warn!(
-                    provider = p.name(),
-                    "{lost_here} of {} blobs recorded there are missing or damaged",
-                    recorded.len()
-                );
+                tracing::warn!(provider = p.name(), "{lost_here} of {} blobs recorded there are missing or damaged", recorded);
                 // Each counts once towards the provider's health; all of them gone reads as an
                 // ended account.
                 for _ in 0..lost_here.min(outlast_provider::health::TERMINATED_AFTER as u64) {
                     p.note_known_blob(false);
                 }
-                if lost_here < recorded.len() as u64 {
+                if lost_here < recorded as u64 {
                     p.note_known_blob(true);
                 }
             }

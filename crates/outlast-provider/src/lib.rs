@@ -14,5 +14,5 @@ mod spec;
 pub use error::{ErrorClass, ProviderError};
 pub use faults::Faults;
 pub use health::{HealthState, HealthStats};
-pub use provider::{BlobEntry, BlobWriter, IdentityCheck, IdentityRecheck, Patience, Provider, Verdict, TEMP_PREFIX};
+pub use provider::{BlobEntry, BlobWriter, IdentityCheck, IdentityRecheck, Listing, Patience, Provider, Verdict, TEMP_PREFIX};
 pub use spec::{Location, ProviderSpec, SCHEMES};

@@ -574,64 +574,107 @@ impl Provider {
     }
 
     /// Lists the blobs under `prefix` (e.g. `s/`), recursively. A missing prefix lists empty.
+    /// A store's whole listing can be millions of blobs: jobs over it take them as they come
+    /// from [`Provider::listing`] instead.
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>, ProviderError> {
-        let r = self.list_files(prefix, usize::MAX).await;
-        let listed = self.record(None, r)?;
-        let mut out = Vec::with_capacity(listed.len());
-        for e in listed {
-            if e.modified.is_some() {
-                out.push(e);
-            } else {
-                out.push(self.stat(&e.name).await?);
-            }
+        let mut listing = self.listing(prefix);
+        let mut out = Vec::new();
+        while let Some(e) = listing.next().await? {
+            out.push(e);
         }
         Ok(out)
+    }
+
+    /// The blobs under `prefix` (recursively), one at a time as the provider pages them: what
+    /// is held is the provider's page, whatever the location holds.
+    pub fn listing(&self, prefix: &str) -> Listing<'_> {
+        Listing { provider: self, prefix: prefix.to_string(), lister: None, seen: 0, dated: true, ended: false }
     }
 
     /// The names of at most `limit` blobs under `prefix` (recursively): enough to tell an
     /// empty location from one in use without listing everything.
     pub async fn list_some(&self, prefix: &str, limit: usize) -> Result<Vec<String>, ProviderError> {
-        let r = self.list_files(prefix, limit).await;
-        let listed = self.record(None, r)?;
-        Ok(listed.into_iter().map(|e| e.name).collect())
+        let mut listing = Listing { dated: false, ..self.listing(prefix) };
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match listing.next().await? {
+                Some(e) => out.push(e.name),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A listing in progress ([`Provider::listing`]). Each entry is kept as a [`BlobEntry`] as it
+/// comes (an OpenDAL entry is several times larger). A listing takes as long as the provider
+/// holds blobs, so the time allowed bounds each step (a page, on most providers), not the
+/// whole. It counts once towards the provider's health: when it ends or fails.
+pub struct Listing<'a> {
+    provider: &'a Provider,
+    prefix: String,
+    lister: Option<opendal::Lister>,
+    /// Entries given so far.
+    seen: u64,
+    /// Whether an entry listed without a modification time is looked up (its size may then be
+    /// a placeholder); names alone do not need it.
+    dated: bool,
+    ended: bool,
+}
+
+impl Listing<'_> {
+    /// The next blob, or `None` at the end. A missing prefix lists empty.
+    pub async fn next(&mut self) -> Result<Option<BlobEntry>, ProviderError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let r = self.step().await;
+        match &r {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => self.ended = true,
+        }
+        match r {
+            Ok(Some(e)) => Ok(Some(e)),
+            r => self.provider.record(None, r),
+        }
     }
 
-    /// The files under `prefix`, at most `limit`, each kept as a [`BlobEntry`] as it comes (an
-    /// OpenDAL entry is several times larger, and a listing may hold millions). A listing
-    /// takes as long as the provider holds blobs, so the time allowed bounds each step (a
-    /// page, on most providers), not the whole.
-    async fn list_files(&self, prefix: &str, limit: usize) -> Result<Vec<BlobEntry>, ProviderError> {
+    async fn step(&mut self) -> Result<Option<BlobEntry>, ProviderError> {
         use futures::TryStreamExt;
-        let lister = self
-            .patience
-            .bound(&self.name, "list", prefix, 0, async {
-                let op = self.ready("list", prefix).await?;
-                self.retry_handshake(|| async { op.lister_with(prefix).recursive(true).await })
-                    .await
-                    .map_err(|e| self.err("list", prefix, e))
-            })
-            .await;
-        let mut lister = match lister {
-            Err(e) if e.is_not_found() => return Ok(Vec::new()),
-            r => r?,
-        };
-        let mut files = Vec::new();
+        let (p, prefix) = (self.provider, self.prefix.as_str());
+        if self.lister.is_none() {
+            let lister = p
+                .patience
+                .bound(&p.name, "list", prefix, 0, async {
+                    let op = p.ready("list", prefix).await?;
+                    p.retry_handshake(|| async { op.lister_with(prefix).recursive(true).await })
+                        .await
+                        .map_err(|e| p.err("list", prefix, e))
+                })
+                .await;
+            match lister {
+                Err(e) if e.is_not_found() => return Ok(None),
+                r => self.lister = Some(r?),
+            }
+        }
+        let lister = self.lister.as_mut().expect("opened above");
         loop {
-            let next = async { lister.try_next().await.map_err(|e| self.err("list", prefix, e)) };
-            match self.patience.bound(&self.name, "list", prefix, 0, next).await {
+            let next = async { lister.try_next().await.map_err(|e| p.err("list", prefix, e)) };
+            match p.patience.bound(&p.name, "list", prefix, 0, next).await {
                 Ok(Some(e)) if e.metadata().is_dir() => {}
                 Ok(Some(e)) => {
+                    self.seen += 1;
                     let m = e.metadata();
-                    // A size without a modification time may be a placeholder: `list` stats.
                     let modified: Option<SystemTime> = m.last_modified().map(Into::into);
-                    let size = if modified.is_some() { m.content_length() } else { 0 };
-                    files.push(BlobEntry { name: e.path().to_string(), size, modified });
-                    if files.len() >= limit {
-                        return Ok(files);
+                    if modified.is_none() && self.dated {
+                        // A size without a modification time may be a placeholder.
+                        return p.stat(e.path()).await.map(Some);
                     }
+                    let size = if modified.is_some() { m.content_length() } else { 0 };
+                    return Ok(Some(BlobEntry { name: e.path().to_string(), size, modified }));
                 }
-                Ok(None) => return Ok(files),
-                Err(e) if e.is_not_found() && files.is_empty() => return Ok(files),
+                Ok(None) => return Ok(None),
+                Err(e) if e.is_not_found() && self.seen == 0 => return Ok(None),
                 Err(e) => return Err(e),
             }
         }
