@@ -292,9 +292,6 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         msg.push_str(&text);
     }
-    if msg.contains("database is locked") {
-        msg.push_str(" (another outlast command is using this state folder: wait for it to finish)");
-    }
     // Escaped whole: a name in it cannot break the line, nor can a cause's own line breaks.
     outlast_engine::display::escaped(&msg).into_owned()
 }

@@ -4,6 +4,11 @@
 //! will be or open it while it fills. Where the file system cannot do that, it is a file of
 //! a random name, created exclusively (a planted symlink is never followed), mode 0600, that
 //! a failed get removes.
+//!
+//! A get killed with such a named file (or in the instant between naming an unnamed file and
+//! renaming it over DEST) leaves it behind. Every part file is locked (`flock`) by the get
+//! that writes it, for as long as it runs: the next get into the same folder removes each part
+//! file of this shape that is the user's own, a regular file, and that no one holds locked.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,8 +29,19 @@ enum Kind {
 }
 
 impl PartFile {
-    /// A new, empty, private file in `dir` for `dest_name`.
+    /// A new, empty, private file in `dir` for `dest_name`, locked while it lives; part files
+    /// dead gets left in `dir` are removed first.
     pub fn create(dir: &Path, dest_name: &str) -> Result<PartFile> {
+        sweep_orphans(dir);
+        let part = PartFile::create_unswept(dir, dest_name)?;
+        // Where the file system has no locks, a sweep cannot lock it either and leaves it be.
+        if let Err(e) = lock(&part.file) {
+            tracing::debug!("cannot lock a temporary file in {}: {e}", dir.display());
+        }
+        Ok(part)
+    }
+
+    fn create_unswept(dir: &Path, dest_name: &str) -> Result<PartFile> {
         // Naming it at the end goes through /proc (a chroot may lack it): without, fall back.
         #[cfg(target_os = "linux")]
         if Path::new("/proc/self/fd").is_dir() {
@@ -38,6 +54,11 @@ impl PartFile {
                 Err(e) => return Err(e).with_context(|| format!("cannot create a temporary file in {}", dir.display())),
             }
         }
+        PartFile::create_named(dir, dest_name)
+    }
+
+    /// A file of a random name (where there can be no unnamed one).
+    fn create_named(dir: &Path, dest_name: &str) -> Result<PartFile> {
         let named = tempfile::Builder::new()
             .prefix(&format!(".{dest_name}."))
             .suffix(PART_SUFFIX)
@@ -81,6 +102,70 @@ impl PartFile {
 
 /// The end of a part file's name: `.NAME.XXXXXX.outlast-part`, beside NAME.
 const PART_SUFFIX: &str = ".outlast-part";
+/// Random characters in a part file's name (`tempfile`'s default).
+const RANDOM_CHARS: usize = 6;
+
+/// Whether `name` has a part file's shape: `.NAME.XXXXXX.outlast-part`.
+fn is_part_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(PART_SUFFIX)) else { return false };
+    let Some((dest, random)) = inner.rsplit_once('.') else { return false };
+    !dest.is_empty() && random.len() == RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Holds an exclusive lock on `file` until it is closed: the sign that its get is alive.
+#[cfg(unix)]
+fn lock(file: &File) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a valid open descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn lock(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Removes the part files dead gets left in `dir`. Only a regular file of a part file's shape,
+/// owned by this user, that can be locked (its get is gone) and that is still the file under
+/// that name is removed; anything else is left alone, and a failure only leaves a file behind.
+#[cfg(unix)]
+fn sweep_orphans(dir: &Path) {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    // SAFETY: no arguments, no failure.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_part_name) {
+            continue;
+        }
+        let path = entry.path();
+        // Never follows a symlink, never blocks on a pipe.
+        let Ok(file) =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(&path)
+        else {
+            continue;
+        };
+        let Ok(held) = file.metadata() else { continue };
+        if !held.is_file() || held.uid() != me || lock(&file).is_err() {
+            continue;
+        }
+        // Still the same file under that name (not swapped since it was opened).
+        let same = std::fs::symlink_metadata(&path).is_ok_and(|now| now.dev() == held.dev() && now.ino() == held.ino());
+        if same && std::fs::remove_file(&path).is_ok() {
+            tracing::info!(
+                "removed {}, left by a get that did not finish",
+                outlast_engine::display::escaped(&path.display().to_string())
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn sweep_orphans(_dir: &Path) {}
 
 /// Gives the unnamed file `file` the name `to` (`linkat` through `/proc/self/fd`, as
 /// open(2) describes for `O_TMPFILE`).
@@ -103,4 +188,79 @@ fn link_unnamed(file: &File, to: &Path) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn link_unnamed(_file: &File, _to: &Path) -> std::io::Result<()> {
     unreachable!("unnamed files are made on Linux only")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn part_file_names_have_one_shape() {
+        assert!(is_part_name(".big.iso.Ab12xY.outlast-part"));
+        for other in [
+            ".big.iso.Ab12x.outlast-part",
+            "big.Ab12xY.outlast-part",
+            "..Ab12xY.outlast-part",
+            ".big.Ab-2xY.outlast-part",
+            ".big.Ab12xY.part",
+        ] {
+            assert!(!is_part_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_dead_gets_part_file_is_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A live get's part file (named: the fallback where O_TMPFILE is missing).
+        let live = PartFile::create_named(d, "live").unwrap();
+        lock(&live.file).unwrap();
+        let Kind::Named(live_path) = &live.kind else { panic!("named") };
+        let live_name = live_path.file_name().unwrap().to_string_lossy().into_owned();
+        // A dead get's: the same shape, unlocked, half written.
+        std::fs::File::create(d.join(".dead.Zz9Aa1.outlast-part")).unwrap().write_all(b"plaintext").unwrap();
+        // A symlink of that shape to a victim, a folder of that shape, and files of other shapes.
+        std::fs::write(d.join("victim"), b"keep me").unwrap();
+        std::os::unix::fs::symlink(d.join("victim"), d.join(".link.Qq1Ww2.outlast-part")).unwrap();
+        std::fs::create_dir(d.join(".dir.Ee3Rr4.outlast-part")).unwrap();
+        std::fs::write(d.join(".notes.outlast-part"), b"x").unwrap();
+        std::fs::write(d.join("dead.Zz9Aa1.outlast-part"), b"x").unwrap();
+
+        let _next = PartFile::create(d, "next").unwrap();
+        let left = names_in(d);
+        assert!(!left.contains(&".dead.Zz9Aa1.outlast-part".to_string()), "{left:?}");
+        for kept in [
+            live_name.as_str(),
+            "victim",
+            ".link.Qq1Ww2.outlast-part",
+            ".dir.Ee3Rr4.outlast-part",
+            ".notes.outlast-part",
+            "dead.Zz9Aa1.outlast-part",
+        ] {
+            assert!(left.iter().any(|n| n == kept), "{kept} kept: {left:?}");
+        }
+        assert_eq!(std::fs::read(d.join("victim")).unwrap(), b"keep me");
+        // Once its get is over (dropped without persisting, as a failure does), the file goes.
+        drop(live);
+        assert!(!names_in(d).contains(&live_name));
+    }
+
+    #[test]
+    fn a_part_file_another_get_holds_survives_a_sweep_from_the_same_process() {
+        // flock locks belong to the open file, so a second get of one process sees the lock.
+        let dir = tempfile::tempdir().unwrap();
+        let held = PartFile::create_named(dir.path(), "a").unwrap();
+        lock(&held.file).unwrap();
+        let Kind::Named(path) = &held.kind else { panic!("named") };
+        sweep_orphans(dir.path());
+        assert!(path.exists());
+    }
 }

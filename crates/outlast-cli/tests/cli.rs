@@ -484,3 +484,26 @@ fn an_unreadable_object_is_one_short_line_with_the_next_step() {
     assert!(err.contains("range exceeds content length") && !err.contains("context:"), "{err}");
     assert!(err.len() < 700, "{} bytes: {err}", err.len());
 }
+
+#[test]
+fn a_state_folder_another_command_holds_says_so_once_and_writes_nothing() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), b"hello").unwrap();
+    // Another command in the middle of a write to the index (as a long gc or repair is).
+    let holder = rusqlite::Connection::open(d.join(".outlast/index.sqlite")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE; DELETE FROM health;").unwrap();
+    let out = outlast(d).args(["put", "a.txt", "a"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // One line that says who holds it and what to do, and nothing else about it.
+    let error = stderr.lines().last().unwrap();
+    assert!(error.contains("in use by another outlast command on this state folder; run this again"), "{stderr}");
+    assert_eq!(stderr.matches("in use by another").count(), 1, "{stderr}");
+    assert!(!stderr.contains("database is locked"), "{stderr}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    // Nothing was half written: the name is absent, and a put now goes through.
+    assert!(run_err(d, &["get", "a"]).contains("no object named"));
+    run_ok(d, &["put", "a.txt", "a"]);
+    assert_eq!(run_ok(d, &["get", "a"]).stdout, b"hello");
+}

@@ -138,7 +138,11 @@ pub enum EngineError {
     State(String),
     /// The local index failed.
     #[error("local index: {0}")]
-    Index(#[from] rusqlite::Error),
+    Index(rusqlite::Error),
+    /// Another command holds the local index for writing (a long gc, repair or put from the
+    /// same state folder) and did not let go in time.
+    #[error("the local index is in use by another outlast command on this state folder; run this again once it has finished")]
+    IndexBusy,
     /// Local file I/O failed (source, destination, state folder).
     #[error("{context}: {source}")]
     Io {
@@ -148,6 +152,16 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<rusqlite::Error> for EngineError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => EngineError::IndexBusy,
+            _ => EngineError::Index(e),
+        }
+    }
 }
 
 impl EngineError {

@@ -180,6 +180,10 @@ pub enum Adopted {
 /// Rows jobs take from the index at once.
 pub const PAGE: usize = 1000;
 
+/// How long a command waits for another one (from the same state folder) to finish writing
+/// the index before it gives up with [`EngineError::IndexBusy`].
+pub const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A walk over the object table, [`PAGE`] rows at a time (see [`Index::object_pages`]). A
 /// name committed behind the cursor during the walk is not seen, as if the walk had begun
 /// before it.
@@ -293,7 +297,7 @@ impl Index {
                 keep_private(&file, 0o600)?;
             }
         }
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_WAIT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
@@ -335,6 +339,17 @@ impl Index {
             }
         }
         Ok(Index { conn: Mutex::new(conn) })
+    }
+
+    /// Runs `f` with waits on a busy index cut to `wait` (the default is [`BUSY_WAIT`]).
+    pub fn within<T>(&self, wait: std::time::Duration, f: impl FnOnce() -> T) -> T {
+        let set = |d| {
+            let _ = self.conn().busy_timeout(d);
+        };
+        set(wait);
+        let out = f();
+        set(BUSY_WAIT);
+        out
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

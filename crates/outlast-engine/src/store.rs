@@ -34,7 +34,14 @@ pub struct Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.save_health() {
+        // Health is advice for the next command: not worth a long wait on a busy index.
+        let saved = self.index.within(std::time::Duration::from_secs(1), || self.save_health());
+        if let Err(e) = saved {
+            if matches!(e, EngineError::IndexBusy) {
+                // The command's own result says so if it matters; the next one saves.
+                tracing::debug!("provider health not saved: {e}");
+                return;
+            }
             tracing::warn!("could not save provider health: {e}");
         }
     }
