@@ -148,12 +148,21 @@ fn wrong_key_and_bad_config_are_clear_one_line_errors() {
     // providers' identity markers tell, and nothing is written with the wrong key.
     let cfg = std::fs::read_to_string(d.join("outlast.toml")).unwrap();
     let unfingerprinted: String = cfg.lines().filter(|l| !l.starts_with("key_fingerprint")).map(|l| format!("{l}\n")).collect();
-    std::fs::write(d.join("outlast.toml"), unfingerprinted).unwrap();
-    for args in [&["put", "f", "g"][..], &["rm", "f"], &["gc"]] {
-        let err = run_err(d, args);
-        assert!(err.contains("wrong key") && err.contains("identity markers"), "{args:?}: {err}");
+    // Also with a new, empty provider, which would take any key's marker.
+    std::fs::create_dir(d.join("stores/new")).unwrap();
+    let with_new = format!(
+        "{unfingerprinted}[[providers]]\nname = \"new\"\ndomain = \"new\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
+        d.join("stores/new").display()
+    );
+    for config in [&unfingerprinted, &with_new] {
+        std::fs::write(d.join("outlast.toml"), config).unwrap();
+        for args in [&["put", "f", "g"][..], &["rm", "f"], &["gc"]] {
+            let err = run_err(d, args);
+            assert!(err.contains("wrong key") && err.contains("identity markers"), "{args:?}: {err}");
+        }
     }
     assert_eq!(files_under(&d.join("stores")).iter().filter(|p| p.to_string_lossy().contains("/m/")).count(), 3);
+    assert!(files_under(&d.join("stores/new")).is_empty(), "the new provider took a wrong key's marker");
     std::fs::write(d.join("outlast.toml"), cfg).unwrap();
     std::fs::remove_file(d.join("outlast.key")).unwrap();
     assert!(run_err(d, &["ls"]).contains("not found"));

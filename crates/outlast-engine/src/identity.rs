@@ -26,6 +26,10 @@ use crate::{EngineError, Store};
 const FOREIGN_MARKER: &str = "it holds another Outlast store's identity marker: the configured location belongs to another \
      store, or the key file is not this store's";
 
+/// The verdict on an empty location when the key does not open the index's manifests.
+const FOREIGN_KEY: &str = "it holds no identity marker, and the key file does not open this state folder's manifests: \
+     the key file is not this store's";
+
 /// Manifests read, at most, to see whether an unmarked location holds this store's data.
 const EVIDENCE_MANIFESTS: usize = 3;
 
@@ -104,12 +108,25 @@ impl IdentityKit {
                  meant to be `{name}` and its content may go, empty it and run `outlast provider reset {name}`"
             )));
         }
+        // An empty location takes the marker of whatever key this is: not one that fails to
+        // open what this index holds (another store's key, with no fingerprint to tell).
+        if !self.key_opens_index().map_err(|e| identity_error(name, e))? {
+            return Ok(Err(FOREIGN_KEY.to_string()));
+        }
         write_marker(&self.keys, &self.index, name, p).await?;
         tracing::info!(
             provider = name,
             "wrote the identity marker of `{name}` (the location holds this store's data, or is new)"
         );
         Ok(Ok(()))
+    }
+
+    /// Whether the key opens the manifest of a version this index records (true for an index
+    /// that records none: a new store).
+    fn key_opens_index(&self) -> Result<bool, EngineError> {
+        let Some(entry) = self.index.objects_page("", None, 1)?.into_iter().next() else { return Ok(true) };
+        let blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
+        Ok(Manifest::open(&self.keys, &blob, &entry.sealed_manifest).is_ok())
     }
 
     /// The verdict of the marker this location holds, or `None` when it holds none. One
@@ -260,7 +277,7 @@ impl Store {
         let fits = verdicts.iter().any(|v| v.is_ok());
         let foreign = verdicts
             .iter()
-            .filter(|v| matches!(v, Err(ProviderError::Identity { message, .. }) if message == FOREIGN_MARKER))
+            .filter(|v| matches!(v, Err(ProviderError::Identity { message, .. }) if message == FOREIGN_MARKER || message == FOREIGN_KEY))
             .count();
         if !fits && foreign > 0 {
             return Err(EngineError::KeyFitsNoMarker { path: self.config.key_path(), providers: foreign });
