@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::listed::{ListedBlob, ListedStage, Shape};
 use crate::nameset::NameSet;
-use crate::store::now_ns;
+use crate::stamps::now_ns;
 use crate::{EngineError, Store, Unopened};
 
 /// The least age of a blob that gc deletes without knowing why it exists: a write in progress

@@ -8,10 +8,11 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures::StreamExt;
 use outlast_codec::{DecodedSegment, ManifestBody};
+use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::shards::{runs, ReadScope, ShardReader};
-use crate::{EngineError, GetReport, Progress, Store};
+use crate::shards::{runs, ReadScope, ShardFault, ShardReader};
+use crate::{EngineError, Progress, Store};
 
 /// Consecutive segments fetched with one ranged request per shard, unless the config says
 /// otherwise. Measured on local folders (1 GiB, 4-of-6), runs of 1, 2 and 4 segments read in
@@ -188,4 +189,46 @@ async fn read_run(reader: &ShardReader<'_>, run: Range<u64>) -> Result<Vec<(u64,
         }
     }
     Ok(decoded)
+}
+
+/// What a get did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GetReport {
+    /// Plaintext bytes written out.
+    pub bytes: u64,
+    /// Segments that needed parity.
+    pub degraded_segments: u64,
+    /// Bytes received from providers (shards, including any fetched in vain).
+    pub fetched: u64,
+    /// Shard requests sent.
+    pub requests: u64,
+    /// Of those, spares sent because an answer was late (hedging).
+    pub hedged: u64,
+    /// Every fault, attributed.
+    pub faults: Vec<ShardFault>,
+}
+
+impl Store {
+    /// Writes `name` (or the plaintext bytes `range` of it) to `dst`.
+    pub async fn get<W: AsyncWrite + Unpin + Send>(
+        &self,
+        name: &str,
+        range: Option<ByteRange>,
+        dst: W,
+        progress: &dyn Progress,
+    ) -> Result<GetReport, EngineError> {
+        crate::get::get(self, name, range, &mut WriteSink(dst), progress, &Default::default()).await
+    }
+
+    /// Like [`Self::get`], but hands the plaintext over in whole pieces: a sink that writes on
+    /// another thread or into a response body saves a copy and a wait per piece.
+    pub async fn get_into(
+        &self,
+        name: &str,
+        range: Option<ByteRange>,
+        sink: &mut impl GetSink,
+        progress: &dyn Progress,
+    ) -> Result<GetReport, EngineError> {
+        crate::get::get(self, name, range, sink, progress, &Default::default()).await
+    }
 }

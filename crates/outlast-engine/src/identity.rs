@@ -18,7 +18,7 @@ use outlast_codec::{names, Manifest, ProviderMarker, StoreKeys};
 use outlast_provider::{IdentityCheck, Provider, ProviderError, ProviderSpec, Verdict};
 
 use crate::index::Index;
-use crate::store::now_ns;
+use crate::stamps::now_ns;
 use crate::{EngineError, Store};
 
 /// The verdict on a location that holds the marker of another key: another store's location,

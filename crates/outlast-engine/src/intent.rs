@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::index::{BlobRef, Index, PendingWrite};
 use crate::lease::LeaseTiming;
-use crate::store::now_ns;
+use crate::stamps::now_ns;
 use crate::{EngineError, Store};
 
 /// A write in progress, held by this process: renewed in the background until dropped or

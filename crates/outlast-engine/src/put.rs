@@ -15,13 +15,14 @@ use outlast_codec::{
     VersionStamp,
 };
 use outlast_provider::{BlobWriter, Provider};
+use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::index::{BlobRef, IndexEntry};
 use crate::intent::WriteIntent;
-use crate::store::now_ns;
-use crate::{EngineError, Progress, PutOptions, PutReport, Store};
+use crate::stamps::now_ns;
+use crate::{EngineError, Progress, Store};
 
 /// Encoded segments queued between the reader and the writers: enough to keep both cores and
 /// the providers busy, few enough to bound memory.
@@ -508,4 +509,43 @@ impl VersionWriter<'_> {
 
 async fn abort_all(writers: PartWriters) {
     join_all(writers.into_iter().flatten().map(BlobWriter::abort)).await;
+}
+
+/// What a put may set besides the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// User metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutReport {
+    /// Object name.
+    pub name: String,
+    /// Plaintext bytes stored.
+    pub size: u64,
+    /// Hex BLAKE3 of the plaintext.
+    pub etag: String,
+    /// Version id (hex).
+    pub version: String,
+    /// Shards made durable (of n).
+    pub shards_written: usize,
+    /// Providers whose shard is missing: repair debt.
+    pub missing: Vec<String>,
+}
+
+impl Store {
+    /// Stores `src` under `name`; visible only once durable on the write quorum.
+    pub async fn put<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
+        src: R,
+        opts: PutOptions,
+        progress: &dyn Progress,
+    ) -> Result<PutReport, EngineError> {
+        crate::put::put(self, name, src, opts, progress).await
+    }
 }

@@ -7,15 +7,15 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use outlast_codec::{names, CodecError, DataKey, Layout, ObjectManifest, SegmentCodec, VersionId};
 use outlast_provider::Provider;
-use std::time::{Duration, Instant};
+use serde::Serialize;
 
-use crate::store::ShardFault;
 use crate::{EngineError, Store};
 
 /// The checked shards of a run: `[segment - run.start][shard]`, `None` where missing or bad.
@@ -419,6 +419,19 @@ fn shortened(provider: &str, reason: &str) -> String {
         Some((at, _)) => format!("{}…", &r[..at]),
         None => r,
     }
+}
+
+/// A fault seen while reading, attributed to a provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardFault {
+    /// Provider.
+    pub provider: String,
+    /// Segment index.
+    pub segment: u64,
+    /// Shard index.
+    pub shard: usize,
+    /// What went wrong.
+    pub reason: String,
 }
 
 #[cfg(test)]

@@ -1,0 +1,119 @@
+//! Removing an object: a tombstone committed on a write quorum (so that recovery keeps the
+//! name deleted), then the old version's blobs deleted; and the clean-up of writes that did
+//! not commit.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use outlast_codec::{names, Manifest, ManifestBody, VersionId, VersionStamp};
+
+use crate::index::{BlobRef, IndexEntry};
+use crate::stamps::now_ns;
+use crate::{EngineError, Store};
+
+/// How long cleanup deletes wait for a provider that does not answer.
+const DELETE_PATIENCE: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Deletes `name` by committing a tombstone (so recovery keeps it deleted), then removes the
+    /// old version's blobs.
+    pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        Self::check_name(name)?;
+        if self.index.get(name)?.is_none() {
+            return Err(EngineError::NotFound(name.to_string()));
+        }
+        let stamp = self.next_stamp(name)?;
+        let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone, revision: 0 };
+        let blob = names::manifest_blob(&self.keys, &stamp.vid);
+        let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
+        let targets: Vec<BlobRef> =
+            self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
+        // A tombstone is one small blob per provider: its intent takes no lease.
+        let intent = crate::intent::WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new())?;
+        let written = self.write_tombstone(name, stamp, &blob, sealed).await;
+        intent.finish().await;
+        match written {
+            Ok(garbage) => {
+                self.delete_blobs(&garbage).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon_write(&stamp.vid).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_tombstone(
+        &self,
+        name: &str,
+        stamp: VersionStamp,
+        blob: &str,
+        sealed: bytes::Bytes,
+    ) -> Result<Vec<BlobRef>, EngineError> {
+        let q = self.config.coding.write_quorum();
+        let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
+        // As for a put: a provider known to be slow is not waited for once the quorum is in
+        // (its copy is debt that repair pays).
+        let slow = self.slow_providers();
+        let impatient: Vec<usize> =
+            (0..self.providers.len()).filter(|&i| slow.iter().any(|s| s == self.providers[i].name())).collect();
+        let out = crate::quorum::gather(writes, q, &impatient).await;
+        out.note_write_times(|i| &self.providers[i]);
+        let mut written = Vec::new();
+        let mut failures: Vec<String> =
+            out.abandoned.iter().map(|&i| format!("`{}` did not take the tombstone in time", self.providers[i].name())).collect();
+        for (i, r) in out.answered {
+            match r {
+                Ok(()) => written.push(BlobRef {
+                    provider: self.providers[i].name().to_string(),
+                    blob: blob.to_string(),
+                    size: sealed.len() as u64,
+                }),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if written.len() < q {
+            return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, detail: failures.join("; ") });
+        }
+        let entry = IndexEntry {
+            name: name.to_string(),
+            stamp,
+            size: 0,
+            content_type: None,
+            etag: String::new(),
+            sealed_manifest: sealed.to_vec(),
+        };
+        self.index.commit(&entry, &written, true)
+    }
+
+    /// Removes what an uncommitted write may have left; what cannot be removed now stays
+    /// recorded as pending, for gc.
+    pub(crate) async fn abandon_write(&self, vid: &VersionId) -> Result<(), EngineError> {
+        let pending = self.index.pending_blobs(vid)?;
+        if self.delete_blobs(&pending).await == pending.len() {
+            self.index.end_pending(vid)?;
+        } else {
+            self.index.release_pending(vid)?;
+        }
+        Ok(())
+    }
+
+    /// Best-effort deletion, all at once, waiting at most [`DELETE_PATIENCE`] for a provider
+    /// that does not answer; what is not deleted is recorded as garbage, which gc removes after
+    /// its grace period.
+    pub(crate) async fn delete_blobs(&self, blobs: &[BlobRef]) -> usize {
+        let results = join_all(blobs.iter().map(|b| async move {
+            match self.provider(&b.provider) {
+                Some(p) => tokio::time::timeout(DELETE_PATIENCE, p.delete(&b.blob)).await.is_ok_and(|r| r.is_ok()),
+                None => false,
+            }
+        }))
+        .await;
+        let left: Vec<BlobRef> = blobs.iter().zip(&results).filter(|(_, ok)| !**ok).map(|(b, _)| b.clone()).collect();
+        if let Err(e) = self.index.note_garbage(&left, now_ns()) {
+            tracing::warn!("could not record {} blobs left to gc: {e}", left.len());
+        }
+        results.into_iter().filter(|ok| *ok).count()
+    }
+}
