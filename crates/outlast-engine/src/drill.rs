@@ -60,11 +60,7 @@ impl Store {
     pub async fn drill(&self, without: &[String], progress: &dyn Progress) -> Result<DrillReport, EngineError> {
         for name in without {
             if self.provider(name).is_none() {
-                return Err(EngineError::Config {
-                    path: self.config.path.clone(),
-                    field: "PROVIDER".into(),
-                    message: format!("no provider named `{name}` in the configuration"),
-                });
+                return Err(EngineError::UnknownProvider(name.clone()));
             }
         }
         let started = Instant::now();

@@ -73,6 +73,24 @@ pub enum EngineError {
     /// A command named a provider the configuration does not have.
     #[error("no provider named `{0}` in the configuration")]
     UnknownProvider(String),
+    /// An object name outside the limits (see [`crate::MAX_NAME_LEN`]).
+    #[error("invalid object name: {0}")]
+    InvalidName(String),
+    /// An evacuation was asked to move a provider's share onto that same provider.
+    #[error("cannot evacuate `{0}` onto itself: name another provider to take its share")]
+    EvacuateOntoItself(String),
+    /// No choice of providers satisfies the failure-domain rule (each of an object's n shards
+    /// in a domain of its own).
+    #[error(
+        "no placement satisfies the failure-domain rule: {n} shards need providers in {n} distinct domains, \
+         and the configuration has {domains}"
+    )]
+    PlacementImpossible {
+        /// Shards per object.
+        n: usize,
+        /// Distinct domains among the configured providers.
+        domains: usize,
+    },
     /// A location to be set up as a provider already holds blobs of Outlast's shapes.
     #[error(
         "`{provider}`'s location {location} is not empty: it holds Outlast blobs (of this store or another). \

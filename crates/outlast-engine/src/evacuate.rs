@@ -97,18 +97,10 @@ impl Store {
         }
         let configured = self.provider(from).is_some();
         if !configured && self.placed_on(from, None)?.0 == 0 {
-            return Err(EngineError::Config {
-                path: self.config.path.clone(),
-                field: "PROVIDER".into(),
-                message: format!("no provider named `{from}` in the configuration, and no object is placed on it"),
-            });
+            return Err(EngineError::UnknownProvider(from.to_string()));
         }
         if from == to {
-            return Err(EngineError::Config {
-                path: self.config.path.clone(),
-                field: "--to".into(),
-                message: "must name another provider than the one being evacuated".into(),
-            });
+            return Err(EngineError::EvacuateOntoItself(from.to_string()));
         }
         self.index.set_draining(from, to)?;
         let mut report = EvacuateReport { from: from.into(), to: to.into(), ..Default::default() };

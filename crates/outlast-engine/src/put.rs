@@ -67,11 +67,8 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     // pace of every write.
     let slow_names = store.slow_providers();
     let placement = crate::placement::place_new(&store.providers, &draining, &slow_names, &stamp.vid, k, n).ok_or_else(|| {
-        EngineError::Config {
-            path: store.config.path.clone(),
-            field: "providers.domain".into(),
-            message: "no placement satisfies the failure-domain rule".into(),
-        }
+        let domains: std::collections::HashSet<&str> = store.providers.iter().map(|p| p.domain()).collect();
+        EngineError::PlacementImpossible { n, domains: domains.len() }
     })?;
     let manifest_name = names::manifest_blob(&store.keys, &stamp.vid);
     // The manifest's names are known up front; each part's shard names are added before the

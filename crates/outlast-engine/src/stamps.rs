@@ -18,11 +18,7 @@ pub(crate) fn now_ns() -> u64 {
 impl Store {
     pub(crate) fn check_name(name: &str) -> Result<(), EngineError> {
         if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\0') {
-            return Err(EngineError::Config {
-                path: "(command line)".into(),
-                field: "NAME".into(),
-                message: format!("object names must be 1 to {MAX_NAME_LEN} bytes without NUL"),
-            });
+            return Err(EngineError::InvalidName(format!("object names are 1 to {MAX_NAME_LEN} bytes, without NUL")));
         }
         Ok(())
     }

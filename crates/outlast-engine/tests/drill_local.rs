@@ -43,7 +43,7 @@ async fn the_drill_reads_everything_without_the_named_providers_and_changes_noth
     // Nothing was changed by any of it.
     assert_eq!(f.blob_files(), files);
     assert_eq!(recorded_blobs(&store), blobs);
-    assert!(matches!(drill(&store, &["nope"]).await, Err(EngineError::Config { .. })));
+    assert!(matches!(drill(&store, &["nope"]).await, Err(EngineError::UnknownProvider(_))));
 }
 
 #[tokio::test]

@@ -284,3 +284,18 @@ async fn an_evacuation_whose_target_keeps_refusing_stops_asking_it() {
     let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
     assert_eq!((r.objects_moved, r.remaining), (objects.len() as u64, 0), "{r:?}");
 }
+
+#[tokio::test]
+async fn an_evacuation_the_store_cannot_do_is_refused_by_kind_before_anything_moves() {
+    let f = Fixture::new(2, 3).with_spare(1);
+    let store = f.store();
+    fill(&store).await;
+    let before = f.blob_files();
+    let err = store.evacuate("p0", "p0", &NoProgress).await.unwrap_err();
+    assert!(matches!(&err, outlast_engine::EngineError::EvacuateOntoItself(p) if p == "p0"), "{err}");
+    let err = store.evacuate("ghost", "p3", &NoProgress).await.unwrap_err();
+    assert!(matches!(&err, outlast_engine::EngineError::UnknownProvider(p) if p == "ghost"), "{err}");
+    let err = store.evacuate("p0", "ghost", &NoProgress).await.unwrap_err();
+    assert!(matches!(&err, outlast_engine::EngineError::UnknownProvider(p) if p == "ghost"), "{err}");
+    assert_eq!(f.blob_files(), before);
+}

@@ -523,3 +523,20 @@ async fn a_get_racing_an_overwrite_or_a_removal_says_so() {
     let store = writer;
     assert_eq!(get(&store, "big").await.unwrap(), data(100, 5));
 }
+
+#[tokio::test]
+async fn names_outside_the_limits_and_impossible_placements_are_refused_by_kind() {
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    let long = "x".repeat(outlast_engine::MAX_NAME_LEN + 1);
+    for name in ["", long.as_str(), "a\0b"] {
+        let err = put(&store, name, b"x").await.unwrap_err();
+        assert!(matches!(err, EngineError::InvalidName(_)), "{err}");
+    }
+    assert!(put(&store, &"x".repeat(outlast_engine::MAX_NAME_LEN), b"x").await.is_ok());
+    // Three shards, two domains (a config that slipped past validation).
+    let text = f.config_text(&[]).replace("domain = \"d2\"", "domain = \"d1\"");
+    let err = put(&f.open_unvalidated(&text), "y", b"y").await.unwrap_err();
+    assert!(matches!(err, EngineError::PlacementImpossible { n: 3, domains: 2 }), "{err}");
+    assert!(f.blob_files().iter().all(|p| !p.to_string_lossy().contains("/t/")));
+}
