@@ -106,7 +106,10 @@ pub enum EngineError {
     #[error("no object named `{0}`")]
     NotFound(String),
     /// Too few providers accepted a write; nothing was made visible.
-    #[error("write of `{name}` failed: only {ok} of {needed} required providers succeeded ({detail}); nothing was changed")]
+    #[error(
+        "write of `{name}` failed: only {ok} of {needed} required providers succeeded ({}); nothing was changed",
+        ProviderFailure::list(failures)
+    )]
     Quorum {
         /// Object name.
         name: String,
@@ -114,8 +117,8 @@ pub enum EngineError {
         ok: usize,
         /// Write quorum.
         needed: usize,
-        /// Per-provider failures.
-        detail: String,
+        /// What went wrong, provider by provider.
+        failures: Vec<ProviderFailure>,
     },
     /// A concurrent write of the same name committed a newer version first; this write was
     /// discarded (its blobs removed), as if it had happened just before the newer one.
@@ -170,6 +173,31 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// One provider's part in a failed operation: which provider, and what it did (the message
+/// names the provider too, for people; faces that map errors read `provider`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderFailure {
+    /// Provider name.
+    pub provider: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ProviderFailure {
+    /// A failure of `provider`.
+    pub fn new(provider: &str, message: impl Into<String>) -> Self {
+        ProviderFailure { provider: provider.to_string(), message: message.into() }
+    }
+
+    /// The messages, one after another (or a note that none came).
+    fn list(failures: &[ProviderFailure]) -> String {
+        if failures.is_empty() {
+            return "no provider reported an error".into();
+        }
+        failures.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
+    }
 }
 
 impl From<rusqlite::Error> for EngineError {

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::breaker::Breaker;
 use crate::buffers::{Buffers, JOB_BUFFER_BYTES};
+use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry};
 use crate::repair::{Pacer, RepairRun};
 use crate::scrub::CopyVerdict;
@@ -313,13 +314,17 @@ impl Store {
             async move { (p.name(), p.write(blob, sealed).await) }
         });
         let mut written = 0;
+        let mut failures = Vec::new();
         for (h, r) in futures::future::join_all(writes).await {
             match r {
                 Ok(()) => {
                     written += 1;
                     added.push(BlobRef { provider: h.to_string(), blob: manifest_blob.clone(), size: sealed.len() as u64 });
                 }
-                Err(e) => report.errors.push(format!("{}: {e}", m.entry.name)),
+                Err(e) => {
+                    report.errors.push(format!("{}: {e}", m.entry.name));
+                    failures.push(ProviderFailure::new(h, e.to_string()));
+                }
             }
         }
         let quorum = self.config.coding.write_quorum();
@@ -333,12 +338,7 @@ impl Store {
                 self.index.forget_blob(&b.provider, &b.blob)?;
             }
             if written < quorum {
-                return Err(EngineError::Quorum {
-                    name: m.entry.name.clone(),
-                    ok: written,
-                    needed: quorum,
-                    detail: report.errors.join("; "),
-                });
+                return Err(EngineError::Quorum { name: m.entry.name.clone(), ok: written, needed: quorum, failures });
             }
             // Replaced, removed, or moved by another evacuation meanwhile.
             return Err(EngineError::State("its manifest changed during the move; run evacuate again".into()));

@@ -48,7 +48,7 @@ mod unopened;
 
 pub use config::Config;
 pub use drill::{DrillReport, Evacuation};
-pub use error::EngineError;
+pub use error::{EngineError, ProviderFailure};
 pub use evacuate::EvacuateReport;
 pub use fleet::ProviderHealth;
 pub use gc::{GcDeletion, GcOptions, GcReason, GcReport};

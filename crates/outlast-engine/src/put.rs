@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry};
 use crate::intent::WriteIntent;
 use crate::stamps::now_ns;
@@ -125,7 +126,7 @@ struct VersionWriter<'a> {
     name: &'a str,
     placement: Vec<&'a Provider>,
     stamp: VersionStamp,
-    failures: Vec<String>,
+    failures: Vec<ProviderFailure>,
     /// Shards placed on providers known to be slow (no grace after the quorum).
     slow: Vec<usize>,
     /// Shards whose provider did not answer in time.
@@ -149,8 +150,12 @@ impl VersionWriter<'_> {
     }
 
     fn quorum_err(&self, ok: usize) -> EngineError {
-        let detail = if self.failures.is_empty() { "no provider reported an error".into() } else { self.failures.join("; ") };
-        EngineError::Quorum { name: self.name.into(), ok, needed: self.quorum(), detail }
+        EngineError::Quorum { name: self.name.into(), ok, needed: self.quorum(), failures: self.failures.clone() }
+    }
+
+    /// Notes what went wrong with shard `i`'s provider.
+    fn fail(&mut self, i: usize, message: impl ToString) {
+        self.failures.push(ProviderFailure::new(self.placement[i].name(), message.to_string()));
     }
 
     fn vid(&self) -> VersionId {
@@ -178,11 +183,11 @@ impl VersionWriter<'_> {
         for (i, r) in out.answered {
             match r {
                 Ok(w) => writers[i] = Some(w),
-                Err(e) => self.failures.push(e.to_string()),
+                Err(e) => self.fail(i, e.to_string()),
             }
         }
         for i in out.abandoned {
-            self.failures.push(format!("`{}` did not open shard {i}'s blob in time", self.placement[i].name()));
+            self.fail(i, format!("`{}` did not open shard {i}'s blob in time", self.placement[i].name()));
             self.abandoned.push(i);
         }
         let ok = live(&writers);
@@ -218,17 +223,17 @@ impl VersionWriter<'_> {
             match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    self.failures.push(e.to_string());
+                    self.fail(i, e.to_string());
                     alive[i] = false;
                 }
                 Err(e) => {
-                    self.failures.push(format!("closing shard {i}: {e}"));
+                    self.fail(i, format!("closing shard {i}: {e}"));
                     alive[i] = false;
                 }
             }
         }
         for i in out.abandoned {
-            self.failures.push(format!("`{}` did not finish writing shard {i} in time", self.placement[i].name()));
+            self.fail(i, format!("`{}` did not finish writing shard {i} in time", self.placement[i].name()));
             self.abandoned.push(i);
             alive[i] = false;
             if let Some((_, a)) = aborts.iter().find(|(j, _)| *j == i) {
@@ -265,13 +270,13 @@ impl VersionWriter<'_> {
             match r {
                 Ok(w) => writers[i] = Some(w),
                 Err((w, e)) => {
-                    self.failures.push(e.to_string());
+                    self.fail(i, e.to_string());
                     w.abort().await;
                 }
             }
         }
         for i in out.abandoned {
-            self.failures.push(format!("`{}` did not take shard {i} in time", self.placement[i].name()));
+            self.fail(i, format!("`{}` did not take shard {i} in time", self.placement[i].name()));
             self.abandoned.push(i);
         }
         if live(writers) < self.quorum() {
@@ -385,7 +390,7 @@ impl VersionWriter<'_> {
                 Ok(false) => format!("`{}` no longer holds part {part} of shard {i} whole", self.placement[i].name()),
                 Err(e) => format!("`{}` could not confirm part {part} of shard {i}: {e}", self.placement[i].name()),
             };
-            self.failures.push(why);
+            self.fail(i, why);
             alive[i] = false;
         }
         let ok = alive.iter().filter(|a| **a).count();
@@ -454,7 +459,7 @@ impl VersionWriter<'_> {
             }
             match r {
                 Ok(()) => blobs.push(BlobRef { provider, blob: manifest_name.to_string(), size: sealed.len() as u64 }),
-                Err(e) => self.failures.push(e.to_string()),
+                Err(e) => self.fail(i, e),
             }
         }
         let manifests = blobs.iter().filter(|b| b.blob == manifest_name).count();
@@ -490,7 +495,8 @@ impl VersionWriter<'_> {
         let missing: Vec<String> =
             (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
         if !missing.is_empty() {
-            tracing::warn!(object = self.name, missing = ?missing, "stored below full redundancy: {}", self.failures.join("; "));
+            let why: Vec<&str> = self.failures.iter().map(|f| f.message.as_str()).collect();
+            tracing::warn!(object = self.name, missing = ?missing, "stored below full redundancy: {}", why.join("; "));
         }
         let report = PutReport {
             name: self.name.to_string(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use outlast_codec::{names, Manifest, ManifestBody, VersionId, VersionStamp};
 
+use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry};
 use crate::stamps::now_ns;
 use crate::{EngineError, Store};
@@ -61,8 +62,14 @@ impl Store {
         let out = crate::quorum::gather(writes, q, &impatient).await;
         out.note_write_times(|i| &self.providers[i]);
         let mut written = Vec::new();
-        let mut failures: Vec<String> =
-            out.abandoned.iter().map(|&i| format!("`{}` did not take the tombstone in time", self.providers[i].name())).collect();
+        let mut failures: Vec<ProviderFailure> = out
+            .abandoned
+            .iter()
+            .map(|&i| {
+                let p = self.providers[i].name();
+                ProviderFailure::new(p, format!("`{p}` did not take the tombstone in time"))
+            })
+            .collect();
         for (i, r) in out.answered {
             match r {
                 Ok(()) => written.push(BlobRef {
@@ -70,11 +77,11 @@ impl Store {
                     blob: blob.to_string(),
                     size: sealed.len() as u64,
                 }),
-                Err(e) => failures.push(e.to_string()),
+                Err(e) => failures.push(ProviderFailure::new(self.providers[i].name(), e.to_string())),
             }
         }
         if written.len() < q {
-            return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, detail: failures.join("; ") });
+            return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, failures });
         }
         let entry = IndexEntry {
             name: name.to_string(),

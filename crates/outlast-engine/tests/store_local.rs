@@ -214,6 +214,12 @@ async fn writes_go_on_with_n_minus_k_providers_down_and_a_higher_quorum_refuses_
     let store = f.store_with(&[0, 1, 2]);
     let err = put(&store, "q", &data(100_000, 3)).await.unwrap_err();
     assert!(matches!(err, EngineError::Quorum { ok: 1, needed: 2, .. }), "{err}");
+    // Each failure names its provider, for faces that map errors without reading the words.
+    let EngineError::Quorum { failures, .. } = &err else { unreachable!() };
+    let mut failed: Vec<&str> = failures.iter().map(|f| f.provider.as_str()).collect();
+    failed.sort();
+    failed.dedup();
+    assert_eq!(failed, ["p0", "p1", "p2"], "{err}");
     assert_eq!(get(&f.store_with(&[0, 1]), "q").await.unwrap(), d);
 
     // A user who prefers a refused write to one a single failure from loss asks for more.
