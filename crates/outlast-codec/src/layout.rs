@@ -65,10 +65,15 @@ impl Layout {
         self.segment_count().div_ceil(self.segments_per_part as u64) as u32
     }
 
+    /// The segments part `part` holds (the last part may hold fewer).
+    pub fn part_segments(&self, part: u32) -> Range<u64> {
+        let first = part as u64 * self.segments_per_part as u64;
+        first..(first + self.segments_per_part as u64).min(self.segment_count())
+    }
+
     /// Length of each shard blob of part `part`.
     pub fn part_blob_len(&self, part: u32) -> u64 {
-        let first = part as u64 * self.segments_per_part as u64;
-        let last = (first + self.segments_per_part as u64).min(self.segment_count()) - 1;
+        let last = self.part_segments(part).end - 1;
         self.shard_offset(last) + self.shard_len(last) as u64
     }
 
@@ -139,6 +144,7 @@ mod tests {
         assert_eq!(l.shard_len(0), 6); // 16 bytes of tag over 3 shards, rounded up to even
         assert_eq!(l.part_count(), 1);
         assert_eq!(l.part_blob_len(0), 6);
+        assert_eq!(l.part_segments(0), 0..1);
         assert_eq!(l.segments_for(0..10), 0..0);
     }
 
@@ -156,6 +162,7 @@ mod tests {
         assert_eq!(l.shard_offset(2), 0);
         assert_eq!(l.part_blob_len(0), 2 * l.full_shard_len() as u64);
         assert_eq!(l.part_blob_len(1), l.shard_len(2) as u64);
+        assert_eq!((l.part_segments(0), l.part_segments(1)), (0..2, 2..3));
         assert_eq!(l.segments_for(1023..1025), 0..2);
         assert_eq!(l.segments_for(2048..5000), 2..3);
     }

@@ -365,9 +365,8 @@ impl Store {
         blob: &str,
     ) -> Result<(), EngineError> {
         let mut w = to.writer(blob).await?;
-        let first = part as u64 * layout.segments_per_part as u64;
-        let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-        for run in runs(layout, first..last, REBUILD_RUN_SEGMENTS) {
+        let segments = layout.part_segments(part);
+        for run in runs(layout, segments, REBUILD_RUN_SEGMENTS) {
             let rebuilt = match reader.rebuild_run(run, &[i], &[i]).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -477,9 +476,7 @@ fn part_is_intact(om: &ObjectManifest, layout: &Layout, i: usize, part: u32, byt
     if bytes.len() as u64 != layout.part_blob_len(part) {
         return false;
     }
-    let first = part as u64 * layout.segments_per_part as u64;
-    let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-    (first..last).all(|s| {
+    layout.part_segments(part).all(|s| {
         let off = layout.shard_offset(s) as usize;
         let shard = &bytes[off..off + layout.shard_len(s)];
         om.segment_checks(s)[i].verifies(seed, shard)

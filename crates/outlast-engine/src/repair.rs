@@ -332,9 +332,8 @@ impl Store {
                 continue;
             }
             let want: Vec<usize> = writers.iter().map(|(i, _, _)| *i).collect();
-            let first = *part as u64 * layout.segments_per_part as u64;
-            let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-            for segments in runs(&layout, first..last, REPAIR_RUN_SEGMENTS) {
+            let segments = layout.part_segments(*part);
+            for segments in runs(&layout, segments, REPAIR_RUN_SEGMENTS) {
                 if writers.iter().all(|(_, w, _)| w.is_none()) {
                     break; // every provider owed a shard here has failed: no reading in vain
                 }
@@ -433,10 +432,8 @@ impl Store {
             Err(e) => return Err(e),
         }
         let bytes = p.read_expecting(blob, len).await?;
-        let first = part as u64 * layout.segments_per_part as u64;
-        let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
         Ok(bytes.len() as u64 == len
-            && (first..last).all(|s| {
+            && layout.part_segments(part).all(|s| {
                 let at = layout.shard_offset(s) as usize;
                 let piece = bytes.get(at..at + layout.shard_len(s));
                 piece.is_some_and(|piece| om.segment_checks(s)[shard].verifies(self.keys.check_seed, piece))

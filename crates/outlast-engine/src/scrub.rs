@@ -229,9 +229,8 @@ impl Store {
                 if !recorded.contains(&(place.provider.clone(), blob)) {
                     continue;
                 }
-                let first = part as u64 * layout.segments_per_part as u64;
-                let last = (first + layout.segments_per_part as u64).min(layout.segment_count());
-                units.extend((first..last).map(|segment| Unit { provider, object, shard, part, segment }));
+                let segments = layout.part_segments(part);
+                units.extend(segments.map(|segment| Unit { provider, object, shard, part, segment }));
             }
         }
         Ok((manifests, units))
