@@ -5,8 +5,8 @@
 //! picks which provider holds which shard; [`index`] is the local SQLite cache of current
 //! versions; [`store`] opens a store (its providers, key and index). Each operation on it is a
 //! module of its own that adds to `impl Store`: `put`, `get`, `list`, `remove`, the provider
-//! view (`fleet`, `probe`) and the long jobs (`scrub`, `repair`, `evacuate`, `drill`, `gc`,
-//! `recover`).
+//! view (`fleet`, `probe`); the long jobs (scrub, repair, evacuate, drill, gc, recover) are in
+//! `jobs`, sharing only `jobs::kit`.
 #![deny(missing_docs)]
 
 pub mod config;
@@ -21,48 +21,39 @@ pub mod progress;
 pub mod sample;
 pub mod store;
 
-mod breaker;
-mod buffers;
-mod drill;
-mod evacuate;
 mod fleet;
-mod gc;
 mod get;
 mod identity;
 mod intent;
+mod jobs;
 mod lease;
 mod list;
-mod listed;
-mod nameset;
 mod owed;
 mod probe;
 mod put;
 mod quorum;
-mod recover;
 mod remove;
-mod repair;
-pub mod scrub;
 mod shards;
 mod stamps;
 mod unopened;
 
 pub use config::Config;
-pub use drill::{DrillReport, Evacuation};
 pub use error::{EngineError, ProviderFailure};
-pub use evacuate::EvacuateReport;
 pub use fleet::ProviderHealth;
-pub use gc::{GcDeletion, GcOptions, GcReason, GcReport};
 pub use get::GetReport;
 pub use get::{ByteRange, GetSink, WriteSink};
+pub use jobs::drill::{DrillReport, Evacuation};
+pub use jobs::evacuate::EvacuateReport;
+pub use jobs::gc::{GcDeletion, GcOptions, GcReason, GcReport};
+pub use jobs::recover::RecoverReport;
+pub use jobs::repair::{RepairOptions, RepairReport};
+pub use jobs::scrub::{ProviderScrub, ScrubOptions, ScrubReport};
 pub use lease::LeaseTiming;
 pub use list::ObjectInfo;
 pub use owed::ProviderOwed;
 pub use probe::ProviderReport;
 pub use progress::Progress;
 pub use put::{PutOptions, PutReport};
-pub use recover::RecoverReport;
-pub use repair::{RepairOptions, RepairReport};
-pub use scrub::{ProviderScrub, ScrubOptions, ScrubReport};
 pub use shards::ShardFault;
 pub use stamps::MAX_NAME_LEN;
 pub use store::Store;

@@ -13,12 +13,11 @@ use futures::TryStreamExt;
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
 use serde::Serialize;
 
-use crate::breaker::Breaker;
-use crate::buffers::{Buffers, JOB_BUFFER_BYTES};
+use super::kit::breaker::Breaker;
+use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
+use super::kit::copies::CopyVerdict;
 use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry};
-use crate::repair::{Pacer, RepairRun};
-use crate::scrub::CopyVerdict;
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store, Unopened};
 
@@ -150,9 +149,7 @@ impl Store {
             report.absorb(mine);
         }
         // Tombstones live on every provider: the new one gets any it lacks.
-        let mut tombstones = crate::RepairReport::default();
-        self.repair_tombstones(&mut RepairRun::new(&mut tombstones, &Pacer::new(None), breaker)).await?;
-        report.errors.extend(tombstones.errors);
+        report.errors.extend(self.repair_tombstones(breaker).await?.errors);
         report.remaining = self.placed_on(from, None)?.0;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);

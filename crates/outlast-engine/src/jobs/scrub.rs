@@ -12,7 +12,8 @@ use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use outlast_provider::{Provider, ProviderError};
 use serde::Serialize;
 
-use crate::breaker::Breaker;
+use super::kit::breaker::Breaker;
+use super::kit::copies::CopyVerdict;
 use crate::index::IndexEntry;
 use crate::{EngineError, Progress, Store, Unopened};
 
@@ -393,41 +394,6 @@ async fn guarded<T>(
     let r = read.await;
     breaker.record(p.name(), r.as_ref().is_ok() || r.as_ref().is_err_and(ProviderError::is_not_found));
     r.map_err(Some)
-}
-
-/// What a manifest copy read back from a provider is, beside the index's sealed manifest.
-pub(crate) enum CopyVerdict {
-    /// The index's manifest, byte for byte.
-    Current,
-    /// The same version at a lower revision (the provider went back on what it held:
-    /// `blame`), or at the same revision with other bytes (a move that lost a race to another
-    /// wrote it: no fault of the provider's).
-    Stale { blame: bool },
-    /// A higher revision than the index holds: the index is the stale one.
-    Newer(u32),
-    /// Does not open with the store's key as this version's manifest: damaged, or another
-    /// blob swapped in.
-    Corrupt,
-}
-
-impl Store {
-    /// Whether `entry` is still its name's current version with the same manifest.
-    pub(crate) fn unchanged(&self, entry: &IndexEntry) -> Result<bool, EngineError> {
-        Ok(self.index.get(&entry.name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest))
-    }
-
-    /// Judges `bytes`, read from `blob`, against `entry` (whose manifest is at `revision`).
-    pub(crate) fn judge_manifest_copy(&self, entry: &IndexEntry, revision: u32, blob: &str, bytes: &[u8]) -> CopyVerdict {
-        if bytes == &entry.sealed_manifest[..] {
-            return CopyVerdict::Current;
-        }
-        match Manifest::open(&self.keys, blob, bytes) {
-            Ok(m) if m.stamp == entry.stamp && m.revision < revision => CopyVerdict::Stale { blame: true },
-            Ok(m) if m.stamp == entry.stamp && m.revision == revision => CopyVerdict::Stale { blame: false },
-            Ok(m) if m.stamp == entry.stamp => CopyVerdict::Newer(m.revision),
-            _ => CopyVerdict::Corrupt,
-        }
-    }
 }
 
 /// Picks, one at a time as they come, every item of a run or a uniform random sample of

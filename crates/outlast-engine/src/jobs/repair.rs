@@ -4,17 +4,17 @@
 //! recorded in the index as soon as it is durable, so a repair killed at any point resumes
 //! where it stopped: the next run sees only what is still owed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
+use outlast_codec::{names, Layout, ManifestBody, ObjectManifest, VersionId};
 use outlast_provider::{BlobWriter, Provider};
 use serde::Serialize;
 
-use crate::breaker::Breaker;
-use crate::buffers::{Buffers, JOB_BUFFER_BYTES};
+use super::kit::breaker::Breaker;
+use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
 use crate::index::{BlobRef, IndexEntry};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store, Unopened};
@@ -140,137 +140,14 @@ impl Store {
         while let Some(mine) = repairs.try_next().await? {
             report.absorb(mine);
         }
-        self.repair_tombstones(&mut RepairRun::new(&mut report, pacer, breaker)).await?;
+        let tombstones = self.repair_tombstones(breaker).await?;
+        report.tombstones_written += tombstones.written;
+        report.bytes_written += tombstones.bytes;
+        report.errors.extend(tombstones.errors);
         if report.remaining > 0 {
             tracing::warn!("{} shard blobs are still owed: {}", report.remaining, report.errors.join("; "));
         }
         Ok(report)
-    }
-
-    /// Puts each tombstone on every configured provider that lacks it (a tombstone lives on
-    /// all of them, so that a recovery from any k keeps the name deleted). Its sealed bytes are
-    /// read from a provider that holds it and checked before they are copied.
-    pub(crate) async fn repair_tombstones(&self, run: &mut RepairRun<'_>) -> Result<(), EngineError> {
-        let mut pages = self.index.tombstone_pages();
-        while let Some(page) = pages.next_page()? {
-            for (name, stamp) in page {
-                let blob = names::manifest_blob(&self.keys, &stamp.vid);
-                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
-                let lacking: Vec<&outlast_provider::Provider> =
-                    self.providers.iter().filter(|p| !holders.contains(p.name()) && run.breaker.allows(p.name())).collect();
-                if lacking.is_empty() {
-                    continue;
-                }
-                let mut sealed = None;
-                for h in self.providers.iter().filter(|p| holders.contains(p.name())) {
-                    if let Ok(bytes) = h.read(&blob).await {
-                        let genuine = Manifest::open(&self.keys, &blob, &bytes)
-                            .is_ok_and(|m| m.name == name && m.stamp == stamp && matches!(m.body, ManifestBody::Tombstone));
-                        if genuine {
-                            sealed = Some(bytes);
-                            break;
-                        }
-                    }
-                }
-                let Some(sealed) = sealed else {
-                    run.report.errors.push(format!("{name}: no provider serves its tombstone intact"));
-                    continue;
-                };
-                for p in lacking {
-                    match p.write(&blob, sealed.clone()).await {
-                        Ok(()) => {
-                            run.breaker.record(p.name(), true);
-                            let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
-                            if self.index.add_tombstone_copy(&stamp.vid, &b)? {
-                                run.report.tombstones_written += 1;
-                                run.report.bytes_written += b.size;
-                            }
-                        }
-                        Err(e) => run.failed(p.name(), format!("{name}: {e}")),
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Lists every provider and drops from the index each recorded blob that is not there or
-    /// has the wrong size, so it becomes repair debt. A provider that cannot be listed is left
-    /// alone (its blobs may well be intact); one that lists none of its blobs counts towards
-    /// "terminated".
-    pub(crate) async fn find_lost_blobs(&self) -> Result<LostBlobs, EngineError> {
-        let mut out = LostBlobs::default();
-        for p in &self.providers {
-            // What is recorded there, as hashed names and sizes (a few dozen bytes a blob,
-            // whatever the provider holds), read before the listing: a blob recorded while
-            // the listing runs is never called lost.
-            let hashes = crate::nameset::NameSet::new();
-            let key = |name: &str| hashes.hash(name);
-            let mut unmatched: HashMap<u128, u64> = HashMap::new();
-            let mut pages = self.index.blob_pages(p.name());
-            while let Some(page) = pages.next_page()? {
-                unmatched.extend(page.iter().map(|b| (key(&b.blob), b.size)));
-            }
-            let recorded = unmatched.len();
-            if recorded == 0 {
-                continue;
-            }
-            // Each listed blob of the recorded size is there. A size of 0 means "not
-            // recorded"; any other difference is a torn or truncated blob. (Two names whose
-            // 128-bit keyed hashes collide, odds about 2^-128 a pair, could only call a lost
-            // blob present until the next run.)
-            let mut failed = false;
-            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-                let mut listing = p.listing(prefix);
-                loop {
-                    match listing.next().await {
-                        Ok(Some(e)) => {
-                            let k = key(&e.name);
-                            if unmatched.get(&k).is_some_and(|&size| size == 0 || size == e.size) {
-                                unmatched.remove(&k);
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            out.unlisted.push((p.name().to_string(), e.to_string()));
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-                if failed {
-                    break;
-                }
-            }
-            if failed {
-                continue;
-            }
-            // What is left is lost: forget each that is still recorded as it was (not moved
-            // or replaced since), so that it becomes debt.
-            let mut lost_here = 0u64;
-            if !unmatched.is_empty() {
-                let mut pages = self.index.blob_pages(p.name());
-                while let Some(page) = pages.next_page()? {
-                    let lost: Vec<BlobRef> = page.into_iter().filter(|b| unmatched.get(&key(&b.blob)) == Some(&b.size)).collect();
-                    lost_here += self.index.forget_blobs(&lost)?;
-                }
-            }
-            if lost_here > 0 {
-                tracing::warn!(provider = p.name(), "{lost_here} of {} blobs recorded there are missing or damaged", recorded);
-                // Each counts once towards the provider's health; all of them gone reads as an
-                // ended account.
-                for _ in 0..lost_here.min(outlast_provider::health::TERMINATED_AFTER as u64) {
-                    p.note_known_blob(false);
-                }
-                if lost_here < recorded as u64 {
-                    p.note_known_blob(true);
-                }
-            }
-            if lost_here > 0 {
-                out.by_provider.insert(p.name().to_string(), lost_here);
-            }
-        }
-        Ok(out)
     }
 
     /// What `entry`'s version owes, from the index alone (`owed.rs`).
@@ -440,24 +317,6 @@ impl Store {
             }))
     }
 
-    /// The current index entry of `name` if it is still version `vid` and its manifest places
-    /// shard `shard` (`None`: any shard, as for a manifest copy) on `provider`.
-    pub(crate) fn current_placing(
-        &self,
-        name: &str,
-        vid: &VersionId,
-        shard: Option<usize>,
-        provider: &str,
-    ) -> Result<Option<IndexEntry>, EngineError> {
-        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(None) };
-        let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(None) };
-        let placed = match shard {
-            Some(i) => om.placement.get(i).is_some_and(|p| p.provider == provider),
-            None => om.placement.iter().any(|p| p.provider == provider),
-        };
-        Ok(placed.then_some(entry))
-    }
-
     /// Records shard `shard`'s rebuilt blob `b` of `name`'s version `vid` if the current
     /// manifest still places that shard on `b`'s provider: an evacuation may have moved it
     /// while it was being rebuilt, or moved another shard (then this one still counts).
@@ -546,15 +405,6 @@ impl<'a> RepairRun<'a> {
             self.report.errors.push(Breaker::skipped(provider));
         }
     }
-}
-
-/// What a listing pass found.
-#[derive(Debug, Default)]
-pub(crate) struct LostBlobs {
-    /// Recorded blobs missing or of the wrong size (now dropped from the index), by provider.
-    pub by_provider: std::collections::BTreeMap<String, u64>,
-    /// Providers that could not be listed, with the error.
-    pub unlisted: Vec<(String, String)>,
 }
 
 /// Keeps a run's write rate, over all its tasks, under a limit by sleeping when ahead of it.

@@ -21,15 +21,11 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use outlast_provider::{BlobEntry, Provider, ProviderError};
 use serde::Serialize;
 
-use crate::listed::{ListedBlob, ListedStage, Shape};
-use crate::nameset::NameSet;
+use super::kit::leases::UNKNOWN_MIN_AGE;
+use super::kit::listed::{ListedBlob, ListedStage, Shape};
+use super::kit::nameset::NameSet;
 use crate::stamps::now_ns;
 use crate::{EngineError, Store, Unopened};
-
-/// The least age of a blob that gc deletes without knowing why it exists: a write in progress
-/// elsewhere (another state folder, another machine) names its blobs in its own index only.
-/// Long enough for any write's parts to be committed or abandoned in the normal course.
-pub const UNKNOWN_MIN_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// How gc runs.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,78 @@
+//! Tombstones live on every provider, so that a recovery from any k of them keeps a deleted
+//! name deleted: this puts each one back where it is missing (repair, and the provider an
+//! evacuation fills).
+
+use std::collections::HashSet;
+
+use outlast_codec::{names, Manifest, ManifestBody};
+
+use super::breaker::Breaker;
+use crate::error::EngineError;
+use crate::index::BlobRef;
+use crate::store::Store;
+
+/// What putting tombstones back did.
+#[derive(Debug, Default)]
+pub(crate) struct TombstoneRepair {
+    /// Tombstone copies written and recorded.
+    pub written: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// What failed.
+    pub errors: Vec<String>,
+}
+
+impl Store {
+    /// Puts each tombstone on every configured provider that lacks it (a tombstone lives on
+    /// all of them, so that a recovery from any k keeps the name deleted). Its sealed bytes are
+    /// read from a provider that holds it and checked before they are copied.
+    pub(crate) async fn repair_tombstones(&self, breaker: &Breaker) -> Result<TombstoneRepair, EngineError> {
+        let mut out = TombstoneRepair::default();
+        let mut pages = self.index.tombstone_pages();
+        while let Some(page) = pages.next_page()? {
+            for (name, stamp) in page {
+                let blob = names::manifest_blob(&self.keys, &stamp.vid);
+                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
+                let lacking: Vec<&outlast_provider::Provider> =
+                    self.providers.iter().filter(|p| !holders.contains(p.name()) && breaker.allows(p.name())).collect();
+                if lacking.is_empty() {
+                    continue;
+                }
+                let mut sealed = None;
+                for h in self.providers.iter().filter(|p| holders.contains(p.name())) {
+                    if let Ok(bytes) = h.read(&blob).await {
+                        let genuine = Manifest::open(&self.keys, &blob, &bytes)
+                            .is_ok_and(|m| m.name == name && m.stamp == stamp && matches!(m.body, ManifestBody::Tombstone));
+                        if genuine {
+                            sealed = Some(bytes);
+                            break;
+                        }
+                    }
+                }
+                let Some(sealed) = sealed else {
+                    out.errors.push(format!("{name}: no provider serves its tombstone intact"));
+                    continue;
+                };
+                for p in lacking {
+                    match p.write(&blob, sealed.clone()).await {
+                        Ok(()) => {
+                            breaker.record(p.name(), true);
+                            let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
+                            if self.index.add_tombstone_copy(&stamp.vid, &b)? {
+                                out.written += 1;
+                                out.bytes += b.size;
+                            }
+                        }
+                        Err(e) => {
+                            out.errors.push(format!("{name}: {e}"));
+                            if breaker.record(p.name(), false) {
+                                out.errors.push(Breaker::skipped(p.name()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,13 @@
+//! The long jobs over the whole store: scrub, repair, evacuate, drill, gc and recover. Each
+//! adds to `impl Store` in a file of its own and imports the shared machinery here (`kit`:
+//! pacing, the breaker, job buffers, the lost-blob check, manifest-copy judgement), never
+//! another job.
+
+pub(crate) mod drill;
+pub(crate) mod evacuate;
+pub(crate) mod gc;
+pub(crate) mod recover;
+pub(crate) mod repair;
+pub(crate) mod scrub;
+
+mod kit;
