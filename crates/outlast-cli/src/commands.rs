@@ -248,7 +248,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Repair { limit_rate } => {
             let store = open_to_write(cfg).await?;
             let opts = RepairOptions { limit_rate };
-            let report = with_bar("repair", async |bar| store.repair(&opts, bar).await).await?;
+            let report = with_stoppable_bar("repair", async |bar| store.repair(&opts, bar).await).await?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -268,6 +268,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("  error: {e}");
                 }
                 print_unopened(&report.unopened);
+            }
+            if report.stopped {
+                eprintln!("outlast: repair stopped before the end; `outlast repair` goes on from there");
+                return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             // Anything left undone (a shard, a manifest or tombstone copy, a provider that could
             // not be listed, an object skipped) is worth a non-zero status.
@@ -588,6 +592,35 @@ fn print_drill(r: &outlast_engine::DrillReport) {
 }
 
 /// Runs a long job with a progress bar (its size set by the job) that is cleared however it ends.
+/// Like [`with_bar`], for a job that can stop at a clean point: the first Ctrl-C asks it to
+/// (what is in flight finishes, and running it again goes on), a second one ends the process
+/// at once, as Ctrl-C does anywhere else.
+async fn with_stoppable_bar<T>(
+    what: &str,
+    job: impl AsyncFnOnce(&Bar) -> Result<T, outlast_engine::EngineError>,
+) -> Result<T, outlast_engine::EngineError> {
+    let bar = Bar::new(Some(0), what);
+    let stop = bar.stop_flag();
+    let what = what.to_string();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("outlast: stopping the {what} once the work in flight is done (Ctrl-C again stops at once)");
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+    });
+    let r = job(&bar).await;
+    watcher.abort();
+    bar.finish();
+    r
+}
+
+/// The exit status of a job stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 async fn with_bar<T>(
     what: &str,
     job: impl AsyncFnOnce(&Bar) -> Result<T, outlast_engine::EngineError>,

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -13,6 +14,8 @@ pub struct Bar {
     start: Instant,
     shown: AtomicBool,
     enabled: bool,
+    /// Set when the person asks the job to stop (Ctrl-C).
+    stop: Arc<AtomicBool>,
 }
 
 impl Bar {
@@ -25,7 +28,13 @@ impl Bar {
         };
         bar.set_style(style.expect("valid template").progress_chars("=> "));
         bar.set_message(what.to_string());
-        Bar { bar, start: Instant::now(), shown: AtomicBool::new(false), enabled: std::io::stderr().is_terminal() }
+        let enabled = std::io::stderr().is_terminal();
+        Bar { bar, start: Instant::now(), shown: AtomicBool::new(false), enabled, stop: Arc::default() }
+    }
+
+    /// The flag that asks the job this bar follows to stop.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     /// Removes the bar.
@@ -45,5 +54,9 @@ impl Progress for Bar {
             self.shown.store(true, Ordering::Relaxed);
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
         }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -515,4 +516,36 @@ fn a_state_folder_another_command_holds_says_so_once_and_writes_nothing() {
     assert!(run_err(d, &["get", "a"]).contains("no object named"));
     run_ok(d, &["put", "a.txt", "a"]);
     assert_eq!(run_ok(d, &["get", "a"]).stdout, b"hello");
+}
+
+#[test]
+fn ctrl_c_stops_a_repair_cleanly_and_the_next_one_goes_on() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let bodies = put_objects(d, 24, 64 << 10, 40);
+    // local3 loses everything and is taken back: 24 objects owe a shard and a manifest there.
+    for sub in ["s", "m"] {
+        std::fs::remove_dir_all(d.join("stores/local3").join(sub)).unwrap();
+    }
+    run_ok(d, &["provider", "reset", "local3"]);
+    // Slow providers, so that the repair is caught part-way.
+    let slow = "local1:latency=300ms;local2:latency=300ms;local3:latency=300ms";
+    let child = outlast(d).env("OUTLAST_FAULTS", slow).arg("repair").stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("repair stopped before the end"), "{stderr}");
+    // Stopped cleanly: what it did not reach still owes, and nothing is damaged.
+    let scrub = outlast(d).args(["scrub", "--json"]).output().unwrap();
+    let report = json(&scrub);
+    let owed = report["owed"].as_array().unwrap();
+    assert!(!owed.is_empty(), "the stop came after the end: {report}");
+    assert!(report["providers"].as_array().unwrap().iter().all(|p| p["corrupt"] == 0), "{report}");
+    // The next repair goes on, and everything is whole.
+    run_ok(d, &["repair"]);
+    run_ok(d, &["scrub"]);
+    check_objects(d, &bodies);
 }

@@ -1,11 +1,19 @@
-//! Progress reporting for long transfers; the CLI draws bars from it, later faces read the same.
+//! The caller's side of a running transfer or job: progress goes out (the CLI draws bars from
+//! it, later faces read the same), and a request to stop comes in.
 
-/// Receives progress of one transfer. Implementations must be cheap: it is called per segment.
+/// Receives progress of one transfer or job. Implementations must be cheap: it is called per
+/// segment.
 pub trait Progress: Send + Sync {
     /// `bytes` more bytes were processed.
     fn advance(&self, bytes: u64);
     /// The work turned out to be `bytes` in all (known only after a first pass, e.g. repair).
     fn set_total(&self, _bytes: u64) {}
+    /// Whether the caller asks the job to stop at its next clean point (a person pressed
+    /// Ctrl-C). A job that honours it finishes what is in flight, starts nothing new and says
+    /// so in its report; running it again goes on where it stopped. Transfers ignore it.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Progress that goes nowhere.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use outlast_codec::{names, Layout, ManifestBody, ObjectManifest, VersionId};
 use outlast_provider::{BlobWriter, Provider};
 use serde::Serialize;
@@ -58,6 +58,10 @@ pub struct RepairReport {
     pub errors: Vec<String>,
     /// Objects skipped because their manifest does not open with this store's key.
     pub unopened: Unopened,
+    /// The caller asked the run to stop ([`Progress::stop_requested`]): the objects in flight
+    /// were finished, those not reached still owe (not counted in `remaining`), and tombstones
+    /// were not looked at. Running repair again goes on.
+    pub stopped: bool,
 }
 
 impl RepairReport {
@@ -128,6 +132,8 @@ impl Store {
         // object's debt is a few round trips (open, write, close, record, manifest copies), so
         // one at a time leaves a distant provider idle.
         let debts = self.index.object_pages("").picked(|entry| self.debt_of(entry, None));
+        // Asked to stop: no new object is started; those in flight finish.
+        let debts = debts.take_while(|_| std::future::ready(!progress.stop_requested()));
         let repairs = debts
             .map_ok(|debt| async move {
                 let _buffers = buffers.hold(debt.held_bytes()).await;
@@ -139,6 +145,10 @@ impl Store {
         let mut repairs = std::pin::pin!(repairs);
         while let Some(mine) = repairs.try_next().await? {
             report.absorb(mine);
+        }
+        if progress.stop_requested() {
+            report.stopped = true;
+            return Ok(report);
         }
         let tombstones = self.repair_tombstones(breaker).await?;
         report.tombstones_written += tombstones.written;
