@@ -359,7 +359,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Evacuate { provider, to } => {
             let store = open_to_write(cfg).await?;
-            let r = with_bar("evacuate", async |bar| store.evacuate(&provider, &to, bar).await).await?;
+            let r = with_stoppable_bar("evacuate", async |bar| store.evacuate(&provider, &to, bar).await).await?;
             if cli.json {
                 print_json(&r);
             } else {
@@ -389,6 +389,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     println!("{} objects still have a shard on {}: run evacuate again", r.remaining, r.from);
                 }
+            }
+            if r.stopped {
+                eprintln!("outlast: evacuate stopped before the end; running it again goes on from there");
+                return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             // Shards left behind, or a moved blob that did not read back intact.
             if r.remaining > 0 || !r.errors.is_empty() {

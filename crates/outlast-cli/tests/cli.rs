@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -529,14 +530,7 @@ fn ctrl_c_stops_a_repair_cleanly_and_the_next_one_goes_on() {
     }
     run_ok(d, &["provider", "reset", "local3"]);
     // Slow providers, so that the repair is caught part-way.
-    let slow = "local1:latency=300ms;local2:latency=300ms;local3:latency=300ms";
-    let child = outlast(d).env("OUTLAST_FAULTS", slow).arg("repair").stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: a plain kill(2) of our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let (_, stderr) = interrupted(d, &["repair"]);
     assert!(stderr.contains("repair stopped before the end"), "{stderr}");
     // Stopped cleanly: what it did not reach still owes, and nothing is damaged.
     let scrub = outlast(d).args(["scrub", "--json"]).output().unwrap();
@@ -546,6 +540,39 @@ fn ctrl_c_stops_a_repair_cleanly_and_the_next_one_goes_on() {
     assert!(report["providers"].as_array().unwrap().iter().all(|p| p["corrupt"] == 0), "{report}");
     // The next repair goes on, and everything is whole.
     run_ok(d, &["repair"]);
+    run_ok(d, &["scrub"]);
+    check_objects(d, &bodies);
+}
+
+/// Runs `args` over slow providers, presses Ctrl-C once 1.5 s in, and returns its stdout and
+/// stderr once it has exited 130 (stopped at a clean point).
+fn interrupted(d: &Path, args: &[&str]) -> (String, String) {
+    let slow = "local1:latency=300ms;local2:latency=300ms;local3:latency=300ms;local4:latency=300ms";
+    let child = outlast(d).env("OUTLAST_FAULTS", slow).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{args:?}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+#[test]
+fn ctrl_c_stops_an_evacuation_cleanly_and_the_next_one_goes_on() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let bodies = put_objects(d, 24, 64 << 10, 60);
+    let root = d.join("stores/local4");
+    let root_opt = format!("root={}", root.display());
+    run_ok(d, &["provider", "add", "local4", "--scheme", "fs", "--option", &root_opt, "--domain", "elsewhere"]);
+    let (stdout, stderr) = interrupted(d, &["evacuate", "local1", "--to", "local4"]);
+    assert!(stderr.contains("evacuate stopped before the end"), "{stderr}");
+    // Part-way: some objects still have their shard on local1, and every object reads.
+    assert!(stdout.contains("still have a shard on local1"), "{stdout}");
+    check_objects(d, &bodies);
+    let moved = run_ok(d, &["evacuate", "local1", "--to", "local4"]);
+    assert!(String::from_utf8_lossy(&moved.stdout).contains("local1 holds no shards now"), "{moved:?}");
     run_ok(d, &["scrub"]);
     check_objects(d, &bodies);
 }

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
 use serde::Serialize;
 
@@ -57,6 +57,10 @@ pub struct EvacuateReport {
     pub remaining: u64,
     /// What went wrong, one line each.
     pub errors: Vec<String>,
+    /// The caller asked the run to stop ([`Progress::stop_requested`]): the moves in flight
+    /// were finished, the rest still wait (counted in `remaining`), and tombstones were not
+    /// copied. Running the evacuation again goes on.
+    pub stopped: bool,
 }
 
 impl EvacuateReport {
@@ -115,6 +119,8 @@ impl Store {
         // impossible to spawn (the compiler cannot prove it `Send` for every lifetime).
         // The moves come as the index's pages do: what is held is a page, not the store.
         let moves = self.index.object_pages("").picked(|entry| Ok(self.move_of(entry, from)));
+        // Asked to stop: no new move is started; those in flight finish.
+        let moves = moves.take_while(|_| std::future::ready(!progress.stop_requested()));
         let outcomes = moves
             .map_ok(|m| async move {
                 let m = &m;
@@ -148,8 +154,11 @@ impl Store {
         while let Some(mine) = outcomes.try_next().await? {
             report.absorb(mine);
         }
+        report.stopped = progress.stop_requested();
         // Tombstones live on every provider: the new one gets any it lacks.
-        report.errors.extend(self.repair_tombstones(breaker).await?.errors);
+        if !report.stopped {
+            report.errors.extend(self.repair_tombstones(breaker).await?.errors);
+        }
         report.remaining = self.placed_on(from, None)?.0;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
