@@ -10,9 +10,11 @@ pub mod faults;
 pub mod health;
 mod provider;
 mod spec;
+mod staging;
 
 pub use error::{ErrorClass, ProviderError};
 pub use faults::Faults;
 pub use health::{HealthState, HealthStats};
-pub use provider::{BlobEntry, BlobWriter, IdentityCheck, IdentityRecheck, Listing, Patience, Provider, Verdict, TEMP_PREFIX};
+pub use provider::{BlobEntry, BlobWriter, IdentityCheck, IdentityRecheck, Listing, Patience, Provider, Verdict};
 pub use spec::{Location, ProviderSpec, SCHEMES};
+pub use staging::{staged_base, staged_target, TEMP_PREFIX};

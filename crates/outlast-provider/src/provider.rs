@@ -11,6 +11,7 @@ use opendal::Operator;
 use crate::error::classify;
 use crate::faults::Faults;
 use crate::health::{HealthState, HealthStats};
+use crate::staging::TEMP_PREFIX;
 use crate::{ProviderError, ProviderSpec};
 
 /// Operations in flight on one SFTP provider at once, per process: below sshd's default limit
@@ -186,10 +187,6 @@ enum Sink {
     /// them at close. Callers bound the blob size (shard blobs are one part each).
     Buffer { op: Operator, chunks: Vec<Bytes> },
 }
-
-/// Where a local-disk provider keeps blobs being written (inside its root, so the final rename
-/// stays on one file system); gc removes what a crash left there.
-pub const TEMP_PREFIX: &str = "t/";
 
 /// Waits before each new SSH handshake after one was refused (sshd's `MaxStartups` drops
 /// at random once ten are under way; the whole wait stays well inside the operation floor).

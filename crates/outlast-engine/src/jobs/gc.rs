@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use outlast_codec::{names, Manifest, ManifestBody};
-use outlast_provider::{BlobEntry, Provider, ProviderError};
+use outlast_provider::{staged_base, staged_target, BlobEntry, Provider};
 use serde::Serialize;
 
 use super::kit::leases::UNKNOWN_MIN_AGE;
@@ -150,7 +150,7 @@ impl Store {
                     }
                 }
             }
-            match temp_files(prov).await {
+            match prov.staged().await {
                 Ok(l) => {
                     for e in l {
                         if is_own_temp(&e.name) {
@@ -290,7 +290,7 @@ impl Store {
         sweep: &Sweep,
         report: &mut GcReport,
     ) -> Result<(), EngineError> {
-        let why = match temp_target(&entry.name) {
+        let why = match staged_target(&entry.name) {
             // A temporary file is kept while a write in progress names its blob.
             Some(target)
                 if [names::SHARD_PREFIX, names::MANIFEST_PREFIX].iter().any(|p| sweep.live.contains(&format!("{p}{target}"))) =>
@@ -314,7 +314,7 @@ impl Store {
         }
         // The snapshots above may be minutes old: a repair, evacuation or write may have
         // recorded this name since (a rebuilt blob keeps an old blob's name).
-        if temp_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name)? {
+        if staged_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name)? {
             return Ok(());
         }
         if !opts.dry_run {
@@ -371,10 +371,10 @@ impl Store {
                 // What it was still writing is a temporary file (local disks), if anything;
                 // each provider's are listed once per gc.
                 if !temps.contains_key(prov.name()) {
-                    let listed = temp_files(prov).await.unwrap_or_default();
+                    let listed = prov.staged().await.unwrap_or_default();
                     temps.insert(prov.name().to_string(), listed.into_iter().map(|t| t.name).collect());
                 }
-                let names = temps[prov.name()].iter().filter(|t| temp_target(t) == Some(base_name(&b.blob)));
+                let names = temps[prov.name()].iter().filter(|t| staged_target(t) == Some(staged_base(&b.blob)));
                 for name in std::iter::once(&b.blob).chain(names) {
                     match prov.delete(name).await {
                         Ok(()) => report.deletions.push(GcDeletion {
@@ -473,9 +473,7 @@ enum Unreferenced {
 /// Whether a listed name is a local disk's temporary file of a blob this format writes
 /// (`t/TAG.RANDOM`).
 fn is_own_temp(name: &str) -> bool {
-    name.strip_prefix(outlast_provider::TEMP_PREFIX).and_then(|t| t.split_once('.')).is_some_and(|(tag, random)| {
-        names::is_tag(tag) && !random.is_empty() && random.len() <= 32 && random.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    staged_target(name).is_some_and(names::is_tag)
 }
 
 /// What the sweep keeps, known before it starts.
@@ -492,26 +490,6 @@ struct Sweep {
     /// Whether some provider's leases could not be read (no temporary file goes either).
     leases_unknown: bool,
     now: SystemTime,
-}
-
-/// The temporary files of blobs being written on a local-disk provider (none elsewhere: other
-/// providers make a blob appear whole or not at all).
-async fn temp_files(prov: &Provider) -> Result<Vec<BlobEntry>, ProviderError> {
-    if prov.scheme() != "fs" {
-        return Ok(Vec::new());
-    }
-    prov.list(outlast_provider::TEMP_PREFIX).await
-}
-
-/// The name (without its `s/` or `m/` prefix) of the blob a temporary file `t/NAME.RANDOM`
-/// was to become; `None` for a name that is not a temporary file.
-fn temp_target(temp: &str) -> Option<&str> {
-    temp.strip_prefix(outlast_provider::TEMP_PREFIX)?.rsplit_once('.').map(|(name, _random)| name)
-}
-
-/// A blob name without its prefix, as a temporary file of it would name it.
-fn base_name(blob: &str) -> &str {
-    blob.rsplit('/').next().unwrap_or(blob)
 }
 
 #[cfg(test)]
