@@ -1,8 +1,12 @@
 //! Providers: places that store opaque blobs, built from configuration with Apache OpenDAL.
 //!
 //! A provider knows blob names and bytes, nothing about objects, shards or keys. Each one is an
-//! OpenDAL [`Operator`](opendal::Operator) wrapped in layers (timeout, retry with backoff on
-//! temporary errors); later layers (health tracking, hedging, fault injection) stack the same way.
+//! OpenDAL [`Operator`](opendal::Operator) with OpenDAL's layers (a timeout, retries with
+//! backoff on temporary errors, and on SFTP a limit of operations in flight). Around each
+//! operation, outermost first: the health record, the operation's deadline ([`Patience`]),
+//! the identity gate (a location must prove it is this provider before its first use),
+//! injected faults ([`Faults`], outside OpenDAL's retry on purpose: docs/decisions/0004), and a
+//! retry of refused SSH handshakes. `staging` says what a provider has half-written.
 #![deny(missing_docs)]
 
 mod error;
