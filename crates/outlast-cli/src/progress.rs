@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use outlast_engine::progress::Unit;
 use outlast_engine::Progress;
 
 /// A bar that stays hidden for the first second, so quick commands print nothing extra.
@@ -54,6 +55,15 @@ impl Progress for Bar {
             self.shown.store(true, Ordering::Relaxed);
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
         }
+    }
+
+    fn set_unit(&self, unit: Unit) {
+        let template = match unit {
+            Unit::Bytes => return,
+            Unit::Items(what) => format!("{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {what} {{per_sec}} eta {{eta}}"),
+        };
+        let style = ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> ");
+        self.bar.set_style(style);
     }
 
     fn stop_requested(&self) -> bool {

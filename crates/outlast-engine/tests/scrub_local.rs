@@ -214,3 +214,43 @@ async fn a_provider_gone_from_the_config_is_evacuated_by_rebuilding_its_share() 
     // A name nobody places is still refused.
     assert!(store.evacuate("nobody", "p4", &NoProgress).await.is_err());
 }
+
+/// Progress as a face sees it: the unit, the total announced and what was counted.
+#[derive(Default)]
+struct Seen {
+    unit: std::sync::Mutex<Option<outlast_engine::progress::Unit>>,
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl outlast_engine::Progress for Seen {
+    fn advance(&self, n: u64) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn set_total(&self, n: u64) {
+        self.total.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn set_unit(&self, unit: outlast_engine::progress::Unit) {
+        *self.unit.lock().unwrap() = Some(unit);
+    }
+}
+
+#[tokio::test]
+async fn scrub_and_recover_count_their_progress_in_the_items_they_say() {
+    use outlast_engine::progress::Unit;
+    use std::sync::atomic::Ordering::Relaxed;
+    let f = Fixture::new(2, 3);
+    let store = f.store();
+    for i in 0..5 {
+        put(&store, &format!("o{i}"), &data(3 * SEG as usize, i)).await.unwrap();
+    }
+    let seen = Seen::default();
+    store.scrub(&ScrubOptions::default(), &seen).await.unwrap();
+    assert_eq!(*seen.unit.lock().unwrap(), Some(Unit::Items("checks")));
+    // Three segment shards and a manifest copy on each of three providers, for five objects.
+    assert_eq!((seen.total.load(Relaxed), seen.done.load(Relaxed)), (5 * 3 * 4, 5 * 3 * 4));
+    let seen = Seen::default();
+    store.recover(&seen).await.unwrap();
+    assert_eq!(*seen.unit.lock().unwrap(), Some(Unit::Items("manifest copies")));
+    assert_eq!((seen.total.load(Relaxed), seen.done.load(Relaxed)), (15, 15));
+}

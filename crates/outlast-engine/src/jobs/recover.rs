@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::kit::listed::{ListedBlob, ListedStage, Shape};
 use crate::index::{Adopted, BlobRef, IndexEntry, Recovered, Staged, StagedCopy};
+use crate::progress::Unit;
 use crate::{EngineError, Progress, Store};
 
 /// Manifest copies read at once.
@@ -75,6 +76,7 @@ impl Store {
         for &i in &listed {
             copies_listed += stage.count(i, Shape::Manifest)?;
         }
+        progress.set_unit(Unit::Items("manifest copies"));
         progress.set_total(copies_listed);
         // Read and open every copy listed whole; a temporary table keeps the highest revision
         // of each version as they come.

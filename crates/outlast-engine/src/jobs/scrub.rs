@@ -138,6 +138,7 @@ impl Store {
         // First the counts per provider (a sample's size depends on them), then the checks a
         // page of objects at a time: what is held at once is one page, whatever the store.
         let (mut shard_picks, mut manifest_picks) = self.scrub_samplers(opts.sample)?;
+        progress.set_unit(crate::progress::Unit::Items("checks"));
         progress.set_total(shard_picks.iter().chain(&manifest_picks).map(|s| s.want).sum());
         // A provider that hangs costs a few timeouts, not one per blob it holds.
         let breaker = &Breaker::default();
