@@ -159,7 +159,7 @@ pub enum EngineError {
     State(String),
     /// The local index failed.
     #[error("local index: {0}")]
-    Index(rusqlite::Error),
+    Index(IndexError),
     /// Another command holds the local index for writing (a long gc, repair or put from the
     /// same state folder) and did not let go in time.
     #[error("the local index is in use by another outlast command on this state folder; run this again once it has finished")]
@@ -174,6 +174,12 @@ pub enum EngineError {
         source: std::io::Error,
     },
 }
+
+/// Why the local index failed: the backend's own error, kept opaque so that callers do not
+/// depend on which database the index is (SQLite today).
+#[derive(Debug, Error)]
+#[error(transparent)]
+pub struct IndexError(rusqlite::Error);
 
 /// One provider's part in a failed operation: which provider, and what it did (the message
 /// names the provider too, for people; faces that map errors read `provider`).
@@ -205,7 +211,7 @@ impl From<rusqlite::Error> for EngineError {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
         match e.sqlite_error_code() {
             Some(DatabaseBusy | DatabaseLocked) => EngineError::IndexBusy,
-            _ => EngineError::Index(e),
+            _ => EngineError::Index(IndexError(e)),
         }
     }
 }

@@ -38,7 +38,7 @@ mod stamps;
 mod unopened;
 
 pub use config::Config;
-pub use error::{EngineError, ProviderFailure};
+pub use error::{EngineError, IndexError, ProviderFailure};
 pub use fleet::ProviderHealth;
 pub use get::GetReport;
 pub use get::{ByteRange, GetSink, WriteSink};

@@ -22,8 +22,8 @@ use outlast_provider::{staged_base, staged_target, BlobEntry, Provider};
 use serde::Serialize;
 
 use super::kit::leases::UNKNOWN_MIN_AGE;
-use super::kit::listed::{ListedBlob, ListedStage, Shape};
 use super::kit::nameset::NameSet;
+use crate::index::listed::{ListedBlob, ListedStage, Shape};
 use crate::stamps::now_ns;
 use crate::{EngineError, Store, Unopened};
 

@@ -21,7 +21,7 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use outlast_provider::{Provider, ProviderError};
 use serde::Serialize;
 
-use super::kit::listed::{ListedBlob, ListedStage, Shape};
+use crate::index::listed::{ListedBlob, ListedStage, Shape};
 use crate::index::{Adopted, BlobRef, IndexEntry, Recovered, Staged, StagedCopy};
 use crate::progress::Unit;
 use crate::{EngineError, Progress, Store};

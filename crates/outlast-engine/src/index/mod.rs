@@ -4,6 +4,8 @@
 //! It is a cache: the sealed manifests on the providers are the durable record. It stores the
 //! sealed manifest bytes, not their plaintext, so the data keys stay sealed at rest.
 
+pub(crate) mod listed;
+
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -352,7 +354,7 @@ impl Index {
         out
     }
 
-    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().expect("index lock poisoned")
     }
 

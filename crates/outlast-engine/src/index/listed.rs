@@ -11,7 +11,7 @@ use outlast_codec::names;
 use outlast_provider::BlobEntry;
 use rusqlite::params;
 
-use crate::index::Index;
+use super::Index;
 use crate::EngineError;
 
 /// Rows written per transaction while a listing comes in.
