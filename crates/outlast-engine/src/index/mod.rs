@@ -186,52 +186,41 @@ pub const PAGE: usize = 1000;
 /// the index before it gives up with [`EngineError::IndexBusy`].
 pub const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A walk over the object table, [`PAGE`] rows at a time (see [`Index::object_pages`]). A
-/// name committed behind the cursor during the walk is not seen, as if the walk had begun
-/// before it.
-pub struct ObjectPages<'a> {
-    index: &'a Index,
-    prefix: String,
+/// A walk over a table in key order, [`PAGE`] rows at a time (see [`Index::object_pages`],
+/// [`Index::blob_pages`], [`Index::tombstone_pages`]): each page starts after the last key of
+/// the one before, so a row committed behind the cursor during the walk is not seen, as if the
+/// walk had begun before it, and what is held is a page, whatever the table.
+pub struct Pages<'a, T> {
+    fetch: Box<FetchAfter<'a, T>>,
+    key: fn(&T) -> String,
     after: Option<String>,
     done: bool,
 }
 
-impl ObjectPages<'_> {
+/// Reads the page of rows after a key (the first page after none).
+type FetchAfter<'a, T> = dyn FnMut(Option<&str>) -> Result<Vec<T>, EngineError> + Send + 'a;
+
+/// The current object versions, a page at a time.
+pub type ObjectPages<'a> = Pages<'a, IndexEntry>;
+
+impl<'a, T> Pages<'a, T> {
+    fn new(fetch: impl FnMut(Option<&str>) -> Result<Vec<T>, EngineError> + Send + 'a, key: fn(&T) -> String) -> Self {
+        Pages { fetch: Box::new(fetch), key, after: None, done: false }
+    }
+
     /// The next page, or `None` past the last row.
-    pub fn next_page(&mut self) -> Result<Option<Vec<IndexEntry>>, EngineError> {
+    pub fn next_page(&mut self) -> Result<Option<Vec<T>>, EngineError> {
         if self.done {
             return Ok(None);
         }
-        let page = self.index.objects_page(&self.prefix, self.after.as_deref(), PAGE)?;
+        let page = (self.fetch)(self.after.as_deref())?;
         self.done = page.len() < PAGE;
-        self.after = page.last().map(|e| e.name.clone());
+        self.after = page.last().map(self.key);
         Ok((!page.is_empty()).then_some(page))
     }
 }
 
-/// A walk over the blobs recorded on one provider, [`PAGE`] rows at a time (see
-/// [`Index::blob_pages`]).
-pub struct BlobPages<'a> {
-    index: &'a Index,
-    provider: String,
-    after: Option<String>,
-    done: bool,
-}
-
-impl BlobPages<'_> {
-    /// The next page, or `None` past the last row.
-    pub fn next_page(&mut self) -> Result<Option<Vec<BlobRef>>, EngineError> {
-        if self.done {
-            return Ok(None);
-        }
-        let page = self.index.blobs_on_page(&self.provider, self.after.as_deref(), PAGE)?;
-        self.done = page.len() < PAGE;
-        self.after = page.last().map(|b| b.blob.clone());
-        Ok((!page.is_empty()).then_some(page))
-    }
-}
-
-impl<'a> ObjectPages<'a> {
+impl<'a> Pages<'a, IndexEntry> {
     /// What `pick` makes of each row, as a stream that reads the next page only once the
     /// items of the last are taken: a job over the whole store holds a page, not the store.
     pub fn picked<T: 'a>(
@@ -252,26 +241,6 @@ impl<'a> ObjectPages<'a> {
                 }
             },
         )
-    }
-}
-
-/// A walk over the tombstones, [`PAGE`] at a time (see [`Index::tombstone_pages`]).
-pub struct TombstonePages<'a> {
-    index: &'a Index,
-    after: Option<String>,
-    done: bool,
-}
-
-impl TombstonePages<'_> {
-    /// The next page, or `None` past the last tombstone.
-    pub fn next_page(&mut self) -> Result<Option<Vec<(String, VersionStamp)>>, EngineError> {
-        if self.done {
-            return Ok(None);
-        }
-        let page = self.index.tombstones_page(self.after.as_deref(), PAGE)?;
-        self.done = page.len() < PAGE;
-        self.after = page.last().map(|(name, _)| name.clone());
-        Ok((!page.is_empty()).then_some(page))
     }
 }
 
@@ -799,17 +768,19 @@ impl Index {
 
     /// Walks the current object versions a page at a time, in name order.
     pub fn object_pages(&self, prefix: &str) -> ObjectPages<'_> {
-        ObjectPages { index: self, prefix: prefix.to_string(), after: None, done: false }
+        let prefix = prefix.to_string();
+        Pages::new(move |after| self.objects_page(&prefix, after, PAGE), |e: &IndexEntry| e.name.clone())
     }
 
     /// Walks the blobs recorded on `provider` a page at a time, in name order.
-    pub fn blob_pages(&self, provider: &str) -> BlobPages<'_> {
-        BlobPages { index: self, provider: provider.to_string(), after: None, done: false }
+    pub fn blob_pages(&self, provider: &str) -> Pages<'_, BlobRef> {
+        let provider = provider.to_string();
+        Pages::new(move |after| self.blobs_on_page(&provider, after, PAGE), |b: &BlobRef| b.blob.clone())
     }
 
     /// Walks the tombstones a page at a time, in name order.
-    pub fn tombstone_pages(&self) -> TombstonePages<'_> {
-        TombstonePages { index: self, after: None, done: false }
+    pub fn tombstone_pages(&self) -> Pages<'_, (String, VersionStamp)> {
+        Pages::new(move |after| self.tombstones_page(after, PAGE), |(name, _): &(String, VersionStamp)| name.clone())
     }
 
     /// The plaintext bytes of every current object (a job's progress total).
