@@ -253,7 +253,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&report);
             } else {
                 println!(
-                    "repaired {} shard blobs ({} more found intact where they belong), {} manifests and {} tombstones in {} of {} objects ({} bytes written, {} read); {} still owed",
+                    "repaired {} shard blobs ({} more found intact where they belong), {} manifests and {} tombstones in {} of {} objects ({} bytes written, {} read); {}",
                     report.blobs_rebuilt,
                     report.blobs_found_intact,
                     report.manifests_written,
@@ -262,7 +262,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     report.objects,
                     report.bytes_written,
                     report.bytes_read,
-                    report.remaining
+                    if report.stopped {
+                        "stopped before the end: what it did not reach is still owed".to_string()
+                    } else {
+                        format!("{} still owed", report.remaining)
+                    }
                 );
                 for e in &report.errors {
                     println!("  error: {e}");
@@ -606,13 +610,23 @@ async fn with_stoppable_bar<T>(
     let bar = Bar::new(Some(0), what);
     let stop = bar.stop_flag();
     let what = what.to_string();
+    // Registered now, before the job starts: a Ctrl-C from here on is this job's.
+    #[cfg(unix)]
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        #[cfg(unix)]
+        let mut pressed = async || match interrupts.as_mut() {
+            Some(s) => s.recv().await.is_some(),
+            None => std::future::pending().await,
+        };
+        #[cfg(not(unix))]
+        let pressed = async || tokio::signal::ctrl_c().await.is_ok();
+        if !pressed().await {
             return;
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         eprintln!("outlast: stopping the {what} once the work in flight is done (Ctrl-C again stops at once)");
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if pressed().await {
             std::process::exit(EXIT_INTERRUPTED.into());
         }
     });

@@ -34,9 +34,12 @@ impl PartFile {
     pub fn create(dir: &Path, dest_name: &str) -> Result<PartFile> {
         sweep_orphans(dir);
         let part = PartFile::create_unswept(dir, dest_name)?;
+        // An unnamed file is locked before it is ever named (a named one as it is made).
         // Where the file system has no locks, a sweep cannot lock it either and leaves it be.
-        if let Err(e) = lock(&part.file) {
-            tracing::debug!("cannot lock a temporary file in {}: {e}", dir.display());
+        if let Kind::Unnamed { .. } = part.kind {
+            if let Err(e) = lock(&part.file) {
+                tracing::debug!("cannot lock a temporary file in {}: {e}", dir.display());
+            }
         }
         Ok(part)
     }
@@ -58,11 +61,19 @@ impl PartFile {
     }
 
     /// A file of a random name (where there can be no unnamed one).
+    /// Locked as it is made, so that no sweep ever sees it unlocked.
     fn create_named(dir: &Path, dest_name: &str) -> Result<PartFile> {
         let named = tempfile::Builder::new()
             .prefix(&format!(".{dest_name}."))
             .suffix(PART_SUFFIX)
-            .tempfile_in(dir)
+            .make_in(dir, |path| {
+                let file = new_private_file(path)?;
+                // Where the file system has no locks, a sweep cannot lock it either.
+                if let Err(e) = lock(&file) {
+                    tracing::debug!("cannot lock {}: {e}", path.display());
+                }
+                Ok(file)
+            })
             .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
         let (file, path) = named.into_parts();
         Ok(PartFile { file, kind: Kind::Named(path) })
@@ -110,6 +121,19 @@ fn is_part_name(name: &str) -> bool {
     let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(PART_SUFFIX)) else { return false };
     let Some((dest, random)) = inner.rsplit_once('.') else { return false };
     !dest.is_empty() && random.len() == RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A new file at `path`, created exclusively (a name that exists, a planted symlink included,
+/// fails), readable and writable by its owner only.
+fn new_private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
 }
 
 /// Holds an exclusive lock on `file` until it is closed: the sign that its get is alive.
@@ -222,7 +246,6 @@ mod tests {
         let d = dir.path();
         // A live get's part file (named: the fallback where O_TMPFILE is missing).
         let live = PartFile::create_named(d, "live").unwrap();
-        lock(&live.file).unwrap();
         let Kind::Named(live_path) = &live.kind else { panic!("named") };
         let live_name = live_path.file_name().unwrap().to_string_lossy().into_owned();
         // A dead get's: the same shape, unlocked, half written.
@@ -258,7 +281,6 @@ mod tests {
         // flock locks belong to the open file, so a second get of one process sees the lock.
         let dir = tempfile::tempdir().unwrap();
         let held = PartFile::create_named(dir.path(), "a").unwrap();
-        lock(&held.file).unwrap();
         let Kind::Named(path) = &held.kind else { panic!("named") };
         sweep_orphans(dir.path());
         assert!(path.exists());

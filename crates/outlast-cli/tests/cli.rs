@@ -530,7 +530,9 @@ fn ctrl_c_stops_a_repair_cleanly_and_the_next_one_goes_on() {
     }
     run_ok(d, &["provider", "reset", "local3"]);
     // Slow providers, so that the repair is caught part-way.
-    let (_, stderr) = interrupted(d, &["repair"]);
+    // Under way once its first shard is rebuilt on local3.
+    let rebuilt = || std::fs::read_dir(d.join("stores/local3/s")).is_ok_and(|s| s.count() > 0);
+    let (_, stderr) = interrupted(d, &["repair"], rebuilt);
     assert!(stderr.contains("repair stopped before the end"), "{stderr}");
     // Stopped cleanly: what it did not reach still owes, and nothing is damaged.
     let scrub = outlast(d).args(["scrub", "--json"]).output().unwrap();
@@ -544,12 +546,16 @@ fn ctrl_c_stops_a_repair_cleanly_and_the_next_one_goes_on() {
     check_objects(d, &bodies);
 }
 
-/// Runs `args` over slow providers, presses Ctrl-C once 1.5 s in, and returns its stdout and
-/// stderr once it has exited 130 (stopped at a clean point).
-fn interrupted(d: &Path, args: &[&str]) -> (String, String) {
+/// Runs `args` over slow providers, presses Ctrl-C once `started` says its work is under way,
+/// and returns its stdout and stderr once it has exited 130 (stopped at a clean point).
+fn interrupted(d: &Path, args: &[&str], started: impl Fn() -> bool) -> (String, String) {
     let slow = "local1:latency=300ms;local2:latency=300ms;local3:latency=300ms;local4:latency=300ms";
     let child = outlast(d).env("OUTLAST_FAULTS", slow).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    while !started() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{args:?} never got under way");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: a plain kill(2) of our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
@@ -566,7 +572,8 @@ fn ctrl_c_stops_an_evacuation_cleanly_and_the_next_one_goes_on() {
     let root = d.join("stores/local4");
     let root_opt = format!("root={}", root.display());
     run_ok(d, &["provider", "add", "local4", "--scheme", "fs", "--option", &root_opt, "--domain", "elsewhere"]);
-    let (stdout, stderr) = interrupted(d, &["evacuate", "local1", "--to", "local4"]);
+    let copied = || std::fs::read_dir(root.join("s")).is_ok_and(|s| s.count() > 0);
+    let (stdout, stderr) = interrupted(d, &["evacuate", "local1", "--to", "local4"], copied);
     assert!(stderr.contains("evacuate stopped before the end"), "{stderr}");
     // Part-way: some objects still have their shard on local1, and every object reads.
     assert!(stdout.contains("still have a shard on local1"), "{stdout}");

@@ -208,9 +208,10 @@ impl ProviderFailure {
 
 impl From<rusqlite::Error> for EngineError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        // Busy: another connection (another command) holds the write lock. (Locked, a lock
+        // within one connection, is no other command's doing.)
         match e.sqlite_error_code() {
-            Some(DatabaseBusy | DatabaseLocked) => EngineError::IndexBusy,
+            Some(rusqlite::ErrorCode::DatabaseBusy) => EngineError::IndexBusy,
             _ => EngineError::Index(IndexError(e)),
         }
     }

@@ -30,6 +30,10 @@ const FOREIGN_MARKER: &str = "it holds another Outlast store's identity marker: 
 const FOREIGN_KEY: &str = "it holds no identity marker, and the key file does not open this state folder's manifests: \
      the key file is not this store's";
 
+/// Index rows whose manifests are tried, at most, before an empty location takes this key's
+/// marker.
+const KEY_EVIDENCE: usize = 8;
+
 /// Manifests read, at most, to see whether an unmarked location holds this store's data.
 const EVIDENCE_MANIFESTS: usize = 3;
 
@@ -102,16 +106,18 @@ impl IdentityKit {
         if let Some(verdict) = self.read_marker(name, p, &marker).await? {
             return Ok(verdict);
         }
-        if !self.holds_our_manifest(p).await? && !location_is_empty(p).await? {
-            return Ok(Err(format!(
-                "it holds no identity marker of this store, and blobs that are not this store's. If the location is \
-                 meant to be `{name}` and its content may go, empty it and run `outlast provider reset {name}`"
-            )));
-        }
-        // An empty location takes the marker of whatever key this is: not one that fails to
-        // open what this index holds (another store's key, with no fingerprint to tell).
-        if !self.key_opens_index().map_err(|e| identity_error(name, e))? {
-            return Ok(Err(FOREIGN_KEY.to_string()));
+        if !self.holds_our_manifest(p).await? {
+            if !location_is_empty(p).await? {
+                return Ok(Err(format!(
+                    "it holds no identity marker of this store, and blobs that are not this store's. If the location \
+                     is meant to be `{name}` and its content may go, empty it and run `outlast provider reset {name}`"
+                )));
+            }
+            // An empty location takes the marker of whatever key this is: not one that opens
+            // none of what this index holds (another store's key, with no fingerprint to tell).
+            if !self.key_opens_index().map_err(|e| identity_error(name, e))? {
+                return Ok(Err(FOREIGN_KEY.to_string()));
+            }
         }
         write_marker(&self.keys, &self.index, name, p).await?;
         tracing::info!(
@@ -121,12 +127,16 @@ impl IdentityKit {
         Ok(Ok(()))
     }
 
-    /// Whether the key opens the manifest of a version this index records (true for an index
-    /// that records none: a new store).
+    /// Whether the key opens a manifest of the first versions this index records (true for an
+    /// index that records none: a new store). A few, since a store may hold an object sealed
+    /// under another key (`unopened.rs`).
     fn key_opens_index(&self) -> Result<bool, EngineError> {
-        let Some(entry) = self.index.objects_page("", None, 1)?.into_iter().next() else { return Ok(true) };
-        let blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
-        Ok(Manifest::open(&self.keys, &blob, &entry.sealed_manifest).is_ok())
+        let entries = self.index.objects_page("", None, KEY_EVIDENCE)?;
+        Ok(entries.is_empty()
+            || entries.iter().any(|e| {
+                let blob = names::manifest_blob(&self.keys, &e.stamp.vid);
+                Manifest::open(&self.keys, &blob, &e.sealed_manifest).is_ok()
+            }))
     }
 
     /// The verdict of the marker this location holds, or `None` when it holds none. One

@@ -335,7 +335,14 @@ impl<'a> ShardReader<'a> {
                             by_provider.push((f.provider.clone(), shortened(&f.provider, &f.reason)));
                         }
                     }
-                    let detail = by_provider.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; ");
+                    let mut detail = by_provider.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; ");
+                    if detail.is_empty() {
+                        // No provider asked failed: the other shards are debt that no holder
+                        // had, or sit on providers this read leaves out (a drill, an evacuation).
+                        detail = "no other shard was found on the providers asked: never written, lost before \
+                                  a repair, or on providers this read leaves out"
+                            .into();
+                    }
                     return Err(EngineError::Unreadable { name: self.name.clone(), segment: s, good, needed, detail });
                 }
                 Err(e) => return Err(e.into()),

@@ -109,10 +109,18 @@ async fn a_store_an_earlier_build_wrote_is_read_scrubbed_repaired_and_collected(
     let scrub = store.scrub(&ScrubOptions::default(), &NoProgress).await.unwrap();
     assert!(!scrub.found_damage() && !scrub.owes(), "{scrub:?}");
 
-    // gc keeps everything current, whatever it makes of the crashed put's leftovers.
+    // gc, with everything as old as a day (a checkout makes every file new): it keeps all that
+    // is current and takes the crashed put's leftovers (its part, its temporary files, its
+    // lease, long dead by the providers' clock).
+    for i in 0..N {
+        backdate(&root.join("providers").join(format!("p{i}")), 24 * 3600);
+    }
     let report = gc(&store, 0).await;
     assert!(report.errors.is_empty(), "{report:?}");
+    assert!(report.deleted > 0 && report.kept_unsure == 0, "{report:?}");
     check_objects(&store).await;
+    let report = gc(&store, 0).await;
+    assert_eq!(report.deleted, 0, "a second gc finds nothing more: {report:?}");
     drop(store);
     check_objects(&open(root, &key)).await;
 }

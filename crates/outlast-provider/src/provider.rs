@@ -599,6 +599,7 @@ impl Provider {
                 None => break,
             }
         }
+        listing.stop();
         Ok(out)
     }
 }
@@ -620,6 +621,15 @@ pub struct Listing<'a> {
 }
 
 impl Listing<'_> {
+    /// Ends the listing before its end, as a success (it counts once towards the provider's
+    /// health, as a whole listing does).
+    pub fn stop(mut self) {
+        if !self.ended {
+            self.ended = true;
+            let _ = self.provider.record(None, Ok(()));
+        }
+    }
+
     /// The next blob, or `None` at the end. A missing prefix lists empty.
     pub async fn next(&mut self) -> Result<Option<BlobEntry>, ProviderError> {
         if self.ended {
