@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use outlast_codec::names;
-use outlast_provider::BlobEntry;
+use outlast_provider::{BlobEntry, Provider, ProviderError};
 use rusqlite::params;
 
 use super::Index;
@@ -68,6 +68,15 @@ impl ListedBlob {
     }
 }
 
+/// What taking one provider's listing found besides the staged rows.
+#[derive(Debug, Default)]
+pub(crate) struct TakenListing {
+    /// Names of other shapes than a shard's or a manifest's.
+    pub foreign: u64,
+    /// Why a prefix could not be listed whole (its rows so far are staged).
+    pub failed: Vec<ProviderError>,
+}
+
 /// Distinguishes the stages of one process (temporary tables are per connection, and one
 /// connection may serve several jobs).
 static NEXT_STAGE: AtomicU64 = AtomicU64::new(0);
@@ -85,8 +94,7 @@ impl<'a> ListedStage<'a> {
     pub fn new(index: &'a Index) -> Result<ListedStage<'a>, EngineError> {
         let table = format!("listed_{}", NEXT_STAGE.fetch_add(1, Ordering::Relaxed));
         index.conn().execute_batch(&format!(
-            "PRAGMA temp_store = FILE;
-             DROP TABLE IF EXISTS temp.{table};
+            "DROP TABLE IF EXISTS temp.{table};
              CREATE TEMP TABLE {table} (
                  provider INTEGER NOT NULL, shape INTEGER NOT NULL, tag BLOB NOT NULL,
                  size INTEGER NOT NULL, modified_ns INTEGER);"
@@ -121,6 +129,30 @@ impl<'a> ListedStage<'a> {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Stages every shard and manifest provider `p` (at position `at`) lists; names of other
+    /// shapes are counted, not staged. A prefix that cannot be listed (whole) is said in
+    /// `failed`, and the other is still listed.
+    pub async fn take_listing(&mut self, at: usize, p: &Provider) -> Result<TakenListing, EngineError> {
+        let mut taken = TakenListing::default();
+        for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
+            let mut listing = p.listing(prefix);
+            loop {
+                match listing.next().await {
+                    Ok(Some(e)) => match ListedBlob::parse(at, &e) {
+                        Some(b) => self.push(b)?,
+                        None => taken.foreign += 1,
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        taken.failed.push(e);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(taken)
     }
 
     /// Ends the intake: writes what is batched and indexes the rows for [`ListedStage::size_of`].

@@ -271,6 +271,9 @@ impl Index {
         conn.busy_timeout(BUSY_WAIT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Jobs stage listings and manifest copies in temporary tables: in a file, beyond the
+        // page cache. (Set once here: setting it again would drop the temporary tables.)
+        conn.pragma_update(None, "temp_store", "FILE")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS objects (
@@ -477,8 +480,7 @@ impl Index {
     /// SQLite's page cache, and gone when the process is.
     pub fn stage_begin(&self) -> Result<(), EngineError> {
         self.conn().execute_batch(
-            "PRAGMA temp_store = FILE;
-             DROP TABLE IF EXISTS temp.recover_stage;
+            "DROP TABLE IF EXISTS temp.recover_stage;
              CREATE TEMP TABLE recover_stage (
                  blob TEXT PRIMARY KEY, name TEXT NOT NULL, time_ns INTEGER NOT NULL, vid BLOB NOT NULL,
                  revision INTEGER NOT NULL, sealed BLOB NOT NULL, holders TEXT NOT NULL);

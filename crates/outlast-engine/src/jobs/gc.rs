@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::kit::leases::UNKNOWN_MIN_AGE;
 use super::kit::nameset::NameSet;
-use crate::index::listed::{ListedBlob, ListedStage, Shape};
+use crate::index::listed::{ListedStage, Shape};
 use crate::stamps::now_ns;
 use crate::{EngineError, Store, Unopened};
 
@@ -133,22 +133,11 @@ impl Store {
         // is deleted, since a blob may belong to a version only the unseen copies name.
         let mut unseen: Vec<String> = Vec::new();
         for (i, prov) in self.providers.iter().enumerate() {
-            for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-                let mut listing = prov.listing(prefix);
-                loop {
-                    match listing.next().await {
-                        Ok(Some(e)) => match ListedBlob::parse(i, &e) {
-                            Some(b) => stage.push(b)?,
-                            None => report.foreign += 1,
-                        },
-                        Ok(None) => break,
-                        Err(e) => {
-                            report.errors.push(e.to_string());
-                            unseen.push(format!("`{}` could not be listed", prov.name()));
-                            break;
-                        }
-                    }
-                }
+            let taken = stage.take_listing(i, prov).await?;
+            report.foreign += taken.foreign;
+            for e in taken.failed {
+                report.errors.push(e.to_string());
+                unseen.push(format!("`{}` could not be listed", prov.name()));
             }
             match prov.staged().await {
                 Ok(l) => {
@@ -495,6 +484,7 @@ struct Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::listed::ListedBlob;
 
     #[test]
     fn only_our_own_shapes_are_ever_candidates() {

@@ -18,10 +18,9 @@
 
 use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
-use outlast_provider::{Provider, ProviderError};
 use serde::Serialize;
 
-use crate::index::listed::{ListedBlob, ListedStage, Shape};
+use crate::index::listed::{ListedStage, Shape};
 use crate::index::{Adopted, BlobRef, IndexEntry, Recovered, Staged, StagedCopy};
 use crate::progress::Unit;
 use crate::{EngineError, Progress, Store};
@@ -63,9 +62,9 @@ impl Store {
         // Providers listed whole (by position): only they have blob rows replaced.
         let mut listed: Vec<usize> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
-            match list_into(&mut stage, i, p).await? {
-                Ok(()) => listed.push(i),
-                Err(e) => {
+            match stage.take_listing(i, p).await?.failed.first() {
+                None => listed.push(i),
+                Some(e) => {
                     tracing::warn!(provider = p.name(), "cannot list: {e}");
                     report.unreachable.push(p.name().to_string());
                 }
@@ -204,26 +203,6 @@ impl Store {
         let entry = IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: sealed };
         Ok(Recovered { entry, blobs, tombstone })
     }
-}
-
-/// Stages everything `p` (provider `at`) lists under the shard and manifest prefixes. The
-/// inner error is the provider's: it could not be listed whole.
-async fn list_into(stage: &mut ListedStage<'_>, at: usize, p: &Provider) -> Result<Result<(), ProviderError>, EngineError> {
-    for prefix in [names::SHARD_PREFIX, names::MANIFEST_PREFIX] {
-        let mut listing = p.listing(prefix);
-        loop {
-            match listing.next().await {
-                Ok(Some(e)) => {
-                    if let Some(b) = ListedBlob::parse(at, &e) {
-                        stage.push(b)?;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-    }
-    Ok(Ok(()))
 }
 
 impl Store {
