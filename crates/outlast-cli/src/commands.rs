@@ -17,7 +17,7 @@ use crate::{Cli, Command};
 /// Opens the store (a wrong key is refused here when the config records its fingerprint).
 async fn open(config: Option<&Path>) -> Result<Store> {
     let path = Config::locate(config);
-    Ok(Store::open(Config::load(&path)?)?)
+    Ok(Store::open(Config::load(&path)?).await?)
 }
 
 /// Opens the store for a command that writes to the providers or deletes from them: a config
@@ -28,7 +28,7 @@ async fn open_to_write(config: Option<&Path>) -> Result<Store> {
     let path = Config::locate(config);
     let cfg = Config::load(&path)?;
     let check_key = cfg.key_fingerprint.is_none();
-    let store = Store::open(cfg)?;
+    let store = Store::open(cfg).await?;
     if check_key {
         store.check_key_against_markers().await?;
     }
@@ -124,7 +124,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
             let range = range.as_deref().map(parse_range).transpose()?;
-            let total = store.stat(&name).ok().map(|i| i.size);
+            let total = store.stat(&name).await.ok().map(|i| i.size);
             let bar = Bar::new(total, "get");
             let dest = dest.filter(|d| d.as_os_str() != "-");
             let to_stdout = dest.is_none();
@@ -143,7 +143,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ls { prefix } => {
             let store = open(cfg).await?;
-            let list = store.list(prefix.as_deref().unwrap_or(""))?;
+            let list = store.list(prefix.as_deref().unwrap_or("")).await?;
             if list.is_empty() {
                 warn_if_index_lost(&store).await;
             }
@@ -158,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stat { name } => {
             let store = open(cfg).await?;
             warn_if_index_lost(&store).await;
-            let info = store.stat(&name)?;
+            let info = store.stat(&name).await?;
             if cli.json {
                 print_json(&info);
             } else {
@@ -331,7 +331,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             outlast_engine::config_edit::config_with(&path, &spec)?;
             open_to_write(cfg).await?.claim_location(&spec).await.with_context(|| format!("cannot add `{name}`"))?;
             let config = outlast_engine::config_edit::add_provider(&path, &spec)?;
-            let store = Store::open(config)?;
+            let store = Store::open(config).await?;
             let report = store.providers().await?.into_iter().find(|r| r.name == name).expect("just added");
             if cli.json {
                 print_json(&report);
@@ -354,7 +354,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Provider(crate::ProviderCommand::Remove { name }) => {
             let path = Config::locate(cfg);
             let store = open(cfg).await?;
-            outlast_engine::config_edit::remove_provider(&path, &store, &name)?;
+            outlast_engine::config_edit::remove_provider(&path, &store, &name).await?;
             if cli.json {
                 print_json(&serde_json::json!({ "removed": name }));
             } else {

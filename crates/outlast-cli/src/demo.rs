@@ -63,7 +63,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
     let key = keyfile::create_random(&root.join("outlast.key"))?;
     let text = format!("key_fingerprint = \"{}\"\n{text}", key.fingerprint());
     std::fs::write(&cfg_path, &text)?;
-    let store = Store::open(Config::parse(&text, &cfg_path)?)?;
+    let store = Store::open(Config::parse(&text, &cfg_path)?).await?;
     for spec in store.config().providers.clone() {
         store.claim_location(&spec).await?; // each folder gets its identity marker, as `init` does
     }

@@ -95,7 +95,7 @@ pub async fn init(
     if local.is_some() {
         // Each local provider's location gets its identity marker now; a real provider's gets
         // it when first used (an empty location of a new store), once the template is filled.
-        let store = Store::open_with_key(Config::load(&path)?, key.clone())?;
+        let store = Store::open_with_key(Config::load(&path)?, key.clone()).await?;
         for spec in store.config().providers.clone() {
             store.claim_location(&spec).await.with_context(|| format!("cannot set up `{}`", spec.name))?;
         }

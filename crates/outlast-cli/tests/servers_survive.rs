@@ -149,7 +149,7 @@ fn scrub_repair_drill_and_evacuation_from_each_kind_to_another() {
 /// would spend the suite's time starting up).
 fn engine_store(dir: &std::path::Path) -> outlast_engine::Store {
     let cfg = outlast_engine::Config::load(&dir.join("outlast.toml")).unwrap();
-    outlast_engine::Store::open(cfg).unwrap()
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(outlast_engine::Store::open(cfg)).unwrap()
 }
 
 /// Runs `op` over `items` on a runtime, a few at a time.

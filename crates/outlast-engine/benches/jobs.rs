@@ -35,8 +35,8 @@ fn peak_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn open(root: &Path, key: &MasterKey, providers: u16) -> Store {
-    Store::open_with_key(config_of(root, key, providers), key.clone()).unwrap()
+async fn open(root: &Path, key: &MasterKey, providers: u16) -> Store {
+    Store::open_with_key(config_of(root, key, providers), key.clone()).await.unwrap()
 }
 
 /// The jobs in the order they run; each one's store state is what the ones before left.
@@ -48,12 +48,12 @@ async fn child(job: &str, root: &Path) {
     let key = MasterKey::from_bytes(std::fs::read(root.join("key")).unwrap().try_into().unwrap());
     let started = Instant::now();
     let result: u64 = match job {
-        "open" => open(root, &key, N).index().total_size().unwrap(),
-        "drill" => open(root, &key, N).drill(&["p0".into()], &NoProgress).await.unwrap().readable,
-        "scrub" => open(root, &key, N).scrub(&ScrubOptions::default(), &NoProgress).await.unwrap().objects,
+        "open" => open(root, &key, N).await.index().total_size().await.unwrap(),
+        "drill" => open(root, &key, N).await.drill(&["p0".into()], &NoProgress).await.unwrap().readable,
+        "scrub" => open(root, &key, N).await.scrub(&ScrubOptions::default(), &NoProgress).await.unwrap().objects,
         "scrub-sample" => {
             let opts = ScrubOptions { sample: Some(0.01) };
-            open(root, &key, N).scrub(&opts, &NoProgress).await.unwrap().providers.iter().map(|p| p.shards_checked).sum()
+            open(root, &key, N).await.scrub(&opts, &NoProgress).await.unwrap().providers.iter().map(|p| p.shards_checked).sum()
         }
         "wipe-p4" => {
             // p4 loses everything but its marker; scrub finds it out, repair rebuilds it.
@@ -61,26 +61,28 @@ async fn child(job: &str, root: &Path) {
                 std::fs::remove_dir_all(root.join("p4").join(dir)).unwrap();
             }
             let spare = open(root, &key, N + 1);
-            spare.reset_provider(&format!("p{N}")).await.unwrap();
+            spare.await.reset_provider(&format!("p{N}")).await.unwrap();
             0
         }
-        "scrub-wiped" => open(root, &key, N).scrub(&ScrubOptions::default(), &NoProgress).await.unwrap().providers[4].missing,
-        "repair" => open(root, &key, N).repair(&RepairOptions::default(), &NoProgress).await.unwrap().blobs_rebuilt,
+        "scrub-wiped" => {
+            open(root, &key, N).await.scrub(&ScrubOptions::default(), &NoProgress).await.unwrap().providers[4].missing
+        }
+        "repair" => open(root, &key, N).await.repair(&RepairOptions::default(), &NoProgress).await.unwrap().blobs_rebuilt,
         "evacuate" => {
             let store = open(root, &key, N + 1);
-            let r = store.evacuate("p0", &format!("p{N}"), &NoProgress).await.unwrap();
+            let r = store.await.evacuate("p0", &format!("p{N}"), &NoProgress).await.unwrap();
             assert_eq!(r.remaining, 0, "{r:?}");
             r.objects_moved
         }
         "gc" => {
             let opts = GcOptions { grace: Duration::ZERO, dry_run: false };
-            let r = open(root, &key, N + 1).gc(&opts).await.unwrap();
+            let r = open(root, &key, N + 1).await.gc(&opts).await.unwrap();
             assert!(r.errors.is_empty(), "{r:?}");
             r.deleted
         }
         "recover" => {
             std::fs::remove_dir_all(root.join(".outlast")).unwrap();
-            open(root, &key, N + 1).recover(&NoProgress).await.unwrap().objects
+            open(root, &key, N + 1).await.recover(&NoProgress).await.unwrap().objects
         }
         other => panic!("no job {other}"),
     };

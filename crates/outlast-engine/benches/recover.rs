@@ -35,7 +35,7 @@ fn read_all_manifests(root: &Path) -> (Duration, u64) {
 }
 
 async fn recover(root: &Path, key: &MasterKey) -> (Duration, u64, outlast_engine::RecoverReport) {
-    let store = Store::open_with_key(config(root, key), key.clone()).unwrap();
+    let store = Store::open_with_key(config(root, key), key.clone()).await.unwrap();
     let before = requests(&store);
     let started = Instant::now();
     let report = store.recover(&NoProgress).await.unwrap();

@@ -112,18 +112,18 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// healthy store (every provider's latency fault lifted) and its root.
 async fn latency_pass(dir: &Path, key: &MasterKey, names: &[String], ops: u64, base_ms: u64) -> (std::path::PathBuf, Store) {
     let base = Duration::from_millis(base_ms);
-    let open = |sub: &str| {
+    let open = async |sub: &str| {
         let root = dir.join(sub);
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("a-file"), b"x").unwrap();
-        let store = Store::open_with_key(config(&root, key, N, None), key.clone()).unwrap();
+        let store = Store::open_with_key(config(&root, key, N, None), key.clone()).await.unwrap();
         for n in names {
             store.provider_named(n).unwrap().set_faults(Faults { latency: base, ..Default::default() });
         }
         (root, store)
     };
-    let (root, store) = open("healthy");
-    let (_, slow_store) = open("slow");
+    let (root, store) = open("healthy").await;
+    let (_, slow_store) = open("slow").await;
     // Objects stored while every provider was healthy: p0 holds a data shard of most of them.
     for i in 0..ops {
         for s in [&store, &slow_store] {
@@ -261,7 +261,7 @@ async fn main() {
     drop(store);
 
     // 3. Evacuation of a live provider to a spare that holds nothing yet.
-    let store = Store::open_with_key(config(&root, &key, N + 1, None), key.clone()).unwrap();
+    let store = Store::open_with_key(config(&root, &key, N + 1, None), key.clone()).await.unwrap();
     let held = dir_bytes(&root.join("p1"));
     let t = Instant::now();
     let r = store.evacuate("p1", &format!("p{N}"), &NoProgress).await.unwrap();
@@ -289,7 +289,7 @@ async fn main() {
 
     // 4. The same across a network: every provider 20 ms away, where an evacuation is bound
     // by round trips (a shard copy and n manifest copies per object), not by the local disk.
-    let store = Store::open_with_key(config(&root, &key, N + 2, None), key.clone()).unwrap();
+    let store = Store::open_with_key(config(&root, &key, N + 2, None), key.clone()).await.unwrap();
     for i in 0..N + 2 {
         store
             .provider_named(&format!("p{i}"))

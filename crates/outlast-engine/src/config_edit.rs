@@ -73,11 +73,11 @@ fn with_provider(path: &Path, spec: &ProviderSpec) -> Result<DocumentMut, Engine
 
 /// Removes provider `name` from the config at `path`. Refused while the store's index places
 /// any shard there (evacuate it first), or when the providers left could not hold `n` shards.
-pub fn remove_provider(path: &Path, store: &Store, name: &str) -> Result<Config, EngineError> {
+pub async fn remove_provider(path: &Path, store: &Store, name: &str) -> Result<Config, EngineError> {
     // Both what the index records there and what manifests place there: a provider whose
     // blobs vanished has no rows left, yet objects still name it until evacuated.
-    let shards = store.index().count_blobs_on(name)?.shards;
-    let placed = store.objects_placed_on(name)?;
+    let shards = store.index().count_blobs_on(name).await?.shards;
+    let placed = store.objects_placed_on(name).await?;
     if shards > 0 || placed > 0 {
         return Err(edit_error(
             path,
@@ -96,6 +96,6 @@ pub fn remove_provider(path: &Path, store: &Store, name: &str) -> Result<Config,
     };
     a.remove(i);
     let cfg = replace_config(path, &doc)?;
-    store.index().clear_draining(name)?;
+    store.index().clear_draining(name).await?;
     Ok(cfg)
 }

@@ -126,10 +126,11 @@ impl Store {
             .collect()
     }
 
-    /// Saves the providers' health observations for the next run (also done on drop).
-    pub fn save_health(&self) -> Result<(), EngineError> {
-        let stats: Vec<(&str, HealthStats)> = self.providers.iter().map(|p| (p.name(), p.health())).collect();
-        self.index.save_health(&stats)
+    /// Saves the providers' health observations for the next run (also done on drop),
+    /// waiting at most `busy_wait` for another command's write to the index.
+    pub async fn save_health(&self, busy_wait: std::time::Duration) -> Result<(), EngineError> {
+        let stats: Vec<(String, HealthStats)> = self.providers.iter().map(|p| (p.name().to_string(), p.health())).collect();
+        self.index.save_health(&stats, busy_wait).await
     }
 }
 

@@ -99,12 +99,12 @@ pub(crate) async fn get(
     progress: &dyn Progress,
     scope: &ReadScope,
 ) -> Result<GetReport, EngineError> {
-    let entry = store.index.get(name)?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+    let entry = store.index.get(name).await?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
     let manifest = store.open_manifest(&entry)?;
     let ManifestBody::Object(om) = manifest.body else {
         return Err(EngineError::NotFound(name.to_string()));
     };
-    let reader = ShardReader::new(store, name, &om, manifest.stamp.vid, scope)?;
+    let reader = ShardReader::new(store, name, &om, manifest.stamp.vid, scope).await?;
     let layout = *reader.codec.layout();
     let range = range.map(|r| r.resolve(om.size));
     if let Some(r) = &range {
@@ -156,7 +156,7 @@ pub(crate) async fn get(
         // Shards that vanished under a read are most often an overwrite or a removal that
         // finished meanwhile (its gc of the old blobs): say so, not "unreadable".
         Err(e @ EngineError::Unreadable { .. }) => {
-            return Err(match store.index.get(name)? {
+            return Err(match store.index.get(name).await? {
                 Some(now) if now.stamp == entry.stamp => e,
                 now => EngineError::ChangedDuringRead { name: name.to_string(), deleted: now.is_none() },
             });

@@ -40,7 +40,7 @@ const EVIDENCE_MANIFESTS: usize = 3;
 /// What every provider's check shares.
 pub(crate) struct IdentityKit {
     keys: Arc<StoreKeys>,
-    index: Arc<Index>,
+    index: Arc<dyn Index>,
     /// The configured provider names.
     configured: Vec<String>,
     /// Taking an unmarked location is done one at a time, re-listing under the lock: two
@@ -49,7 +49,7 @@ pub(crate) struct IdentityKit {
 }
 
 impl IdentityKit {
-    pub(crate) fn new(keys: Arc<StoreKeys>, index: Arc<Index>, configured: Vec<String>) -> Arc<Self> {
+    pub(crate) fn new(keys: Arc<StoreKeys>, index: Arc<dyn Index>, configured: Vec<String>) -> Arc<Self> {
         Arc::new(IdentityKit { keys, index, configured, taking: tokio::sync::Mutex::new(()) })
     }
 
@@ -72,7 +72,7 @@ impl IdentityKit {
 
     async fn verdict(&self, name: &str, p: &Provider) -> Result<Verdict, ProviderError> {
         let marker = names::marker_blob(&self.keys);
-        let known = self.index.knows_provider(name).map_err(|e| identity_error(name, e))?;
+        let known = self.index.knows_provider(name).await.map_err(|e| identity_error(name, e))?;
         let gone = || {
             format!(
                 "everything it held is gone, its identity marker too (an ended account, a deleted bucket or folder?). \
@@ -115,11 +115,11 @@ impl IdentityKit {
             }
             // An empty location takes the marker of whatever key this is: not one that opens
             // none of what this index holds (another store's key, with no fingerprint to tell).
-            if !self.key_opens_index().map_err(|e| identity_error(name, e))? {
+            if !self.key_opens_index().await.map_err(|e| identity_error(name, e))? {
                 return Ok(Err(FOREIGN_KEY.to_string()));
             }
         }
-        write_marker(&self.keys, &self.index, name, p).await?;
+        write_marker(&self.keys, &*self.index, name, p).await?;
         tracing::info!(
             provider = name,
             "wrote the identity marker of `{name}` (the location holds this store's data, or is new)"
@@ -130,8 +130,8 @@ impl IdentityKit {
     /// Whether the key opens a manifest of the first versions this index records (true for an
     /// index that records none: a new store). A few, since a store may hold an object sealed
     /// under another key (`unopened.rs`).
-    fn key_opens_index(&self) -> Result<bool, EngineError> {
-        let entries = self.index.objects_page("", None, KEY_EVIDENCE)?;
+    async fn key_opens_index(&self) -> Result<bool, EngineError> {
+        let entries = self.index.objects_page("", None, KEY_EVIDENCE).await?;
         Ok(entries.is_empty()
             || entries.iter().any(|e| {
                 let blob = names::manifest_blob(&self.keys, &e.stamp.vid);
@@ -147,7 +147,7 @@ impl IdentityKit {
             Ok(bytes) => {
                 let verdict = self.judge(name, &bytes, marker);
                 if verdict.is_ok() {
-                    self.index.record_marker(name, now_ns()).map_err(|e| identity_error(name, e))?;
+                    self.index.record_marker(name, now_ns()).await.map_err(|e| identity_error(name, e))?;
                 }
                 return Ok(Some(verdict));
             }
@@ -189,7 +189,7 @@ impl IdentityKit {
     /// empty). Each answer goes to the health record.
     async fn known_blobs_are_gone(&self, name: &str, p: &Provider) -> Result<bool, ProviderError> {
         let asked = outlast_provider::health::TERMINATED_AFTER as usize;
-        let known = self.index.sample_blobs_on(name, asked).map_err(|e| identity_error(name, e))?;
+        let known = self.index.sample_blobs_on(name, asked).await.map_err(|e| identity_error(name, e))?;
         if known.is_empty() {
             return Ok(false);
         }
@@ -230,12 +230,12 @@ async fn location_is_empty(p: &Provider) -> Result<bool, ProviderError> {
     Ok(true)
 }
 
-async fn write_marker(keys: &StoreKeys, index: &Index, name: &str, p: &Provider) -> Result<(), ProviderError> {
+async fn write_marker(keys: &StoreKeys, index: &dyn Index, name: &str, p: &Provider) -> Result<(), ProviderError> {
     let blob = names::marker_blob(keys);
     let written_ns = now_ns();
     let sealed = ProviderMarker { provider: name.to_string(), written_ns }.seal(keys, &blob);
     p.write(&blob, Bytes::from(sealed)).await?;
-    index.record_marker(name, written_ns).map_err(|e| identity_error(name, e))
+    index.record_marker(name, written_ns).await.map_err(|e| identity_error(name, e))
 }
 
 impl Store {
@@ -258,14 +258,14 @@ impl Store {
             // Already this provider's and empty (a reset or an add run twice): nothing to do.
             let bytes = p.read(&marker).await?;
             if ProviderMarker::open(&self.keys, &marker, &bytes).is_ok_and(|m| m.provider == spec.name) {
-                self.index.record_marker(&spec.name, now_ns())?;
+                self.index.record_marker(&spec.name, now_ns()).await?;
                 return Ok(());
             }
         }
         if !held.is_empty() {
             return Err(in_use());
         }
-        write_marker(&self.keys, &self.index, &spec.name, &p).await?;
+        write_marker(&self.keys, &*self.index, &spec.name, &p).await?;
         Ok(())
     }
 

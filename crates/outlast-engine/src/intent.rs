@@ -29,7 +29,7 @@ use crate::{EngineError, Store};
 /// finished. Its commit goes through [`Index::commit`], which refuses an intent gc claimed.
 pub(crate) struct WriteIntent {
     vid: VersionId,
-    index: Arc<Index>,
+    index: Arc<dyn Index>,
     renewal: tokio::task::JoinHandle<()>,
     /// Parts opened so far, which the next lease names.
     parts: Arc<AtomicU32>,
@@ -44,7 +44,7 @@ impl WriteIntent {
     /// Records the intent to write version `vid`, which may first write `blobs`, before any
     /// blob is written. A write of `n` shards that may run long passes the providers it is
     /// placed on as `lease_on`; one that is short by nature (a tombstone) passes none.
-    pub(crate) fn begin(
+    pub(crate) async fn begin(
         store: &Store,
         vid: VersionId,
         blobs: Vec<BlobRef>,
@@ -62,7 +62,7 @@ impl WriteIntent {
             claimed: false,
             blobs,
         };
-        store.index.begin_pending(&record)?;
+        store.index.begin_pending(&record).await?;
         let parts = Arc::new(AtomicU32::new(1));
         let leased = Arc::new(AtomicBool::new(false));
         let lease_blob = names::lease_blob(&store.keys, &vid);
@@ -82,8 +82,8 @@ impl WriteIntent {
     }
 
     /// Adds part `part`'s blobs to the intent before they are written.
-    pub(crate) fn covers(&self, part: u32, blobs: &[BlobRef]) -> Result<(), EngineError> {
-        self.index.add_pending_blobs(&self.vid, blobs)?;
+    pub(crate) async fn covers(&self, part: u32, blobs: &[BlobRef]) -> Result<(), EngineError> {
+        self.index.add_pending_blobs(&self.vid, blobs).await?;
         self.parts.fetch_max(part + 1, Ordering::Relaxed);
         Ok(())
     }
@@ -114,7 +114,7 @@ struct Renewal {
     vid: VersionId,
     n: u16,
     owner: String,
-    index: Arc<Index>,
+    index: Arc<dyn Index>,
     keys: Arc<StoreKeys>,
     providers: Vec<Provider>,
     blob: String,
@@ -135,7 +135,7 @@ async fn renew(r: Renewal) {
         if now >= next_record {
             next_record = now + r.timing.renew;
             let expires = now_ns() + r.timing.ttl.as_nanos() as u64;
-            match r.index.renew_pending(&r.vid, &r.owner, expires) {
+            match r.index.renew_pending(&r.vid, &r.owner, expires).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!("gc took this write for a crashed one; it will not commit"),
                 Err(e) => tracing::warn!("could not renew a write in progress in the index: {e}"),

@@ -33,6 +33,7 @@ mod probe;
 mod put;
 mod quorum;
 mod remove;
+mod scratch;
 mod shards;
 mod stamps;
 mod unopened;

@@ -48,13 +48,13 @@ impl Store {
     }
 
     /// Objects whose names start with `prefix`, from the index alone.
-    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, EngineError> {
-        Ok(self.index.list(prefix)?.iter().map(Self::info).collect())
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, EngineError> {
+        Ok(self.index.list(prefix).await?.iter().map(Self::info).collect())
     }
 
     /// Everything known about `name`, from the index and its sealed manifest.
-    pub fn stat(&self, name: &str) -> Result<ObjectInfo, EngineError> {
-        let e = self.index.get(name)?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+    pub async fn stat(&self, name: &str) -> Result<ObjectInfo, EngineError> {
+        let e = self.index.get(name).await?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
         let mut info = Self::info(&e);
         if let ManifestBody::Object(o) = self.open_manifest(&e)?.body {
             info.metadata = o.user_metadata;

@@ -61,7 +61,7 @@ impl Store {
     /// What `entry`'s version owes (`None`: nothing, or a tombstone).
     /// One whose manifest does not open owes nothing that can be paid; it is named in
     /// `unopened`, when given.
-    pub(crate) fn object_debt(
+    pub(crate) async fn object_debt(
         &self,
         entry: &IndexEntry,
         unopened: Option<&mut Unopened>,
@@ -71,7 +71,8 @@ impl Store {
         };
         let layout = om.layout()?;
         let vid = &entry.stamp.vid;
-        let recorded: HashSet<(String, String)> = self.index.blobs_of(vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded: HashSet<(String, String)> =
+            self.index.blobs_of(vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
         // A provider the configuration no longer has holds nothing this store can count on,
         // whatever the index recorded there.
         let has = |i: usize, blob: String| {
@@ -95,7 +96,7 @@ impl Store {
     }
 
     /// What every provider owes, configured or not; only providers that owe something.
-    pub fn owed(&self) -> Result<Vec<ProviderOwed>, EngineError> {
+    pub async fn owed(&self) -> Result<Vec<ProviderOwed>, EngineError> {
         let mut by: BTreeMap<String, ProviderOwed> = BTreeMap::new();
         let configured: HashSet<&str> = self.providers.iter().map(|p| p.name()).collect();
         fn entry_of<'a>(
@@ -110,9 +111,9 @@ impl Store {
             })
         }
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for entry in page {
-                let Some(debt) = self.object_debt(&entry, None)? else { continue };
+                let Some(debt) = self.object_debt(&entry, None).await? else { continue };
                 let mut touched: HashSet<usize> = HashSet::new();
                 for (_, shards) in &debt.parts {
                     for &i in shards {
@@ -131,9 +132,9 @@ impl Store {
             }
         }
         let mut pages = self.index.tombstone_pages();
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for (_, stamp) in page {
-                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
+                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid).await?.into_iter().map(|b| b.provider).collect();
                 for p in self.providers.iter().filter(|p| !holders.contains(p.name())) {
                     entry_of(&mut by, &configured, p.name()).tombstones += 1;
                 }

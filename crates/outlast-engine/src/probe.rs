@@ -51,8 +51,8 @@ impl Store {
     pub async fn providers(&self) -> Result<Vec<ProviderReport>, EngineError> {
         let (mut held, mut samples) = (Vec::new(), Vec::new());
         for p in &self.providers {
-            held.push(self.index.count_blobs_on(p.name())?);
-            samples.push(self.index.sample_blobs_on(p.name(), PROBE_BLOBS)?);
+            held.push(self.index.count_blobs_on(p.name()).await?);
+            samples.push(self.index.sample_blobs_on(p.name(), PROBE_BLOBS).await?);
         }
         let probes = join_all(self.providers.iter().zip(samples).map(|(p, known)| async move {
             if known.is_empty() {
@@ -80,7 +80,7 @@ impl Store {
         .await;
         let health = self.health();
         let mut owed: HashMap<String, crate::owed::ProviderOwed> =
-            self.owed()?.into_iter().map(|o| (o.provider.clone(), o)).collect();
+            self.owed().await?.into_iter().map(|o| (o.provider.clone(), o)).collect();
         let mut out = Vec::new();
         for (((p, err), blobs), h) in self.providers.iter().zip(probes).zip(held).zip(health) {
             // A provider whose probe failed is never shown healthy.

@@ -61,8 +61,8 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     crate::metadata::check(&opts)?;
     let coding = &store.config.coding;
     let (k, n) = (coding.k as usize, coding.n as usize);
-    let stamp = store.next_stamp(name)?;
-    let draining = store.index.draining()?.into_iter().map(|(p, _)| p).collect();
+    let stamp = store.next_stamp(name).await?;
+    let draining = store.index.draining().await?.into_iter().map(|(p, _)| p).collect();
     // Providers known to be slow hold parity if they must hold anything, and are not waited
     // for once the quorum is in: their shards may become repair debt, but they do not set the
     // pace of every write.
@@ -79,7 +79,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     // A put that runs long keeps a lease on its providers too, so that gc elsewhere leaves its
     // early parts alone (`intent.rs`); a short one never writes it.
     let lease_on = placement.iter().map(|p| (*p).clone()).collect();
-    let intent = WriteIntent::begin(store, stamp.vid, manifests, n as u16, lease_on)?;
+    let intent = WriteIntent::begin(store, stamp.vid, manifests, n as u16, lease_on).await?;
 
     let on_fast = |b: &BlobRef| !slow_names.contains(&b.provider);
     let slow = (0..placement.len()).filter(|&i| slow_names.iter().any(|n| n == placement[i].name())).collect();
@@ -102,7 +102,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
             // Garbage on a slow provider is left to gc rather than delay the answer.
             let (now, later): (Vec<BlobRef>, Vec<BlobRef>) = garbage.into_iter().partition(on_fast);
             store.delete_blobs(&now).await;
-            store.index.note_garbage(&later, now_ns())?;
+            store.index.note_garbage(&later, now_ns()).await?;
             Ok(report)
         }
         Err(e) => {
@@ -175,7 +175,7 @@ impl VersionWriter<'_> {
             .filter(|i| alive[*i])
             .map(|i| BlobRef { provider: self.placement[i].name().into(), blob: names[i].clone(), size: 0 })
             .collect();
-        self.intent.covers(part, &refs)?;
+        self.intent.covers(part, &refs).await?;
         let opening: Vec<_> = (0..alive.len()).filter(|i| alive[*i]).map(|i| (i, self.placement[i].writer(&names[i]))).collect();
         let out = crate::quorum::gather(opening, self.quorum(), &self.slow).await;
         self.note_times(&out);
@@ -482,7 +482,8 @@ impl VersionWriter<'_> {
         let partial: Vec<BlobRef> = self
             .store
             .index
-            .pending_blobs(&self.vid())?
+            .pending_blobs(&self.vid())
+            .await?
             .into_iter()
             .filter(|p| !blobs.iter().any(|b| b.provider == p.provider && b.blob == p.blob))
             .filter(|p| {
@@ -491,7 +492,7 @@ impl VersionWriter<'_> {
             })
             .collect();
         self.store.delete_blobs(&partial).await;
-        let garbage = self.store.index.commit(&entry, &blobs, false)?;
+        let garbage = self.store.index.commit(&entry, &blobs, false).await?;
         let missing: Vec<String> =
             (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
         if !missing.is_empty() {

@@ -20,17 +20,17 @@ impl Store {
     /// old version's blobs.
     pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
         Self::check_name(name)?;
-        if self.index.get(name)?.is_none() {
+        if self.index.get(name).await?.is_none() {
             return Err(EngineError::NotFound(name.to_string()));
         }
-        let stamp = self.next_stamp(name)?;
+        let stamp = self.next_stamp(name).await?;
         let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone, revision: 0 };
         let blob = names::manifest_blob(&self.keys, &stamp.vid);
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
         let targets: Vec<BlobRef> =
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
         // A tombstone is one small blob per provider: its intent takes no lease.
-        let intent = crate::intent::WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new())?;
+        let intent = crate::intent::WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new()).await?;
         let written = self.write_tombstone(name, stamp, &blob, sealed).await;
         intent.finish().await;
         match written {
@@ -91,17 +91,17 @@ impl Store {
             etag: String::new(),
             sealed_manifest: sealed.to_vec(),
         };
-        self.index.commit(&entry, &written, true)
+        self.index.commit(&entry, &written, true).await
     }
 
     /// Removes what an uncommitted write may have left; what cannot be removed now stays
     /// recorded as pending, for gc.
     pub(crate) async fn abandon_write(&self, vid: &VersionId) -> Result<(), EngineError> {
-        let pending = self.index.pending_blobs(vid)?;
+        let pending = self.index.pending_blobs(vid).await?;
         if self.delete_blobs(&pending).await == pending.len() {
-            self.index.end_pending(vid)?;
+            self.index.end_pending(vid).await?;
         } else {
-            self.index.release_pending(vid)?;
+            self.index.release_pending(vid).await?;
         }
         Ok(())
     }
@@ -118,7 +118,7 @@ impl Store {
         }))
         .await;
         let left: Vec<BlobRef> = blobs.iter().zip(&results).filter(|(_, ok)| !**ok).map(|(b, _)| b.clone()).collect();
-        if let Err(e) = self.index.note_garbage(&left, now_ns()) {
+        if let Err(e) = self.index.note_garbage(&left, now_ns()).await {
             tracing::warn!("could not record {} blobs left to gc: {e}", left.len());
         }
         results.into_iter().filter(|ok| *ok).count()

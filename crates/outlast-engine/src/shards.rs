@@ -80,7 +80,7 @@ pub(crate) fn runs(layout: &Layout, segments: Range<u64>, run_len: u64) -> Vec<R
 
 impl<'a> ShardReader<'a> {
     /// A reader of version `vid` of `name`, within `scope`.
-    pub(crate) fn new(
+    pub(crate) async fn new(
         store: &'a Store,
         name: &str,
         om: &'a ObjectManifest,
@@ -94,7 +94,7 @@ impl<'a> ShardReader<'a> {
             .iter()
             .map(|p| if scope.left_out.contains(&p.provider) { None } else { store.provider(&p.provider) })
             .collect();
-        let recorded = store.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded = store.index.blobs_of(&vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
         let slow_names = store.slow_providers();
         let slow = holders.iter().map(|h| h.is_some_and(|p| slow_names.iter().any(|n| n == p.name()))).collect();
@@ -188,10 +188,10 @@ impl<'a> ShardReader<'a> {
             Ok(_) if known => p.note_known_blob(true),
             // A version replaced or removed during the read had its blobs deleted: that is
             // no sign against the provider.
-            Err(e) if known && e.is_not_found() && self.store.index.is_current(&self.vid).unwrap_or(false) => {
+            Err(e) if known && e.is_not_found() && self.store.index.is_current(&self.vid).await.unwrap_or(false) => {
                 p.note_known_blob(false);
                 // Now repair debt: later reads do not ask for it again.
-                let forgot = if self.read_only { Ok(false) } else { self.store.index.forget_blob(p.name(), &blob) };
+                let forgot = if self.read_only { Ok(false) } else { self.store.index.forget_blob(p.name(), &blob).await };
                 if let Err(e) = forgot {
                     tracing::warn!("could not record a lost shard in the index: {e}");
                 }

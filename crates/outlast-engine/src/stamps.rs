@@ -24,8 +24,8 @@ impl Store {
     }
 
     /// A stamp newer than anything the index knows for `name`.
-    pub(crate) fn next_stamp(&self, name: &str) -> Result<VersionStamp, EngineError> {
-        let latest = self.index.latest_stamp(name)?.unwrap_or(0);
+    pub(crate) async fn next_stamp(&self, name: &str) -> Result<VersionStamp, EngineError> {
+        let latest = self.index.latest_stamp(name).await?.unwrap_or(0);
         Ok(VersionStamp { time_ns: now_ns().max(latest + 1), vid: VersionId::generate() })
     }
 }

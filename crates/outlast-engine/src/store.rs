@@ -6,7 +6,7 @@ use outlast_codec::{names, Manifest, MasterKey, StoreKeys};
 use outlast_provider::{HealthState, Provider};
 
 use crate::fleet::operations;
-use crate::index::{Index, IndexEntry};
+use crate::index::{Index, IndexEntry, SqliteIndex};
 use crate::{keyfile, Config, EngineError, Unopened};
 
 /// An open store.
@@ -14,7 +14,7 @@ pub struct Store {
     pub(crate) config: Config,
     pub(crate) keys: Arc<StoreKeys>,
     pub(crate) providers: Vec<Provider>,
-    pub(crate) index: Arc<Index>,
+    pub(crate) index: Arc<dyn Index>,
     /// Operations each provider had seen when the store was opened (to tell which ones this
     /// process touched).
     pub(crate) baseline: Vec<u64>,
@@ -25,7 +25,8 @@ pub struct Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // Health is advice for the next command: not worth a long wait on a busy index.
-        let saved = self.index.within(std::time::Duration::from_secs(1), || self.save_health());
+        // Drop cannot await: the save runs on the blocking pool while this thread waits.
+        let saved = futures::executor::block_on(self.save_health(std::time::Duration::from_secs(1)));
         if let Err(e) = saved {
             if matches!(e, EngineError::IndexBusy) {
                 // The command's own result says so if it matters; the next one saves.
@@ -39,14 +40,14 @@ impl Drop for Store {
 
 impl Store {
     /// Opens the store described by `config`, loading its key file.
-    pub fn open(config: Config) -> Result<Store, EngineError> {
+    pub async fn open(config: Config) -> Result<Store, EngineError> {
         let key = keyfile::load(&config.key_path())?;
-        Self::open_with_key(config, key)
+        Self::open_with_key(config, key).await
     }
 
     /// Opens the store with a key already in hand; refuses a key whose fingerprint differs from
     /// the one recorded in the config.
-    pub fn open_with_key(config: Config, key: MasterKey) -> Result<Store, EngineError> {
+    pub async fn open_with_key(config: Config, key: MasterKey) -> Result<Store, EngineError> {
         if let Some(expected) = &config.key_fingerprint {
             let found = key.fingerprint();
             if &found != expected {
@@ -58,7 +59,7 @@ impl Store {
             }
         }
         let patience = config.timeouts.patience();
-        let index = Arc::new(Index::open(&config.state_dir())?);
+        let index: Arc<dyn Index> = Arc::new(SqliteIndex::open(&config.state_dir())?);
         let keys = Arc::new(key.store_keys());
         let configured = config.providers.iter().map(|s| s.name.clone()).collect();
         let identity = crate::identity::IdentityKit::new(keys.clone(), index.clone(), configured);
@@ -72,7 +73,7 @@ impl Store {
                 tracing::error!(provider = p.name(), "provider unavailable: {e}");
             }
         }
-        for (name, stats) in index.load_health()? {
+        for (name, stats) in index.load_health().await? {
             if let Some(p) = providers.iter().find(|p| p.name() == name) {
                 p.restore_health(stats);
             }
@@ -106,8 +107,8 @@ impl Store {
     }
 
     /// The local index (faces that list or report read it directly).
-    pub fn index(&self) -> &Index {
-        &self.index
+    pub fn index(&self) -> &dyn Index {
+        &*self.index
     }
 
     /// The provider named `name` (faces show it; tests inject faults into it).

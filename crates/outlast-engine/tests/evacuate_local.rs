@@ -25,10 +25,10 @@ async fn fill(store: &Store) -> Vec<(String, Vec<u8>)> {
 async fn evacuating_a_live_provider_copies_each_blob_once_and_moves_placement() {
     let f = Fixture::new(2, 4).with_spare(1);
     let objects = {
-        let store = f.store_with(&[4]); // the spare p4 is out of reach while writing: p0..p3 hold everything
+        let store = f.store_with(&[4]).await; // the spare p4 is out of reach while writing: p0..p3 hold everything
         fill(&store).await
     };
-    let store = f.store();
+    let store = f.store().await;
     let held = shard_blobs(&f, 1);
     assert!(held > 0);
 
@@ -41,12 +41,12 @@ async fn evacuating_a_live_provider_copies_each_blob_once_and_moves_placement() 
     assert_eq!(shard_blobs(&f, 4), held);
     for (name, d) in &objects {
         assert_eq!(&get(&store, name).await.unwrap(), d);
-        assert!(store.stat(name).unwrap().placement.contains(&"p4".to_string()));
+        assert!(store.stat(name).await.unwrap().placement.contains(&"p4".to_string()));
     }
     // New writes avoid the provider being emptied.
     for i in 0..6 {
         put(&store, &format!("new{i}"), &data(1000, i)).await.unwrap();
-        assert!(!store.stat(&format!("new{i}")).unwrap().placement.contains(&"p1".to_string()));
+        assert!(!store.stat(&format!("new{i}")).await.unwrap().placement.contains(&"p1".to_string()));
     }
     // p4 now holds a shard of every object: it cannot take p0's too (one provider, one shard).
     let blocked = store.evacuate("p0", "p4", &NoProgress).await.unwrap();
@@ -57,7 +57,7 @@ async fn evacuating_a_live_provider_copies_each_blob_once_and_moves_placement() 
     drop(store);
     std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
     std::fs::remove_dir_all(f.provider_dir(2)).unwrap();
-    let store = f.store();
+    let store = f.store().await;
     for (name, d) in &objects {
         assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
     }
@@ -68,11 +68,11 @@ async fn evacuating_a_vanished_provider_rebuilds_its_shards_from_the_others() {
     // 2-of-3 plus a spare: every object has a shard on each of p0..p2, none on p3.
     let f = Fixture::new(2, 3).with_spare(1);
     let objects = {
-        let store = f.store_with(&[3]); // p3 unusable while writing: placement uses p0..p2
+        let store = f.store_with(&[3]).await; // p3 unusable while writing: placement uses p0..p2
         fill(&store).await
     };
     std::fs::remove_dir_all(f.provider_dir(2)).unwrap();
-    let store = f.store();
+    let store = f.store().await;
     let r = store.evacuate("p2", "p3", &NoProgress).await.unwrap();
     assert_eq!((r.objects_moved, r.blobs_copied, r.remaining), (3, 0, 0), "{r:?}");
     assert!(r.blobs_rebuilt > 0 && r.verified == r.blobs_rebuilt, "{r:?}");
@@ -80,10 +80,10 @@ async fn evacuating_a_vanished_provider_rebuilds_its_shards_from_the_others() {
     drop(store);
     // p3 now carries what p2 held: read with p0 gone too.
     std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
-    let store = f.store();
+    let store = f.store().await;
     for (name, d) in &objects {
         assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
-        assert!(store.stat(name).unwrap().placement.contains(&"p3".to_string()));
+        assert!(store.stat(name).await.unwrap().placement.contains(&"p3".to_string()));
     }
 }
 
@@ -91,30 +91,31 @@ async fn evacuating_a_vanished_provider_rebuilds_its_shards_from_the_others() {
 async fn a_holder_that_missed_the_rewritten_manifest_gets_it_from_the_next_repair() {
     let f = Fixture::new(2, 4).with_spare(1);
     let objects = {
-        let store = f.store_with(&[4]);
+        let store = f.store_with(&[4]).await;
         fill(&store).await
     };
-    let store = f.store();
+    let store = f.store().await;
     // p2 refuses every write while p1's shards move to p4: the new manifest reaches the
     // quorum, not p2, which keeps the old revision.
     store.provider_named("p2").unwrap().set_faults(Faults { error_rate: 1.0, ..Default::default() });
     let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
     assert_eq!((r.objects_moved, r.remaining), (3, 0), "{r:?}");
     store.provider_named("p2").unwrap().set_faults(Faults::default());
-    let stale_on_p2 = |name: &str| {
-        let e = store.index().get(name).unwrap().unwrap();
-        let copy = std::fs::read(f.provider_dir(2).join(manifest_blob(&store, name))).unwrap();
+    let stale_on_p2 = async |name: &str| {
+        let e = store.index().get(name).await.unwrap().unwrap();
+        let copy = std::fs::read(f.provider_dir(2).join(manifest_blob(&store, name).await)).unwrap();
         copy != e.sealed_manifest
     };
     for (name, _) in &objects {
-        assert!(stale_on_p2(name), "{name}: p2 was expected to keep the old revision");
-        let rows = store.index().blobs_on("p2").unwrap();
-        assert!(!rows.iter().any(|b| b.blob == manifest_blob(&store, name)), "{name}: the stale copy is still recorded");
+        assert!(stale_on_p2(name).await, "{name}: p2 was expected to keep the old revision");
+        let rows = store.index().blobs_on("p2").await.unwrap();
+        let blob = manifest_blob(&store, name).await;
+        assert!(!rows.iter().any(|b| b.blob == blob), "{name}: the stale copy is still recorded");
     }
     let rep = store.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await.unwrap();
     assert_eq!((rep.manifests_written, rep.blobs_rebuilt, rep.remaining), (3, 0, 0), "{rep:?}");
     for (name, d) in &objects {
-        assert!(!stale_on_p2(name), "{name}: repair left the old revision on p2");
+        assert!(!stale_on_p2(name).await, "{name}: repair left the old revision on p2");
         assert_eq!(&get(&store, name).await.unwrap(), d);
     }
 }
@@ -123,10 +124,10 @@ async fn a_holder_that_missed_the_rewritten_manifest_gets_it_from_the_next_repai
 async fn a_holder_that_hangs_costs_its_operation_deadline_not_the_evacuation() {
     let f = Fixture::new(2, 4).with_spare(1).with_operation_timeout(0.3);
     let objects = {
-        let store = f.store_with(&[4]);
+        let store = f.store_with(&[4]).await;
         fill(&store).await
     };
-    let store = f.store();
+    let store = f.store().await;
     // p2 holds a shard of every object and never answers while p1's shards move to p4: each
     // move gives up on p2's manifest copy after the operation deadline.
     store.provider_named("p2").unwrap().set_faults(Faults { hang: true, ..Default::default() });
@@ -137,11 +138,9 @@ async fn a_holder_that_hangs_costs_its_operation_deadline_not_the_evacuation() {
     assert_eq!((r.objects_moved, r.remaining), (3, 0), "{r:?}");
     assert_eq!(r.errors.iter().filter(|e| e.contains("`p2`") && e.contains("no answer within")).count(), 3, "{r:?}");
     for (name, _) in &objects {
-        let rows = store.index().blobs_on("p2").unwrap();
-        assert!(
-            !rows.iter().any(|b| b.blob == manifest_blob(&store, name)),
-            "{name}: p2's copy is recorded though never written"
-        );
+        let rows = store.index().blobs_on("p2").await.unwrap();
+        let blob = manifest_blob(&store, name).await;
+        assert!(!rows.iter().any(|b| b.blob == blob), "{name}: p2's copy is recorded though never written");
     }
     store.provider_named("p2").unwrap().set_faults(Faults::default());
     let rep = store.repair(&outlast_engine::RepairOptions::default(), &NoProgress).await.unwrap();
@@ -157,10 +156,10 @@ async fn a_holder_that_hangs_costs_its_operation_deadline_not_the_evacuation() {
 async fn a_source_that_hangs_is_given_up_on_and_its_shards_are_rebuilt() {
     let f = Fixture::new(2, 4).with_spare(1).with_operation_timeout(0.3);
     let objects = {
-        let store = f.store_with(&[4]);
+        let store = f.store_with(&[4]).await;
         fill(&store).await
     };
-    let store = f.store();
+    let store = f.store().await;
     // p1 takes requests and never answers: each read of it fails after the operation timeout,
     // three such failures stop the run asking it, and the rest is rebuilt from the others.
     store.provider_named("p1").unwrap().set_faults(Faults { hang: true, ..Default::default() });
@@ -173,14 +172,14 @@ async fn a_source_that_hangs_is_given_up_on_and_its_shards_are_rebuilt() {
     assert!(r.errors.iter().any(|e| e.contains("rebuilding from the others")), "{r:?}");
     for (name, d) in &objects {
         assert_eq!(&get(&store, name).await.unwrap(), d);
-        assert!(store.stat(name).unwrap().placement.contains(&"p4".to_string()));
+        assert!(store.stat(name).await.unwrap().placement.contains(&"p4".to_string()));
     }
 }
 
 /// The manifest blob's name of `name`'s current version, from the index.
-fn manifest_blob(store: &Store, name: &str) -> String {
-    let vid = store.index().get(name).unwrap().unwrap().stamp.vid;
-    let rows = store.index().blobs_of(&vid).unwrap();
+async fn manifest_blob(store: &Store, name: &str) -> String {
+    let vid = store.index().get(name).await.unwrap().unwrap().stamp.vid;
+    let rows = store.index().blobs_of(&vid).await.unwrap();
     rows.into_iter().find(|b| b.blob.starts_with("m/")).expect("some holder records the manifest").blob
 }
 
@@ -188,10 +187,10 @@ fn manifest_blob(store: &Store, name: &str) -> String {
 async fn a_move_that_cannot_switch_leaves_no_copy_of_its_manifest_recorded() {
     let f = Fixture::new(2, 4).with_spare(1).with_write_quorum(3);
     let objects = {
-        let store = f.store_with(&[4]);
+        let store = f.store_with(&[4]).await;
         fill(&store).await
     };
-    let store = f.store();
+    let store = f.store().await;
     // p2 and p3 refuse writes: the rewritten manifest reaches p0 and p4 only, below the write
     // quorum of 3, so nothing switches; p0 now holds a revision the index does not.
     for p in ["p2", "p3"] {
@@ -203,7 +202,7 @@ async fn a_move_that_cannot_switch_leaves_no_copy_of_its_manifest_recorded() {
         store.provider_named(p).unwrap().set_faults(Faults::default());
     }
     for (name, d) in &objects {
-        assert!(store.stat(name).unwrap().placement.contains(&"p1".to_string()));
+        assert!(store.stat(name).await.unwrap().placement.contains(&"p1".to_string()));
         assert_eq!(&get(&store, name).await.unwrap(), d);
     }
     // p0's copies are debt, not recorded as current: repair puts the current ones back, and a
@@ -224,12 +223,12 @@ async fn repair_and_evacuation_at_once_leave_every_recorded_copy_current() {
     let f = Fixture::new(2, 4).with_spare(2);
     let objects: Vec<(String, Vec<u8>)> = (0..8u8).map(|i| (format!("o{i}"), data(3000 + i as usize * 977, i))).collect();
     {
-        let store = f.store_with(&[4, 5]); // p4 and p5 are spares
+        let store = f.store_with(&[4, 5]).await; // p4 and p5 are spares
         for (name, d) in &objects {
             put(&store, name, d).await.unwrap();
         }
     }
-    let store = std::sync::Arc::new(f.store());
+    let store = std::sync::Arc::new(f.store().await);
     for (from, to) in [("p1", "p4"), ("p2", "p5")] {
         // p0 loses everything: repair's listing finds it (shards and manifest copies to
         // rebuild) while the evacuation rewrites the same manifests.
@@ -258,7 +257,7 @@ async fn repair_and_evacuation_at_once_leave_every_recorded_copy_current() {
 async fn an_evacuation_whose_target_keeps_refusing_stops_asking_it() {
     let f = Fixture::new(2, 4).with_spare(1);
     let objects = {
-        let store = f.store_with(&[4]);
+        let store = f.store_with(&[4]).await;
         let mut all = fill(&store).await;
         // More objects than are moved at once, so that the breaker has something to save.
         for i in 3..30u8 {
@@ -268,7 +267,7 @@ async fn an_evacuation_whose_target_keeps_refusing_stops_asking_it() {
         }
         all
     };
-    let store = f.store();
+    let store = f.store().await;
     let target = store.provider_named("p4").unwrap();
     target.set_faults(Faults { deny: true, ..Default::default() });
     let r = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
@@ -288,7 +287,7 @@ async fn an_evacuation_whose_target_keeps_refusing_stops_asking_it() {
 #[tokio::test]
 async fn an_evacuation_the_store_cannot_do_is_refused_by_kind_before_anything_moves() {
     let f = Fixture::new(2, 3).with_spare(1);
-    let store = f.store();
+    let store = f.store().await;
     fill(&store).await;
     let before = f.blob_files();
     let err = store.evacuate("p0", "p0", &NoProgress).await.unwrap_err();

@@ -19,17 +19,17 @@ fn fault(store: &Store, provider: &str, faults: Faults) {
     store.provider_named(provider).unwrap().set_faults(faults);
 }
 
-fn holder_of_shard(store: &Store, name: &str, shard: usize) -> String {
-    store.stat(name).unwrap().placement[shard].clone()
+async fn holder_of_shard(store: &Store, name: &str, shard: usize) -> String {
+    store.stat(name).await.unwrap().placement[shard].clone()
 }
 
 #[tokio::test]
 async fn a_hanging_provider_is_hedged_around_on_reads_and_left_behind_on_writes() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(5 * SEG as usize, 1);
     put(&store, "x", &d).await.unwrap();
-    let slow = holder_of_shard(&store, "x", 0); // a data shard: asked first
+    let slow = holder_of_shard(&store, "x", 0).await; // a data shard: asked first
     fault(&store, &slow, Faults { hang: true, ..Default::default() });
 
     let mut out = Vec::new();
@@ -39,7 +39,7 @@ async fn a_hanging_provider_is_hedged_around_on_reads_and_left_behind_on_writes(
 
     // A write goes on at quorum plus a short grace; the hanging provider's shard is debt.
     let r = bounded(put(&store, "y", &d)).await.unwrap();
-    if store.stat("y").unwrap().placement.contains(&slow) {
+    if store.stat("y").await.unwrap().placement.contains(&slow) {
         assert_eq!(r.missing, std::slice::from_ref(&slow), "{r:?}");
     }
     fault(&store, &slow, Faults::default());
@@ -50,10 +50,10 @@ async fn a_hanging_provider_is_hedged_around_on_reads_and_left_behind_on_writes(
 #[tokio::test]
 async fn refusals_mark_a_provider_terminated_and_reads_and_writes_carry_on() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(3 * SEG as usize, 2);
     put(&store, "x", &d).await.unwrap();
-    let gone = holder_of_shard(&store, "x", 0);
+    let gone = holder_of_shard(&store, "x", 0).await;
     fault(&store, &gone, Faults { deny: true, ..Default::default() });
     for i in 0..3 {
         assert_eq!(get(&store, "x").await.unwrap(), d);
@@ -73,13 +73,13 @@ async fn refusals_mark_a_provider_terminated_and_reads_and_writes_carry_on() {
 #[tokio::test]
 async fn truncated_and_corrupted_bodies_are_caught_attributed_and_worked_around() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(4 * SEG as usize + 3, 3);
     put(&store, "x", &d).await.unwrap();
     for (shard, faults) in
         [(0, Faults { truncate: true, ..Default::default() }), (1, Faults { corrupt: true, ..Default::default() })]
     {
-        let liar = holder_of_shard(&store, "x", shard);
+        let liar = holder_of_shard(&store, "x", shard).await;
         fault(&store, &liar, faults);
         let mut out = Vec::new();
         let report = store.get("x", None, &mut out, &NoProgress).await.unwrap();
@@ -93,10 +93,10 @@ async fn truncated_and_corrupted_bodies_are_caught_attributed_and_worked_around(
 #[tokio::test]
 async fn transient_errors_everywhere_but_k_still_read_and_the_failing_provider_is_named() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(2 * SEG as usize, 4);
     put(&store, "x", &d).await.unwrap();
-    let flaky = holder_of_shard(&store, "x", 1);
+    let flaky = holder_of_shard(&store, "x", 1).await;
     fault(&store, &flaky, Faults { error_rate: 1.0, ..Default::default() });
     for _ in 0..3 {
         assert_eq!(get(&store, "x").await.unwrap(), d);
@@ -108,16 +108,17 @@ async fn transient_errors_everywhere_but_k_still_read_and_the_failing_provider_i
 #[tokio::test]
 async fn a_shard_owed_to_repair_is_no_fault_of_its_provider_when_asked_as_a_last_resort() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(SEG as usize, 3);
     put(&store, "x", &d).await.unwrap();
-    let [owed, liar, slow] = [0, 1, 2].map(|i| holder_of_shard(&store, "x", i));
+    let [owed, liar, slow] =
+        [holder_of_shard(&store, "x", 0).await, holder_of_shard(&store, "x", 1).await, holder_of_shard(&store, "x", 2).await];
     // Shard 0's blob is gone and the index knows it (repair debt); shard 1 lies; shard 2 is
     // slow, so the read runs out of recorded shards and asks for shard 0 too.
-    let vid = store.index().get("x").unwrap().unwrap().stamp.vid;
+    let vid = store.index().get("x").await.unwrap().unwrap().stamp.vid;
     let blob =
-        store.index().blobs_of(&vid).unwrap().into_iter().find(|b| b.provider == owed && b.blob.starts_with("s/")).unwrap();
-    store.index().forget_blob(&owed, &blob.blob).unwrap();
+        store.index().blobs_of(&vid).await.unwrap().into_iter().find(|b| b.provider == owed && b.blob.starts_with("s/")).unwrap();
+    store.index().forget_blob(&owed, &blob.blob).await.unwrap();
     std::fs::remove_file(f.root.join(&owed).join(&blob.blob)).unwrap();
     fault(&store, &liar, Faults { corrupt: true, ..Default::default() });
     fault(&store, &slow, Faults { latency: Duration::from_millis(400), ..Default::default() });

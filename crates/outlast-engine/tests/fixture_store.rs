@@ -52,9 +52,9 @@ fn config_text(root: &Path, key: &MasterKey) -> String {
     t
 }
 
-fn open(root: &Path, key: &MasterKey) -> Store {
+async fn open(root: &Path, key: &MasterKey) -> Store {
     let cfg = Config::parse(&config_text(root, key), &root.join("outlast.toml")).unwrap();
-    Store::open_with_key(cfg, key.clone()).unwrap()
+    Store::open_with_key(cfg, key.clone()).await.unwrap()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -73,7 +73,7 @@ async fn check_objects(store: &Store) {
     for &(name, len, seed) in OBJECTS {
         assert_eq!(get(store, name).await.unwrap_or_else(|e| panic!("{name}: {e}")), data(len, seed), "{name}");
     }
-    let mut names: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.name).collect();
+    let mut names: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.name).collect();
     names.sort();
     let mut expected: Vec<&str> = OBJECTS.iter().map(|o| o.0).collect();
     expected.sort();
@@ -88,10 +88,10 @@ async fn a_store_an_earlier_build_wrote_is_read_scrubbed_repaired_and_collected(
     let root = tmp.path();
     copy_tree(&fixture_dir(), root);
     let key = MasterKey::from_bytes(std::fs::read(root.join("fixture.key")).unwrap().try_into().unwrap());
-    let store = open(root, &key);
+    let store = open(root, &key).await;
 
     check_objects(&store).await;
-    let readme = store.stat("docs/readme.txt").unwrap();
+    let readme = store.stat("docs/readme.txt").await.unwrap();
     assert_eq!(readme.content_type.as_deref(), Some("text/plain"));
     let scrub = store.scrub(&ScrubOptions::default(), &NoProgress).await.unwrap();
     assert!(!scrub.found_damage() && !scrub.owes() && scrub.unopened.is_empty(), "{scrub:?}");
@@ -105,7 +105,7 @@ async fn a_store_an_earlier_build_wrote_is_read_scrubbed_repaired_and_collected(
     let repair = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
     assert!(repair.blobs_rebuilt > 0 && repair.errors.is_empty(), "{repair:?}");
     drop(store);
-    let store = open(root, &key);
+    let store = open(root, &key).await;
     let scrub = store.scrub(&ScrubOptions::default(), &NoProgress).await.unwrap();
     assert!(!scrub.found_damage() && !scrub.owes(), "{scrub:?}");
 
@@ -122,7 +122,7 @@ async fn a_store_an_earlier_build_wrote_is_read_scrubbed_repaired_and_collected(
     let report = gc(&store, 0).await;
     assert_eq!(report.deleted, 0, "a second gc finds nothing more: {report:?}");
     drop(store);
-    check_objects(&open(root, &key)).await;
+    check_objects(&open(root, &key).await).await;
 }
 
 /// Writes the fixture store into `OUTLAST_FIXTURE_OUT` (run once, by the build whose format
@@ -136,13 +136,13 @@ async fn write_the_fixture_store() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("fixture.key"), key.as_bytes()).unwrap();
     {
-        let setup = open(&out, &key);
+        let setup = open(&out, &key).await;
         for i in 0..N {
             std::fs::create_dir_all(out.join("providers").join(format!("p{i}"))).unwrap();
             setup.reset_provider(&format!("p{i}")).await.unwrap();
         }
     }
-    let mut store = open(&out, &key);
+    let mut store = open(&out, &key).await;
     let text = PutOptions { content_type: Some("text/plain".into()), metadata: vec![("author".into(), "ada".into())] };
     store.put("docs/readme.txt", &data(100, 1)[..], text, &NoProgress).await.unwrap();
     store.put("replaced", &data(2000, 4)[..], PutOptions::default(), &NoProgress).await.unwrap();

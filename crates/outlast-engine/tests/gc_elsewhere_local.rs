@@ -11,9 +11,9 @@ use outlast_engine::{Config, EngineError, LeaseTiming, Store};
 use tokio::io::AsyncWriteExt;
 
 /// The same store opened from another state folder, as a copy of the config would be.
-fn second_folder(f: &Fixture) -> Store {
+async fn second_folder(f: &Fixture) -> Store {
     let text = format!("state_dir = \"second-folder\"\n{}", f.config_text(&[]));
-    Store::open_with_key(Config::parse(&text, &f.root.join("outlast.toml")).unwrap(), f.key.clone()).unwrap()
+    Store::open_with_key(Config::parse(&text, &f.root.join("outlast.toml")).unwrap(), f.key.clone()).await.unwrap()
 }
 
 fn shard_files(f: &Fixture, i: u16) -> usize {
@@ -28,7 +28,7 @@ async fn slow_put_with_gc_elsewhere(
     body: &[u8],
 ) -> (Result<outlast_engine::PutReport, EngineError>, outlast_engine::GcReport) {
     let (mut tx, rx) = tokio::io::duplex(1 << 16);
-    let other = second_folder(f);
+    let other = second_folder(f).await;
     let part = 3 * SEG as usize; // segments_per_part = 3
     let driver = async {
         tx.write_all(&body[..2 * part + 1]).await.unwrap();
@@ -56,7 +56,7 @@ async fn slow_put_with_gc_elsewhere(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_put_keeps_a_lease_that_gc_elsewhere_honours() {
     let f = Fixture::new(2, 3);
-    let mut writer = f.store();
+    let mut writer = f.store().await;
     writer.set_lease_timing(LeaseTiming {
         after: Duration::from_millis(10),
         renew: Duration::from_millis(100),
@@ -77,7 +77,7 @@ async fn a_put_whose_early_parts_vanished_is_never_acknowledged() {
     let f = Fixture::new(2, 3);
     // No lease (a put too short to take one, by its timing): gc elsewhere sees blobs older than
     // its floor that it knows nothing of, and deletes them.
-    let mut writer = f.store();
+    let mut writer = f.store().await;
     writer.set_lease_timing(LeaseTiming { after: Duration::from_secs(3600), ..Default::default() });
     let body = data(10 * 3 * SEG as usize, 2);
     let (put, gc) = slow_put_with_gc_elsewhere(&f, &writer, &body).await;
@@ -93,7 +93,7 @@ async fn a_put_whose_early_parts_vanished_is_never_acknowledged() {
 async fn a_lease_protects_by_the_providers_clock_and_a_long_dead_one_is_removed() {
     use outlast_codec::{names, VersionId, WriteLease};
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     let keys = f.key.store_keys();
     // A write elsewhere: part 0 of shard 1 on p1, older than gc's floor, and its lease on p0.
     let vid = VersionId::generate();
@@ -139,7 +139,7 @@ async fn stalled_put_with_gc_here(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_renews_its_intent_and_one_that_stopped_renewing_can_no_longer_commit() {
     let f = Fixture::new(2, 3);
-    let mut writer = f.store();
+    let mut writer = f.store().await;
     let body = data(4 * 3 * SEG as usize, 4);
     // Its process lives throughout: only the intent's expiry tells gc whether it is alive.
     let ttl = Duration::from_millis(300);
@@ -155,8 +155,8 @@ async fn a_put_renews_its_intent_and_one_that_stopped_renewing_can_no_longer_com
     assert_eq!(r.crashed_writes, 1, "{r:?}");
     let err = put.unwrap_err();
     assert!(matches!(err, EngineError::State(_)), "{err}");
-    assert!(matches!(writer.stat("stalled"), Err(EngineError::NotFound(_))));
-    assert!(writer.index().pending().unwrap().is_empty());
+    assert!(matches!(writer.stat("stalled").await, Err(EngineError::NotFound(_))));
+    assert!(writer.index().pending().await.unwrap().is_empty());
     assert_eq!(get(&writer, "renewed").await.unwrap(), body);
 }
 
@@ -166,7 +166,7 @@ async fn gc_deletes_nothing_unreferenced_while_a_version_it_cannot_see_may_name_
     let f = Fixture::new(2, 3);
     // Written from another folder: this folder's index knows nothing of it.
     let d = data(100_000, 9);
-    put(&second_folder(&f), "only-there", &d).await.unwrap();
+    put(&second_folder(&f).await, "only-there", &d).await.unwrap();
     // Its manifest survives on p0 alone (the other copies were lost), and time has passed.
     for i in 1..3 {
         std::fs::remove_dir_all(f.provider_dir(i).join("m")).unwrap();
@@ -174,7 +174,7 @@ async fn gc_deletes_nothing_unreferenced_while_a_version_it_cannot_see_may_name_
     for i in 0..3 {
         backdate(&f.provider_dir(i), 20 * 60);
     }
-    let here = f.store();
+    let here = f.store().await;
     let p0 = here.provider_named("p0").unwrap();
     p0.verify_identity().await.unwrap();
     let shards = || (0..3).map(|i| shard_files(&f, i)).sum::<usize>();

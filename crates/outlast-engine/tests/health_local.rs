@@ -17,7 +17,7 @@ async fn a_provider_whose_blobs_vanished_is_terminated_remembered_and_read_aroun
     let f = Fixture::new(2, 4);
     let objects: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("o{i}"), data(150_000, i))).collect();
     {
-        let store = f.store();
+        let store = f.store().await;
         for (name, d) in &objects {
             put(&store, name, d).await.unwrap();
         }
@@ -27,7 +27,7 @@ async fn a_provider_whose_blobs_vanished_is_terminated_remembered_and_read_aroun
     std::fs::remove_dir_all(f.provider_dir(1)).unwrap();
     std::fs::create_dir(f.provider_dir(1)).unwrap();
 
-    let store = f.store();
+    let store = f.store().await;
     let reports = store.providers().await.unwrap();
     let p1 = reports.iter().find(|r| r.name == "p1").unwrap();
     assert_eq!(p1.state, HealthState::Terminated, "{p1:?}");
@@ -45,7 +45,7 @@ async fn a_provider_whose_blobs_vanished_is_terminated_remembered_and_read_aroun
     drop(store);
 
     // The next run remembers, without touching the provider.
-    let store = f.store();
+    let store = f.store().await;
     assert_eq!(state_of(&store, "p1"), HealthState::Terminated);
     assert!(store.terminated_providers().is_empty(), "this run has not used p1 yet");
 }
@@ -53,13 +53,13 @@ async fn a_provider_whose_blobs_vanished_is_terminated_remembered_and_read_aroun
 #[tokio::test]
 async fn a_few_lost_blobs_are_damage_not_a_terminated_account() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(3 * SEG as usize + SEG as usize / 2, 7); // two parts: 3 segments and 1 (larger than "y")
     put(&store, "x", &d).await.unwrap();
     put(&store, "y", &data(1000, 8)).await.unwrap();
     // Lose a data shard of "x" (both its part blobs; the first is read in two runs of two
     // segments). Each lost blob counts once: it becomes repair debt and is not asked for again.
-    let placement = store.stat("x").unwrap().placement;
+    let placement = store.stat("x").await.unwrap().placement;
     let holder = &placement[0];
     let dir = f.root.join(holder);
     let mut blobs: Vec<_> =
@@ -82,17 +82,17 @@ async fn shards_a_put_could_not_write_are_not_asked_for_on_reads() {
     let f = Fixture::new(2, 4);
     let d = data(2 * SEG as usize, 3);
     {
-        let store = f.store_with(&[0]); // p0 cannot be built: the put stores 3 of 4 shards
+        let store = f.store_with(&[0]).await; // p0 cannot be built: the put stores 3 of 4 shards
         let r = put(&store, "x", &d).await.unwrap();
         assert_eq!(r.missing, ["p0"]);
     }
     // p0 is back, but holds nothing of "x": the read uses the recorded shards only.
-    let store = f.store();
+    let store = f.store().await;
     let mut out = Vec::new();
     let report = store.get("x", None, &mut out, &NoProgress).await.unwrap();
     assert_eq!(out, d);
     assert!(report.faults.is_empty(), "{:?}", report.faults);
-    let p0_shard = store.stat("x").unwrap().placement.iter().position(|p| p == "p0").unwrap();
+    let p0_shard = store.stat("x").await.unwrap().placement.iter().position(|p| p == "p0").unwrap();
     let expected = if p0_shard < 2 { 2 } else { 0 };
     assert_eq!(report.degraded_segments, expected, "p0 holds shard {p0_shard}; only a missing data shard needs parity");
     assert_eq!(state_of(&store, "p0"), HealthState::Healthy);
@@ -101,7 +101,7 @@ async fn shards_a_put_could_not_write_are_not_asked_for_on_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_racing_overwrites_do_not_blame_the_providers() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(12 * SEG as usize, 1); // 4 parts: a read takes a while
     put(&store, "x", &d).await.unwrap();
     let reads = async {

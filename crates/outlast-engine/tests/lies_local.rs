@@ -9,13 +9,13 @@ use outlast_engine::progress::NoProgress;
 #[tokio::test]
 async fn a_shard_swapped_in_from_another_object_is_caught_and_attributed() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let (a, b) = (data(100_000, 1), data(100_000, 2));
     put(&store, "a", &a).await.unwrap();
     put(&store, "b", &b).await.unwrap();
     // On the provider holding b's first data shard, replace that blob with a's blob of the
     // same size from the same provider: well-formed bytes, wrong object.
-    let liar = store.stat("b").unwrap().placement[0].clone();
+    let liar = store.stat("b").await.unwrap().placement[0].clone();
     let dir = f.root.join(&liar);
     let shard_files: Vec<_> =
         f.blob_files().into_iter().filter(|p| p.starts_with(&dir) && p.to_string_lossy().contains("/s/")).collect();
@@ -46,12 +46,12 @@ async fn reads_and_writes_go_on_during_an_evacuation() {
     let f = Fixture::new(2, 4).with_spare(1);
     let objects: Vec<(String, Vec<u8>)> = (0..12u8).map(|i| (format!("o{i}"), data(3 * SEG as usize + i as usize, i))).collect();
     {
-        let store = f.store_with(&[4]);
+        let store = f.store_with(&[4]).await;
         for (name, d) in &objects {
             put(&store, name, d).await.unwrap();
         }
     }
-    let store = f.store();
+    let store = f.store().await;
     let evacuation = store.evacuate("p2", "p4", &NoProgress);
     let traffic = async {
         for round in 0..3u8 {
@@ -66,7 +66,7 @@ async fn reads_and_writes_go_on_during_an_evacuation() {
     assert_eq!(r.remaining, 0, "{r:?}");
     for (name, d) in &objects {
         assert_eq!(&get(&store, name).await.unwrap(), d);
-        assert!(!store.stat(name).unwrap().placement.contains(&"p2".to_string()));
+        assert!(!store.stat(name).await.unwrap().placement.contains(&"p2".to_string()));
     }
     for round in 0..3u8 {
         assert_eq!(get(&store, &format!("new{round}")).await.unwrap(), data(5000, round));

@@ -80,7 +80,7 @@ async fn random_operations_under_random_faults_match_the_model() {
     // OUTLAST_MODEL_TRACE=1 prints every operation (to follow a failure).
     let trace = std::env::var_os("OUTLAST_MODEL_TRACE").is_some();
     let f = Fixture::new(2, 4).with_spare(1);
-    let mut store = f.store();
+    let mut store = f.store().await;
     // A provider that refuses every other operation, counted among the faulty ones.
     let mut flapping: Option<&str> = None;
     let mut flap_on = false;
@@ -210,7 +210,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                     backdate(&f.provider_dir(i), 20 * 60);
                 }
                 let text = format!("state_dir = \"second-folder\"\n{}", f.config_text(&[]));
-                let elsewhere = f.open_unvalidated(&text);
+                let elsewhere = f.open_unvalidated(&text).await;
                 apply_faults(&elsewhere, &faulty);
                 gc(&elsewhere, 0).await;
             }
@@ -220,7 +220,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                 let text = f.config_text(&[]);
                 let aliased = text
                     .replace(&format!("\"{}\"", f.provider_dir(1).display()), &format!("\"{}/\"", f.provider_dir(0).display()));
-                let mistyped = f.open_unvalidated(&aliased);
+                let mistyped = f.open_unvalidated(&aliased).await;
                 apply_faults(&mistyped, &faulty);
                 let body = data(rng.gen_range(0..2 * SEG as usize), rng.gen());
                 // p1 is unavailable too: with two faulty providers besides, a refusal is fair.
@@ -231,7 +231,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                 gc(&mistyped, 0).await;
             }
             "renamed" => {
-                let renamed = f.open_unvalidated(&f.config_text(&[]).replace("name = \"p2\"", "name = \"archive\""));
+                let renamed = f.open_unvalidated(&f.config_text(&[]).replace("name = \"p2\"", "name = \"archive\"")).await;
                 apply_faults(&renamed, &faulty);
                 gc(&renamed, 0).await;
                 if let (Ok(got), Some(want)) = (get(&renamed, &name).await, model.get(&name)) {
@@ -242,7 +242,7 @@ async fn random_operations_under_random_faults_match_the_model() {
                 // The state folder is lost; recover from the providers, under the same faults.
                 drop(store);
                 remove_tree(&f.root.join(".outlast"));
-                store = f.store();
+                store = f.store().await;
                 apply_faults(&store, &faulty);
                 let r = store.recover(&NoProgress).await.unwrap();
                 if !r.unreachable.is_empty() || r.copies_rejected > 0 {

@@ -34,7 +34,7 @@ async fn fill(store: &Store) -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
 }
 
 async fn check(store: &Store, model: &BTreeMap<String, Vec<u8>>, removed: &[String]) {
-    let listed: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.name).collect();
+    let listed: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.name).collect();
     assert_eq!(listed, model.keys().cloned().collect::<Vec<_>>());
     for (name, want) in model {
         assert_eq!(&get(store, name).await.unwrap(), want, "{name}");
@@ -51,18 +51,19 @@ fn state(f: &Fixture) -> PathBuf {
 #[tokio::test]
 async fn a_lost_state_folder_is_rebuilt_from_the_providers() {
     let f = Fixture::new(2, 3);
-    let (model, removed) = fill(&f.store()).await;
-    let before: Vec<_> = f.store().list("").unwrap().into_iter().map(|o| (o.name, o.size, o.etag, o.version)).collect();
+    let (model, removed) = fill(&f.store().await).await;
+    let before: Vec<_> =
+        f.store().await.list("").await.unwrap().into_iter().map(|o| (o.name, o.size, o.etag, o.version)).collect();
     std::fs::remove_dir_all(state(&f)).unwrap();
-    let store = f.store();
-    assert!(store.list("").unwrap().is_empty());
+    let store = f.store().await;
+    assert!(store.list("").await.unwrap().is_empty());
     let r = store.recover(&NoProgress).await.unwrap();
     assert_eq!((r.objects, r.deleted, r.added), (9, 3, 12), "{r:?}");
-    let after: Vec<_> = store.list("").unwrap().into_iter().map(|o| (o.name, o.size, o.etag, o.version)).collect();
+    let after: Vec<_> = store.list("").await.unwrap().into_iter().map(|o| (o.name, o.size, o.etag, o.version)).collect();
     assert_eq!(after, before);
     check(&store, &model, &removed).await;
     // Nothing is owed: every blob was found by listing.
-    assert!(store.owed().unwrap().is_empty(), "{:?}", store.owed().unwrap());
+    assert!(store.owed().await.unwrap().is_empty(), "{:?}", store.owed().await.unwrap());
     // Again: nothing changes.
     let again = store.recover(&NoProgress).await.unwrap();
     assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 12), "{again:?}");
@@ -73,20 +74,20 @@ async fn an_old_index_restored_from_a_backup_is_brought_up_to_date() {
     let f = Fixture::new(2, 3);
     let backup = f.root.join("backup");
     {
-        let store = f.store();
+        let store = f.store().await;
         put(&store, "early", &data(3000, 1)).await.unwrap();
         put(&store, "changed", &data(3000, 2)).await.unwrap();
         put(&store, "gone", &data(3000, 3)).await.unwrap();
     }
     copy_dir(&state(&f), &backup);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "changed", &data(4000, 4)).await.unwrap();
     put(&store, "late", &data(4000, 5)).await.unwrap();
     store.remove("gone").await.unwrap();
     drop(store);
     std::fs::remove_dir_all(state(&f)).unwrap();
     copy_dir(&backup, &state(&f));
-    let store = f.store();
+    let store = f.store().await;
     let r = store.recover(&NoProgress).await.unwrap();
     assert_eq!((r.added, r.updated, r.unchanged), (1, 2, 1), "{r:?}");
     let model: BTreeMap<String, Vec<u8>> =
@@ -97,7 +98,7 @@ async fn an_old_index_restored_from_a_backup_is_brought_up_to_date() {
 #[tokio::test]
 async fn a_lying_provider_neither_resurrects_old_versions_nor_hides_new_ones() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "kept", &data(3000, 1)).await.unwrap();
     put(&store, "deleted", &data(3000, 2)).await.unwrap();
     // Keep p0's copies of these first versions, to plant them back later.
@@ -114,29 +115,29 @@ async fn a_lying_provider_neither_resurrects_old_versions_nor_hides_new_ones() {
     bytes[30] ^= 0xff;
     std::fs::write(&current, bytes).unwrap();
     std::fs::remove_dir_all(state(&f)).unwrap();
-    let store = f.store();
+    let store = f.store().await;
     let r = store.recover(&NoProgress).await.unwrap();
     assert!(r.copies_rejected >= 1, "{r:?}");
     let model: BTreeMap<String, Vec<u8>> = [("kept".to_string(), data(3000, 3))].into();
     check(&store, &model, &["deleted".to_string()]).await;
     // What p0 corrupted is debt, not a copy counted on.
-    assert!(!store.owed().unwrap().is_empty());
+    assert!(!store.owed().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn with_a_provider_down_recover_says_its_view_may_be_incomplete_and_a_rerun_completes_it() {
     let f = Fixture::new(2, 3);
-    let (model, removed) = fill(&f.store()).await;
+    let (model, removed) = fill(&f.store().await).await;
     std::fs::remove_dir_all(state(&f)).unwrap();
-    let store = f.store_with(&[2]);
+    let store = f.store_with(&[2]).await;
     let r = store.recover(&NoProgress).await.unwrap();
     assert_eq!(r.unreachable, ["p2"], "{r:?}");
     check(&store, &model, &removed).await;
     drop(store);
-    let store = f.store();
+    let store = f.store().await;
     let r = store.recover(&NoProgress).await.unwrap();
     assert!(r.unreachable.is_empty() && r.updated + r.unchanged == 12, "{r:?}");
-    assert!(store.owed().unwrap().is_empty(), "{:?}", store.owed().unwrap());
+    assert!(store.owed().await.unwrap().is_empty(), "{:?}", store.owed().await.unwrap());
 }
 
 fn manifests(f: &Fixture, i: u16) -> Vec<PathBuf> {

@@ -34,7 +34,7 @@ async fn scrub(store: &Store, sample: Option<f64>) -> outlast_engine::ScrubRepor
 #[tokio::test]
 async fn scrub_finds_missing_and_corrupt_shards_and_repair_fixes_them() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(4 * SEG as usize, 2);
     put(&store, "x", &d).await.unwrap();
     put(&store, "y", &data(1000, 3)).await.unwrap();
@@ -61,7 +61,7 @@ async fn scrub_finds_missing_and_corrupt_shards_and_repair_fixes_them() {
 #[tokio::test]
 async fn a_sampled_scrub_reads_a_sample_and_still_catches_one_percent_damage() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     // 5 objects of 100 segments: every provider holds 500 segment shards.
     for i in 0..5u8 {
         put(&store, &format!("o{i}"), &data(100 * SEG as usize, i)).await.unwrap();
@@ -82,16 +82,16 @@ async fn a_sampled_scrub_reads_a_sample_and_still_catches_one_percent_damage() {
 async fn scrub_catches_a_rolled_back_or_swapped_manifest_and_repair_rewrites_it() {
     let f = Fixture::new(2, 4).with_spare(1);
     {
-        let store = f.store_with(&[4]); // p0..p3 hold everything
+        let store = f.store_with(&[4]).await; // p0..p3 hold everything
         put(&store, "x", &data(3000, 1)).await.unwrap();
         put(&store, "y", &data(3000, 2)).await.unwrap();
     }
-    let store = f.store();
-    let manifest_of = |name: &str| {
-        let vid = store.index().get(name).unwrap().unwrap().stamp.vid;
-        store.index().blobs_of(&vid).unwrap().into_iter().find(|b| b.blob.starts_with("m/")).unwrap().blob
+    let store = f.store().await;
+    let manifest_of = async |name: &str| {
+        let vid = store.index().get(name).await.unwrap().unwrap().stamp.vid;
+        store.index().blobs_of(&vid).await.unwrap().into_iter().find(|b| b.blob.starts_with("m/")).unwrap().blob
     };
-    let (x, y) = (manifest_of("x"), manifest_of("y"));
+    let (x, y) = (manifest_of("x").await, manifest_of("y").await);
     let revision_0 = std::fs::read(f.provider_dir(2).join(&x)).unwrap();
     // Moving p1's shards rewrites both manifests (revision 1) on p0, p2, p3 and p4.
     let moved = store.evacuate("p1", "p4", &NoProgress).await.unwrap();
@@ -114,7 +114,7 @@ async fn scrub_catches_a_rolled_back_or_swapped_manifest_and_repair_rewrites_it(
     let fixed = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
     assert_eq!((fixed.manifests_written, fixed.blobs_rebuilt, fixed.remaining), (2, 0, 0), "{fixed:?}");
     assert!(!scrub(&store, None).await.found_damage());
-    let current = store.index().get("x").unwrap().unwrap().sealed_manifest;
+    let current = store.index().get("x").await.unwrap().unwrap().sealed_manifest;
     for p in [2, 3] {
         assert_eq!(std::fs::read(f.provider_dir(p).join(&x)).unwrap(), current, "p{p}");
     }
@@ -123,7 +123,7 @@ async fn scrub_catches_a_rolled_back_or_swapped_manifest_and_repair_rewrites_it(
 #[tokio::test]
 async fn a_provider_that_hangs_is_reported_and_costs_a_few_timeouts() {
     let f = Fixture::new(2, 4).with_operation_timeout(0.3);
-    let store = f.store();
+    let store = f.store().await;
     for i in 0..8u8 {
         put(&store, &format!("o{i}"), &data(4 * SEG as usize, i)).await.unwrap();
     }
@@ -154,7 +154,7 @@ async fn a_provider_that_hangs_is_reported_and_costs_a_few_timeouts() {
 #[tokio::test]
 async fn scrub_keeps_saying_what_is_owed_until_repair_pays_it() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "x", &data(100_000, 3)).await.unwrap();
     std::fs::remove_file(&shard_files(&f, 1)[0]).unwrap();
     let first = scrub(&store, None).await;
@@ -178,10 +178,11 @@ async fn scrub_keeps_saying_what_is_owed_until_repair_pays_it() {
 #[tokio::test]
 async fn a_provider_renamed_in_the_config_owes_its_share() {
     let f = Fixture::new(2, 4);
-    put(&f.store(), "x", &data(100_000, 4)).await.unwrap();
+    put(&f.store().await, "x", &data(100_000, 4)).await.unwrap();
     let text = f.config_text(&[]).replace("name = \"p3\"", "name = \"p3-renamed\"");
-    let store =
-        Store::open_with_key(outlast_engine::Config::parse(&text, &f.root.join("outlast.toml")).unwrap(), f.key.clone()).unwrap();
+    let store = Store::open_with_key(outlast_engine::Config::parse(&text, &f.root.join("outlast.toml")).unwrap(), f.key.clone())
+        .await
+        .unwrap();
     let r = scrub(&store, None).await;
     assert!(r.owes(), "renaming a provider hid its shards from scrub: {r:?}");
     let p3 = r.owed.iter().find(|o| o.provider == "p3").expect("the placed provider owes");
@@ -195,7 +196,7 @@ async fn a_provider_renamed_in_the_config_owes_its_share() {
 async fn a_provider_gone_from_the_config_is_evacuated_by_rebuilding_its_share() {
     let f = Fixture::new(2, 4).with_spare(1);
     let d = data(150_000, 5);
-    put(&f.store_with(&[4]), "x", &d).await.unwrap();
+    put(&f.store_with(&[4]).await, "x", &d).await.unwrap();
     // p3's entry was deleted from the config by hand while placements still name it.
     let text = f.config_text(&[]);
     let start = text.find("[[providers]]\nname = \"p3\"").unwrap();
@@ -203,11 +204,12 @@ async fn a_provider_gone_from_the_config_is_evacuated_by_rebuilding_its_share() 
     let without = format!("{}{}", &text[..start], &text[end..]);
     let store =
         Store::open_with_key(outlast_engine::Config::parse(&without, &f.root.join("outlast.toml")).unwrap(), f.key.clone())
+            .await
             .unwrap();
-    assert!(store.owed().unwrap().iter().any(|o| o.provider == "p3" && !o.configured));
+    assert!(store.owed().await.unwrap().iter().any(|o| o.provider == "p3" && !o.configured));
     let r = store.evacuate("p3", "p4", &NoProgress).await.unwrap();
     assert_eq!((r.objects_moved, r.blobs_rebuilt, r.remaining), (1, 1, 0), "{r:?}");
-    assert!(store.owed().unwrap().is_empty(), "{:?}", store.owed().unwrap());
+    assert!(store.owed().await.unwrap().is_empty(), "{:?}", store.owed().await.unwrap());
     // It reads with another provider gone too.
     std::fs::remove_dir_all(f.provider_dir(0)).unwrap();
     assert_eq!(get(&store, "x").await.unwrap(), d);
@@ -240,7 +242,7 @@ async fn scrub_and_recover_count_their_progress_in_the_items_they_say() {
     use outlast_engine::progress::Unit;
     use std::sync::atomic::Ordering::Relaxed;
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     for i in 0..5 {
         put(&store, &format!("o{i}"), &data(3 * SEG as usize, i)).await.unwrap();
     }

@@ -14,7 +14,7 @@ use outlast_engine::{Config, EngineError, GcOptions, GcReason, PutOptions, Store
 #[tokio::test]
 async fn roundtrip_sizes_around_segments() {
     let f = Fixture::new(3, 5);
-    let store = f.store();
+    let store = f.store().await;
     let s = SEG as usize;
     for (i, len) in [0, 1, s - 1, s, s + 1, 3 * s, 3 * s + 7, 2_000_000].into_iter().enumerate() {
         let d = data(len, i as u8);
@@ -24,14 +24,14 @@ async fn roundtrip_sizes_around_segments() {
         assert_eq!(r.shards_written, 5);
         assert_eq!(get(&store, &name).await.unwrap(), d, "len {len}");
     }
-    assert_eq!(store.list("obj/").unwrap().len(), 8);
-    assert_eq!(store.list("nothing").unwrap().len(), 0);
+    assert_eq!(store.list("obj/").await.unwrap().len(), 8);
+    assert_eq!(store.list("nothing").await.unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn ranges_read_only_what_they_cover() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(5 * SEG as usize + 123, 9);
     put(&store, "r", &d).await.unwrap();
     let s = SEG as u64;
@@ -62,7 +62,7 @@ async fn ranges_read_only_what_they_cover() {
 #[tokio::test]
 async fn an_empty_object_is_still_read_and_authenticated() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "empty", b"").await.unwrap();
     assert_eq!(get(&store, "empty").await.unwrap(), b"");
     for i in 0..2 {
@@ -76,13 +76,13 @@ async fn a_shard_that_passes_its_check_but_lies_is_found_on_a_normal_read() {
     use outlast_codec::check::ShardCheck;
     use outlast_codec::{names, Manifest, ManifestBody};
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(100_000, 12);
     put(&store, "liar", &d).await.unwrap();
     // Forge what a malicious provider cannot (it lacks the key): corrupt data shard 0 and make
     // the manifest's check agree, so only the segment's authentication can catch it.
     let keys = f.key.store_keys();
-    let entry = store.index().get("liar").unwrap().unwrap();
+    let entry = store.index().get("liar").await.unwrap().unwrap();
     let blob = names::manifest_blob(&keys, &entry.stamp.vid);
     let mut m = Manifest::open(&keys, &blob, &entry.sealed_manifest).unwrap();
     let ManifestBody::Object(o) = &mut m.body else { panic!() };
@@ -110,11 +110,11 @@ async fn a_shard_that_passes_its_check_but_lies_is_found_on_a_normal_read() {
 #[tokio::test]
 async fn survives_losing_n_minus_k_providers_and_says_why_beyond() {
     let f = Fixture::new(3, 5);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(300_000, 1);
     put(&store, "x", &d).await.unwrap();
     // Wipe the providers of two data shards, so the read must decode parity.
-    let placement = store.stat("x").unwrap().placement;
+    let placement = store.stat("x").await.unwrap().placement;
     let dir_of = |p: &str| f.provider_dir(p[1..].parse().unwrap());
     std::fs::remove_dir_all(dir_of(&placement[0])).unwrap();
     std::fs::remove_dir_all(dir_of(&placement[2])).unwrap();
@@ -133,10 +133,10 @@ async fn survives_losing_n_minus_k_providers_and_says_why_beyond() {
 #[tokio::test]
 async fn corrupt_shard_is_detected_attributed_and_worked_around() {
     let f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(200_000, 3);
     put(&store, "c", &d).await.unwrap();
-    let info = store.stat("c").unwrap();
+    let info = store.stat("c").await.unwrap();
     // Corrupt every shard blob (one per part) on the provider holding shard 0 (a data shard).
     let victim = &info.placement[0];
     let idx: u16 = victim[1..].parse().unwrap();
@@ -160,10 +160,10 @@ async fn corrupt_shard_is_detected_attributed_and_worked_around() {
 #[tokio::test]
 async fn truncated_shard_is_detected() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(150_000, 4);
     put(&store, "t", &d).await.unwrap();
-    let victim: u16 = store.stat("t").unwrap().placement[1][1..].parse().unwrap();
+    let victim: u16 = store.stat("t").await.unwrap().placement[1][1..].parse().unwrap();
     let mut files = Vec::new();
     collect(&f.provider_dir(victim).join("s"), &mut files);
     let b = std::fs::read(&files[0]).unwrap();
@@ -174,20 +174,20 @@ async fn truncated_shard_is_detected() {
 #[tokio::test]
 async fn overwrite_is_atomic_and_frees_the_old_version() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "o", &data(100_000, 1)).await.unwrap();
     let before = f.blob_files().len();
     let newer = data(70_000, 2);
     put(&store, "o", &newer).await.unwrap();
     assert_eq!(get(&store, "o").await.unwrap(), newer);
     assert_eq!(f.blob_files().len(), before, "old version's blobs not removed");
-    assert_eq!(store.list("").unwrap().len(), 1);
+    assert_eq!(store.list("").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn remove_leaves_a_tombstone_and_nothing_readable() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "gone", b"bye").await.unwrap();
     store.remove("gone").await.unwrap();
     assert!(matches!(get(&store, "gone").await, Err(EngineError::NotFound(_))));
@@ -203,7 +203,7 @@ async fn writes_go_on_with_n_minus_k_providers_down_and_a_higher_quorum_refuses_
     // The default write quorum is k: with 2 of 4 providers down a put still succeeds, stored
     // below full redundancy, and says what repair owes.
     let f = Fixture::new(2, 4);
-    let store = f.store_with(&[0, 1]);
+    let store = f.store_with(&[0, 1]).await;
     let d = data(100_000, 2);
     let mut r = put(&store, "q", &d).await.unwrap();
     assert_eq!(r.shards_written, 2);
@@ -211,7 +211,7 @@ async fn writes_go_on_with_n_minus_k_providers_down_and_a_higher_quorum_refuses_
     assert_eq!(r.missing, ["p0", "p1"]);
     assert_eq!(get(&store, "q").await.unwrap(), d);
     // One more down is below k: refused, nothing changed.
-    let store = f.store_with(&[0, 1, 2]);
+    let store = f.store_with(&[0, 1, 2]).await;
     let err = put(&store, "q", &data(100_000, 3)).await.unwrap_err();
     assert!(matches!(err, EngineError::Quorum { ok: 1, needed: 2, .. }), "{err}");
     // Each failure names its provider, for faces that map errors without reading the words.
@@ -220,16 +220,16 @@ async fn writes_go_on_with_n_minus_k_providers_down_and_a_higher_quorum_refuses_
     failed.sort();
     failed.dedup();
     assert_eq!(failed, ["p0", "p1", "p2"], "{err}");
-    assert_eq!(get(&f.store_with(&[0, 1]), "q").await.unwrap(), d);
+    assert_eq!(get(&f.store_with(&[0, 1]).await, "q").await.unwrap(), d);
 
     // A user who prefers a refused write to one a single failure from loss asks for more.
     let f = Fixture::new(2, 4).with_write_quorum(3);
-    let store = f.store_with(&[0, 1]);
+    let store = f.store_with(&[0, 1]).await;
     let err = put(&store, "q", &data(100_000, 1)).await.unwrap_err();
     assert!(matches!(err, EngineError::Quorum { ok: 2, needed: 3, .. }), "{err}");
-    assert!(store.list("").unwrap().is_empty());
+    assert!(store.list("").await.unwrap().is_empty());
     assert!(f.blob_files().is_empty(), "failed write left blobs: {:?}", f.blob_files());
-    let store = f.store_with(&[0]);
+    let store = f.store_with(&[0]).await;
     let r = put(&store, "q", &d).await.unwrap();
     assert_eq!(r.shards_written, 3);
     assert_eq!(r.missing, vec!["p0".to_string()]);
@@ -240,7 +240,7 @@ async fn writes_go_on_with_n_minus_k_providers_down_and_a_higher_quorum_refuses_
 async fn wrong_key_is_refused_up_front() {
     let f = Fixture::new(2, 3);
     let cfg = Config::parse(&f.config_text(&[]), &f.root.join("outlast.toml")).unwrap();
-    match Store::open_with_key(cfg, MasterKey::generate()) {
+    match Store::open_with_key(cfg, MasterKey::generate()).await {
         Err(EngineError::WrongKey { .. }) => {}
         other => panic!("expected WrongKey, got {:?}", other.err()),
     }
@@ -249,7 +249,7 @@ async fn wrong_key_is_refused_up_front() {
 #[tokio::test]
 async fn providers_see_no_names_and_no_content() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     let marker = b"MARKER-7f3a9c-CONFIDENTIAL";
     let mut d = data(50_000, 5);
     d.extend_from_slice(marker);
@@ -272,7 +272,7 @@ async fn providers_see_no_names_and_no_content() {
 #[tokio::test]
 async fn gc_removes_orphans_and_keeps_live_data() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     let d = data(100_000, 7);
     put(&store, "keep", &d).await.unwrap();
     let live = f.blob_files().len();
@@ -313,7 +313,7 @@ async fn gc_removes_orphans_and_keeps_live_data() {
 #[tokio::test]
 async fn gc_touches_nothing_but_its_own_names() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     put(&store, "keep", &data(10_000, 1)).await.unwrap();
     // A user's files under a provider's root (a root shared with other things, a mistyped
     // root pointing at a home folder): never ours to delete, however old.
@@ -343,7 +343,7 @@ async fn gc_never_deletes_a_live_blob_when_two_providers_are_one_folder() {
     // Validation refuses such a config; the engine must still never delete live data if it
     // meets one (a path that resolves to another only at run time: a symlink made later).
     let cfg = Config { path: f.root.join("outlast.toml"), ..toml::from_str(&aliased).unwrap() };
-    let store = Store::open_with_key(cfg, f.key.clone()).unwrap();
+    let store = Store::open_with_key(cfg, f.key.clone()).await.unwrap();
     let d = data(200_000, 3);
     put(&store, "important", &d).await.unwrap();
     backdate(&f.root, 30 * 24 * 3600);
@@ -357,7 +357,7 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone_or
     use outlast_codec::VersionId;
     use outlast_engine::index::{BlobRef, PendingWrite};
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     std::fs::create_dir_all(f.provider_dir(0).join("s")).unwrap();
     std::fs::write(f.provider_dir(0).join("s/0123456789abcdef0123456789abcdef"), b"in flight").unwrap();
     // Its next blob is still a temporary file (a local disk writes there, then renames).
@@ -379,12 +379,12 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone_or
         claimed: false,
         blobs,
     };
-    store.index().begin_pending(&intent(vid, child.id(), now + hour, blobs)).unwrap();
+    store.index().begin_pending(&intent(vid, child.id(), now + hour, blobs)).await.unwrap();
     // Another whose holder runs but stopped renewing it (a machine that slept, a process
     // stopped) is dead at its expiry: it could no longer commit, and its blob goes.
     std::fs::write(f.provider_dir(0).join("s/00000000000000000000000000000001"), b"stalled").unwrap();
     let stalled = vec![BlobRef { provider: "p0".into(), blob: "s/00000000000000000000000000000001".into(), size: 0 }];
-    store.index().begin_pending(&intent(VersionId::generate(), child.id(), now - 1, stalled)).unwrap();
+    store.index().begin_pending(&intent(VersionId::generate(), child.id(), now - 1, stalled)).await.unwrap();
     let r = gc(&store, 0).await;
     assert_eq!((r.deletions.len(), r.crashed_writes), (1, 1), "{r:?}");
     let r = gc(&store, 0).await;
@@ -399,12 +399,12 @@ async fn gc_spares_a_write_in_progress_and_cleans_it_once_its_process_is_gone_or
     let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 0, "{r:?}");
     assert_eq!(f.blob_files().len(), 2);
-    assert!(store.index().pending().unwrap()[0].claimed);
+    assert!(store.index().pending().await.unwrap()[0].claimed);
     p0.set_faults(outlast_provider::Faults::default());
     let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 1, "{r:?}");
     assert!(f.blob_files().is_empty());
-    assert!(store.index().pending().unwrap().is_empty());
+    assert!(store.index().pending().await.unwrap().is_empty());
 }
 
 /// A 1 MiB tmpfs mounted over a provider folder: a provider whose disk fills up mid-write.
@@ -429,7 +429,7 @@ impl Drop for TinyDisk {
 async fn a_full_disk_costs_one_shard_or_fails_the_write_cleanly() {
     let f = Fixture::new(2, 4).with_write_quorum(3);
     let full = TinyDisk::mount(f.provider_dir(1));
-    let store = f.store();
+    let store = f.store().await;
     let d = data(3_000_000, 8); // 1.5 MB per shard: more than the tiny disk holds
     let r = put(&store, "big", &d).await.unwrap();
     assert_eq!(r.missing, vec!["p1".to_string()]);
@@ -457,14 +457,14 @@ async fn gc_never_sweeps_versions_a_lost_index_does_not_know() {
     let f = Fixture::new(2, 3);
     let d = data(300_000, 13);
     {
-        let store = f.store();
+        let store = f.store().await;
         put(&store, "precious", &d).await.unwrap();
     }
     let blobs = f.blob_files().len();
     // The state folder is lost (or the config was copied to a new machine): an empty index.
     std::fs::remove_dir_all(f.root.join(".outlast")).unwrap();
-    let store = f.store();
-    assert!(store.list("").unwrap().is_empty());
+    let store = f.store().await;
+    assert!(store.list("").await.unwrap().is_empty());
     backdate(&f.root, 30 * 24 * 3600);
     let r = gc(&store, 0).await;
     assert_eq!((r.deleted, r.unknown_versions), (0, 1), "{r:?}"); // one version, its copies counted once
@@ -475,25 +475,25 @@ async fn gc_never_sweeps_versions_a_lost_index_does_not_know() {
 async fn remove_below_quorum_changes_nothing() {
     let f = Fixture::new(2, 4).with_write_quorum(3);
     let d = data(80_000, 14);
-    put(&f.store(), "stay", &d).await.unwrap();
+    put(&f.store().await, "stay", &d).await.unwrap();
     let before = f.blob_files();
-    let degraded = f.store_with(&[0, 1]);
+    let degraded = f.store_with(&[0, 1]).await;
     let err = degraded.remove("stay").await.unwrap_err();
     assert!(matches!(err, EngineError::Quorum { ok: 2, needed: 3, .. }), "{err}");
     // No tombstone left behind and the object still reads. The providers that were down might
     // yet hold a tombstone, so the attempt stays recorded as pending, for gc.
     assert_eq!(f.blob_files(), before);
-    let pending = degraded.index().pending().unwrap();
+    let pending = degraded.index().pending().await.unwrap();
     assert_eq!(pending.len(), 1);
     assert!(pending[0].blobs.iter().all(|b| b.blob.starts_with("m/")));
-    assert_eq!(get(&f.store(), "stay").await.unwrap(), d);
+    assert_eq!(get(&f.store().await, "stay").await.unwrap(), d);
     // The remove gave up on it: the next gc takes it at once, though this process lives on.
     assert!(!pending[0].is_live(1));
     drop(degraded);
-    let store = f.store();
+    let store = f.store().await;
     let r = gc(&store, 3600).await;
     assert_eq!(r.crashed_writes, 1, "{r:?}");
-    assert!(store.index().pending().unwrap().is_empty());
+    assert!(store.index().pending().await.unwrap().is_empty());
     assert_eq!(get(&store, "stay").await.unwrap(), d);
 }
 
@@ -504,7 +504,7 @@ async fn a_get_racing_an_overwrite_or_a_removal_says_so() {
     let f = Fixture::new(2, 3);
     // The reader sees slow providers; the writer, a second store over the same folders and
     // index, sees them at full speed, so the change lands while the read is half-way.
-    let (reader, writer) = (f.store(), f.store());
+    let (reader, writer) = (f.store().await, f.store().await);
     for i in 0..3 {
         let slow = outlast_provider::Faults { latency: Duration::from_millis(60), ..Default::default() };
         reader.provider_named(&format!("p{i}")).unwrap().set_faults(slow);
@@ -533,7 +533,7 @@ async fn a_get_racing_an_overwrite_or_a_removal_says_so() {
 #[tokio::test]
 async fn names_outside_the_limits_and_impossible_placements_are_refused_by_kind() {
     let f = Fixture::new(2, 3);
-    let store = f.store();
+    let store = f.store().await;
     let long = "x".repeat(outlast_engine::MAX_NAME_LEN + 1);
     for name in ["", long.as_str(), "a\0b"] {
         let err = put(&store, name, b"x").await.unwrap_err();
@@ -542,7 +542,7 @@ async fn names_outside_the_limits_and_impossible_placements_are_refused_by_kind(
     assert!(put(&store, &"x".repeat(outlast_engine::MAX_NAME_LEN), b"x").await.is_ok());
     // Three shards, two domains (a config that slipped past validation).
     let text = f.config_text(&[]).replace("domain = \"d2\"", "domain = \"d1\"");
-    let err = put(&f.open_unvalidated(&text), "y", b"y").await.unwrap_err();
+    let err = put(&f.open_unvalidated(&text).await, "y", b"y").await.unwrap_err();
     assert!(matches!(err, EngineError::PlacementImpossible { n: 3, domains: 2 }), "{err}");
     assert!(f.blob_files().iter().all(|p| !p.to_string_lossy().contains("/t/")));
 }

@@ -11,7 +11,7 @@ use outlast_engine::{RepairOptions, ScrubOptions};
 #[tokio::test]
 async fn an_object_whose_manifest_does_not_open_is_named_and_skipped_by_every_job() {
     let mut f = Fixture::new(2, 4);
-    let store = f.store();
+    let store = f.store().await;
     for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
         put(&store, name, &data(3000 + i, i as u8)).await.unwrap();
     }
@@ -26,7 +26,7 @@ async fn an_object_whose_manifest_does_not_open_is_named_and_skipped_by_every_jo
     let a_shard = f.blob_files().into_iter().find(|p| p.starts_with(f.provider_dir(0)) && p.to_string_lossy().contains("/s/"));
     std::fs::remove_file(a_shard.unwrap()).unwrap();
 
-    let store = f.store();
+    let store = f.store().await;
     let scrub = store.scrub(&ScrubOptions::default(), &NoProgress).await.unwrap();
     assert_eq!((scrub.unopened.count, scrub.unopened.names.clone()), (1, vec!["b".to_string()]), "{scrub:?}");
     assert_eq!(scrub.objects, 2, "{scrub:?}");
@@ -46,7 +46,7 @@ async fn an_object_whose_manifest_does_not_open_is_named_and_skipped_by_every_jo
     assert_eq!(evacuated.unopened.names, ["b"], "{evacuated:?}");
     // Its shard on p0 stays there: p0 is not called empty.
     assert_eq!(evacuated.remaining, 1, "{evacuated:?}");
-    assert_eq!(store.objects_placed_on("p0").unwrap(), 1);
+    assert_eq!(store.objects_placed_on("p0").await.unwrap(), 1);
 
     let swept = gc(&store, 0).await;
     assert_eq!(swept.unopened.names, ["b"], "{swept:?}");
@@ -58,6 +58,6 @@ async fn an_object_whose_manifest_does_not_open_is_named_and_skipped_by_every_jo
     // Nothing of b went: with its manifest back, it reads whole.
     drop(store);
     index.execute("UPDATE objects SET manifest = ?1 WHERE name = 'b'", [&sealed]).unwrap();
-    let store = f.store();
+    let store = f.store().await;
     assert_eq!(get(&store, "b").await.unwrap(), data(3001, 1));
 }

@@ -56,12 +56,12 @@ pub async fn build(root: &Path, key: &MasterKey, objects: usize) -> Duration {
     let started = Instant::now();
     {
         // Sets up each folder as `outlast init` does; the store then opens over them.
-        let setup = Store::open_with_key(config(root, key), key.clone()).unwrap();
+        let setup = Store::open_with_key(config(root, key), key.clone()).await.unwrap();
         for i in 0..N {
             setup.reset_provider(&format!("p{i}")).await.unwrap();
         }
     }
-    let store = Store::open_with_key(config(root, key), key.clone()).unwrap();
+    let store = Store::open_with_key(config(root, key), key.clone()).await.unwrap();
     let put = |i: usize, gen: u64| {
         let store = &store;
         async move {

@@ -65,11 +65,11 @@ impl Store {
         }
         let started = Instant::now();
         let scope = ReadScope { left_out: without.iter().cloned().collect(), read_only: true };
-        progress.set_total(self.index.total_size()?);
+        progress.set_total(self.index.total_size().await?);
         let mut report = DrillReport { without: without.to_vec(), ..Default::default() };
         let mut k_max = 1u64;
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for entry in page {
                 report.objects += 1;
                 let manifest = match self.open_manifest(&entry) {
@@ -81,7 +81,7 @@ impl Store {
                 };
                 let ManifestBody::Object(om) = &manifest.body else { continue };
                 k_max = k_max.max(om.k as u64);
-                let spare = self.spare_shards(&entry.stamp.vid, om, &scope.left_out)?;
+                let spare = self.spare_shards(&entry.stamp.vid, om, &scope.left_out).await?;
                 match crate::get::get(self, &entry.name, None, &mut NullSink, progress, &scope).await {
                     Ok(got) => {
                         report.readable += 1;
@@ -99,7 +99,7 @@ impl Store {
         }
         report.seconds = started.elapsed().as_secs_f64();
         for name in without {
-            let on = self.index.count_blobs_on(name)?;
+            let on = self.index.count_blobs_on(name).await?;
             report.evacuation.blobs += on.blobs;
             report.evacuation.bytes += on.bytes;
         }
@@ -116,14 +116,15 @@ impl Store {
 
     /// The fewest shards beyond `k` that any part of this version keeps without `left_out`,
     /// counting only shards the index records as stored on a usable provider.
-    fn spare_shards(
+    async fn spare_shards(
         &self,
         vid: &outlast_codec::VersionId,
         om: &outlast_codec::ObjectManifest,
         left_out: &HashSet<String>,
     ) -> Result<u64, EngineError> {
         let layout = om.layout()?;
-        let recorded: HashSet<(String, String)> = self.index.blobs_of(vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded: HashSet<(String, String)> =
+            self.index.blobs_of(vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let mut fewest = u64::MAX;
         for part in 0..layout.part_count() {
             let have = om

@@ -17,7 +17,7 @@ use super::kit::breaker::Breaker;
 use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
 use super::kit::copies::CopyVerdict;
 use crate::error::ProviderFailure;
-use crate::index::{BlobRef, IndexEntry};
+use crate::index::{BlobRef, IndexEntry, ShardMove};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store, Unopened};
 
@@ -100,15 +100,15 @@ impl Store {
             return Err(EngineError::UnknownProvider(to.to_string()));
         }
         let configured = self.provider(from).is_some();
-        if !configured && self.placed_on(from, None)?.0 == 0 {
+        if !configured && self.placed_on(from, None).await?.0 == 0 {
             return Err(EngineError::UnknownProvider(from.to_string()));
         }
         if from == to {
             return Err(EngineError::EvacuateOntoItself(from.to_string()));
         }
-        self.index.set_draining(from, to)?;
+        self.index.set_draining(from, to).await?;
         let mut report = EvacuateReport { from: from.into(), to: to.into(), ..Default::default() };
-        let (objects, total) = self.placed_on(from, Some(&mut report.unopened))?;
+        let (objects, total) = self.placed_on(from, Some(&mut report.unopened)).await?;
         report.objects = objects;
         progress.set_total(total);
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
@@ -118,16 +118,16 @@ impl Store {
         // Each move owns its `Move`: a closure over borrowed items would make this future
         // impossible to spawn (the compiler cannot prove it `Send` for every lifetime).
         // The moves come as the index's pages do: what is held is a page, not the store.
-        let moves = self.index.object_pages("").picked(|entry| Ok(self.move_of(entry, from)));
+        let moves = self.index.object_pages("").picked(move |entry| std::future::ready(Ok(self.move_of(entry, from))));
         // Asked to stop: no new move is started; those in flight finish.
         let moves = moves.take_while(|_| std::future::ready(!progress.stop_requested()));
         let outcomes = moves
             .map_ok(|m| async move {
                 let m = &m;
                 let mut mine = EvacuateReport::default();
-                if !breaker.allows(to) {
+                let Some(_admitted) = breaker.admit(to).await else {
                     return Ok(mine); // counted in `remaining`; the reason was reported once
-                }
+                };
                 // A copied blob is read whole; part 0 is the shard's largest.
                 let _buffer = buffers.hold(m.om.layout().map_or(0, |l| l.part_blob_len(0))).await;
                 let moved = match self.move_shard(m, from, to, breaker, &mut mine, progress).await {
@@ -159,36 +159,36 @@ impl Store {
         if !report.stopped {
             report.errors.extend(self.repair_tombstones(breaker).await?.errors);
         }
-        report.remaining = self.placed_on(from, None)?.0;
+        report.remaining = self.placed_on(from, None).await?.0;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
         if report.remaining == 0 {
             tracing::info!("`{from}` holds no shards any more; it can be removed");
             if !configured {
                 // Nothing is placed there any more and it is not configured: nothing drains.
-                self.index.clear_draining(from)?;
+                self.index.clear_draining(from).await?;
             }
         }
         Ok(report)
     }
 
     /// How many current objects place a shard on `provider` (whether or not it still holds it).
-    pub fn objects_placed_on(&self, provider: &str) -> Result<usize, EngineError> {
-        Ok(self.placed_on(provider, None)?.0 as usize)
+    pub async fn objects_placed_on(&self, provider: &str) -> Result<usize, EngineError> {
+        Ok(self.placed_on(provider, None).await?.0 as usize)
     }
 
     /// How many current object versions place a shard on `provider`, and the bytes of those
     /// shards; versions whose manifest does not open count if the index records a blob of
     /// theirs there, and are named in `unopened`, when given.
-    fn placed_on(&self, provider: &str, mut unopened: Option<&mut Unopened>) -> Result<(u64, u64), EngineError> {
+    async fn placed_on(&self, provider: &str, mut unopened: Option<&mut Unopened>) -> Result<(u64, u64), EngineError> {
         let (mut objects, mut bytes) = (0, 0);
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for entry in page {
                 // One whose manifest does not open counts where the index records blobs of it:
                 // until someone deals with it, the provider is not empty.
                 let Some(manifest) = self.open_manifest_or_note(&entry, unopened.as_deref_mut()) else {
-                    objects += self.index.blobs_of(&entry.stamp.vid)?.iter().any(|b| b.provider == provider) as u64;
+                    objects += self.index.blobs_of(&entry.stamp.vid).await?.iter().any(|b| b.provider == provider) as u64;
                     continue;
                 };
                 let ManifestBody::Object(om) = manifest.body else { continue };
@@ -238,8 +238,9 @@ impl Store {
             )));
         }
         let layout = om.layout()?;
-        let recorded: HashSet<(String, String)> = self.index.blobs_of(&vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
-        let reader = ShardReader::new(self, &m.entry.name, om, vid, &ReadScope::default())?;
+        let recorded: HashSet<(String, String)> =
+            self.index.blobs_of(&vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let reader = ShardReader::new(self, &m.entry.name, om, vid, &ReadScope::default()).await?;
         let mut added = Vec::new();
         for part in 0..layout.part_count() {
             let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
@@ -284,15 +285,15 @@ impl Store {
                 }
                 report.bytes_written += len;
                 // Recorded at once: a killed evacuation does not move this blob again.
-                if !self.index.add_blob(&vid, &m.entry.sealed_manifest, &blob_ref)? {
-                    if !self.index.is_current(&vid)? {
+                if !self.index.add_blob(&vid, &m.entry.sealed_manifest, &blob_ref).await? {
+                    if !self.index.is_current(&vid).await? {
                         let _ = to_p.delete(&blob).await; // replaced or removed: garbage
                         return Ok(false);
                     }
                     // Another move changed the manifest meanwhile. If it put this very shard
                     // on `to`, the copy there is its (the same bytes); otherwise this one is
                     // garbage. Either way this run has nothing more to do for the object.
-                    if self.current_placing(&m.entry.name, &vid, Some(i), to)?.is_none() {
+                    if self.current_placing(&m.entry.name, &vid, Some(i), to).await?.is_none() {
                         let _ = to_p.delete(&blob).await;
                     }
                     return Err(EngineError::State("its manifest changed during the move; run evacuate again".into()));
@@ -335,13 +336,24 @@ impl Store {
         }
         let quorum = self.config.coding.write_quorum();
         let switched = written >= quorum
-            && self.index.move_shards(&m.entry.name, &vid, &m.entry.sealed_manifest, &sealed, from, &manifest_blob, &added)?;
+            && self
+                .index
+                .move_shards(&ShardMove {
+                    name: m.entry.name.clone(),
+                    vid,
+                    was: m.entry.sealed_manifest.clone(),
+                    now: sealed.to_vec(),
+                    from: from.to_string(),
+                    manifest_blob: manifest_blob.clone(),
+                    added: added.clone(),
+                })
+                .await?;
         if !switched {
             // Nothing is switched (the copies on `to` stay recorded, so a new run does not
             // move them again), but the holders just written may now hold a manifest the index
             // does not: their copies count as debt, and repair writes the current one back.
             for b in added.iter().filter(|b| b.blob == manifest_blob) {
-                self.index.forget_blob(&b.provider, &b.blob)?;
+                self.index.forget_blob(&b.provider, &b.blob).await?;
             }
             if written < quorum {
                 return Err(EngineError::Quorum { name: m.entry.name.clone(), ok: written, needed: quorum, failures });
@@ -422,7 +434,7 @@ impl Store {
                 report.verified += 1;
             } else {
                 report.errors.push(format!("{}: blob `{blob}` did not read back intact from `{to}`", m.entry.name));
-                self.index.forget_blob(to, &blob)?;
+                self.index.forget_blob(to, &blob).await?;
             }
         }
         Ok(())
@@ -434,10 +446,10 @@ impl Store {
     /// the index cannot know which landed last). Repair then writes the current one. Copies
     /// are judged as scrub judges them.
     async fn verify_manifest_copies(&self, name: &str, vid: &VersionId, report: &mut EvacuateReport) -> Result<(), EngineError> {
-        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
+        let Some(entry) = self.index.get(name).await?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
         let revision = self.open_manifest(&entry)?.revision;
         let blob = names::manifest_blob(&self.keys, vid);
-        let copies: Vec<_> = self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob).collect();
+        let copies: Vec<_> = self.index.blobs_of(vid).await?.into_iter().filter(|b| b.blob == blob).collect();
         // All at once: each is one small read, and a move waits for them.
         let blob = &blob;
         let reads = futures::future::join_all(copies.iter().map(|b| async move {
@@ -462,13 +474,13 @@ impl Store {
                     };
                     // Only if the index still holds what was compared: a later move may have
                     // switched it again meanwhile.
-                    if self.unchanged(&entry)? {
-                        self.index.forget_blob(&b.provider, blob)?;
+                    if self.unchanged(&entry).await? {
+                        self.index.forget_blob(&b.provider, blob).await?;
                         report.errors.push(format!("{name}: the manifest copy on `{}` {why}; run repair", b.provider));
                     }
                 }
                 Err(e) if e.is_not_found() => {
-                    self.index.forget_blob(&b.provider, blob)?;
+                    self.index.forget_blob(&b.provider, blob).await?;
                 }
                 Err(e) => report.errors.push(format!("{name}: could not read the manifest back from `{}`: {e}", b.provider)),
             }

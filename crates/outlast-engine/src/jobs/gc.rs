@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::kit::leases::UNKNOWN_MIN_AGE;
 use super::kit::nameset::NameSet;
-use crate::index::listed::{ListedStage, Shape};
+use crate::scratch::listed::{ListedStage, Shape};
 use crate::stamps::now_ns;
 use crate::{EngineError, Store, Unopened};
 
@@ -127,7 +127,7 @@ impl Store {
         // List first, then read what is pending, then what is referenced: a write that commits
         // in between is then in one set or the other. Listings go to disk (a store's whole
         // listing is more than a job should hold); local disks' temporary files are few.
-        let mut stage = ListedStage::new(&self.index)?;
+        let mut stage = ListedStage::new()?;
         let mut temps: Vec<(usize, BlobEntry)> = Vec::new();
         // Why this run may not see every version on the providers: then nothing unreferenced
         // is deleted, since a blob may belong to a version only the unseen copies name.
@@ -156,16 +156,16 @@ impl Store {
         // Names are what is protected, whichever provider they were recorded on.
         // Every name referenced, hashed: a few bytes an object, whatever the store.
         let mut live = live_pending;
-        for p in self.index.pending()? {
+        for p in self.index.pending().await? {
             live.extend(p.blobs.iter().map(|b| &b.blob));
         }
         for prov in &self.providers {
             let mut pages = self.index.blob_pages(prov.name());
-            while let Some(page) = pages.next_page()? {
+            while let Some(page) = pages.next_page().await? {
                 live.extend(page.iter().map(|b| &b.blob));
             }
         }
-        self.placed_names(&mut live, &mut report.unopened)?;
+        self.placed_names(&mut live, &mut report.unopened).await?;
         // A version whose manifest does not open may place blobs the index no longer records
         // (one a read found missing once, that is back): nothing unreferenced goes this run.
         if !report.unopened.is_empty() {
@@ -238,7 +238,7 @@ impl Store {
         let sweep = Sweep {
             live,
             protected,
-            garbage: self.index.garbage()?,
+            garbage: self.index.garbage().await?,
             unsure: leases_unknown || !unseen.is_empty(),
             leases_unknown,
             now,
@@ -303,7 +303,7 @@ impl Store {
         }
         // The snapshots above may be minutes old: a repair, evacuation or write may have
         // recorded this name since (a rebuilt blob keeps an old blob's name).
-        if staged_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name)? {
+        if staged_target(&entry.name).is_none() && self.index.is_name_recorded(&entry.name).await? {
             return Ok(());
         }
         if !opts.dry_run {
@@ -312,7 +312,7 @@ impl Store {
                 return Ok(());
             }
             if why == GcReason::KnownGarbage {
-                self.index.forget_garbage(prov.name(), &entry.name)?;
+                self.index.forget_garbage(prov.name(), &entry.name).await?;
             }
         }
         report.deleted += 1;
@@ -328,7 +328,7 @@ impl Store {
     async fn gc_crashed_writes(&self, opts: &GcOptions, report: &mut GcReport) -> Result<NameSet, EngineError> {
         let mut live = NameSet::new();
         let mut temps: HashMap<String, Vec<String>> = HashMap::new();
-        for p in self.index.pending()? {
+        for p in self.index.pending().await? {
             // A write whose holder is gone, or that was not renewed in time, crashed.
             if p.is_live(now_ns()) {
                 live.extend(p.blobs.iter().map(|b| &b.blob));
@@ -351,7 +351,7 @@ impl Store {
             }
             // The blobs of a claimed write must not outlive it: a recovery would take its
             // manifest for a version. Until they are all gone, the next gc tries again.
-            if !self.index.claim_pending(&p)? {
+            if !self.index.claim_pending(&p).await? {
                 continue;
             }
             let mut all_gone = true;
@@ -380,7 +380,7 @@ impl Store {
                 }
             }
             if all_gone {
-                self.index.end_pending(&p.vid)?;
+                self.index.end_pending(&p.vid).await?;
                 report.crashed_writes += 1;
             }
         }
@@ -393,15 +393,15 @@ impl Store {
     ///
     /// A version whose manifest does not open (sealed under another key) places what its
     /// recorded blobs say, under whatever names they have; it is named in `unopened`.
-    fn placed_names(&self, out: &mut NameSet, unopened: &mut Unopened) -> Result<(), EngineError> {
+    async fn placed_names(&self, out: &mut NameSet, unopened: &mut Unopened) -> Result<(), EngineError> {
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for entry in page {
                 let manifest = match self.open_manifest(&entry) {
                     Ok(m) => m,
                     Err(e) => {
                         unopened.note(&entry.name, &e);
-                        out.extend(self.index.blobs_of(&entry.stamp.vid)?.iter().map(|b| &b.blob));
+                        out.extend(self.index.blobs_of(&entry.stamp.vid).await?.iter().map(|b| &b.blob));
                         continue;
                     }
                 };
@@ -417,7 +417,7 @@ impl Store {
             }
         }
         let mut pages = self.index.tombstone_pages();
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for (_, stamp) in page {
                 out.insert(&names::manifest_blob(&self.keys, &stamp.vid));
             }
@@ -432,7 +432,7 @@ impl Store {
             Ok(m) => m,
             Err(e) => return Ok(Unreferenced::Unopened(format!("does not open: {e}"))),
         };
-        let latest = self.index.latest_stamp(&m.name).map_err(|e| e.to_string())?;
+        let latest = self.index.latest_stamp(&m.name).await.map_err(|e| e.to_string())?;
         if latest.is_some_and(|t| t > m.stamp.time_ns) {
             return Ok(Unreferenced::Superseded);
         }
@@ -484,7 +484,7 @@ struct Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::listed::ListedBlob;
+    use crate::scratch::listed::ListedBlob;
 
     #[test]
     fn only_our_own_shapes_are_ever_candidates() {

@@ -20,9 +20,10 @@ use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
-use crate::index::listed::{ListedStage, Shape};
-use crate::index::{Adopted, BlobRef, IndexEntry, Recovered, Staged, StagedCopy};
+use crate::index::{Adopted, BlobRef, IndexEntry, Recovered};
 use crate::progress::Unit;
+use crate::scratch::listed::{ListedStage, Shape};
+use crate::scratch::recovery::{RecoveryStage, Staged, StagedCopy};
 use crate::{EngineError, Progress, Store};
 
 /// Manifest copies read at once.
@@ -58,7 +59,7 @@ impl Store {
     pub async fn recover(&self, progress: &dyn Progress) -> Result<RecoverReport, EngineError> {
         let mut report = RecoverReport::default();
         // What each provider holds, by listing, staged on disk (every blob of every provider).
-        let mut stage = ListedStage::new(&self.index)?;
+        let mut stage = ListedStage::new()?;
         // Providers listed whole (by position): only they have blob rows replaced.
         let mut listed: Vec<usize> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
@@ -77,9 +78,9 @@ impl Store {
         }
         progress.set_unit(Unit::Items("manifest copies"));
         progress.set_total(copies_listed);
-        // Read and open every copy listed whole; a temporary table keeps the highest revision
-        // of each version as they come.
-        self.index.stage_begin()?;
+        // Read and open every copy listed whole; a stage keeps the highest revision of each
+        // version as they come.
+        let copies_stage = RecoveryStage::new()?;
         let copies =
             stage.pages(Some(Shape::Manifest)).rows().filter(|copy| copy.as_ref().map_or(true, |b| listed.contains(&b.provider)));
         let mut reads = futures::stream::iter(copies)
@@ -106,10 +107,10 @@ impl Store {
                 _ => report.copies_rejected += 1,
             }
             if batch.len() >= ADOPT_BATCH {
-                self.stage(&mut batch, &mut report)?;
+                Self::stage(&copies_stage, &mut batch, &mut report)?;
             }
         }
-        self.stage(&mut batch, &mut report)?;
+        Self::stage(&copies_stage, &mut batch, &mut report)?;
         drop(reads);
         // The newest version of each name wins, deletions included; taken in a batch per
         // transaction: one sync to disk per batch, and a recovery killed part-way keeps what
@@ -117,7 +118,7 @@ impl Store {
         let listed_names: Vec<String> = listed.iter().map(|&i| self.providers[i].name().to_string()).collect();
         let mut after: Option<String> = None;
         loop {
-            let newest = self.index.staged_newest(after.as_deref(), ADOPT_BATCH)?;
+            let newest = copies_stage.staged_newest(after.as_deref(), ADOPT_BATCH)?;
             let Some(last) = newest.last() else { break };
             after = Some(last.name.clone());
             let mut versions = Vec::with_capacity(newest.len());
@@ -130,7 +131,7 @@ impl Store {
                 }
                 versions.push(self.recovered_version(&manifest, staged.sealed, &staged.holders, (&stage, &listed))?);
             }
-            for adopted in self.index.adopt_all(&versions, &listed_names)? {
+            for adopted in self.index.adopt_all(&versions, &listed_names).await? {
                 match adopted {
                     Adopted::New => report.added += 1,
                     Adopted::Newer | Adopted::Updated => report.updated += 1,
@@ -138,7 +139,6 @@ impl Store {
                 }
             }
         }
-        self.index.stage_end()?;
         if !report.unreachable.is_empty() {
             tracing::warn!(
                 "{} could not be listed: this recovery's view may be incomplete; run it again once they answer (it is safe)",
@@ -149,8 +149,8 @@ impl Store {
     }
 
     /// Stages a batch of copies read (and empties it), counting the stale ones.
-    fn stage(&self, batch: &mut Vec<StagedCopy>, report: &mut RecoverReport) -> Result<(), EngineError> {
-        for staged in self.index.stage_copies(batch)? {
+    fn stage(stage: &RecoveryStage, batch: &mut Vec<StagedCopy>, report: &mut RecoverReport) -> Result<(), EngineError> {
+        for staged in stage.stage_copies(batch)? {
             match staged {
                 Staged::Held => {}
                 Staged::Stale => report.copies_stale += 1,
@@ -210,7 +210,7 @@ impl Store {
     /// manifests (a lost or copied state folder). One short listing, only when the index holds
     /// nothing at all.
     pub async fn index_looks_lost(&self) -> Result<bool, EngineError> {
-        if self.index.has_versions()? {
+        if self.index.has_versions().await? {
             return Ok(false);
         }
         for p in self.providers.iter().filter(|p| p.state().is_usable()) {

@@ -115,10 +115,10 @@ impl Store {
         // What is owed, for the progress total: a pass over the index that keeps nothing.
         let mut total = 0;
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for entry in page {
                 report.objects += 1;
-                if let Some(d) = self.debt_of(entry, Some(&mut report.unopened))? {
+                if let Some(d) = self.debt_of(entry, Some(&mut report.unopened)).await? {
                     report.objects_in_debt += 1;
                     total += d.bytes();
                 }
@@ -161,15 +161,15 @@ impl Store {
     }
 
     /// What `entry`'s version owes, from the index alone (`owed.rs`).
-    fn debt_of(&self, entry: IndexEntry, unopened: Option<&mut Unopened>) -> Result<Option<Debt>, EngineError> {
-        let Some(d) = self.object_debt(&entry, unopened)? else { return Ok(None) };
+    async fn debt_of(&self, entry: IndexEntry, unopened: Option<&mut Unopened>) -> Result<Option<Debt>, EngineError> {
+        let Some(d) = self.object_debt(&entry, unopened).await? else { return Ok(None) };
         Ok(Some(Debt { entry, om: d.om, parts: d.parts }))
     }
 
     async fn repair_object(&self, debt: &Debt, run: &mut RepairRun<'_>, progress: &dyn Progress) -> Result<(), EngineError> {
         let vid = debt.entry.stamp.vid;
         let name = &debt.entry.name;
-        let reader = ShardReader::new(self, name, &debt.om, vid, &ReadScope::default())?;
+        let reader = ShardReader::new(self, name, &debt.om, vid, &ReadScope::default()).await?;
         let layout = *reader.codec.layout();
         for (part, missing) in &debt.parts {
             let part_len = layout.part_blob_len(*part);
@@ -184,16 +184,16 @@ impl Store {
                     run.report.remaining += 1;
                     continue;
                 };
-                if !run.breaker.allows(provider) {
+                let Some(_admitted) = run.breaker.admit(provider).await else {
                     run.report.remaining += 1;
                     continue;
-                }
+                };
                 // A provider that was briefly gone may hold the blob after all: one that is
                 // there, whole and matching every check is recorded, not rebuilt.
                 match self.holds_intact(p, &blob, &debt.om, &layout, i, *part).await {
                     Ok(true) => {
                         let b = BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len };
-                        if self.record_rebuilt(name, &vid, i, &b)? == Recorded::Yes {
+                        if self.record_rebuilt(name, &vid, i, &b).await? == Recorded::Yes {
                             run.breaker.record(provider, true);
                             run.report.blobs_found_intact += 1;
                             progress.advance(part_len);
@@ -271,7 +271,7 @@ impl Store {
                 }
                 run.breaker.record(&provider, true);
                 let b = BlobRef { provider: provider.clone(), blob: blob.clone(), size: part_len };
-                match self.record_rebuilt(name, &vid, i, &b)? {
+                match self.record_rebuilt(name, &vid, i, &b).await? {
                     Recorded::Yes => {
                         run.report.blobs_rebuilt += 1;
                         // It holds what the store knows it holds again.
@@ -330,11 +330,13 @@ impl Store {
     /// Records shard `shard`'s rebuilt blob `b` of `name`'s version `vid` if the current
     /// manifest still places that shard on `b`'s provider: an evacuation may have moved it
     /// while it was being rebuilt, or moved another shard (then this one still counts).
-    fn record_rebuilt(&self, name: &str, vid: &VersionId, shard: usize, b: &BlobRef) -> Result<Recorded, EngineError> {
+    async fn record_rebuilt(&self, name: &str, vid: &VersionId, shard: usize, b: &BlobRef) -> Result<Recorded, EngineError> {
         // The compare-and-swap fails only when the manifest changed in between; look again.
         for _ in 0..RECORD_TRIES {
-            let Some(entry) = self.current_placing(name, vid, Some(shard), &b.provider)? else { return Ok(Recorded::NotPlaced) };
-            if self.index.add_blob(vid, &entry.sealed_manifest, b)? {
+            let Some(entry) = self.current_placing(name, vid, Some(shard), &b.provider).await? else {
+                return Ok(Recorded::NotPlaced);
+            };
+            if self.index.add_blob(vid, &entry.sealed_manifest, b).await? {
                 return Ok(Recorded::Yes);
             }
         }
@@ -345,17 +347,18 @@ impl Store {
     /// recovery from the providers alone reads). Read afresh for each copy: an evacuation may
     /// rewrite it meanwhile, and a copy is recorded only if its bytes are the current ones.
     async fn repair_manifests(&self, name: &str, vid: &VersionId, run: &mut RepairRun<'_>) -> Result<(), EngineError> {
-        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
+        let Some(entry) = self.index.get(name).await?.filter(|e| e.stamp.vid == *vid) else { return Ok(()) };
         let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(()) };
         let blob = names::manifest_blob(&self.keys, vid);
         let holding: HashSet<String> =
-            self.index.blobs_of(vid)?.into_iter().filter(|b| b.blob == blob).map(|b| b.provider).collect();
+            self.index.blobs_of(vid).await?.into_iter().filter(|b| b.blob == blob).map(|b| b.provider).collect();
         for place in om.placement.iter().filter(|p| !holding.contains(&p.provider)) {
             let provider = &place.provider;
-            let Some(p) = self.provider(provider).filter(|_| run.breaker.allows(provider)) else { continue };
+            let Some(p) = self.provider(provider) else { continue };
+            let Some(_admitted) = run.breaker.admit(provider).await else { continue };
             let mut wrote_stale = false;
             for _ in 0..RECORD_TRIES {
-                let Some(current) = self.current_placing(name, vid, None, provider)? else { break };
+                let Some(current) = self.current_placing(name, vid, None, provider).await? else { break };
                 let sealed = Bytes::from(current.sealed_manifest);
                 if let Err(e) = p.write(&blob, sealed.clone()).await {
                     run.failed(provider, format!("{name}: {e}"));
@@ -363,7 +366,7 @@ impl Store {
                 }
                 run.breaker.record(provider, true);
                 let size = sealed.len() as u64;
-                if self.index.add_blob(vid, &sealed, &BlobRef { provider: provider.clone(), blob: blob.clone(), size })? {
+                if self.index.add_blob(vid, &sealed, &BlobRef { provider: provider.clone(), blob: blob.clone(), size }).await? {
                     run.report.manifests_written += 1;
                     run.report.bytes_written += size;
                     wrote_stale = false;
@@ -375,7 +378,7 @@ impl Store {
             }
             if wrote_stale {
                 // Whatever another process recorded for this copy may be gone: it is debt.
-                self.index.forget_blob(provider, &blob)?;
+                self.index.forget_blob(provider, &blob).await?;
             }
         }
         Ok(())

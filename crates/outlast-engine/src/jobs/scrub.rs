@@ -127,7 +127,7 @@ impl Store {
         let lost = self.find_lost_blobs().await?;
         for (i, p) in self.providers.iter().enumerate() {
             report.providers[i].missing = lost.by_provider.get(p.name()).copied().unwrap_or(0);
-            report.providers[i].blobs = self.index.count_blobs_on(p.name())?.blobs + report.providers[i].missing;
+            report.providers[i].blobs = self.index.count_blobs_on(p.name()).await?.blobs + report.providers[i].missing;
         }
         for (name, e) in lost.unlisted {
             if let Some(r) = report.providers.iter_mut().find(|r| r.name == name) {
@@ -137,19 +137,19 @@ impl Store {
 
         // First the counts per provider (a sample's size depends on them), then the checks a
         // page of objects at a time: what is held at once is one page, whatever the store.
-        let (mut shard_picks, mut manifest_picks) = self.scrub_samplers(opts.sample)?;
+        let (mut shard_picks, mut manifest_picks) = self.scrub_samplers(opts.sample).await?;
         progress.set_unit(crate::progress::Unit::Items("checks"));
         progress.set_total(shard_picks.iter().chain(&manifest_picks).map(|s| s.want).sum());
         // A provider that hangs costs a few timeouts, not one per blob it holds.
         let breaker = &Breaker::default();
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             let mut objects = Vec::with_capacity(page.len());
             let (mut chosen, mut chosen_manifests) = (Vec::new(), Vec::new());
             for entry in page {
                 let Some((om, revision)) = self.scrub_manifest(&entry, &mut report) else { continue };
                 let object = objects.len();
-                let (manifests, units) = self.checkable(object, &entry, &om)?;
+                let (manifests, units) = self.checkable(object, &entry, &om).await?;
                 for provider in manifests {
                     if manifest_picks[provider].take() {
                         chosen_manifests.push((provider, object));
@@ -178,24 +178,24 @@ impl Store {
                 );
             }
         }
-        report.owed = self.owed()?;
+        report.owed = self.owed().await?;
         report.unknown_manifests = self.unknown_manifests().await?;
         Ok(report)
     }
 
     /// How many segment shards and manifest copies each provider holds by the index, as
     /// samplers that pick all of them or [`sample_size`] of them.
-    fn scrub_samplers(&self, fraction: Option<f64>) -> Result<(Vec<Sampler>, Vec<Sampler>), EngineError> {
+    async fn scrub_samplers(&self, fraction: Option<f64>) -> Result<(Vec<Sampler>, Vec<Sampler>), EngineError> {
         let count = self.providers.len();
         let (mut shards, mut manifests) = (vec![0u64; count], vec![0u64; count]);
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for entry in page {
                 // Those that do not open are named once, by the checking pass.
                 let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(&entry, None) else {
                     continue;
                 };
-                let (on, units) = self.checkable(0, &entry, &om)?;
+                let (on, units) = self.checkable(0, &entry, &om).await?;
                 on.into_iter().for_each(|p| manifests[p] += 1);
                 units.into_iter().for_each(|u| shards[u.provider] += 1);
             }
@@ -215,10 +215,15 @@ impl Store {
 
     /// The manifest copies (providers) and segment shards of one object that the index still
     /// records, `object` being its place in the page being checked.
-    fn checkable(&self, object: usize, entry: &IndexEntry, om: &ObjectManifest) -> Result<(Vec<usize>, Vec<Unit>), EngineError> {
+    async fn checkable(
+        &self,
+        object: usize,
+        entry: &IndexEntry,
+        om: &ObjectManifest,
+    ) -> Result<(Vec<usize>, Vec<Unit>), EngineError> {
         let layout = om.layout()?;
         let recorded: HashSet<(String, String)> =
-            self.index.blobs_of(&entry.stamp.vid)?.into_iter().map(|b| (b.provider, b.blob)).collect();
+            self.index.blobs_of(&entry.stamp.vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
         let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
         let (mut manifests, mut units) = (Vec::new(), Vec::new());
         for (shard, place) in om.placement.iter().enumerate() {
@@ -290,11 +295,11 @@ impl Store {
         for ((provider, object, shard, part), count) in damaged {
             let (entry, _, _) = &objects[object];
             // A blob moved or replaced since the scrub started was deleted on purpose.
-            if !self.unchanged(entry)? {
+            if !self.unchanged(entry).await? {
                 continue;
             }
             let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
-            if self.index.forget_blob(self.providers[provider].name(), &blob)? {
+            if self.index.forget_blob(self.providers[provider].name(), &blob).await? {
                 report.providers[provider].corrupt += count;
                 self.providers[provider].note_corrupt();
             }
@@ -334,13 +339,13 @@ impl Store {
                 continue;
             }
             // Rewritten (moved) or replaced since the scrub started: what it read proves nothing.
-            if !self.unchanged(entry)? {
+            if !self.unchanged(entry).await? {
                 continue;
             }
             let bytes = match r {
                 Ok(b) => b,
                 Err(Some(e)) if e.is_not_found() => {
-                    if self.index.forget_blob(&out.name, &blob)? {
+                    if self.index.forget_blob(&out.name, &blob).await? {
                         out.missing += 1;
                     }
                     continue;
@@ -376,7 +381,7 @@ impl Store {
                     self.providers[provider].note_corrupt();
                 }
             }
-            self.index.forget_blob(&out.name, &blob)?;
+            self.index.forget_blob(&out.name, &blob).await?;
         }
         Ok(())
     }
@@ -389,9 +394,7 @@ async fn guarded<T>(
     p: &Provider,
     read: impl std::future::Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, Option<ProviderError>> {
-    if !breaker.allows(p.name()) {
-        return Err(None);
-    }
+    let Some(_admitted) = breaker.admit(p.name()).await else { return Err(None) };
     let r = read.await;
     breaker.record(p.name(), r.as_ref().is_ok() || r.as_ref().is_err_and(ProviderError::is_not_found));
     r.map_err(Some)

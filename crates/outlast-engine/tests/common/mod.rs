@@ -99,20 +99,20 @@ impl Fixture {
         t
     }
 
-    pub fn store_with(&self, broken: &[u16]) -> Store {
+    pub async fn store_with(&self, broken: &[u16]) -> Store {
         let cfg = Config::parse(&self.config_text(broken), &self.root.join("outlast.toml")).unwrap();
-        Store::open_with_key(cfg, self.key.clone()).unwrap()
+        Store::open_with_key(cfg, self.key.clone()).await.unwrap()
     }
 
     /// The store over config text `text` as is, validation skipped: the engine must hold even
     /// where a config slips past it (a symlink made afterwards), or comes from a second folder.
-    pub fn open_unvalidated(&self, text: &str) -> Store {
+    pub async fn open_unvalidated(&self, text: &str) -> Store {
         let cfg = Config { path: self.root.join("outlast.toml"), ..toml::from_str(text).unwrap() };
-        Store::open_with_key(cfg, self.key.clone()).unwrap()
+        Store::open_with_key(cfg, self.key.clone()).await.unwrap()
     }
 
-    pub fn store(&self) -> Store {
-        self.store_with(&[])
+    pub async fn store(&self) -> Store {
+        self.store_with(&[]).await
     }
 
     /// Every blob file of the providers, identity markers (`i/`) left out.

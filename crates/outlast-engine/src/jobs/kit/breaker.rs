@@ -3,36 +3,79 @@
 //! a dead or hanging provider costs its timeouts a few times per run rather than once per blob.
 //! It is deliberately not the persisted health state: a provider that was terminated last week
 //! and is back (a recreated bucket) must get its shards back on the next repair.
+//!
+//! Until a provider has answered once in the run, its operations go one at a time
+//! ([`Breaker::admit`]): with many objects in flight, a provider that refuses everything would
+//! otherwise be asked once per object in flight before the first refusal is counted.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Failures in a row after which a provider is left alone for the rest of the run.
 pub(crate) const GIVE_UP_AFTER: u32 = 3;
 
-/// Consecutive failures per provider within one run.
+/// Each provider's run so far.
 #[derive(Debug, Default)]
 pub(crate) struct Breaker {
-    failures: Mutex<HashMap<String, u32>>,
+    providers: Mutex<HashMap<String, ProviderRun>>,
+}
+
+#[derive(Debug, Default)]
+struct ProviderRun {
+    /// Failures in a row.
+    failures: u32,
+    /// Whether an operation succeeded in this run.
+    answered: bool,
+    /// Held by the one operation let through while the provider has not answered.
+    probe: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Leave to ask a provider, held until the operation's outcome is recorded.
+pub(crate) struct Admission {
+    _probe: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Breaker {
     /// Whether `provider` may still be asked in this run.
     pub(crate) fn allows(&self, provider: &str) -> bool {
-        self.failures.lock().expect("breaker lock").get(provider).is_none_or(|f| *f < GIVE_UP_AFTER)
+        self.providers.lock().expect("breaker lock").get(provider).is_none_or(|r| r.failures < GIVE_UP_AFTER)
+    }
+
+    /// Leave to ask `provider` now, or `None` once it is left alone: at once where it has
+    /// answered in this run, else after the operation let through before this one is over.
+    pub(crate) async fn admit(&self, provider: &str) -> Option<Admission> {
+        let probe = {
+            let mut providers = self.providers.lock().expect("breaker lock");
+            let run = providers.entry(provider.to_string()).or_default();
+            if run.failures >= GIVE_UP_AFTER {
+                return None;
+            }
+            if run.answered {
+                return Some(Admission { _probe: None });
+            }
+            run.probe.clone()
+        };
+        let held = probe.lock_owned().await;
+        let providers = self.providers.lock().expect("breaker lock");
+        let run = &providers[provider];
+        if run.failures >= GIVE_UP_AFTER {
+            return None;
+        }
+        Some(Admission { _probe: (!run.answered).then_some(held) })
     }
 
     /// Records an operation's outcome on `provider`; returns true when this failure is the one
     /// that makes the breaker give up on it (so the caller can say so once).
     pub(crate) fn record(&self, provider: &str, ok: bool) -> bool {
-        let mut f = self.failures.lock().expect("breaker lock");
-        let count = f.entry(provider.to_string()).or_default();
+        let mut providers = self.providers.lock().expect("breaker lock");
+        let run = providers.entry(provider.to_string()).or_default();
         if ok {
-            *count = 0;
+            run.failures = 0;
+            run.answered = true;
             return false;
         }
-        *count += 1;
-        *count == GIVE_UP_AFTER
+        run.failures += 1;
+        run.failures == GIVE_UP_AFTER
     }
 
     /// Why `provider` is skipped, for reports.
@@ -57,5 +100,25 @@ mod tests {
         assert!(b.record("a", false));
         assert!(!b.allows("a"));
         assert!(b.allows("b"));
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_has_not_answered_is_asked_one_operation_at_a_time() {
+        let b = Breaker::default();
+        let first = b.admit("a").await.expect("admitted");
+        let waiting = b.admit("a");
+        let mut waiting = std::pin::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending(), "a second operation waits for the first");
+        b.record("a", false);
+        drop(first);
+        let second = waiting.await.expect("one failure does not stop it");
+        b.record("a", false);
+        b.record("a", false);
+        drop(second);
+        assert!(b.admit("a").await.is_none(), "left alone after three");
+        // One that answered lets everything through at once.
+        b.record("b", true);
+        let (x, y) = (b.admit("b").await, b.admit("b").await);
+        assert!(x.is_some() && y.is_some());
     }
 }

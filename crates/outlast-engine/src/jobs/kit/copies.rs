@@ -24,8 +24,8 @@ pub(crate) enum CopyVerdict {
 
 impl Store {
     /// Whether `entry` is still its name's current version with the same manifest.
-    pub(crate) fn unchanged(&self, entry: &IndexEntry) -> Result<bool, EngineError> {
-        Ok(self.index.get(&entry.name)?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest))
+    pub(crate) async fn unchanged(&self, entry: &IndexEntry) -> Result<bool, EngineError> {
+        Ok(self.index.get(&entry.name).await?.is_some_and(|e| e.sealed_manifest == entry.sealed_manifest))
     }
 
     /// Judges `bytes`, read from `blob`, against `entry` (whose manifest is at `revision`).
@@ -45,14 +45,14 @@ impl Store {
 impl Store {
     /// The current index entry of `name` if it is still version `vid` and its manifest places
     /// shard `shard` (`None`: any shard, as for a manifest copy) on `provider`.
-    pub(crate) fn current_placing(
+    pub(crate) async fn current_placing(
         &self,
         name: &str,
         vid: &VersionId,
         shard: Option<usize>,
         provider: &str,
     ) -> Result<Option<IndexEntry>, EngineError> {
-        let Some(entry) = self.index.get(name)?.filter(|e| e.stamp.vid == *vid) else { return Ok(None) };
+        let Some(entry) = self.index.get(name).await?.filter(|e| e.stamp.vid == *vid) else { return Ok(None) };
         let ManifestBody::Object(om) = self.open_manifest(&entry)?.body else { return Ok(None) };
         let placed = match shard {
             Some(i) => om.placement.get(i).is_some_and(|p| p.provider == provider),

@@ -35,7 +35,7 @@ impl Store {
             let key = |name: &str| hashes.hash(name);
             let mut unmatched: HashMap<u128, u64> = HashMap::new();
             let mut pages = self.index.blob_pages(p.name());
-            while let Some(page) = pages.next_page()? {
+            while let Some(page) = pages.next_page().await? {
                 unmatched.extend(page.iter().map(|b| (key(&b.blob), b.size)));
             }
             let recorded = unmatched.len();
@@ -77,9 +77,9 @@ impl Store {
             let mut lost_here = 0u64;
             if !unmatched.is_empty() {
                 let mut pages = self.index.blob_pages(p.name());
-                while let Some(page) = pages.next_page()? {
+                while let Some(page) = pages.next_page().await? {
                     let lost: Vec<BlobRef> = page.into_iter().filter(|b| unmatched.get(&key(&b.blob)) == Some(&b.size)).collect();
-                    lost_here += self.index.forget_blobs(&lost)?;
+                    lost_here += self.index.forget_blobs(&lost).await?;
                 }
             }
             if lost_here > 0 {

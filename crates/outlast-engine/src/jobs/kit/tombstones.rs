@@ -29,10 +29,10 @@ impl Store {
     pub(crate) async fn repair_tombstones(&self, breaker: &Breaker) -> Result<TombstoneRepair, EngineError> {
         let mut out = TombstoneRepair::default();
         let mut pages = self.index.tombstone_pages();
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for (name, stamp) in page {
                 let blob = names::manifest_blob(&self.keys, &stamp.vid);
-                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid)?.into_iter().map(|b| b.provider).collect();
+                let holders: HashSet<String> = self.index.blobs_of(&stamp.vid).await?.into_iter().map(|b| b.provider).collect();
                 let lacking: Vec<&outlast_provider::Provider> =
                     self.providers.iter().filter(|p| !holders.contains(p.name()) && breaker.allows(p.name())).collect();
                 if lacking.is_empty() {
@@ -58,7 +58,7 @@ impl Store {
                         Ok(()) => {
                             breaker.record(p.name(), true);
                             let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
-                            if self.index.add_tombstone_copy(&stamp.vid, &b)? {
+                            if self.index.add_tombstone_copy(&stamp.vid, &b).await? {
                                 out.written += 1;
                                 out.bytes += b.size;
                             }

@@ -16,21 +16,21 @@ impl Store {
         // Hashed: a few bytes a version, whatever the store.
         let mut known = NameSet::new();
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for e in page {
                 known.insert(&names::manifest_blob(&self.keys, &e.stamp.vid));
             }
         }
         let mut pages = self.index.tombstone_pages();
-        while let Some(page) = pages.next_page()? {
+        while let Some(page) = pages.next_page().await? {
             for (_, stamp) in page {
                 known.insert(&names::manifest_blob(&self.keys, &stamp.vid));
             }
         }
-        for p in self.index.pending()? {
+        for p in self.index.pending().await? {
             known.extend(p.blobs.iter().map(|b| &b.blob));
         }
-        known.extend(self.index.garbage()?.iter().map(|(_, blob)| blob));
+        known.extend(self.index.garbage().await?.iter().map(|(_, blob)| blob));
         let mut unknown: std::collections::HashSet<String> = std::collections::HashSet::new();
         for p in &self.providers {
             let mut listing = p.listing(names::MANIFEST_PREFIX);
@@ -43,7 +43,7 @@ impl Store {
                 // recover's: only what would change the index counts.
                 let Ok(bytes) = p.read(&blob).await else { continue };
                 let Ok(m) = Manifest::open(&self.keys, &blob, &bytes) else { continue };
-                if self.index.latest_stamp(&m.name)?.is_none_or(|t| t < m.stamp.time_ns) {
+                if self.index.latest_stamp(&m.name).await?.is_none_or(|t| t < m.stamp.time_ns) {
                     unknown.insert(blob);
                 }
             }

@@ -1,17 +1,13 @@
-//! What the providers list, staged on disk. gc and recover see every blob of every provider at
-//! once: millions of rows for a large store, more than a job should hold in memory. Rows go to
-//! a temporary table of the index's connection (one per job, so jobs of one process never
-//! share it), kept by SQLite in a temporary file beyond its page cache, and dropped with the
-//! stage; a process that dies takes it along.
+//! What the providers list, staged on disk: gc and recover see every blob of every provider at
+//! once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use outlast_codec::names;
 use outlast_provider::{BlobEntry, Provider, ProviderError};
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
-use super::Index;
 use crate::EngineError;
 
 /// Rows written per transaction while a listing comes in.
@@ -77,29 +73,28 @@ pub(crate) struct TakenListing {
     pub failed: Vec<ProviderError>,
 }
 
-/// Distinguishes the stages of one process (temporary tables are per connection, and one
-/// connection may serve several jobs).
-static NEXT_STAGE: AtomicU64 = AtomicU64::new(0);
-
 /// A listing staged on disk.
-pub(crate) struct ListedStage<'a> {
-    index: &'a Index,
-    table: String,
+pub(crate) struct ListedStage {
+    /// Behind a lock only so that a job's future that holds the stage may move between threads.
+    conn: Mutex<Connection>,
     batch: Vec<ListedBlob>,
     /// Whether the lookup index was built (after the last row came in).
     sealed: bool,
 }
 
-impl<'a> ListedStage<'a> {
-    pub fn new(index: &'a Index) -> Result<ListedStage<'a>, EngineError> {
-        let table = format!("listed_{}", NEXT_STAGE.fetch_add(1, Ordering::Relaxed));
-        index.conn().execute_batch(&format!(
-            "DROP TABLE IF EXISTS temp.{table};
-             CREATE TEMP TABLE {table} (
+impl ListedStage {
+    pub fn new() -> Result<ListedStage, EngineError> {
+        let conn = super::open()?;
+        conn.execute_batch(
+            "CREATE TABLE listed (
                  provider INTEGER NOT NULL, shape INTEGER NOT NULL, tag BLOB NOT NULL,
-                 size INTEGER NOT NULL, modified_ns INTEGER);"
-        ))?;
-        Ok(ListedStage { index, table, batch: Vec::with_capacity(FLUSH_ROWS), sealed: false })
+                 size INTEGER NOT NULL, modified_ns INTEGER);",
+        )?;
+        Ok(ListedStage { conn: Mutex::new(conn), batch: Vec::with_capacity(FLUSH_ROWS), sealed: false })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().expect("stage lock poisoned")
     }
 
     /// Adds a listed blob (written in batches).
@@ -115,13 +110,11 @@ impl<'a> ListedStage<'a> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let mut conn = self.index.conn();
+        let conn = self.conn.get_mut().expect("stage lock poisoned");
         let tx = conn.transaction()?;
         {
-            let mut st = tx.prepare_cached(&format!(
-                "INSERT INTO {} (provider, shape, tag, size, modified_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                self.table
-            ))?;
+            let mut st =
+                tx.prepare_cached("INSERT INTO listed (provider, shape, tag, size, modified_ns) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             for b in self.batch.drain(..) {
                 let modified = b.modified.map(|m| m.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as i64);
                 st.execute(params![b.provider as i64, b.shape as i64, &b.tag[..], b.size as i64, modified])?;
@@ -159,8 +152,7 @@ impl<'a> ListedStage<'a> {
     pub fn seal(&mut self) -> Result<(), EngineError> {
         self.flush()?;
         if !self.sealed {
-            let t = &self.table;
-            self.index.conn().execute_batch(&format!("CREATE INDEX temp.{t}_by_tag ON {t} (shape, tag, provider);"))?;
+            self.conn().execute_batch("CREATE INDEX listed_by_tag ON listed (shape, tag, provider);")?;
             self.sealed = true;
         }
         Ok(())
@@ -170,12 +162,11 @@ impl<'a> ListedStage<'a> {
     /// the order listed; each with its row number for the next page.
     pub fn page(&self, shape: Option<Shape>, after: i64, limit: usize) -> Result<Vec<(i64, ListedBlob)>, EngineError> {
         debug_assert!(self.batch.is_empty(), "pages are read after the intake ends");
-        let conn = self.index.conn();
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT rowid, provider, shape, tag, size, modified_ns FROM {}
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT rowid, provider, shape, tag, size, modified_ns FROM listed
              WHERE rowid > ?1 AND (?2 IS NULL OR shape = ?2) ORDER BY rowid LIMIT ?3",
-            self.table
-        ))?;
+        )?;
         let rows = st.query_map(params![after, shape.map(|s| s as i64), limit as i64], |r| {
             let tag: Vec<u8> = r.get(3)?;
             let modified: Option<i64> = r.get(5)?;
@@ -194,7 +185,7 @@ impl<'a> ListedStage<'a> {
     }
 
     /// Walks every row of `shape` (or of both) a page at a time.
-    pub fn pages(&self, shape: Option<Shape>) -> StagePages<'_, 'a> {
+    pub fn pages(&self, shape: Option<Shape>) -> StagePages<'_> {
         StagePages { stage: self, shape, after: 0 }
     }
 
@@ -202,19 +193,16 @@ impl<'a> ListedStage<'a> {
     pub fn size_of(&self, provider: usize, shape: Shape, name: &str) -> Result<Option<u64>, EngineError> {
         debug_assert!(self.sealed, "lookups follow the intake");
         let Some(tag) = name.strip_prefix(shape.prefix()).and_then(|t| hex::decode(t).ok()) else { return Ok(None) };
-        let conn = self.index.conn();
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT size FROM {} WHERE shape = ?1 AND tag = ?2 AND provider = ?3 LIMIT 1",
-            self.table
-        ))?;
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT size FROM listed WHERE shape = ?1 AND tag = ?2 AND provider = ?3 LIMIT 1")?;
         let mut rows = st.query_map(params![shape as i64, tag, provider as i64], |r| r.get::<_, i64>(0))?;
         Ok(rows.next().transpose()?.map(|s| s as u64))
     }
 
     /// How many rows of `shape` were staged from `provider`.
     pub fn count(&self, provider: usize, shape: Shape) -> Result<u64, EngineError> {
-        let n: i64 = self.index.conn().query_row(
-            &format!("SELECT COUNT(*) FROM {} WHERE provider = ?1 AND shape = ?2", self.table),
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM listed WHERE provider = ?1 AND shape = ?2",
             params![provider as i64, shape as i64],
             |r| r.get(0),
         )?;
@@ -222,21 +210,14 @@ impl<'a> ListedStage<'a> {
     }
 }
 
-impl Drop for ListedStage<'_> {
-    fn drop(&mut self) {
-        // A table left behind lives only as long as the connection; nothing to report.
-        let _ = self.index.conn().execute_batch(&format!("DROP TABLE IF EXISTS temp.{};", self.table));
-    }
-}
-
 /// The pages of a stage, in listing order.
-pub(crate) struct StagePages<'s, 'a> {
-    stage: &'s ListedStage<'a>,
+pub(crate) struct StagePages<'s> {
+    stage: &'s ListedStage,
     shape: Option<Shape>,
     after: i64,
 }
 
-impl<'s, 'a> StagePages<'s, 'a> {
+impl<'s> StagePages<'s> {
     /// The next page, or `None` after the last.
     pub fn next_page(&mut self) -> Result<Option<Vec<ListedBlob>>, EngineError> {
         let rows = self.stage.page(self.shape, self.after, PAGE_ROWS)?;
@@ -246,7 +227,7 @@ impl<'s, 'a> StagePages<'s, 'a> {
     }
 
     /// The rows one at a time, a page read at once.
-    pub fn rows(mut self) -> impl Iterator<Item = Result<ListedBlob, EngineError>> + use<'s, 'a> {
+    pub fn rows(mut self) -> impl Iterator<Item = Result<ListedBlob, EngineError>> + use<'s> {
         let mut page = std::collections::VecDeque::new();
         std::iter::from_fn(move || {
             if page.is_empty() {
@@ -274,9 +255,7 @@ mod tests {
         for stranger in ["s/holiday.jpg", "m/0123456789ABCDEF0123456789ABCDEF", "t/0123456789abcdef0123456789abcdef.x", "x"] {
             assert_eq!(ListedBlob::parse(0, &entry(stranger, 1)), None, "{stranger}");
         }
-        let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path()).unwrap();
-        let mut stage = ListedStage::new(&index).unwrap();
+        let mut stage = ListedStage::new().unwrap();
         let names: Vec<String> = (0..5000u32)
             .map(|i| format!("{}{:032x}", if i % 3 == 0 { names::MANIFEST_PREFIX } else { names::SHARD_PREFIX }, i))
             .collect();
@@ -308,19 +287,12 @@ mod tests {
     }
 
     #[test]
-    fn two_stages_of_one_index_are_apart_and_gone_when_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path()).unwrap();
-        let mut a = ListedStage::new(&index).unwrap();
-        let mut b = ListedStage::new(&index).unwrap();
+    fn two_stages_of_one_process_are_apart() {
+        let mut a = ListedStage::new().unwrap();
+        let mut b = ListedStage::new().unwrap();
         a.push(ListedBlob::parse(0, &entry(&format!("s/{:032x}", 1), 1)).unwrap()).unwrap();
         a.seal().unwrap();
         b.seal().unwrap();
         assert_eq!((a.count(0, Shape::Shard).unwrap(), b.count(0, Shape::Shard).unwrap()), (1, 0));
-        let table = a.table.clone();
-        drop(a);
-        let left: i64 =
-            index.conn().query_row("SELECT COUNT(*) FROM sqlite_temp_master WHERE name = ?1", [&table], |r| r.get(0)).unwrap();
-        assert_eq!(left, 0);
     }
 }
