@@ -231,7 +231,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gc { grace_secs, dry_run } => {
             let store = open_to_write(cfg).await?;
             let opts = GcOptions { grace: Duration::from_secs(grace_secs), dry_run };
-            let report = store.gc(&opts).await?;
+            let report = with_stoppable_bar("gc", async |bar| store.gc(&opts, bar).await).await?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -240,6 +240,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("  error: {e}");
                 }
                 print_unopened(&report.unopened);
+            }
+            if report.stopped {
+                return Ok(stopped("gc", "the blobs it did not reach wait for the next gc"));
             }
             if !report.errors.is_empty() || !report.unopened.is_empty() {
                 return Ok(ExitCode::from(2));
@@ -287,7 +290,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scrub { sample } => {
             let store = open(cfg).await?;
             let opts = ScrubOptions { sample };
-            let report = with_bar("scrub", async |bar| store.scrub(&opts, bar).await).await?;
+            let report = with_stoppable_bar("scrub", async |bar| store.scrub(&opts, bar).await).await?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -310,6 +313,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 print_owed(report.owed.iter());
                 print_unknown(report.unknown_manifests);
+            }
+            if report.stopped {
+                return Ok(stopped("scrub", &format!("it checked {} objects; what it found is owed as usual", report.objects)));
             }
             if report.found_damage() || report.owes() || report.index_incomplete() || !report.unopened.is_empty() {
                 return Ok(ExitCode::from(2));
@@ -406,11 +412,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Drill { providers } => {
             let store = open(cfg).await?;
-            let report = with_bar("drill", async |bar| store.drill(&providers, bar).await).await?;
+            let report = with_stoppable_bar("drill", async |bar| store.drill(&providers, bar).await).await?;
             if cli.json {
                 print_json(&report);
             } else {
                 print_drill(&report);
+            }
+            if report.stopped {
+                return Ok(stopped("drill", &format!("it read {} objects", report.objects)));
             }
             if !report.lost.is_empty() || !report.unchecked.is_empty() {
                 return Ok(ExitCode::from(2));
@@ -418,7 +427,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Recover => {
             let store = open(cfg).await?;
-            let r = with_bar("recover", async |bar| store.recover(bar).await).await?;
+            let r = with_stoppable_bar("recover", async |bar| store.recover(bar).await).await?;
             if cli.json {
                 print_json(&r);
             } else {
@@ -438,6 +447,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         r.unreachable.join(", ")
                     );
                 }
+            }
+            if r.stopped {
+                return Ok(stopped("recovery", "`outlast recover` again takes in the rest (it is safe)"));
             }
             if !r.unreachable.is_empty() {
                 return Ok(ExitCode::from(2));
@@ -639,14 +651,10 @@ async fn with_stoppable_bar<T>(
 /// The exit status of a job stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-async fn with_bar<T>(
-    what: &str,
-    job: impl AsyncFnOnce(&Bar) -> Result<T, outlast_engine::EngineError>,
-) -> Result<T, outlast_engine::EngineError> {
-    let bar = Bar::new(Some(0), what);
-    let r = job(&bar).await;
-    bar.finish();
-    r
+/// Says that `job` stopped before its end, and what of it stands.
+fn stopped(job: &str, what_stands: &str) -> ExitCode {
+    eprintln!("outlast: {job} stopped before the end; {what_stands}");
+    ExitCode::from(EXIT_INTERRUPTED)
 }
 
 /// The exit status of a command that succeeded: 3 when it used a provider that now looks

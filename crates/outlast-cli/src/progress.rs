@@ -2,12 +2,12 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use outlast_engine::progress::Unit;
-use outlast_engine::Progress;
+use outlast_engine::{LiveStatus, Phase, Progress};
 
 /// A bar that stays hidden for the first second, so quick commands print nothing extra.
 pub struct Bar {
@@ -17,6 +17,10 @@ pub struct Bar {
     enabled: bool,
     /// Set when the person asks the job to stop (Ctrl-C).
     stop: Arc<AtomicBool>,
+    /// What the bar is for.
+    what: String,
+    /// The job's live status, and when the bar's words last followed it.
+    status: Mutex<Option<(LiveStatus, Instant)>>,
 }
 
 impl Bar {
@@ -30,7 +34,15 @@ impl Bar {
         bar.set_style(style.expect("valid template").progress_chars("=> "));
         bar.set_message(what.to_string());
         let enabled = std::io::stderr().is_terminal();
-        Bar { bar, start: Instant::now(), shown: AtomicBool::new(false), enabled, stop: Arc::default() }
+        Bar {
+            bar,
+            start: Instant::now(),
+            shown: AtomicBool::new(false),
+            enabled,
+            stop: Arc::default(),
+            what: what.to_string(),
+            status: Mutex::new(None),
+        }
     }
 
     /// The flag that asks the job this bar follows to stop.
@@ -51,6 +63,7 @@ impl Progress for Bar {
 
     fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
+        self.follow_status();
         if self.enabled && !self.shown.load(Ordering::Relaxed) && self.start.elapsed() > Duration::from_secs(1) {
             self.shown.store(true, Ordering::Relaxed);
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
@@ -68,5 +81,35 @@ impl Progress for Bar {
 
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    fn watch(&self, status: LiveStatus) {
+        *self.status.lock().expect("status lock") = Some((status, Instant::now()));
+    }
+}
+
+impl Bar {
+    /// Puts the job's phase and its errors so far in the bar's words, a few times a second.
+    fn follow_status(&self) {
+        let mut held = self.status.lock().expect("status lock");
+        let Some((status, last)) = held.as_mut() else { return };
+        if last.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        *last = Instant::now();
+        let now = status.snapshot();
+        let mut words = self.what.clone();
+        if now.phase == Phase::Stopping {
+            words.push_str(" (stopping)");
+        }
+        let errors: u64 = now.errors_by_provider.values().sum();
+        if errors > 0 {
+            let worst = now.errors_by_provider.iter().max_by_key(|(_, n)| **n).map(|(p, _)| p.as_str()).unwrap_or("");
+            words.push_str(&format!(
+                " ({errors} errors{})",
+                if worst.is_empty() { String::new() } else { format!(", most on `{worst}`") }
+            ));
+        }
+        self.bar.set_message(words);
     }
 }

@@ -76,7 +76,7 @@ async fn child(job: &str, root: &Path) {
         }
         "gc" => {
             let opts = GcOptions { grace: Duration::ZERO, dry_run: false };
-            let r = open(root, &key, N + 1).await.gc(&opts).await.unwrap();
+            let r = open(root, &key, N + 1).await.gc(&opts, &NoProgress).await.unwrap();
             assert!(r.errors.is_empty(), "{r:?}");
             r.deleted
         }

@@ -49,6 +49,7 @@ pub use jobs::gc::{GcDeletion, GcOptions, GcReason, GcReport};
 pub use jobs::recover::RecoverReport;
 pub use jobs::repair::{RepairOptions, RepairReport};
 pub use jobs::scrub::{ProviderScrub, ScrubOptions, ScrubReport};
+pub use jobs::status::{JobError, JobErrorKind, JobStatus, LiveStatus, Phase};
 pub use lease::LeaseTiming;
 pub use list::ObjectInfo;
 pub use owed::ProviderOwed;

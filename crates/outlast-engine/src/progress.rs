@@ -1,6 +1,8 @@
 //! The caller's side of a running transfer or job: progress goes out (the CLI draws bars from
 //! it, later faces read the same), and a request to stop comes in.
 
+use crate::jobs::status::LiveStatus;
+
 /// Receives progress of one transfer or job. Implementations must be cheap: it is called per
 /// segment.
 pub trait Progress: Send + Sync {
@@ -17,6 +19,9 @@ pub trait Progress: Send + Sync {
     fn stop_requested(&self) -> bool {
         false
     }
+    /// A job starts: `status` is its live state (phase, work done, errors by provider) for as
+    /// long as the caller wants to show it. Transfers do not call it.
+    fn watch(&self, _status: LiveStatus) {}
 }
 
 /// What a job's progress counts.

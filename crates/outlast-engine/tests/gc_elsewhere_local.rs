@@ -183,12 +183,12 @@ async fn gc_deletes_nothing_unreferenced_while_a_version_it_cannot_see_may_name_
     p0.set_faults(Faults { corrupt: true, ..Default::default() });
     let r = gc(&here, 0).await;
     assert_eq!((r.deleted, r.kept_unsure), (0, before as u64), "{r:?}");
-    assert!(r.errors.iter().any(|e| e.contains("could not be read or opened")), "{r:?}");
+    assert!(r.errors.iter().any(|e| e.to_string().contains("could not be read or opened")), "{r:?}");
     // p0 cannot be listed at all.
     p0.set_faults(Faults { deny: true, ..Default::default() });
     let r = gc(&here, 0).await;
     assert_eq!(r.deleted, 0, "{r:?}");
-    assert!(r.errors.iter().any(|e| e.contains("`p0` could not be listed")), "{r:?}");
+    assert!(r.errors.iter().any(|e| e.to_string().contains("`p0` could not be listed")), "{r:?}");
     // Honest again: the version is seen, and kept as one the index does not know.
     p0.set_faults(Faults::default());
     let r = gc(&here, 0).await;

@@ -295,7 +295,7 @@ async fn gc_removes_orphans_and_keeps_live_data() {
         backdate(&f.provider_dir(i).join("m"), 16 * 60);
     }
     // A dry run says what and why, and changes nothing.
-    let dry = store.gc(&GcOptions { grace: Duration::ZERO, dry_run: true }).await.unwrap();
+    let dry = store.gc(&GcOptions { grace: Duration::ZERO, dry_run: true }, &NoProgress).await.unwrap();
     assert_eq!(dry.deleted, 3, "{dry:?}");
     let mut why: Vec<(String, GcReason)> = dry.deletions.iter().map(|d| (d.provider.clone(), d.why)).collect();
     why.sort_by(|a, b| a.0.cmp(&b.0));

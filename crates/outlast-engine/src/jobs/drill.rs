@@ -10,6 +10,7 @@ use outlast_codec::{names, ManifestBody};
 use serde::Serialize;
 
 use crate::get::NullSink;
+use crate::jobs::status::{Phase, Tracked};
 use crate::shards::ReadScope;
 use crate::{EngineError, Progress, Store};
 
@@ -39,6 +40,8 @@ pub struct DrillReport {
     pub seconds: f64,
     /// What an evacuation of the named providers would move.
     pub evacuation: Evacuation,
+    /// The caller asked the drill to stop: it covers the objects read before (`objects`).
+    pub stopped: bool,
 }
 
 /// What moving every shard off the named providers would cost.
@@ -63,14 +66,26 @@ impl Store {
                 return Err(EngineError::UnknownProvider(name.clone()));
             }
         }
+        let job = Tracked::start("drill", progress);
+        let report = self.drill_run(without, &job).await;
+        job.finish();
+        report
+    }
+
+    async fn drill_run(&self, without: &[String], progress: &Tracked<'_>) -> Result<DrillReport, EngineError> {
         let started = Instant::now();
         let scope = ReadScope { left_out: without.iter().cloned().collect(), read_only: true };
         progress.set_total(self.index.total_size().await?);
         let mut report = DrillReport { without: without.to_vec(), ..Default::default() };
         let mut k_max = 1u64;
+        progress.phase(Phase::Working);
         let mut pages = self.index.object_pages("");
-        while let Some(page) = pages.next_page().await? {
+        'pages: while let Some(page) = pages.next_page().await? {
             for entry in page {
+                if progress.stop_requested() {
+                    report.stopped = true;
+                    break 'pages;
+                }
                 report.objects += 1;
                 let manifest = match self.open_manifest(&entry) {
                     Ok(m) => m,

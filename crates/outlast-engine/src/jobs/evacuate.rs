@@ -18,6 +18,7 @@ use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
 use super::kit::copies::CopyVerdict;
 use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry, ShardMove};
+use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store, Unopened};
 
@@ -55,8 +56,8 @@ pub struct EvacuateReport {
     pub unopened: Unopened,
     /// Objects that still have a shard on `from` (run again, or see `errors`).
     pub remaining: u64,
-    /// What went wrong, one line each.
-    pub errors: Vec<String>,
+    /// What went wrong, one each.
+    pub errors: Vec<JobError>,
     /// The caller asked the run to stop ([`Progress::stop_requested`]): the moves in flight
     /// were finished, the rest still wait (counted in `remaining`), and tombstones were not
     /// copied. Running the evacuation again goes on.
@@ -99,18 +100,26 @@ impl Store {
         if self.provider(to).is_none() {
             return Err(EngineError::UnknownProvider(to.to_string()));
         }
-        let configured = self.provider(from).is_some();
-        if !configured && self.placed_on(from, None).await?.0 == 0 {
+        if self.provider(from).is_none() && self.placed_on(from, None).await?.0 == 0 {
             return Err(EngineError::UnknownProvider(from.to_string()));
         }
         if from == to {
             return Err(EngineError::EvacuateOntoItself(from.to_string()));
         }
+        let job = Tracked::start("evacuate", progress);
+        let report = self.evacuate_run(from, to, &job).await;
+        job.finish();
+        report
+    }
+
+    async fn evacuate_run(&self, from: &str, to: &str, progress: &Tracked<'_>) -> Result<EvacuateReport, EngineError> {
         self.index.set_draining(from, to).await?;
         let mut report = EvacuateReport { from: from.into(), to: to.into(), ..Default::default() };
+        progress.phase(Phase::Counting);
         let (objects, total) = self.placed_on(from, Some(&mut report.unopened)).await?;
         report.objects = objects;
         progress.set_total(total);
+        progress.phase(Phase::Working);
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
         // manifest rewrite, index switch), so one at a time would leave the links idle.
         let breaker = &Breaker::default();
@@ -133,8 +142,9 @@ impl Store {
                 let moved = match self.move_shard(m, from, to, breaker, &mut mine, progress).await {
                     Ok(moved) => moved,
                     Err(e) => {
-                        mine.errors.push(format!("{}: {e}", m.entry.name));
-                        if matches!(e, EngineError::Provider(_)) && breaker.record(to, false) {
+                        let blame = matches!(e, EngineError::Provider(_)).then_some(to);
+                        mine.errors.push(JobError::object(&m.entry.name, blame, JobErrorKind::Provider, &e));
+                        if blame.is_some() && breaker.record(to, false) {
                             mine.errors.push(Breaker::skipped(to));
                         }
                         false
@@ -144,7 +154,7 @@ impl Store {
                 if moved {
                     mine.objects_moved += 1;
                     if let Err(e) = self.verify_moved(m, to, &mut mine).await {
-                        mine.errors.push(format!("{}: {e}", m.entry.name));
+                        mine.errors.push(JobError::object(&m.entry.name, None, JobErrorKind::Local, e));
                     }
                 }
                 Ok::<_, EngineError>(mine)
@@ -152,19 +162,23 @@ impl Store {
             .try_buffer_unordered(EVACUATE_CONCURRENCY);
         let mut outcomes = std::pin::pin!(outcomes);
         while let Some(mine) = outcomes.try_next().await? {
+            progress.errors(&mine.errors);
             report.absorb(mine);
         }
         report.stopped = progress.stop_requested();
         // Tombstones live on every provider: the new one gets any it lacks.
         if !report.stopped {
-            report.errors.extend(self.repair_tombstones(breaker).await?.errors);
+            progress.phase(Phase::Tombstones);
+            let tombstones = self.repair_tombstones(breaker).await?;
+            progress.errors(&tombstones.errors);
+            report.errors.extend(tombstones.errors);
         }
         report.remaining = self.placed_on(from, None).await?.0;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
         if report.remaining == 0 {
             tracing::info!("`{from}` holds no shards any more; it can be removed");
-            if !configured {
+            if self.provider(from).is_none() {
                 // Nothing is placed there any more and it is not configured: nothing drains.
                 self.index.clear_draining(from).await?;
             }
@@ -261,7 +275,9 @@ impl Store {
                             Err(e) if e.is_not_found() => None,
                             Err(e) => {
                                 if breaker.record(from, false) {
-                                    report.errors.push(format!("{}; rebuilding from the others instead", Breaker::skipped(from)));
+                                    let mut skipped = Breaker::skipped(from);
+                                    skipped.message.push_str("; rebuilding from the others instead");
+                                    report.errors.push(skipped);
                                 }
                                 tracing::debug!("copying from `{from}`: {e}");
                                 None
@@ -329,7 +345,7 @@ impl Store {
                     added.push(BlobRef { provider: h.to_string(), blob: manifest_blob.clone(), size: sealed.len() as u64 });
                 }
                 Err(e) => {
-                    report.errors.push(format!("{}: {e}", m.entry.name));
+                    report.errors.push(JobError::object(&m.entry.name, Some(h), JobErrorKind::Provider, &e));
                     failures.push(ProviderFailure::new(h, e.to_string()));
                 }
             }
@@ -426,14 +442,24 @@ impl Store {
                 Err(e) if e.is_not_found() => false,
                 Err(e) => {
                     // Not an answer about the blob: it stays recorded, and a scrub will tell.
-                    report.errors.push(format!("{}: could not read `{blob}` back from `{to}`: {e}", m.entry.name));
+                    report.errors.push(JobError::object(
+                        &m.entry.name,
+                        Some(to),
+                        JobErrorKind::Provider,
+                        format!("could not read `{blob}` back from `{to}`: {e}"),
+                    ));
                     continue;
                 }
             };
             if good {
                 report.verified += 1;
             } else {
-                report.errors.push(format!("{}: blob `{blob}` did not read back intact from `{to}`", m.entry.name));
+                report.errors.push(JobError::object(
+                    &m.entry.name,
+                    Some(to),
+                    JobErrorKind::ReadBack,
+                    format!("blob `{blob}` did not read back intact from `{to}`"),
+                ));
                 self.index.forget_blob(to, &blob).await?;
             }
         }
@@ -476,13 +502,23 @@ impl Store {
                     // switched it again meanwhile.
                     if self.unchanged(&entry).await? {
                         self.index.forget_blob(&b.provider, blob).await?;
-                        report.errors.push(format!("{name}: the manifest copy on `{}` {why}; run repair", b.provider));
+                        report.errors.push(JobError::object(
+                            name,
+                            Some(&b.provider),
+                            JobErrorKind::ReadBack,
+                            format!("the manifest copy on `{}` {why}; run repair", b.provider),
+                        ));
                     }
                 }
                 Err(e) if e.is_not_found() => {
                     self.index.forget_blob(&b.provider, blob).await?;
                 }
-                Err(e) => report.errors.push(format!("{name}: could not read the manifest back from `{}`: {e}", b.provider)),
+                Err(e) => report.errors.push(JobError::object(
+                    name,
+                    Some(&b.provider),
+                    JobErrorKind::Provider,
+                    format!("could not read the manifest back from `{}`: {e}", b.provider),
+                )),
             }
         }
         Ok(())

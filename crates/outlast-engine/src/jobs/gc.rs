@@ -23,6 +23,9 @@ use serde::Serialize;
 
 use super::kit::leases::UNKNOWN_MIN_AGE;
 use super::kit::nameset::NameSet;
+use crate::jobs::status::{JobError, JobErrorKind};
+use crate::jobs::status::{Phase, Tracked};
+use crate::progress::{Progress, Unit};
 use crate::scratch::listed::{ListedStage, Shape};
 use crate::stamps::now_ns;
 use crate::{EngineError, Store, Unopened};
@@ -111,16 +114,30 @@ pub struct GcReport {
     /// Each deletion, per provider, with its reason.
     pub deletions: Vec<GcDeletion>,
     /// Errors met (gc goes on past them).
-    pub errors: Vec<String>,
+    pub errors: Vec<JobError>,
     /// Objects whose manifest does not open with this store's key: their recorded blobs are
     /// kept.
     pub unopened: Unopened,
+    /// The caller asked gc to stop: blobs not yet looked at stay until the next gc (each
+    /// deletion is judged on its own, so what was deleted is as justified as in a whole run).
+    pub stopped: bool,
 }
 
 impl Store {
     /// Deletes blobs no version references: first those of writes whose process died, then
     /// unreferenced blobs old enough (see the module documentation for the rules).
-    pub async fn gc(&self, opts: &GcOptions) -> Result<GcReport, EngineError> {
+    pub async fn gc(&self, opts: &GcOptions, progress: &dyn Progress) -> Result<GcReport, EngineError> {
+        let job = Tracked::start("gc", progress);
+        let report = self.gc_run(opts, &job).await;
+        if let Ok(r) = &report {
+            job.errors(&r.errors);
+        }
+        job.finish();
+        report
+    }
+
+    async fn gc_run(&self, opts: &GcOptions, progress: &Tracked<'_>) -> Result<GcReport, EngineError> {
+        progress.phase(Phase::Listing);
         let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
         let live_pending = self.gc_crashed_writes(opts, &mut report).await?;
         let now = SystemTime::now();
@@ -136,7 +153,7 @@ impl Store {
             let taken = stage.take_listing(i, prov).await?;
             report.foreign += taken.foreign;
             for e in taken.failed {
-                report.errors.push(e.to_string());
+                report.errors.push(JobError::provider(prov.name(), JobErrorKind::Listing, e));
                 unseen.push(format!("`{}` could not be listed", prov.name()));
             }
             match prov.staged().await {
@@ -149,7 +166,7 @@ impl Store {
                         }
                     }
                 }
-                Err(e) => report.errors.push(e.to_string()),
+                Err(e) => report.errors.push(JobError::provider(prov.name(), JobErrorKind::Listing, e)),
             }
         }
         stage.seal()?;
@@ -224,9 +241,12 @@ impl Store {
             }
         }
         if !unseen.is_empty() {
-            report.errors.push(format!(
-                "unreferenced blobs kept this run, since versions may exist that gc could not see: {}",
-                unseen.join("; ")
+            report.errors.push(JobError::other(
+                JobErrorKind::Listing,
+                format!(
+                    "unreferenced blobs kept this run, since versions may exist that gc could not see: {}",
+                    unseen.join("; ")
+                ),
             ));
         }
         if report.unknown_versions > 0 {
@@ -243,12 +263,27 @@ impl Store {
             leases_unknown,
             now,
         };
+        progress.set_unit(Unit::Items("listed blobs"));
+        let mut total = 0;
+        for i in 0..self.providers.len() {
+            total += stage.count(i, Shape::Shard)? + stage.count(i, Shape::Manifest)?;
+        }
+        progress.set_total(total);
+        progress.phase(Phase::Working);
         let mut pages = stage.pages(None);
-        while let Some(page) = pages.next_page()? {
+        'pages: while let Some(page) = pages.next_page()? {
             for b in page {
+                if progress.stop_requested() {
+                    report.stopped = true;
+                    break 'pages;
+                }
+                progress.advance(1);
                 let entry = BlobEntry { name: b.name(), size: b.size, modified: b.modified };
                 self.gc_one(&self.providers[b.provider], entry, opts, &sweep, &mut report).await?;
             }
+        }
+        if report.stopped {
+            return Ok(report);
         }
         for (i, entry) in temps {
             self.gc_one(&self.providers[i], entry, opts, &sweep, &mut report).await?;
@@ -260,7 +295,7 @@ impl Store {
                 GcDeletion { provider: prov.name().to_string(), blob: blob.clone(), size: None, why: GcReason::DeadLease };
             if !opts.dry_run {
                 if let Err(e) = prov.delete(&blob).await {
-                    report.errors.push(e.to_string());
+                    report.errors.push(JobError::provider(prov.name(), JobErrorKind::Provider, e));
                     continue;
                 }
             }
@@ -308,7 +343,7 @@ impl Store {
         }
         if !opts.dry_run {
             if let Err(e) = prov.delete(&entry.name).await {
-                report.errors.push(e.to_string());
+                report.errors.push(JobError::provider(prov.name(), JobErrorKind::Provider, e));
                 return Ok(());
             }
             if why == GcReason::KnownGarbage {
@@ -374,7 +409,7 @@ impl Store {
                         }),
                         Err(e) => {
                             all_gone = false;
-                            report.errors.push(e.to_string());
+                            report.errors.push(JobError::provider(prov.name(), JobErrorKind::Provider, e));
                         }
                     }
                 }

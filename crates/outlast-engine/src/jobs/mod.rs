@@ -1,7 +1,8 @@
 //! The long jobs over the whole store: scrub, repair, evacuate, drill, gc and recover. Each
 //! adds to `impl Store` in a file of its own and imports the shared machinery here (`kit`:
 //! pacing, the breaker, job buffers, the lost-blob check, manifest-copy judgement), never
-//! another job.
+//! another job. Each reports as it runs through `status` (a live [`status::JobStatus`], errors
+//! as [`status::JobError`]).
 
 pub(crate) mod drill;
 pub(crate) mod evacuate;
@@ -9,5 +10,6 @@ pub(crate) mod gc;
 pub(crate) mod recover;
 pub(crate) mod repair;
 pub(crate) mod scrub;
+pub mod status;
 
 mod kit;

@@ -21,6 +21,7 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
 use crate::index::{Adopted, BlobRef, IndexEntry, Recovered};
+use crate::jobs::status::{Phase, Tracked};
 use crate::progress::Unit;
 use crate::scratch::listed::{ListedStage, Shape};
 use crate::scratch::recovery::{RecoveryStage, Staged, StagedCopy};
@@ -52,11 +53,22 @@ pub struct RecoverReport {
     pub unchanged: u64,
     /// Providers that could not be listed: the view may be incomplete, and a rerun is safe.
     pub unreachable: Vec<String>,
+    /// The caller asked the recovery to stop: names were taken in by whole batches (or none,
+    /// if it stopped while reading copies); running it again takes in the rest.
+    pub stopped: bool,
 }
 
 impl Store {
     /// Rebuilds the index from the providers' manifests (see the module documentation).
     pub async fn recover(&self, progress: &dyn Progress) -> Result<RecoverReport, EngineError> {
+        let job = Tracked::start("recover", progress);
+        let report = self.recover_run(&job).await;
+        job.finish();
+        report
+    }
+
+    async fn recover_run(&self, progress: &Tracked<'_>) -> Result<RecoverReport, EngineError> {
+        progress.phase(Phase::Listing);
         let mut report = RecoverReport::default();
         // What each provider holds, by listing, staged on disk (every blob of every provider).
         let mut stage = ListedStage::new()?;
@@ -78,6 +90,7 @@ impl Store {
         }
         progress.set_unit(Unit::Items("manifest copies"));
         progress.set_total(copies_listed);
+        progress.phase(Phase::Working);
         // Read and open every copy listed whole; a stage keeps the highest revision of each
         // version as they come.
         let copies_stage = RecoveryStage::new()?;
@@ -95,6 +108,11 @@ impl Store {
             .buffer_unordered(READ_CONCURRENCY);
         let mut batch = Vec::with_capacity(ADOPT_BATCH);
         while let Some(read) = reads.next().await {
+            // Asked to stop while copies come in: nothing is taken in from a partial view.
+            if progress.stop_requested() {
+                report.stopped = true;
+                return Ok(report);
+            }
             let (provider, blob, bytes) = read?;
             progress.advance(1);
             let Ok(bytes) = bytes else { continue };
@@ -118,6 +136,10 @@ impl Store {
         let listed_names: Vec<String> = listed.iter().map(|&i| self.providers[i].name().to_string()).collect();
         let mut after: Option<String> = None;
         loop {
+            if progress.stop_requested() {
+                report.stopped = true;
+                break;
+            }
             let newest = copies_stage.staged_newest(after.as_deref(), ADOPT_BATCH)?;
             let Some(last) = newest.last() else { break };
             after = Some(last.name.clone());

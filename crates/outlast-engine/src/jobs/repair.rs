@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::kit::breaker::Breaker;
 use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
 use crate::index::{BlobRef, IndexEntry};
+use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store, Unopened};
 
@@ -54,8 +55,8 @@ pub struct RepairReport {
     pub blobs_found_lost: u64,
     /// Shard blobs still owed after this run (their provider failed, or too few shards).
     pub remaining: u64,
-    /// What went wrong, one line each; repair carries on past them.
-    pub errors: Vec<String>,
+    /// What went wrong, one each; repair carries on past them.
+    pub errors: Vec<JobError>,
     /// Objects skipped because their manifest does not open with this store's key.
     pub unopened: Unopened,
     /// The caller asked the run to stop ([`Progress::stop_requested`]): the objects in flight
@@ -108,14 +109,33 @@ impl Store {
     /// Rebuilds every shard the index does not record as stored, and puts back manifest copies
     /// that shard holders lack. Safe to interrupt and run again.
     pub async fn repair(&self, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairReport, EngineError> {
+        let job = Tracked::start("repair", progress);
+        let report = self.repair_run(opts, &job).await;
+        job.finish();
+        report
+    }
+
+    async fn repair_run(&self, opts: &RepairOptions, progress: &Tracked<'_>) -> Result<RepairReport, EngineError> {
         let mut report = RepairReport::default();
+        progress.phase(Phase::Listing);
         let lost = self.find_lost_blobs().await?;
         report.blobs_found_lost = lost.by_provider.values().sum();
-        report.errors.extend(lost.unlisted.into_iter().map(|(p, e)| format!("cannot list `{p}`: {e}")));
+        report.errors.extend(
+            lost.unlisted
+                .into_iter()
+                .map(|(p, e)| JobError::provider(&p, JobErrorKind::Listing, format!("cannot list `{p}`: {e}"))),
+        );
+        progress.errors(&report.errors);
+        progress.phase(Phase::Counting);
         // What is owed, for the progress total: a pass over the index that keeps nothing.
         let mut total = 0;
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page().await? {
+            // Asked to stop while counting: nothing has been written yet.
+            if progress.stop_requested() {
+                report.stopped = true;
+                return Ok(report);
+            }
             for entry in page {
                 report.objects += 1;
                 if let Some(d) = self.debt_of(entry, Some(&mut report.unopened)).await? {
@@ -125,6 +145,7 @@ impl Store {
             }
         }
         progress.set_total(total);
+        progress.phase(Phase::Working);
         let (pacer, breaker) = (&Pacer::new(opts.limit_rate), &Breaker::default());
         let buffers = &Buffers::new(JOB_BUFFER_BYTES);
         // Then the debts as the pages of the index come: what is held is a page of them and
@@ -144,18 +165,22 @@ impl Store {
             .try_buffer_unordered(REPAIR_CONCURRENCY);
         let mut repairs = std::pin::pin!(repairs);
         while let Some(mine) = repairs.try_next().await? {
+            progress.errors(&mine.errors);
             report.absorb(mine);
         }
         if progress.stop_requested() {
             report.stopped = true;
             return Ok(report);
         }
+        progress.phase(Phase::Tombstones);
         let tombstones = self.repair_tombstones(breaker).await?;
+        progress.errors(&tombstones.errors);
         report.tombstones_written += tombstones.written;
         report.bytes_written += tombstones.bytes;
         report.errors.extend(tombstones.errors);
         if report.remaining > 0 {
-            tracing::warn!("{} shard blobs are still owed: {}", report.remaining, report.errors.join("; "));
+            let errors: Vec<String> = report.errors.iter().map(JobError::to_string).collect();
+            tracing::warn!("{} shard blobs are still owed: {}", report.remaining, errors.join("; "));
         }
         Ok(report)
     }
@@ -180,7 +205,12 @@ impl Store {
                 let provider = &debt.om.placement[i].provider;
                 let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
                 let Some(p) = self.provider(provider) else {
-                    run.report.errors.push(format!("{name}: provider `{provider}` is not configured"));
+                    run.report.errors.push(JobError::object(
+                        name,
+                        Some(provider),
+                        JobErrorKind::NotConfigured,
+                        format!("provider `{provider}` is not configured"),
+                    ));
                     run.report.remaining += 1;
                     continue;
                 };
@@ -202,7 +232,7 @@ impl Store {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        run.failed(provider, format!("{name}: {e}"));
+                        run.failed(name, provider, e);
                         run.report.remaining += 1;
                         continue;
                     }
@@ -210,7 +240,7 @@ impl Store {
                 match p.writer(&blob).await {
                     Ok(w) => writers.push((i, Some(w), 0)),
                     Err(e) => {
-                        run.failed(provider, format!("{name}: {e}"));
+                        run.failed(name, provider, e);
                         run.report.remaining += 1;
                     }
                 }
@@ -227,7 +257,7 @@ impl Store {
                 let rebuilt = match reader.rebuild_run(segments, &want, missing).await {
                     Ok(r) => r,
                     Err(e) => {
-                        run.report.errors.push(format!("{name}: {e}"));
+                        run.report.errors.push(JobError::object(name, None, JobErrorKind::Unreadable, e));
                         for (_, w, sent) in &mut writers {
                             if let Some(w) = w.take() {
                                 w.abort().await;
@@ -246,7 +276,7 @@ impl Store {
                         let len = shard.len() as u64;
                         if let Err(e) = w.write(shard).await {
                             let provider = &debt.om.placement[*i].provider;
-                            run.failed(provider, format!("{name}: {e}"));
+                            run.failed(name, provider, e);
                             slot.take().expect("checked above").abort().await;
                             run.report.remaining += 1;
                             progress.advance(part_len - *sent); // it will not be written now
@@ -265,7 +295,7 @@ impl Store {
                 let provider = debt.om.placement[i].provider.clone();
                 let blob = names::shard_blob(&self.keys, &vid, i as u16, *part);
                 if let Err(e) = w.close().await {
-                    run.failed(&provider, format!("{name}: {e}"));
+                    run.failed(name, &provider, e);
                     run.report.remaining += 1;
                     continue;
                 }
@@ -289,7 +319,12 @@ impl Store {
                     Recorded::GaveUp => {
                         // The manifest kept changing under it; the blob is good and placed, and
                         // the next run records it (gc leaves placed names alone).
-                        run.report.errors.push(format!("{name}: its manifest kept changing; run repair again"));
+                        run.report.errors.push(JobError::object(
+                            name,
+                            None,
+                            JobErrorKind::Changed,
+                            "its manifest kept changing; run repair again",
+                        ));
                         run.report.remaining += 1;
                     }
                 }
@@ -361,7 +396,7 @@ impl Store {
                 let Some(current) = self.current_placing(name, vid, None, provider).await? else { break };
                 let sealed = Bytes::from(current.sealed_manifest);
                 if let Err(e) = p.write(&blob, sealed.clone()).await {
-                    run.failed(provider, format!("{name}: {e}"));
+                    run.failed(name, provider, e);
                     break;
                 }
                 run.breaker.record(provider, true);
@@ -411,9 +446,10 @@ impl<'a> RepairRun<'a> {
         RepairRun { report, pacer, breaker }
     }
 
-    /// Notes a failure on `provider`, saying once when the run gives up on it.
-    pub(crate) fn failed(&mut self, provider: &str, error: String) {
-        self.report.errors.push(error);
+    /// Notes a failure on `provider` while repairing `object`, saying once when the run gives
+    /// up on the provider.
+    pub(crate) fn failed(&mut self, object: &str, provider: &str, error: impl ToString) {
+        self.report.errors.push(JobError::object(object, Some(provider), JobErrorKind::Provider, error));
         if self.breaker.record(provider, false) {
             self.report.errors.push(Breaker::skipped(provider));
         }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::kit::breaker::Breaker;
 use super::kit::copies::CopyVerdict;
 use crate::index::IndexEntry;
+use crate::jobs::status::{Phase, Tracked};
 use crate::{EngineError, Progress, Store, Unopened};
 
 /// Shard reads in flight at once.
@@ -86,6 +87,9 @@ pub struct ScrubReport {
     pub unknown_manifests: u64,
     /// Objects skipped because their manifest does not open with this store's key.
     pub unopened: Unopened,
+    /// The caller asked the scrub to stop: it checked the objects counted in `objects`;
+    /// what it found is repair debt as usual.
+    pub stopped: bool,
 }
 
 impl ScrubReport {
@@ -120,6 +124,14 @@ struct Unit {
 impl Store {
     /// Checks the providers against the index; what is damaged becomes repair debt.
     pub async fn scrub(&self, opts: &ScrubOptions, progress: &dyn Progress) -> Result<ScrubReport, EngineError> {
+        let job = Tracked::start("scrub", progress);
+        let report = self.scrub_run(opts, &job).await;
+        job.finish();
+        report
+    }
+
+    async fn scrub_run(&self, opts: &ScrubOptions, progress: &Tracked<'_>) -> Result<ScrubReport, EngineError> {
+        progress.phase(Phase::Listing);
         let mut report = ScrubReport {
             providers: self.providers.iter().map(|p| ProviderScrub { name: p.name().into(), ..Default::default() }).collect(),
             ..Default::default()
@@ -137,13 +149,20 @@ impl Store {
 
         // First the counts per provider (a sample's size depends on them), then the checks a
         // page of objects at a time: what is held at once is one page, whatever the store.
+        progress.phase(Phase::Counting);
         let (mut shard_picks, mut manifest_picks) = self.scrub_samplers(opts.sample).await?;
         progress.set_unit(crate::progress::Unit::Items("checks"));
         progress.set_total(shard_picks.iter().chain(&manifest_picks).map(|s| s.want).sum());
         // A provider that hangs costs a few timeouts, not one per blob it holds.
         let breaker = &Breaker::default();
+        progress.phase(Phase::Working);
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page().await? {
+            // Asked to stop: the page checked last is whole; what a scrub found is kept.
+            if progress.stop_requested() {
+                report.stopped = true;
+                break;
+            }
             let mut objects = Vec::with_capacity(page.len());
             let (mut chosen, mut chosen_manifests) = (Vec::new(), Vec::new());
             for entry in page {
@@ -268,7 +287,7 @@ impl Store {
                     Ok(body) => Ok(body.len() == len && check.verifies(self.keys.check_seed, &body)),
                     Err(Some(e)) if e.is_not_found() => Ok(false),
                     Err(Some(e)) => Err(e.to_string()),
-                    Err(None) => Err(Breaker::skipped(p.name())),
+                    Err(None) => Err(Breaker::skipped(p.name()).message),
                 };
                 (u, len as u64, outcome)
             })
@@ -355,7 +374,7 @@ impl Store {
                     continue;
                 }
                 Err(None) => {
-                    out.error.get_or_insert(Breaker::skipped(&out.name));
+                    out.error.get_or_insert(Breaker::skipped(&out.name).message);
                     continue;
                 }
             };

@@ -185,5 +185,5 @@ pub fn remove_tree(dir: &Path) {
 /// gc as a user runs it: `grace_secs` for what the index knows is garbage.
 pub async fn gc(store: &Store, grace_secs: u64) -> outlast_engine::GcReport {
     let opts = outlast_engine::GcOptions { grace: std::time::Duration::from_secs(grace_secs), dry_run: false };
-    store.gc(&opts).await.unwrap()
+    store.gc(&opts, &outlast_engine::progress::NoProgress).await.unwrap()
 }

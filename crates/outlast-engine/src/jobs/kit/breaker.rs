@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::jobs::status::{JobError, JobErrorKind};
+
 /// Failures in a row after which a provider is left alone for the rest of the run.
 pub(crate) const GIVE_UP_AFTER: u32 = 3;
 
@@ -79,8 +81,12 @@ impl Breaker {
     }
 
     /// Why `provider` is skipped, for reports.
-    pub(crate) fn skipped(provider: &str) -> String {
-        format!("`{provider}` failed {GIVE_UP_AFTER} operations in a row; left alone for the rest of this run")
+    pub(crate) fn skipped(provider: &str) -> JobError {
+        JobError::provider(
+            provider,
+            JobErrorKind::LeftAlone,
+            format!("`{provider}` failed {GIVE_UP_AFTER} operations in a row; left alone for the rest of this run"),
+        )
     }
 }
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use outlast_codec::{names, WriteLease};
 use outlast_provider::Provider;
 
+use crate::jobs::status::{JobError, JobErrorKind};
 use crate::store::Store;
 
 /// The least age of a blob that gc deletes without knowing why it exists: a write in progress
@@ -25,7 +26,7 @@ pub(crate) struct LeaseScan {
     /// (provider index, lease blob) of leases long dead: gc may delete them.
     pub dead: Vec<(usize, String)>,
     /// Providers whose leases could not be read: gc deletes nothing unknown anywhere then.
-    pub errors: Vec<String>,
+    pub errors: Vec<JobError>,
 }
 
 impl Store {
@@ -37,7 +38,11 @@ impl Store {
             let listed = match p.list(names::LEASE_PREFIX).await {
                 Ok(l) => l,
                 Err(e) => {
-                    scan.errors.push(format!("cannot list the leases on `{}`: {e}", p.name()));
+                    scan.errors.push(JobError::provider(
+                        p.name(),
+                        JobErrorKind::Listing,
+                        format!("cannot list the leases on `{}`: {e}", p.name()),
+                    ));
                     continue;
                 }
             };
@@ -49,7 +54,11 @@ impl Store {
             let now = match provider_now(p, &clock).await {
                 Ok(now) => now,
                 Err(e) => {
-                    scan.errors.push(format!("cannot read the clock of `{}`: {e}", p.name()));
+                    scan.errors.push(JobError::provider(
+                        p.name(),
+                        JobErrorKind::Provider,
+                        format!("cannot read the clock of `{}`: {e}", p.name()),
+                    ));
                     continue;
                 }
             };
@@ -65,7 +74,11 @@ impl Store {
                     Ok(Ok(lease)) => lease,
                     Ok(Err(_)) => continue, // not a lease of this store
                     Err(e) => {
-                        scan.errors.push(format!("cannot read a lease on `{}`: {e}", p.name()));
+                        scan.errors.push(JobError::provider(
+                            p.name(),
+                            JobErrorKind::Provider,
+                            format!("cannot read a lease on `{}`: {e}", p.name()),
+                        ));
                         continue;
                     }
                 };

@@ -9,6 +9,7 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use super::breaker::Breaker;
 use crate::error::EngineError;
 use crate::index::BlobRef;
+use crate::jobs::status::{JobError, JobErrorKind};
 use crate::store::Store;
 
 /// What putting tombstones back did.
@@ -19,7 +20,7 @@ pub(crate) struct TombstoneRepair {
     /// Their bytes.
     pub bytes: u64,
     /// What failed.
-    pub errors: Vec<String>,
+    pub errors: Vec<JobError>,
 }
 
 impl Store {
@@ -50,7 +51,12 @@ impl Store {
                     }
                 }
                 let Some(sealed) = sealed else {
-                    out.errors.push(format!("{name}: no provider serves its tombstone intact"));
+                    out.errors.push(JobError::object(
+                        &name,
+                        None,
+                        JobErrorKind::Unreadable,
+                        "no provider serves its tombstone intact",
+                    ));
                     continue;
                 };
                 for p in lacking {
@@ -64,7 +70,7 @@ impl Store {
                             }
                         }
                         Err(e) => {
-                            out.errors.push(format!("{name}: {e}"));
+                            out.errors.push(JobError::object(&name, Some(p.name()), JobErrorKind::Provider, e));
                             if breaker.record(p.name(), false) {
                                 out.errors.push(Breaker::skipped(p.name()));
                             }
