@@ -5,92 +5,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::Operator;
 
-use crate::error::classify;
-use crate::faults::Faults;
 use crate::health::{HealthState, HealthStats};
+use crate::layers::health::{observe, record};
+use crate::layers::identity::Gate;
+use crate::layers::{self, err, Faults, IdentityCheck, IdentityRecheck, Patience};
 use crate::staging::TEMP_PREFIX;
 use crate::{ProviderError, ProviderSpec};
-
-/// Operations in flight on one SFTP provider at once, per process: below sshd's default limit
-/// of ten connections being set up at once.
-const SFTP_CONNECTIONS: usize = 8;
 
 /// Shared by a provider, its clones and its writers.
 type SharedHealth = Arc<Mutex<HealthStats>>;
 /// Injected faults, shared the same way (normally none).
 type SharedFaults = Arc<Mutex<Faults>>;
-
-/// What an identity check concluded about a location.
-pub type Verdict = Result<(), String>;
-
-/// Checks that a location answers as the provider it is configured as, before anything else
-/// touches it and again once the last verdict is older than [`IdentityRecheck`] says. The
-/// check gets the provider without its gate (its own operations must not wait on it). A
-/// transport failure is no verdict: the operation that ran into it fails, and the next one
-/// checks again.
-pub type IdentityCheck =
-    Arc<dyn Fn(Provider) -> futures::future::BoxFuture<'static, Result<Verdict, ProviderError>> + Send + Sync>;
-
-/// How long an identity verdict stands. A long-lived process (a gateway, a repair of hours)
-/// must notice a location swapped, wiped or unmounted under it, and must take back one that
-/// was refused for a passing reason (a corrupt read, a mount that came back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdentityRecheck {
-    /// A location found to be this provider is checked again after this long.
-    pub accepted: Duration,
-    /// A location refused is checked again after this long.
-    pub refused: Duration,
-}
-
-impl Default for IdentityRecheck {
-    fn default() -> Self {
-        IdentityRecheck { accepted: Duration::from_secs(5 * 60), refused: Duration::from_secs(30) }
-    }
-}
-
-/// The identity gate shared by a provider and its clones.
-struct Gate {
-    check: IdentityCheck,
-    /// The last verdict and when it was reached.
-    verdict: Mutex<Option<(Verdict, Instant)>>,
-    recheck: Mutex<IdentityRecheck>,
-    /// Held while a check runs, so that concurrent operations wait for one check.
-    checking: tokio::sync::Mutex<()>,
-}
-
-impl Gate {
-    /// The last verdict, while it stands.
-    fn standing(&self) -> Option<Verdict> {
-        let recheck = *self.recheck.lock().expect("recheck lock");
-        let verdict = self.verdict.lock().expect("verdict lock");
-        let (v, when) = verdict.as_ref()?;
-        let lasts = if v.is_ok() { recheck.accepted } else { recheck.refused };
-        (when.elapsed() < lasts).then(|| v.clone())
-    }
-
-    /// The standing verdict, or a fresh one.
-    async fn verdict(&self, p: &Provider) -> Result<Verdict, ProviderError> {
-        if let Some(v) = self.standing() {
-            return Ok(v);
-        }
-        let _one_check = self.checking.lock().await;
-        if let Some(v) = self.standing() {
-            return Ok(v);
-        }
-        let v = (self.check)(p.ungated()).await?;
-        *self.verdict.lock().expect("verdict lock") = Some((v.clone(), Instant::now()));
-        Ok(v)
-    }
-}
-
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Gate({:?})", self.verdict.lock().map(|v| v.as_ref().map(|(v, _)| v.clone())))
-    }
-}
 
 /// One configured provider, ready for I/O.
 #[derive(Clone, Debug)]
@@ -108,52 +35,6 @@ pub struct Provider {
     /// Operations leave no trace in the health record (the identity check's own: the
     /// operation that waited on the check records its outcome once).
     quiet: bool,
-}
-
-/// How long one operation on a provider may take, retries included, before it counts as a
-/// transient failure: `floor`, plus the bytes it moves at `min_rate`. Hedged reads and quorum
-/// writes stop waiting long before that; this bounds what waits on one provider alone
-/// (repair, evacuation, scrub), which would otherwise sit out the transport's timeouts and
-/// retries (minutes) for a provider that takes connections and never answers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Patience {
-    /// Time allowed for any operation, however small.
-    pub floor: Duration,
-    /// Slowest transfer rate still counted as working, in bytes per second.
-    pub min_rate: u64,
-}
-
-impl Default for Patience {
-    fn default() -> Self {
-        Patience { floor: Duration::from_secs(30), min_rate: 256 * 1024 }
-    }
-}
-
-impl Patience {
-    /// The time allowed for an operation that moves `bytes`.
-    pub fn limit(&self, bytes: u64) -> Duration {
-        self.floor + Duration::from_secs_f64(bytes as f64 / self.min_rate.max(1) as f64)
-    }
-
-    /// Runs `fut`, or fails it as transient once the time allowed for `bytes` has passed.
-    async fn bound<T>(
-        self,
-        provider: &str,
-        op: &'static str,
-        path: &str,
-        bytes: u64,
-        fut: impl std::future::Future<Output = Result<T, ProviderError>>,
-    ) -> Result<T, ProviderError> {
-        let limit = self.limit(bytes);
-        match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
-            Err(_) => {
-                let e =
-                    opendal::Error::new(opendal::ErrorKind::Unexpected, format!("no answer within {limit:?}")).set_temporary();
-                Err(err(provider, path, op, e))
-            }
-        }
-    }
 }
 
 /// A blob seen while listing.
@@ -244,15 +125,7 @@ impl Provider {
             provider: spec.name.clone(),
             message: format!("cannot build `{}` provider: {e}", spec.scheme),
         })?;
-        let op = op
-            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
-            .layer(RetryLayer::new().with_max_times(3).with_jitter().with_min_delay(Duration::from_millis(50)));
-        // OpenDAL's SFTP service holds one SSH connection (of a pool of 64) per operation in
-        // flight, opening more as needed; sshd's default `MaxStartups 10:30:100` drops
-        // handshakes beyond ten at once, which jobs that work on several objects side by side
-        // reach. Operations past the limit wait their turn outside OpenDAL's timeout and retry
-        // (a wait is no failure to retry).
-        let op = if spec.scheme == "sftp" { op.layer(ConcurrentLimitLayer::new(SFTP_CONNECTIONS)) } else { op };
+        let op = layers::opendal_stack(op, &spec.scheme);
         let faults = Faults::from_env(&spec.name)
             .map_err(|message| ProviderError::Config { provider: spec.name.clone(), message })?
             .unwrap_or_default();
@@ -329,7 +202,7 @@ impl Provider {
     /// The same provider without its identity gate, for the check itself: its operations are
     /// not recorded in the health record (the operation that waited on the check records the
     /// outcome once), though what it notes of known blobs is.
-    fn ungated(&self) -> Provider {
+    pub(crate) fn ungated(&self) -> Provider {
         Provider { gate: None, quiet: true, ..self.clone() }
     }
 
@@ -758,50 +631,5 @@ impl BlobWriter {
         if let Sink::Stream(mut w) = self.sink {
             let _ = w.abort().await;
         }
-    }
-}
-
-fn err(provider: &str, path: &str, op: &'static str, source: opendal::Error) -> ProviderError {
-    let class = classify(&source, op);
-    ProviderError::Op { provider: provider.to_string(), op, path: path.to_string(), class, source: Box::new(source) }
-}
-
-/// Adds an operation's outcome to the provider's health record.
-fn record<T>(
-    provider: &str,
-    health: &Mutex<HealthStats>,
-    started: Option<Instant>,
-    r: Result<T, ProviderError>,
-) -> Result<T, ProviderError> {
-    // A location that is not this provider says nothing of the provider's health.
-    if let Err(ProviderError::Identity { .. }) = &r {
-        return r;
-    }
-    let outcome = match &r {
-        Ok(_) => Ok(()),
-        Err(e) => Err((e.class(), e.to_string())),
-    };
-    observe(provider, health, |h| h.record(started.map(|t| t.elapsed()), outcome));
-    r
-}
-
-/// Applies `change` to the health record and says so loudly when the provider's state changes
-/// for the worse: an account that was just ended must not go unnoticed.
-fn observe(provider: &str, health: &Mutex<HealthStats>, change: impl FnOnce(&mut HealthStats)) {
-    let mut h = health.lock().expect("health lock");
-    let before = h.state();
-    change(&mut h);
-    let after = h.state();
-    if after == before {
-        return;
-    }
-    let why = h.reason().unwrap_or_default();
-    match after {
-        HealthState::Terminated => tracing::error!(
-            provider,
-            "provider `{provider}` looks TERMINATED: {why}. reads carry on from the other providers while it stays so"
-        ),
-        HealthState::Unreachable => tracing::warn!(provider, "provider `{provider}` is unreachable: {why}"),
-        _ => tracing::info!(provider, "provider `{provider}` is {} again", after.as_str()),
     }
 }
