@@ -91,7 +91,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         .with_context(|| format!("--meta `{m}`: expected KEY=VALUE"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let opts = PutOptions { content_type, metadata };
+            let opts = PutOptions { content_type, metadata, ..Default::default() };
             let report = if src.as_os_str() == "-" {
                 let bar = Bar::new(None, "put");
                 let r = store.put(&name, tokio::io::stdin(), opts, &bar).await;

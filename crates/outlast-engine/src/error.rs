@@ -124,6 +124,10 @@ pub enum EngineError {
     /// discarded (its blobs removed), as if it had happened just before the newer one.
     #[error("`{0}` was overwritten by a newer write while this one was in progress; this write was discarded")]
     Superseded(String),
+    /// The write's precondition did not hold at its commit (the name had a version where none
+    /// was expected, or another than the one expected); this write was discarded.
+    #[error("`{0}` is not at the version this write expected; this write was discarded")]
+    Conflict(String),
     /// A byte range starts at or past the end of a non-empty object.
     #[error("range starts at byte {start}, but `{name}` has {size} bytes")]
     Range {

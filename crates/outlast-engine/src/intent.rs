@@ -20,13 +20,14 @@ use outlast_codec::{names, StoreKeys, VersionId, WriteLease};
 use outlast_provider::Provider;
 use tokio::time::Instant;
 
-use crate::index::{BlobRef, Index, PendingWrite};
+use crate::index::{BlobRef, Index, IndexEntry, PendingWrite, Precondition};
 use crate::lease::LeaseTiming;
 use crate::stamps::now_ns;
 use crate::{EngineError, Store};
 
-/// A write in progress, held by this process: renewed in the background until dropped or
-/// finished. Its commit goes through [`Index::commit`], which refuses an intent gc claimed.
+/// A write in progress, held by this process: begun before any blob is written, renewed in the
+/// background, then committed (under a precondition) or abandoned. Put and remove write through
+/// it; gc claims dead ones ([`Index::claim_pending`]), after which they can never commit.
 pub(crate) struct WriteIntent {
     vid: VersionId,
     index: Arc<dyn Index>,
@@ -88,8 +89,28 @@ impl WriteIntent {
         Ok(())
     }
 
-    /// Stops renewing and deletes the lease if one was written. The index record is ended by
-    /// the commit, or by [`Store::abandon_write`] once the blobs are gone.
+    /// Makes the version current if `precondition` holds, ending the record (see
+    /// [`Index::commit`]); the intent is then [`Self::finish`]ed by its holder.
+    pub(crate) async fn commit(
+        &self,
+        entry: &IndexEntry,
+        blobs: &[BlobRef],
+        tombstone: bool,
+        precondition: Precondition,
+    ) -> Result<Vec<BlobRef>, EngineError> {
+        self.index.commit(entry, blobs, tombstone, precondition).await
+    }
+
+    /// Gives the write up: stops renewing, then removes what it may have written; what cannot
+    /// be removed now stays recorded, released for the next gc to claim.
+    pub(crate) async fn abandon(self, store: &Store) -> Result<(), EngineError> {
+        let vid = self.vid;
+        self.finish().await;
+        store.abandon_write(&vid).await
+    }
+
+    /// Stops renewing and deletes the lease if one was written. The index record was ended by
+    /// the commit, or is ended by [`Self::abandon`] once the blobs are gone.
     pub(crate) async fn finish(mut self) {
         self.renewal.abort();
         // Wait until it has stopped: a lease write still under way on another thread would

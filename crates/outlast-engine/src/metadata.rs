@@ -60,6 +60,7 @@ mod tests {
         PutOptions {
             content_type: content_type.map(String::from),
             metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
         }
     }
 

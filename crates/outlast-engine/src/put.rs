@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::error::ProviderFailure;
+use crate::index::Precondition;
 use crate::index::{BlobRef, IndexEntry};
 use crate::intent::WriteIntent;
 use crate::stamps::now_ns;
@@ -96,9 +97,9 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
     };
     let written = w.write(src, opts, progress, &manifest_name).await;
     let closing = std::mem::take(&mut w.closing);
-    intent.finish().await;
     match written {
         Ok((report, garbage)) => {
+            intent.finish().await;
             // Garbage on a slow provider is left to gc rather than delay the answer.
             let (now, later): (Vec<BlobRef>, Vec<BlobRef>) = garbage.into_iter().partition(on_fast);
             store.delete_blobs(&now).await;
@@ -115,7 +116,7 @@ pub(crate) async fn put<R: AsyncRead + Unpin + Send>(
                     abort.abort(); // a hanging provider: its blob stays pending for gc
                 }
             }
-            store.abandon_write(&stamp.vid).await?;
+            intent.abandon(store).await?;
             Err(e)
         }
     }
@@ -492,7 +493,7 @@ impl VersionWriter<'_> {
             })
             .collect();
         self.store.delete_blobs(&partial).await;
-        let garbage = self.store.index.commit(&entry, &blobs, false).await?;
+        let garbage = self.intent.commit(&entry, &blobs, false, opts.precondition).await?;
         let missing: Vec<String> =
             (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
         if !missing.is_empty() {
@@ -522,6 +523,9 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata.
     pub metadata: Vec<(String, String)>,
+    /// What must be current for the put to take effect (decided at its commit; if it does
+    /// not hold, the put fails with [`EngineError::Conflict`] and leaves nothing behind).
+    pub precondition: Precondition,
 }
 
 /// What a put did.

@@ -8,7 +8,8 @@ use futures::future::join_all;
 use outlast_codec::{names, Manifest, ManifestBody, VersionId, VersionStamp};
 
 use crate::error::ProviderFailure;
-use crate::index::{BlobRef, IndexEntry};
+use crate::index::{BlobRef, IndexEntry, Precondition};
+use crate::intent::WriteIntent;
 use crate::stamps::now_ns;
 use crate::{EngineError, Store};
 
@@ -30,16 +31,16 @@ impl Store {
         let targets: Vec<BlobRef> =
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
         // A tombstone is one small blob per provider: its intent takes no lease.
-        let intent = crate::intent::WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new()).await?;
-        let written = self.write_tombstone(name, stamp, &blob, sealed).await;
-        intent.finish().await;
+        let intent = WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new()).await?;
+        let written = self.write_tombstone(name, stamp, &blob, sealed, &intent).await;
         match written {
             Ok(garbage) => {
+                intent.finish().await;
                 self.delete_blobs(&garbage).await;
                 Ok(())
             }
             Err(e) => {
-                self.abandon_write(&stamp.vid).await?;
+                intent.abandon(self).await?;
                 Err(e)
             }
         }
@@ -51,6 +52,7 @@ impl Store {
         stamp: VersionStamp,
         blob: &str,
         sealed: bytes::Bytes,
+        intent: &WriteIntent,
     ) -> Result<Vec<BlobRef>, EngineError> {
         let q = self.config.coding.write_quorum();
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
@@ -91,7 +93,7 @@ impl Store {
             etag: String::new(),
             sealed_manifest: sealed.to_vec(),
         };
-        self.index.commit(&entry, &written, true).await
+        intent.commit(&entry, &written, true, Precondition::Any).await
     }
 
     /// Removes what an uncommitted write may have left; what cannot be removed now stays

@@ -143,7 +143,11 @@ async fn write_the_fixture_store() {
         }
     }
     let mut store = open(&out, &key).await;
-    let text = PutOptions { content_type: Some("text/plain".into()), metadata: vec![("author".into(), "ada".into())] };
+    let text = PutOptions {
+        content_type: Some("text/plain".into()),
+        metadata: vec![("author".into(), "ada".into())],
+        ..Default::default()
+    };
     store.put("docs/readme.txt", &data(100, 1)[..], text, &NoProgress).await.unwrap();
     store.put("replaced", &data(2000, 4)[..], PutOptions::default(), &NoProgress).await.unwrap();
     for &(name, len, seed) in &OBJECTS[1..] {

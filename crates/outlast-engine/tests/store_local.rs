@@ -546,3 +546,27 @@ async fn names_outside_the_limits_and_impossible_placements_are_refused_by_kind(
     assert!(matches!(err, EngineError::PlacementImpossible { n: 3, domains: 2 }), "{err}");
     assert!(f.blob_files().iter().all(|p| !p.to_string_lossy().contains("/t/")));
 }
+
+/// Conditional writes (what S3's If-None-Match and If-Match need) are decided at the commit: the
+/// loser leaves nothing behind, so neither a read nor a recovery can bring it back.
+#[tokio::test]
+async fn a_put_whose_precondition_fails_changes_nothing_and_leaves_no_blob() {
+    let f = Fixture::new(2, 4);
+    let store = f.store().await;
+    let put_if = async |d: &[u8], precondition: outlast_engine::Precondition| {
+        store.put("x", d, PutOptions { precondition, ..Default::default() }, &NoProgress).await
+    };
+    let first = data(300_000, 1);
+    put_if(&first, outlast_engine::Precondition::Absent).await.unwrap();
+    let files = f.blob_files().len();
+    let lost = put_if(&data(300_000, 2), outlast_engine::Precondition::Absent).await;
+    assert!(matches!(lost, Err(EngineError::Conflict(_))), "{lost:?}");
+    assert_eq!(get(&store, "x").await.unwrap(), first);
+    assert_eq!(f.blob_files().len(), files, "the losing write left blobs behind");
+    let current = store.index().get("x").await.unwrap().unwrap().stamp.vid;
+    let stale = put_if(&data(10, 3), outlast_engine::Precondition::Current(outlast_codec::VersionId::generate())).await;
+    assert!(matches!(stale, Err(EngineError::Conflict(_))), "{stale:?}");
+    let second = data(1000, 4);
+    put_if(&second, outlast_engine::Precondition::Current(current)).await.unwrap();
+    assert_eq!(get(&store, "x").await.unwrap(), second);
+}

@@ -181,9 +181,16 @@ pub trait Index: Send + Sync {
 
     /// Makes a new version current in one transaction: the object row (a tombstone if
     /// `tombstone`), its blobs, the end of its pending record (which must still exist and be
-    /// unclaimed). Returns the blobs of the version it replaced (now garbage), or
-    /// [`EngineError::Superseded`] if a concurrent writer already committed a newer version.
-    async fn commit(&self, entry: &IndexEntry, blobs: &[BlobRef], tombstone: bool) -> Result<Vec<BlobRef>, EngineError>;
+    /// unclaimed), once `precondition` holds. Returns the blobs of the version it replaced (now
+    /// garbage); [`EngineError::Superseded`] if a concurrent writer already committed a newer
+    /// version, [`EngineError::Conflict`] if the precondition does not hold.
+    async fn commit(
+        &self,
+        entry: &IndexEntry,
+        blobs: &[BlobRef],
+        tombstone: bool,
+        precondition: Precondition,
+    ) -> Result<Vec<BlobRef>, EngineError>;
     /// Takes in versions recovered from the providers: each with its blobs found by listing
     /// on the providers in `listed`. An older version than the recorded one changes nothing;
     /// the same version takes the newer sealed manifest and its blob rows on `listed`
@@ -273,6 +280,19 @@ pub trait Index: Send + Sync {
     /// Saves health observations for the next run, waiting at most `busy_wait` for another
     /// writer; `stats` names every configured provider, and other providers' rows go.
     async fn save_health(&self, stats: &[(String, HealthStats)], busy_wait: Duration) -> Result<(), EngineError>;
+}
+
+/// What must be current for a commit to take effect: decided inside the commit, so that of two
+/// racing conditional writers exactly one wins (S3's If-None-Match and If-Match).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precondition {
+    /// Whatever is current.
+    #[default]
+    Any,
+    /// No current version (none ever, or deleted).
+    Absent,
+    /// This version is current.
+    Current(VersionId),
 }
 
 /// One evacuation step's change to a version, for [`Index::move_shards`].

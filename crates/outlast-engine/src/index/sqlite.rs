@@ -11,7 +11,7 @@ use outlast_codec::{VersionId, VersionStamp};
 use outlast_provider::HealthStats;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Recovered, ShardMove, BUSY_WAIT};
+use super::{Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Precondition, Recovered, ShardMove, BUSY_WAIT};
 use crate::EngineError;
 
 /// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining`; 3 adds `garbage`
@@ -215,7 +215,13 @@ impl Db {
     /// Makes a new version current in one transaction: the object row, its blobs, the end of
     /// its pending record (which must still exist). Returns the blobs of the version it replaced (now garbage), or
     /// [`EngineError::Superseded`] if a concurrent writer already committed a newer version.
-    fn commit(&self, entry: &IndexEntry, blobs: &[BlobRef], tombstone: bool) -> Result<Vec<BlobRef>, EngineError> {
+    fn commit(
+        &self,
+        entry: &IndexEntry,
+        blobs: &[BlobRef],
+        tombstone: bool,
+        precondition: Precondition,
+    ) -> Result<Vec<BlobRef>, EngineError> {
         let mut conn = self.conn();
         // Take the write lock up front: a deferred transaction that reads and then writes can
         // fail with SQLITE_BUSY when another process commits in between, without retrying.
@@ -230,6 +236,15 @@ impl Db {
         if newest.is_some_and(|t| t >= entry.stamp.time_ns) {
             // Another writer committed a newer version of this name meanwhile: this one lost.
             return Err(EngineError::Superseded(entry.name.clone()));
+        }
+        let current = old.as_ref().map(|(vid, _)| vid.as_slice());
+        let holds = match precondition {
+            Precondition::Any => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Current(vid) => current == Some(&vid.0[..]),
+        };
+        if !holds {
+            return Err(EngineError::Conflict(entry.name.clone()));
         }
         let mut garbage = Vec::new();
         for (vid, _) in old.iter().chain(old_tomb.iter()) {
@@ -670,9 +685,15 @@ impl Index for SqliteIndex {
     async fn pending(&self) -> Result<Vec<PendingWrite>, EngineError> {
         self.run(|db| db.pending()).await
     }
-    async fn commit(&self, entry: &IndexEntry, blobs: &[BlobRef], tombstone: bool) -> Result<Vec<BlobRef>, EngineError> {
+    async fn commit(
+        &self,
+        entry: &IndexEntry,
+        blobs: &[BlobRef],
+        tombstone: bool,
+        precondition: Precondition,
+    ) -> Result<Vec<BlobRef>, EngineError> {
         let (entry, blobs) = (entry.clone(), blobs.to_vec());
-        self.run(move |db| db.commit(&entry, &blobs, tombstone)).await
+        self.run(move |db| db.commit(&entry, &blobs, tombstone, precondition)).await
     }
     async fn adopt_all(&self, versions: &[Recovered], listed: &[String]) -> Result<Vec<Adopted>, EngineError> {
         let (versions, listed) = (versions.to_vec(), listed.to_vec());

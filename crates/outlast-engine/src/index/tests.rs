@@ -46,7 +46,7 @@ fn blob(provider: &str, name: &str, size: u64) -> BlobRef {
 
 async fn commit(index: &dyn Index, e: &IndexEntry, blobs: Vec<BlobRef>, tomb: bool) -> Result<Vec<BlobRef>, EngineError> {
     index.begin_pending(&pending(e.stamp.vid, blobs.clone())).await.unwrap();
-    index.commit(e, &blobs, tomb).await
+    index.commit(e, &blobs, tomb, Precondition::Any).await
 }
 
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn a_provider_s_blobs_are_counted_and_sampled_without_being_held() {
 async fn a_write_whose_pending_record_gc_removed_cannot_commit() {
     for (_dir, index) in backends() {
         let e = entry("a", 10);
-        assert!(matches!(index.commit(&e, &[], false).await, Err(EngineError::State(_))));
+        assert!(matches!(index.commit(&e, &[], false, Precondition::Any).await, Err(EngineError::State(_))));
         assert!(matches!(index.add_pending_blobs(&e.stamp.vid, &[]).await, Err(EngineError::State(_))));
         assert!(index.get("a").await.unwrap().is_none());
     }
@@ -158,7 +158,7 @@ async fn a_claimed_write_can_never_commit() {
         assert!(index.claim_pending(&seen).await.unwrap());
         assert!(!index.claim_pending(&seen).await.unwrap(), "claimed twice");
         assert!(!index.renew_pending(&e.stamp.vid, "me", u64::MAX >> 1).await.unwrap(), "renewed after the claim");
-        assert!(matches!(index.commit(&e, &[], false).await, Err(EngineError::State(_))));
+        assert!(matches!(index.commit(&e, &[], false, Precondition::Any).await, Err(EngineError::State(_))));
         // Still listed (its blobs may not all be gone yet), as claimed; a later gc carries on.
         let claimed = index.pending().await.unwrap().remove(0);
         assert!(claimed.claimed && !claimed.is_live(1));
@@ -272,5 +272,32 @@ async fn health_rows_follow_the_configured_providers() {
         index.save_health(&[("a".into(), h.clone())], wait).await.unwrap(); // `b` was removed from the config
         let names: Vec<String> = index.load_health().await.unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a"]);
+    }
+}
+
+#[tokio::test]
+async fn a_commit_takes_effect_only_where_its_precondition_holds() {
+    for (_dir, index) in backends() {
+        let index = &*index;
+        let conditional = async |e: &IndexEntry, tomb: bool, pre: Precondition| {
+            index.begin_pending(&pending(e.stamp.vid, vec![])).await.unwrap();
+            let r = index.commit(e, &[], tomb, pre).await;
+            if r.is_err() {
+                index.end_pending(&e.stamp.vid).await.unwrap();
+            }
+            r
+        };
+        let first = entry("a", 10);
+        assert!(conditional(&first, false, Precondition::Absent).await.is_ok(), "none yet");
+        let racing = entry("a", 11);
+        assert!(matches!(conditional(&racing, false, Precondition::Absent).await, Err(EngineError::Conflict(_))));
+        assert_eq!(index.get("a").await.unwrap().unwrap().stamp, first.stamp, "the loser changed nothing");
+        let stale = Precondition::Current(VersionId::generate());
+        assert!(matches!(conditional(&entry("a", 12), false, stale).await, Err(EngineError::Conflict(_))));
+        let second = entry("a", 13);
+        assert!(conditional(&second, false, Precondition::Current(first.stamp.vid)).await.is_ok());
+        // A deleted name has no current version.
+        conditional(&entry("a", 14), true, Precondition::Current(second.stamp.vid)).await.unwrap();
+        assert!(conditional(&entry("a", 15), false, Precondition::Absent).await.is_ok());
     }
 }
