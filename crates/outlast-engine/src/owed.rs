@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use serde::Serialize;
 
-use crate::index::IndexEntry;
+use crate::index::{IndexEntry, Placed};
 use crate::{EngineError, Store, Unopened};
 
 /// What one provider owes.
@@ -50,6 +50,7 @@ impl ProviderOwed {
 
 /// What one object version owes, from the index alone.
 pub(crate) struct ObjectDebt {
+    /// The manifest, opened.
     pub om: ObjectManifest,
     /// Each part with owed shards: (part, shard indexes).
     pub parts: Vec<(u32, Vec<usize>)>,
@@ -60,26 +61,54 @@ pub(crate) struct ObjectDebt {
 impl Store {
     /// What `entry`'s version owes (`None`: nothing, or a tombstone).
     /// One whose manifest does not open owes nothing that can be paid; it is named in
-    /// `unopened`, when given.
+    /// `unopened`, when given (then every manifest is opened, to name those that do not).
+    /// Otherwise the placement kept beside the manifest decides, and only a version that owes
+    /// something has its manifest opened.
     pub(crate) async fn object_debt(
         &self,
         entry: &IndexEntry,
         unopened: Option<&mut Unopened>,
     ) -> Result<Option<ObjectDebt>, EngineError> {
-        let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(entry, unopened) else {
+        let opened = match (&entry.placed, unopened) {
+            (Some(placed), None) => {
+                if !self.placement_owes(entry, placed).await? {
+                    return Ok(None);
+                }
+                self.open_manifest_or_note(entry, None)
+            }
+            (_, unopened) => self.open_manifest_or_note(entry, unopened),
+        };
+        let Some(Manifest { body: ManifestBody::Object(om), .. }) = opened else {
             return Ok(None);
         };
-        let layout = om.layout()?;
+        let Some((parts, manifests)) = self.debt_of_placement(entry, &Placed::of(&om)).await? else { return Ok(None) };
+        Ok(Some(ObjectDebt { om, parts, manifests }))
+    }
+
+    /// Whether the version placed as `placed` owes anything.
+    async fn placement_owes(&self, entry: &IndexEntry, placed: &Placed) -> Result<bool, EngineError> {
+        Ok(self.debt_of_placement(entry, placed).await?.is_some())
+    }
+
+    /// The parts with owed shards and the shards owing a manifest copy, of the version placed
+    /// as `placed` (`None`: nothing owed).
+    #[allow(clippy::type_complexity)]
+    async fn debt_of_placement(
+        &self,
+        entry: &IndexEntry,
+        placed: &Placed,
+    ) -> Result<Option<(Vec<(u32, Vec<usize>)>, Vec<usize>)>, EngineError> {
+        let layout = placed.layout()?;
         let vid = &entry.stamp.vid;
         let recorded: HashSet<(String, String)> =
             self.index.blobs_of(vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
         // A provider the configuration no longer has holds nothing this store can count on,
         // whatever the index recorded there.
         let has = |i: usize, blob: String| {
-            let provider = &om.placement[i].provider;
+            let provider = &placed.providers[i];
             self.provider(provider).is_some() && recorded.contains(&(provider.clone(), blob))
         };
-        let n = om.n as usize;
+        let n = placed.n as usize;
         let mut parts = Vec::new();
         for part in 0..layout.part_count() {
             let shards: Vec<usize> = (0..n).filter(|&i| !has(i, names::shard_blob(&self.keys, vid, i as u16, part))).collect();
@@ -92,7 +121,7 @@ impl Store {
         if parts.is_empty() && manifests.is_empty() {
             return Ok(None);
         }
-        Ok(Some(ObjectDebt { om, parts, manifests }))
+        Ok(Some((parts, manifests)))
     }
 
     /// What every provider owes, configured or not; only providers that owe something.

@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::error::ProviderFailure;
-use crate::index::Precondition;
 use crate::index::{BlobRef, IndexEntry};
+use crate::index::{Placed, Precondition};
 use crate::intent::WriteIntent;
 use crate::stamps::now_ns;
 use crate::{EngineError, Progress, Store};
@@ -435,6 +435,10 @@ impl VersionWriter<'_> {
             revision: 0,
         };
         let sealed = Bytes::from(manifest.seal(&self.store.keys, manifest_name));
+        let placed = match &manifest.body {
+            ManifestBody::Object(om) => Some(Placed::of(om)),
+            ManifestBody::Tombstone => None,
+        };
         let holders: Vec<usize> = (0..alive.len()).filter(|i| alive[*i]).collect();
         let out = crate::quorum::gather(
             holders.iter().map(|&i| (i, self.placement[i].write(manifest_name, sealed.clone()))).collect(),
@@ -475,6 +479,7 @@ impl VersionWriter<'_> {
             content_type: opts.content_type,
             etag: etag.clone(),
             sealed_manifest: sealed.to_vec(),
+            placed,
         };
         // Blobs of shards that failed part-way (say, a full disk) are removed before the commit:
         // after it, a repair may write the same names. Those of providers that did not answer

@@ -92,6 +92,7 @@ impl Store {
             content_type: None,
             etag: String::new(),
             sealed_manifest: sealed.to_vec(),
+            placed: None,
         };
         intent.commit(&entry, &written, true, Precondition::Any).await
     }

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use outlast_codec::{VersionId, VersionStamp};
+use outlast_codec::{CodecError, Layout, ObjectManifest, VersionId, VersionStamp};
 use outlast_provider::HealthStats;
+use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 
@@ -45,6 +46,48 @@ pub struct IndexEntry {
     pub etag: String,
     /// The sealed manifest, as stored on the providers.
     pub sealed_manifest: Vec<u8>,
+    /// Where its shards are and their geometry, in the clear beside the sealed manifest, so
+    /// that jobs learn placement without opening every manifest (`None` for rows written
+    /// before schema 5, and for tombstones: then the manifest says).
+    pub placed: Option<Placed>,
+}
+
+/// An object version's geometry and placement: what jobs ask of a manifest most often, kept
+/// beside it. Not secret to the local operator (sizes and provider names); the data key and
+/// checks stay sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    /// Plaintext size.
+    pub size: u64,
+    /// Plaintext bytes per segment.
+    pub segment_size: u32,
+    /// Data shards per segment.
+    pub k: u16,
+    /// Shards per segment.
+    pub n: u16,
+    /// Segments per part blob.
+    pub segments_per_part: u32,
+    /// Shard `i` of every segment lives on `providers[i]`.
+    pub providers: Vec<String>,
+}
+
+impl Placed {
+    /// What `om` says of its geometry and placement.
+    pub fn of(om: &ObjectManifest) -> Placed {
+        Placed {
+            size: om.size,
+            segment_size: om.segment_size,
+            k: om.k,
+            n: om.n,
+            segments_per_part: om.segments_per_part,
+            providers: om.placement.iter().map(|p| p.provider.clone()).collect(),
+        }
+    }
+
+    /// The version's geometry.
+    pub fn layout(&self) -> Result<Layout, CodecError> {
+        Ok(Layout::new(self.size, self.segment_size, self.k, self.n)?.with_segments_per_part(self.segments_per_part))
+    }
 }
 
 /// A blob the store references (or, while pending, is writing).
@@ -312,6 +355,8 @@ pub struct ShardMove {
     pub manifest_blob: String,
     /// Moved shards and new manifest copies.
     pub added: Vec<BlobRef>,
+    /// The placement `now` makes.
+    pub placed: Placed,
 }
 
 impl dyn Index + '_ {

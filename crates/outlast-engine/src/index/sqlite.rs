@@ -11,14 +11,18 @@ use outlast_codec::{VersionId, VersionStamp};
 use outlast_provider::HealthStats;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Precondition, Recovered, ShardMove, BUSY_WAIT};
+use super::{
+    Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Placed, Precondition, Recovered, ShardMove, BUSY_WAIT,
+};
 use crate::EngineError;
 
 /// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining`; 3 adds `garbage`
 /// and `markers` (each created by `CREATE ... IF NOT EXISTS`, so an older index is migrated
 /// by opening it); 4 gives each pending write an owner, an expiry and a claimed flag (added
-/// to an older table by [`migrate_pending`]).
-const SCHEMA_VERSION: i64 = 4;
+/// to an older table by [`migrate_pending`]); 5 keeps each object's placement in the clear
+/// beside its sealed manifest (`placed`, JSON; NULL in rows an older build wrote, added by
+/// [`migrate_placed`]).
+const SCHEMA_VERSION: i64 = 5;
 
 /// The index in a state folder.
 #[derive(Clone)]
@@ -80,7 +84,7 @@ impl Db {
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS objects (
                  name TEXT PRIMARY KEY, vid BLOB NOT NULL, time_ns INTEGER NOT NULL, size INTEGER NOT NULL,
-                 content_type TEXT, etag TEXT NOT NULL, manifest BLOB NOT NULL);
+                 content_type TEXT, etag TEXT NOT NULL, manifest BLOB NOT NULL, placed TEXT);
              CREATE TABLE IF NOT EXISTS tombstones (name TEXT PRIMARY KEY, vid BLOB NOT NULL, time_ns INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS blobs (
                  provider TEXT NOT NULL, blob TEXT NOT NULL, vid BLOB NOT NULL, size INTEGER NOT NULL,
@@ -104,8 +108,9 @@ impl Db {
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(1..=3) => {
+            Some(1..=4) => {
                 migrate_pending(&conn)?;
+                migrate_placed(&conn)?;
                 conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [SCHEMA_VERSION])?;
             }
             Some(other) => {
@@ -292,7 +297,7 @@ impl Db {
         let conn = self.read();
         let row = conn
             .query_row(
-                "SELECT name, vid, time_ns, size, content_type, etag, manifest FROM objects WHERE name = ?1",
+                "SELECT name, vid, time_ns, size, content_type, etag, manifest, placed FROM objects WHERE name = ?1",
                 [name],
                 row_to_entry,
             )
@@ -456,7 +461,7 @@ impl Db {
     fn objects_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<IndexEntry>, EngineError> {
         let conn = self.read();
         let mut st = conn.prepare_cached(
-            "SELECT name, vid, time_ns, size, content_type, etag, manifest FROM objects
+            "SELECT name, vid, time_ns, size, content_type, etag, manifest, placed FROM objects
              WHERE name >= ?1 AND (?2 IS NULL OR name > ?2) AND substr(name, 1, length(?1)) = ?1
              ORDER BY name LIMIT ?3",
         )?;
@@ -516,13 +521,13 @@ impl Db {
     /// transaction. Returns false (changing nothing) when the current manifest is no longer
     /// `was` (replaced, removed, or rewritten by another move).
     fn move_shards(&self, m: &ShardMove) -> Result<bool, EngineError> {
-        let ShardMove { name, vid, was, now, from, manifest_blob, added } = m;
+        let ShardMove { name, vid, was, now, from, manifest_blob, added, placed } = m;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let v = &vid.0[..];
         let changed = tx.execute(
-            "UPDATE objects SET manifest = ?4 WHERE name = ?1 AND vid = ?2 AND manifest = ?3",
-            params![name, v, was, now],
+            "UPDATE objects SET manifest = ?4, placed = ?5 WHERE name = ?1 AND vid = ?2 AND manifest = ?3",
+            params![name, v, was, now, placed_json(Some(placed))],
         )?;
         if changed != 1 {
             return Ok(false);
@@ -864,7 +869,10 @@ fn adopt_in(tx: &rusqlite::Transaction<'_>, version: &Recovered, listed: &[Strin
         Some((v, _, manifest)) if v.as_slice() == vid => {
             let same = tombstone || manifest.as_deref() == Some(&entry.sealed_manifest[..]);
             if !tombstone {
-                tx.execute("UPDATE objects SET manifest = ?2 WHERE name = ?1", params![entry.name, entry.sealed_manifest])?;
+                tx.execute(
+                    "UPDATE objects SET manifest = ?2, placed = ?3 WHERE name = ?1",
+                    params![entry.name, entry.sealed_manifest, placed_json(entry.placed.as_ref())],
+                )?;
             }
             for p in listed {
                 tx.execute("DELETE FROM blobs WHERE vid = ?1 AND provider = ?2", params![vid, p])?;
@@ -908,7 +916,8 @@ fn replace_version(tx: &rusqlite::Transaction<'_>, entry: &IndexEntry, tombstone
         )?;
     } else {
         tx.execute(
-            "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO objects (name, vid, time_ns, size, content_type, etag, manifest, placed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 entry.name,
                 vid,
@@ -916,7 +925,8 @@ fn replace_version(tx: &rusqlite::Transaction<'_>, entry: &IndexEntry, tombstone
                 entry.size as i64,
                 entry.content_type,
                 entry.etag,
-                entry.sealed_manifest
+                entry.sealed_manifest,
+                placed_json(entry.placed.as_ref())
             ],
         )?;
     }
@@ -930,6 +940,21 @@ fn lost_pending(vid: &VersionId) -> EngineError {
     ))
 }
 
+/// A placement as stored (`NULL` for none).
+fn placed_json(placed: Option<&Placed>) -> Option<String> {
+    placed.map(|p| serde_json::to_string(p).expect("serializable"))
+}
+
+/// Gives an objects table from schema 4 or older the `placed` column of schema 5. Its rows keep
+/// none: jobs open their manifests as before.
+fn migrate_placed(conn: &Connection) -> Result<(), EngineError> {
+    let has: bool = conn.prepare("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'placed'")?.exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE objects ADD COLUMN placed TEXT;")?;
+    }
+    Ok(())
+}
+
 fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexEntry> {
     Ok(IndexEntry {
         name: r.get(0)?,
@@ -938,6 +963,8 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexEntry> {
         content_type: r.get(4)?,
         etag: r.get(5)?,
         sealed_manifest: r.get(6)?,
+        // One that does not parse is as good as none: the manifest says.
+        placed: r.get::<_, Option<String>>(7)?.and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 

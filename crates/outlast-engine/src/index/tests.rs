@@ -25,6 +25,18 @@ fn entry(name: &str, time_ns: u64) -> IndexEntry {
         content_type: None,
         etag: "e".into(),
         sealed_manifest: vec![1],
+        placed: None,
+    }
+}
+
+fn placed(providers: &[&str]) -> Placed {
+    Placed {
+        size: 10,
+        segment_size: 4,
+        k: 1,
+        n: providers.len() as u16,
+        segments_per_part: 2,
+        providers: providers.iter().map(|p| p.to_string()).collect(),
     }
 }
 
@@ -137,6 +149,7 @@ async fn a_blob_is_recorded_only_for_the_manifest_it_was_written_for() {
             from: "p".into(),
             manifest_blob: "m/x".into(),
             added: vec![],
+            placed: placed(&["q", "r"]),
         };
         assert!(index.move_shards(&moved).await.unwrap());
         assert!(!index.move_shards(&moved).await.unwrap(), "the manifest is no longer the one moved from");
@@ -299,5 +312,32 @@ async fn a_commit_takes_effect_only_where_its_precondition_holds() {
         // A deleted name has no current version.
         conditional(&entry("a", 14), true, Precondition::Current(second.stamp.vid)).await.unwrap();
         assert!(conditional(&entry("a", 15), false, Precondition::Absent).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn a_placement_is_kept_beside_its_manifest_and_follows_a_move() {
+    for (_dir, index) in backends() {
+        let e = IndexEntry { placed: Some(placed(&["p", "q"])), ..entry("a", 10) };
+        commit(&*index, &e, vec![], false).await.unwrap();
+        assert_eq!(index.get("a").await.unwrap().unwrap().placed, e.placed);
+        assert_eq!(index.objects_page("", None, 10).await.unwrap()[0].placed, e.placed);
+        let moved = ShardMove {
+            name: "a".into(),
+            vid: e.stamp.vid,
+            was: e.sealed_manifest.clone(),
+            now: vec![2],
+            from: "p".into(),
+            manifest_blob: "m/x".into(),
+            added: vec![],
+            placed: placed(&["r", "q"]),
+        };
+        assert!(index.move_shards(&moved).await.unwrap());
+        assert_eq!(index.get("a").await.unwrap().unwrap().placed, Some(moved.placed.clone()));
+        // A recovered version brings its own; the same version without one keeps none.
+        let recovered = IndexEntry { placed: Some(placed(&["s", "q"])), sealed_manifest: vec![3], ..e.clone() };
+        index.adopt_all(&[Recovered { entry: recovered.clone(), blobs: vec![], tombstone: false }], &[]).await.unwrap();
+        assert_eq!(index.get("a").await.unwrap().unwrap().placed, recovered.placed);
+        assert_eq!(placed(&["s", "q"]).layout().unwrap().part_count(), 2);
     }
 }

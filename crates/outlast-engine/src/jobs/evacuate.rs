@@ -17,7 +17,7 @@ use super::kit::breaker::Breaker;
 use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
 use super::kit::copies::CopyVerdict;
 use crate::error::ProviderFailure;
-use crate::index::{BlobRef, IndexEntry, ShardMove};
+use crate::index::{BlobRef, IndexEntry, Placed, ShardMove};
 use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::{EngineError, Progress, Store, Unopened};
@@ -199,6 +199,16 @@ impl Store {
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page().await? {
             for entry in page {
+                // Where unopened manifests need not be named, the placement kept beside the
+                // manifest answers without opening it.
+                if let (None, Some(placed)) = (&unopened, &entry.placed) {
+                    if placed.providers.iter().any(|p| p == provider) {
+                        let layout = placed.layout()?;
+                        objects += 1;
+                        bytes += (0..layout.part_count()).map(|p| layout.part_blob_len(p)).sum::<u64>();
+                    }
+                    continue;
+                }
                 // One whose manifest does not open counts where the index records blobs of it:
                 // until someone deals with it, the provider is not empty.
                 let Some(manifest) = self.open_manifest_or_note(&entry, unopened.as_deref_mut()) else {
@@ -325,6 +335,7 @@ impl Store {
         manifest.revision += 1;
         let ManifestBody::Object(new_om) = &mut manifest.body else { unreachable!("an object version") };
         new_om.placement[i].provider = to.into();
+        let placed = Placed::of(new_om);
         let holders: Vec<String> = new_om.placement.iter().map(|p| p.provider.clone()).collect();
         let manifest_blob = names::manifest_blob(&self.keys, &vid);
         let sealed = Bytes::from(Manifest::seal(&manifest, &self.keys, &manifest_blob));
@@ -362,6 +373,7 @@ impl Store {
                     from: from.to_string(),
                     manifest_blob: manifest_blob.clone(),
                     added: added.clone(),
+                    placed,
                 })
                 .await?;
         if !switched {

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
-use crate::index::{Adopted, BlobRef, IndexEntry, Recovered};
+use crate::index::{Adopted, BlobRef, IndexEntry, Placed, Recovered};
 use crate::jobs::status::{Phase, Tracked};
 use crate::progress::Unit;
 use crate::scratch::listed::{ListedStage, Shape};
@@ -197,6 +197,10 @@ impl Store {
             .iter()
             .map(|p| BlobRef { provider: p.clone(), blob: manifest_blob.clone(), size: sealed.len() as u64 })
             .collect();
+        let placed = match &m.body {
+            ManifestBody::Object(om) => Some(Placed::of(om)),
+            ManifestBody::Tombstone => None,
+        };
         let (size, content_type, etag, tombstone) = match &m.body {
             ManifestBody::Tombstone => (0, None, String::new(), true),
             ManifestBody::Object(om) => {
@@ -222,7 +226,8 @@ impl Store {
                 (om.size, om.content_type.clone(), hex::encode(om.blake3), false)
             }
         };
-        let entry = IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: sealed };
+        let entry =
+            IndexEntry { name: m.name.clone(), stamp: m.stamp, size, content_type, etag, sealed_manifest: sealed, placed };
         Ok(Recovered { entry, blobs, tombstone })
     }
 }
