@@ -3,6 +3,8 @@
 # local-folder providers (4-of-6) beside `cp` of the same number of bytes and beside
 # `rclone copy` of the file to six local folders; then peak RSS of put and get of a 4 GiB file.
 # Prints medians of 3 runs and the ratios. Not part of the test suite.
+# With OUTLAST_BASELINE_BIN=/path/to/an/older/outlast, that binary's put and get run in the same
+# rounds on a store of its own, and the ratios new/old are printed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v rclone >/dev/null || { apt-get update -qq && apt-get install -y -qq rclone >/dev/null; }
@@ -15,13 +17,26 @@ cd "$W"
 head -c 1G /dev/urandom >one.bin
 head -c 1536M /dev/urandom >stored.bin   # what 4-of-6 stores for 1 GiB: 1.5x
 "$BIN" init --local stores --providers 6 --k 4 >/dev/null
+BASE=${OUTLAST_BASELINE_BIN:-}
+if [ -n "$BASE" ]; then
+  mkdir -p base && (cd base && "$BASE" init --local stores --providers 6 --k 4 >/dev/null)
+fi
 
 now() { date +%s.%N; }
 median() { sort -n | sed -n 2p; }
 secs() { local t0; t0=$(now); "$@" >/dev/null; echo "$(now) - $t0" | bc -l; }
 
-put_t=(); get_t=(); cpput_t=(); cpget_t=(); rclone_t=(); cpsync_t=()
+put_t=(); get_t=(); cpput_t=(); cpget_t=(); rclone_t=(); cpsync_t=(); bput_t=(); bget_t=()
 for r in 1 2 3; do
+  if [ -n "$BASE" ]; then
+    (cd base && "$BASE" rm one >/dev/null 2>&1) || true
+    sync
+    bput_t+=("$(cd base && secs "$BASE" put ../one.bin one)")
+    sync
+    bget_t+=("$(cd base && secs "$BASE" get one ../out.bin)")
+    cmp one.bin out.bin
+    rm -f out.bin
+  fi
   "$BIN" rm one >/dev/null 2>&1 || true
   sync
   put_t+=("$(secs "$BIN" put one.bin one)")
@@ -52,6 +67,12 @@ printf 'cp 1.5 GiB + fsync   %6.2f s  -> put/(cp+fsync) speed ratio %.2fx\n' "$C
 printf 'rclone copy x6       %6.2f s  -> put/rclone speed ratio %.2fx\n' "$RC" "$(echo "$RC / $P" | bc -l)"
 printf 'outlast get          %6.2f s  %5s MiB/s\n' "$G" "$(mbps "$G")"
 printf 'cp 1 GiB             %6.2f s  -> get/cp speed ratio %.2fx\n' "$CG" "$(echo "$CG / $G" | bc -l)"
+if [ -n "$BASE" ]; then
+  BP=$(printf '%s\n' "${bput_t[@]}" | median); BG=$(printf '%s\n' "${bget_t[@]}" | median)
+  echo "baseline samples: put $(samples "${bput_t[@]}")| get $(samples "${bget_t[@]}")"
+  printf 'baseline put         %6.2f s  -> new/baseline speed ratio %.2fx\n' "$BP" "$(echo "$BP / $P" | bc -l)"
+  printf 'baseline get         %6.2f s  -> new/baseline speed ratio %.2fx\n' "$BG" "$(echo "$BG / $G" | bc -l)"
+fi
 
 rm -f stored.bin out.bin cp-dst.bin; rm -rf rc
 head -c 4G /dev/urandom >four.bin

@@ -100,13 +100,12 @@ impl Store {
     ) -> Result<Option<(Vec<(u32, Vec<usize>)>, Vec<usize>)>, EngineError> {
         let layout = placed.layout()?;
         let vid = &entry.stamp.vid;
-        let recorded: HashSet<(String, String)> =
-            self.index.blobs_of(vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded = self.index.recorded_of(vid).await?;
         // A provider the configuration no longer has holds nothing this store can count on,
         // whatever the index recorded there.
         let has = |i: usize, blob: String| {
             let provider = &placed.providers[i];
-            self.provider(provider).is_some() && recorded.contains(&(provider.clone(), blob))
+            self.provider(provider).is_some() && recorded.has(provider, &blob)
         };
         let n = placed.n as usize;
         let mut parts = Vec::new();

@@ -16,6 +16,7 @@ use outlast_codec::{names, CodecError, DataKey, Layout, ObjectManifest, SegmentC
 use outlast_provider::Provider;
 use serde::Serialize;
 
+use crate::index::RecordedBlobs;
 use crate::{EngineError, Store};
 
 /// The checked shards of a run: `[segment - run.start][shard]`, `None` where missing or bad.
@@ -41,7 +42,7 @@ pub(crate) struct ShardReader<'a> {
     /// Provider of each shard; `None` when it is not configured (or left out by a drill).
     holders: Vec<Option<&'a Provider>>,
     /// (provider, blob) pairs the index records for this version: the others are repair debt.
-    recorded: HashSet<(String, String)>,
+    recorded: RecordedBlobs,
     /// Whether each shard's provider is in a usable state now.
     usable: Vec<bool>,
     /// (shard, part) blobs whose presence was already reported to the provider's health.
@@ -94,7 +95,7 @@ impl<'a> ShardReader<'a> {
             .iter()
             .map(|p| if scope.left_out.contains(&p.provider) { None } else { store.provider(&p.provider) })
             .collect();
-        let recorded = store.index.blobs_of(&vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded = store.index.recorded_of(&vid).await?;
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
         let slow_names = store.slow_providers();
         let slow = holders.iter().map(|h| h.is_some_and(|p| slow_names.iter().any(|n| n == p.name()))).collect();
@@ -132,7 +133,7 @@ impl<'a> ShardReader<'a> {
     /// Whether the index records shard `i` of `part` as stored.
     pub(crate) fn is_recorded(&self, i: usize, part: u32) -> bool {
         let blob = names::shard_blob(&self.store.keys, &self.vid, i as u16, part);
-        self.recorded.contains(&(self.om.placement[i].provider.clone(), blob))
+        self.recorded.has(&self.om.placement[i].provider, &blob)
     }
 
     fn fault(&self, segment: u64, shard: usize, reason: String) {
@@ -182,7 +183,7 @@ impl<'a> ShardReader<'a> {
         let r = p.read_range(&blob, want).await;
         waiting.answered = true;
         // Each blob counts once towards the provider's health, however many segments are read.
-        let recorded = self.recorded.contains(&(p.name().to_string(), blob.clone()));
+        let recorded = self.recorded.has(p.name(), &blob);
         let known = recorded && self.noted.lock().expect("noted lock").insert((i, part));
         match &r {
             Ok(_) if known => p.note_known_blob(true),

@@ -338,6 +338,28 @@ pub enum Precondition {
     Current(VersionId),
 }
 
+/// The blobs the index records for one version: what jobs ask of it, shard by shard, is
+/// whether a provider holds a name.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedBlobs(std::collections::HashMap<String, std::collections::HashSet<String>>);
+
+impl RecordedBlobs {
+    /// Whether `provider` is recorded as holding `blob`.
+    pub fn has(&self, provider: &str, blob: &str) -> bool {
+        self.0.get(provider).is_some_and(|names| names.contains(blob))
+    }
+}
+
+impl FromIterator<BlobRef> for RecordedBlobs {
+    fn from_iter<I: IntoIterator<Item = BlobRef>>(blobs: I) -> Self {
+        let mut by = std::collections::HashMap::<String, std::collections::HashSet<String>>::new();
+        for b in blobs {
+            by.entry(b.provider).or_default().insert(b.blob);
+        }
+        RecordedBlobs(by)
+    }
+}
+
 /// One evacuation step's change to a version, for [`Index::move_shards`].
 #[derive(Debug, Clone)]
 pub struct ShardMove {
@@ -369,6 +391,11 @@ impl dyn Index + '_ {
             all.extend(page);
         }
         Ok(all)
+    }
+
+    /// The blobs recorded for version `vid`, to ask by provider and name.
+    pub async fn recorded_of(&self, vid: &VersionId) -> Result<RecordedBlobs, EngineError> {
+        Ok(self.blobs_of(vid).await?.into_iter().collect())
     }
 
     /// The blobs a pending write may have written.

@@ -138,8 +138,7 @@ impl Store {
         left_out: &HashSet<String>,
     ) -> Result<u64, EngineError> {
         let layout = om.layout()?;
-        let recorded: HashSet<(String, String)> =
-            self.index.blobs_of(vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded = self.index.recorded_of(vid).await?;
         let mut fewest = u64::MAX;
         for part in 0..layout.part_count() {
             let have = om
@@ -149,7 +148,7 @@ impl Store {
                 .filter(|(i, p)| {
                     !left_out.contains(&p.provider)
                         && self.provider(&p.provider).is_some_and(|p| p.state().is_usable())
-                        && recorded.contains(&(p.provider.clone(), names::shard_blob(&self.keys, vid, *i as u16, part)))
+                        && recorded.has(&p.provider, &names::shard_blob(&self.keys, vid, *i as u16, part))
                 })
                 .count() as u64;
             fewest = fewest.min(have.saturating_sub(om.k as u64));

@@ -6,8 +6,6 @@
 //! old copies are deleted. Every step is recorded as it lands, so a killed evacuation resumes.
 //! New writes avoid a provider being evacuated.
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, VersionId};
@@ -262,19 +260,18 @@ impl Store {
             )));
         }
         let layout = om.layout()?;
-        let recorded: HashSet<(String, String)> =
-            self.index.blobs_of(&vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded = self.index.recorded_of(&vid).await?;
         let reader = ShardReader::new(self, &m.entry.name, om, vid, &ReadScope::default()).await?;
         let mut added = Vec::new();
         for part in 0..layout.part_count() {
             let blob = names::shard_blob(&self.keys, &vid, i as u16, part);
             let len = layout.part_blob_len(part);
             let blob_ref = BlobRef { provider: to.into(), blob: blob.clone(), size: len };
-            if !recorded.contains(&(to.to_string(), blob.clone())) {
+            if !recorded.has(to, &blob) {
                 // A source that keeps failing is not asked again: rebuilding costs reads from
                 // the others, waiting for its timeouts on every blob costs far more.
                 let copy = match self.provider(from) {
-                    Some(p) if recorded.contains(&(from.to_string(), blob.clone())) && breaker.allows(from) => {
+                    Some(p) if recorded.has(from, &blob) && breaker.allows(from) => {
                         match p.read_expecting(&blob, len).await {
                             Ok(bytes) => {
                                 breaker.record(from, true);

@@ -4,7 +4,7 @@
 //! is dropped from the index, so `repair` rebuilds it. See docs/ARCHITECTURE.md for the
 //! sampling arithmetic.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -241,18 +241,17 @@ impl Store {
         om: &ObjectManifest,
     ) -> Result<(Vec<usize>, Vec<Unit>), EngineError> {
         let layout = om.layout()?;
-        let recorded: HashSet<(String, String)> =
-            self.index.blobs_of(&entry.stamp.vid).await?.into_iter().map(|b| (b.provider, b.blob)).collect();
+        let recorded = self.index.recorded_of(&entry.stamp.vid).await?;
         let manifest_blob = names::manifest_blob(&self.keys, &entry.stamp.vid);
         let (mut manifests, mut units) = (Vec::new(), Vec::new());
         for (shard, place) in om.placement.iter().enumerate() {
             let Some(provider) = self.providers.iter().position(|p| p.name() == place.provider) else { continue };
-            if recorded.contains(&(place.provider.clone(), manifest_blob.clone())) {
+            if recorded.has(&place.provider, &manifest_blob) {
                 manifests.push(provider);
             }
             for part in 0..layout.part_count() {
                 let blob = names::shard_blob(&self.keys, &entry.stamp.vid, shard as u16, part);
-                if !recorded.contains(&(place.provider.clone(), blob)) {
+                if !recorded.has(&place.provider, &blob) {
                     continue;
                 }
                 let segments = layout.part_segments(part);
@@ -501,7 +500,7 @@ mod tests {
         let mut caught = 0;
         for _ in 0..rounds {
             // Damage a random 1%, then sample as scrub does.
-            let damaged: HashSet<usize> = sample(&mut rng, units, bad).into_iter().collect();
+            let damaged: std::collections::HashSet<usize> = sample(&mut rng, units, bad).into_iter().collect();
             if sample(&mut rng, units, m).into_iter().any(|u| damaged.contains(&u)) {
                 caught += 1;
             }
