@@ -38,6 +38,10 @@ fn config(root: &Path, key: &MasterKey, providers: u16, broken: Option<u16>) -> 
     let mut t = format!("key_fingerprint = \"{}\"\n[coding]\nk = {K}\nn = {N}\nsegment_size = {OBJECT}\n", key.fingerprint());
     for i in 0..providers {
         let dir = if Some(i) == broken { root.join("a-file/p") } else { root.join(format!("p{i}")) };
+        // Set up as `outlast init` does: a root that does not exist is a provider unavailable.
+        if Some(i) != broken {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
         t.push_str(&format!(
             "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
             dir.display()
@@ -242,6 +246,8 @@ async fn main() {
         }
         let held = dir_bytes(&root.join(wiped));
         std::fs::remove_dir_all(root.join(wiped)).unwrap();
+        // Taken back on purpose, as a user does (`outlast provider reset`).
+        store.reset_provider(wiped).await.unwrap();
         let t = Instant::now();
         let r = store.repair(&RepairOptions::default(), &NoProgress).await.unwrap();
         let secs = t.elapsed().as_secs_f64();
