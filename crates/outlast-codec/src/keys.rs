@@ -9,7 +9,7 @@ use ring::{aead, hkdf, hmac};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::CodecError;
+use crate::error::CodecError;
 
 /// Length in bytes of the master key and of data keys.
 pub const KEY_LEN: usize = 32;

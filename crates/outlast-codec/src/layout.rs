@@ -12,8 +12,8 @@
 
 use std::ops::Range;
 
+use crate::error::CodecError;
 use crate::seal::TAG_LEN;
-use crate::CodecError;
 
 /// The geometry of one object version, fully determined by four numbers in its manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

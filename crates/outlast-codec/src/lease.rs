@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::CodecError;
 use crate::keys::StoreKeys;
 use crate::manifest::{open_record, seal_record, VersionId};
-use crate::CodecError;
 
 /// Format byte of a lease blob.
 pub const LEASE_FORMAT: u8 = 1;

@@ -10,9 +10,9 @@ use ring::aead::{Aad, Nonce, NONCE_LEN};
 use serde::{Deserialize, Serialize};
 
 use crate::check::ShardCheck;
+use crate::error::CodecError;
 use crate::keys::StoreKeys;
 use crate::layout::Layout;
-use crate::CodecError;
 
 /// Current manifest format version (first byte of every manifest blob). Format 2 added
 /// [`Manifest::revision`]; format 1 blobs are still read (as revision 0).

@@ -4,11 +4,11 @@ use bytes::Bytes;
 
 use crate::check::ShardCheck;
 use crate::erasure;
+use crate::error::CodecError;
 use crate::keys::DataKey;
 use crate::layout::Layout;
 use crate::manifest::VersionId;
 use crate::seal;
-use crate::CodecError;
 
 /// Everything needed to code the segments of one object version.
 #[derive(Clone)]

@@ -7,9 +7,9 @@
 
 use ring::aead::{Aad, Nonce, Tag};
 
+use crate::error::CodecError;
 use crate::keys::DataKey;
 use crate::manifest::VersionId;
-use crate::CodecError;
 
 /// Bytes of authentication tag appended to every sealed segment.
 pub const TAG_LEN: usize = 16;

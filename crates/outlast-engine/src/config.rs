@@ -8,7 +8,7 @@ pub use outlast_provider::ProviderSpec;
 use outlast_provider::{Patience, SCHEMES};
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// Default plaintext bytes per segment: large enough for efficient provider requests, small
 /// enough that a ranged read or a repair touches little more than it needs.

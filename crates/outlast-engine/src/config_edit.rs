@@ -7,7 +7,9 @@ use std::path::Path;
 use outlast_provider::ProviderSpec;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table};
 
-use crate::{Config, EngineError, Store};
+use crate::config::Config;
+use crate::error::EngineError;
+use crate::store::Store;
 
 fn edit_error(path: &Path, field: &str, message: impl Into<String>) -> EngineError {
     EngineError::Config { path: path.to_path_buf(), field: field.into(), message: message.into() }

@@ -73,7 +73,7 @@ pub enum EngineError {
     /// A command named a provider the configuration does not have.
     #[error("no provider named `{0}` in the configuration")]
     UnknownProvider(String),
-    /// An object name outside the limits (see [`crate::MAX_NAME_LEN`]).
+    /// An object name outside the limits (see [`crate::stamps::MAX_NAME_LEN`]).
     #[error("invalid object name: {0}")]
     InvalidName(String),
     /// An evacuation was asked to move a provider's share onto that same provider.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use outlast_provider::{HealthState, HealthStats, Provider};
 use serde::Serialize;
 
-use crate::{EngineError, Store};
+use crate::error::EngineError;
+use crate::store::Store;
 
 /// A provider counts as slow when its read p95 (or its median write step) exceeds both this
 /// and [`SLOW_FACTOR`] times the median of all providers' p95 (median write step).

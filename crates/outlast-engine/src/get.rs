@@ -11,8 +11,10 @@ use outlast_codec::{DecodedSegment, ManifestBody};
 use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::error::EngineError;
+use crate::progress::Progress;
 use crate::shards::{runs, ReadScope, ShardFault, ShardReader};
-use crate::{EngineError, Progress, Store};
+use crate::store::Store;
 
 /// Consecutive segments fetched with one ranged request per shard, unless the config says
 /// otherwise. Measured on local folders (1 GiB, 4-of-6), runs of 1, 2 and 4 segments read in

@@ -17,9 +17,10 @@ use bytes::Bytes;
 use outlast_codec::{names, Manifest, ProviderMarker, StoreKeys};
 use outlast_provider::{IdentityCheck, Provider, ProviderError, ProviderSpec, Verdict};
 
+use crate::error::EngineError;
 use crate::index::Index;
 use crate::stamps::now_ns;
-use crate::{EngineError, Store};
+use crate::store::Store;
 
 /// The verdict on a location that holds the marker of another key: another store's location,
 /// or this is not the store's key.

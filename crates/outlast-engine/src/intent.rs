@@ -20,10 +20,11 @@ use outlast_codec::{names, StoreKeys, VersionId, WriteLease};
 use outlast_provider::Provider;
 use tokio::time::Instant;
 
+use crate::error::EngineError;
 use crate::index::{BlobRef, Index, IndexEntry, PendingWrite, Precondition};
 use crate::lease::LeaseTiming;
 use crate::stamps::now_ns;
-use crate::{EngineError, Store};
+use crate::store::Store;
 
 /// A write in progress, held by this process: begun before any blob is written, renewed in the
 /// background, then committed (under a precondition) or abandoned. Put and remove write through

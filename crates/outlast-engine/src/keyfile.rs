@@ -10,7 +10,7 @@ use std::path::Path;
 use outlast_codec::keys::KEY_LEN;
 use outlast_codec::{KdfParams, MasterKey};
 
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// Environment variable holding the passphrase of a passphrase-derived key.
 pub const PASSPHRASE_ENV: &str = "OUTLAST_PASSPHRASE";

@@ -3,8 +3,9 @@
 use outlast_codec::ManifestBody;
 use serde::Serialize;
 
+use crate::error::EngineError;
 use crate::index::IndexEntry;
-use crate::{EngineError, Store};
+use crate::store::Store;
 
 /// One object as `ls` and `stat` show it.
 #[derive(Debug, Clone, Serialize)]

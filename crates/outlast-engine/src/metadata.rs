@@ -3,7 +3,8 @@
 //! header tokens, unique whatever their case (S3 lower-cases them), keys and values together
 //! at most 2 KiB, and nothing that could end a header line early.
 
-use crate::{EngineError, PutOptions};
+use crate::error::EngineError;
+use crate::put::PutOptions;
 
 /// Most bytes of user metadata (keys and values, as UTF-8), as S3 has it.
 pub const MAX_METADATA_BYTES: usize = 2048;

@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, HashSet};
 use outlast_codec::{names, Manifest, ManifestBody, ObjectManifest};
 use serde::Serialize;
 
+use crate::error::EngineError;
 use crate::index::{IndexEntry, Placed};
-use crate::{EngineError, Store, Unopened};
+use crate::store::Store;
+use crate::unopened::Unopened;
 
 /// What one provider owes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -7,7 +7,8 @@ use futures::future::join_all;
 use outlast_provider::HealthState;
 use serde::Serialize;
 
-use crate::{EngineError, Store};
+use crate::error::EngineError;
+use crate::store::Store;
 
 /// Known blobs a probe stats per provider: enough to tell "all gone" from one lost blob.
 const PROBE_BLOBS: usize = outlast_provider::health::TERMINATED_AFTER as usize;

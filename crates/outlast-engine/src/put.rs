@@ -19,12 +19,14 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use crate::error::EngineError;
 use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry};
 use crate::index::{Placed, Precondition};
 use crate::intent::WriteIntent;
+use crate::progress::Progress;
 use crate::stamps::now_ns;
-use crate::{EngineError, Progress, Store};
+use crate::store::Store;
 
 /// Encoded segments queued between the reader and the writers: enough to keep both cores and
 /// the providers busy, few enough to bound memory.

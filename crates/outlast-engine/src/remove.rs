@@ -7,11 +7,12 @@ use std::time::Duration;
 use futures::future::join_all;
 use outlast_codec::{names, Manifest, ManifestBody, VersionId, VersionStamp};
 
+use crate::error::EngineError;
 use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry, Precondition};
 use crate::intent::WriteIntent;
 use crate::stamps::now_ns;
-use crate::{EngineError, Store};
+use crate::store::Store;
 
 /// How long cleanup deletes wait for a provider that does not answer.
 const DELETE_PATIENCE: Duration = Duration::from_secs(5);

@@ -16,8 +16,9 @@ use outlast_codec::{names, CodecError, DataKey, Layout, ObjectManifest, SegmentC
 use outlast_provider::Provider;
 use serde::Serialize;
 
+use crate::error::EngineError;
 use crate::index::RecordedBlobs;
-use crate::{EngineError, Store};
+use crate::store::Store;
 
 /// The checked shards of a run: `[segment - run.start][shard]`, `None` where missing or bad.
 pub(crate) type RunShards = Vec<Vec<Option<Bytes>>>;

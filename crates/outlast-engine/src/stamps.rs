@@ -5,7 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use outlast_codec::{VersionId, VersionStamp};
 
-use crate::{EngineError, Store};
+use crate::error::EngineError;
+use crate::store::Store;
 
 /// Longest object name accepted (the S3 limit).
 pub const MAX_NAME_LEN: usize = 1024;

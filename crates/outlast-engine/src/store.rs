@@ -5,9 +5,12 @@ use std::sync::Arc;
 use outlast_codec::{names, Manifest, MasterKey, StoreKeys};
 use outlast_provider::{HealthState, Provider};
 
+use crate::config::Config;
+use crate::error::EngineError;
 use crate::fleet::operations;
 use crate::index::{Index, IndexEntry, SqliteIndex};
-use crate::{keyfile, Config, EngineError, Unopened};
+use crate::keyfile;
+use crate::unopened::Unopened;
 
 /// An open store.
 pub struct Store {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorClass;
+use crate::error::ErrorClass;
 
 /// Refusals or vanished blobs in a row, with no success between, that mark an account ended.
 pub const TERMINATED_AFTER: u32 = 3;

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use opendal::Operator;
 
+use crate::error::ProviderError;
 use crate::health::{HealthState, HealthStats};
 use crate::layers::health::{observe, record};
 use crate::layers::identity::Gate;
 use crate::layers::{self, err, Faults, IdentityCheck, IdentityRecheck, Patience};
+use crate::spec::ProviderSpec;
 use crate::staging::TEMP_PREFIX;
-use crate::{ProviderError, ProviderSpec};
 
 /// Shared by a provider, its clones and its writers.
 type SharedHealth = Arc<Mutex<HealthStats>>;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ProviderError;
+use crate::error::ProviderError;
 
 /// OpenDAL schemes compiled into this build.
 pub const SCHEMES: &[&str] = &["fs", "s3", "azblob", "gcs", "sftp", "webdav"];

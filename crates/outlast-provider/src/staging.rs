@@ -4,7 +4,9 @@
 //! the blob's name. Other providers make a blob appear whole or not at all (an upload never
 //! completed is the provider's to expire). gc asks here, and never needs to know the scheme.
 
-use crate::{BlobEntry, Provider, ProviderError};
+use crate::error::ProviderError;
+use crate::provider::BlobEntry;
+use crate::provider::Provider;
 
 /// Where a local-disk provider keeps blobs being written; gc removes what a crash left there.
 pub const TEMP_PREFIX: &str = "t/";

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
-use crate::CodecError;
+use crate::error::CodecError;
 
 /// Coders kept between calls and shared by every thread. A new coder's work buffers cost more
 /// to set up than a segment's decode takes (measured: 2.3-5.6 ms for a first decode on a

@@ -23,7 +23,7 @@ use outlast_codec::{CodecError, Layout, ObjectManifest, VersionId, VersionStamp}
 use outlast_provider::HealthStats;
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
+use crate::error::EngineError;
 
 pub use sqlite::SqliteIndex;
 
@@ -383,7 +383,7 @@ pub struct ShardMove {
 
 impl dyn Index + '_ {
     /// Objects whose names start with `prefix`, in name order (small stores and tests; jobs
-    /// walk [`Self::object_pages`]).
+    /// walk `object_pages`).
     pub async fn list(&self, prefix: &str) -> Result<Vec<IndexEntry>, EngineError> {
         let mut all = Vec::new();
         let mut pages = self.object_pages(prefix);

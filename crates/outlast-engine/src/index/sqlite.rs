@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{
     Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Placed, Precondition, Recovered, ShardMove, BUSY_WAIT,
 };
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// 1: objects, tombstones, blobs, pending. 2 adds `health` and `draining`; 3 adds `garbage`
 /// and `markers` (each created by `CREATE ... IF NOT EXISTS`, so an older index is migrated
@@ -660,7 +660,7 @@ impl Db {
     }
 }
 
-/// Each call clones what it borrows and runs [`Db`]'s method on the blocking pool.
+/// Each call clones what it borrows and runs the database's method on the blocking pool.
 #[async_trait]
 impl Index for SqliteIndex {
     async fn begin_pending(&self, p: &PendingWrite) -> Result<(), EngineError> {

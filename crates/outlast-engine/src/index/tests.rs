@@ -8,7 +8,7 @@ use outlast_codec::{VersionId, VersionStamp};
 use outlast_provider::HealthStats;
 
 use super::*;
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// A fresh, empty index of each backend, with what keeps it alive.
 fn backends() -> Vec<(tempfile::TempDir, Box<dyn Index>)> {

@@ -9,10 +9,12 @@ use std::time::Instant;
 use outlast_codec::{names, ManifestBody};
 use serde::Serialize;
 
+use crate::error::EngineError;
 use crate::get::NullSink;
 use crate::jobs::status::{Phase, Tracked};
+use crate::progress::Progress;
 use crate::shards::ReadScope;
-use crate::{EngineError, Progress, Store};
+use crate::store::Store;
 
 /// What the drill found.
 #[derive(Debug, Clone, Serialize, Default)]

@@ -14,11 +14,14 @@ use serde::Serialize;
 use super::kit::breaker::Breaker;
 use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
 use super::kit::copies::CopyVerdict;
+use crate::error::EngineError;
 use crate::error::ProviderFailure;
 use crate::index::{BlobRef, IndexEntry, Placed, ShardMove};
 use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
+use crate::progress::Progress;
 use crate::shards::{runs, ReadScope, ShardReader};
-use crate::{EngineError, Progress, Store, Unopened};
+use crate::store::Store;
+use crate::unopened::Unopened;
 
 /// Segments rebuilt per round of ranged reads when a blob must be rebuilt.
 const REBUILD_RUN_SEGMENTS: u64 = 4;

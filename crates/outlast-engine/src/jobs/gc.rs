@@ -23,12 +23,14 @@ use serde::Serialize;
 
 use super::kit::leases::UNKNOWN_MIN_AGE;
 use super::kit::nameset::NameSet;
+use crate::error::EngineError;
 use crate::jobs::status::{JobError, JobErrorKind};
 use crate::jobs::status::{Phase, Tracked};
 use crate::progress::{Progress, Unit};
 use crate::scratch::listed::{ListedStage, Shape};
 use crate::stamps::now_ns;
-use crate::{EngineError, Store, Unopened};
+use crate::store::Store;
+use crate::unopened::Unopened;
 
 /// How gc runs.
 #[derive(Debug, Clone, Copy)]

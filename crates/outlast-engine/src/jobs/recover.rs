@@ -20,12 +20,14 @@ use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
+use crate::error::EngineError;
 use crate::index::{Adopted, BlobRef, IndexEntry, Placed, Recovered};
 use crate::jobs::status::{Phase, Tracked};
+use crate::progress::Progress;
 use crate::progress::Unit;
 use crate::scratch::listed::{ListedStage, Shape};
 use crate::scratch::recovery::{RecoveryStage, Staged, StagedCopy};
-use crate::{EngineError, Progress, Store};
+use crate::store::Store;
 
 /// Manifest copies read at once.
 const READ_CONCURRENCY: usize = 16;

@@ -15,10 +15,13 @@ use serde::Serialize;
 
 use super::kit::breaker::Breaker;
 use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
+use crate::error::EngineError;
 use crate::index::{BlobRef, IndexEntry};
 use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
+use crate::progress::Progress;
 use crate::shards::{runs, ReadScope, ShardReader};
-use crate::{EngineError, Progress, Store, Unopened};
+use crate::store::Store;
+use crate::unopened::Unopened;
 
 /// Segments rebuilt per round of ranged reads.
 const REPAIR_RUN_SEGMENTS: u64 = 4;

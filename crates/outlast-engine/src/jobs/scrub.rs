@@ -14,9 +14,12 @@ use serde::Serialize;
 
 use super::kit::breaker::Breaker;
 use super::kit::copies::CopyVerdict;
+use crate::error::EngineError;
 use crate::index::IndexEntry;
 use crate::jobs::status::{Phase, Tracked};
-use crate::{EngineError, Progress, Store, Unopened};
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::unopened::Unopened;
 
 /// Shard reads in flight at once.
 const SCRUB_CONCURRENCY: usize = 8;
@@ -40,7 +43,7 @@ pub fn sample_size(units: u64, fraction: f64) -> u64 {
 #[derive(Debug, Clone, Default)]
 pub struct ScrubOptions {
     /// Check a random sample of this fraction of each provider's segment shards instead of
-    /// all of them (at least [`sample_size`]).
+    /// all of them (at least `sample_size`).
     pub sample: Option<f64>,
 }
 

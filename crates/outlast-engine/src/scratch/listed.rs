@@ -8,7 +8,7 @@ use outlast_codec::names;
 use outlast_provider::{BlobEntry, Provider, ProviderError};
 use rusqlite::{params, Connection};
 
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// Rows written per transaction while a listing comes in.
 const FLUSH_ROWS: usize = 4096;

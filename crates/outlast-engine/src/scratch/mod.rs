@@ -10,7 +10,7 @@ pub(crate) mod recovery;
 
 use rusqlite::Connection;
 
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// Opens a private temporary database (SQLite's empty file name), written without syncs:
 /// nothing in it outlives the job.

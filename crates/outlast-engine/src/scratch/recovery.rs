@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use outlast_codec::VersionStamp;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::EngineError;
+use crate::error::EngineError;
 
 /// A manifest copy a recovery read and opened, staged until every copy is in (a recovery of a
 /// large store must not hold them all in memory).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::err;
-use crate::ProviderError;
+use crate::error::ProviderError;
 
 /// How long one operation on a provider may take, retries included, before it counts as a
 /// transient failure: `floor`, plus the bytes it moves at `min_rate`. Hedged reads and quorum

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use crate::error::classify;
-use crate::ProviderError;
+use crate::error::ProviderError;
 
 /// The environment variable that injects faults into named providers.
 pub const FAULTS_ENV: &str = "OUTLAST_FAULTS";

@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::error::ProviderError;
 use crate::health::{HealthState, HealthStats};
-use crate::ProviderError;
 
 /// Adds an operation's outcome to the provider's health record.
 pub(crate) fn record<T>(

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{Provider, ProviderError};
+use crate::error::ProviderError;
+use crate::provider::Provider;
 
 /// What an identity check concluded about a location.
 pub type Verdict = Result<(), String>;

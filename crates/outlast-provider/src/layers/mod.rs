@@ -28,7 +28,7 @@ use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::Operator;
 
 use crate::error::classify;
-use crate::ProviderError;
+use crate::error::ProviderError;
 
 pub use deadline::Patience;
 pub use faults::Faults;
