@@ -19,10 +19,8 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::EngineError;
-use crate::error::ProviderFailure;
-use crate::index::{BlobRef, IndexEntry};
-use crate::index::{Placed, Precondition};
+use crate::error::{EngineError, ProviderFailure};
+use crate::index::{BlobRef, IndexEntry, Placed, Precondition};
 use crate::intent::WriteIntent;
 use crate::progress::Progress;
 use crate::stamps::now_ns;

@@ -7,8 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use outlast_codec::{names, Manifest, ManifestBody, VersionId, VersionStamp};
 
-use crate::error::EngineError;
-use crate::error::ProviderFailure;
+use crate::error::{EngineError, ProviderFailure};
 use crate::index::{BlobRef, IndexEntry, Precondition};
 use crate::intent::WriteIntent;
 use crate::stamps::now_ns;

@@ -5,8 +5,7 @@
 //! completed is the provider's to expire). gc asks here, and never needs to know the scheme.
 
 use crate::error::ProviderError;
-use crate::provider::BlobEntry;
-use crate::provider::Provider;
+use crate::provider::{BlobEntry, Provider};
 
 /// Where a local-disk provider keeps blobs being written; gc removes what a crash left there.
 pub const TEMP_PREFIX: &str = "t/";

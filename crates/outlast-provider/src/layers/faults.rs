@@ -10,8 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 
-use crate::error::classify;
-use crate::error::ProviderError;
+use crate::error::{classify, ProviderError};
 
 /// The environment variable that injects faults into named providers.
 pub const FAULTS_ENV: &str = "OUTLAST_FAULTS";

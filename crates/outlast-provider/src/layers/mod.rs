@@ -27,8 +27,7 @@ use std::time::Duration;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::Operator;
 
-use crate::error::classify;
-use crate::error::ProviderError;
+use crate::error::{classify, ProviderError};
 
 pub use deadline::Patience;
 pub use faults::Faults;
