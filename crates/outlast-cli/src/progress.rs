@@ -99,8 +99,15 @@ impl Bar {
         *last = Instant::now();
         let now = status.snapshot();
         let mut words = self.what.clone();
-        if now.phase == Phase::Stopping {
-            words.push_str(" (stopping)");
+        let phase = match now.phase {
+            Phase::Listing => Some("listing"),
+            Phase::Counting => Some("counting"),
+            Phase::Tombstones => Some("tombstones"),
+            Phase::Stopping => Some("stopping"),
+            Phase::Starting | Phase::Working | Phase::Done => None,
+        };
+        if let Some(phase) = phase {
+            words.push_str(&format!(" ({phase})"));
         }
         let errors: u64 = now.errors_by_provider.values().sum();
         if errors > 0 {
