@@ -145,3 +145,23 @@ async fn a_repair_shows_its_phase_work_and_errors_by_provider_while_it_runs() {
     assert_eq!(status.errors_by_provider.get("p0").copied(), Some(r.errors.len() as u64), "{status:?} {r:?}");
     assert!(r.errors.iter().all(|e| e.provider.as_deref() == Some("p0")), "{r:?}");
 }
+
+#[tokio::test]
+async fn an_evacuation_asked_to_stop_while_counting_moves_nothing_and_says_what_remains() {
+    let mut f = Fixture::new(2, 4);
+    let objects = filled(&f, 5).await;
+    // An empty fifth provider to move to, added once the objects are placed.
+    f.spare = 1;
+    f.mark(4);
+    let store = f.store().await;
+    let r = store.evacuate("p0", "p4", &StopAfter::new(0)).await.unwrap();
+    assert!(r.stopped && r.objects_moved == 0, "{r:?}");
+    assert_eq!(r.objects, 0, "the count went on after the stop: {r:?}");
+    let placed = store.objects_placed_on("p0").await.unwrap() as u64;
+    assert!(placed > 0 && r.remaining == placed, "{r:?}");
+    let whole = store.evacuate("p0", "p4", &StopAfter::new(u64::MAX)).await.unwrap();
+    assert!(!whole.stopped && whole.remaining == 0 && whole.objects_moved == placed, "{whole:?}");
+    for (name, d) in &objects {
+        assert_eq!(&get(&store, name).await.unwrap(), d, "{name}");
+    }
+}

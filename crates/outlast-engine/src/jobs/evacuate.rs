@@ -32,7 +32,8 @@ pub struct EvacuateReport {
     pub from: String,
     /// The provider that took its shards.
     pub to: String,
-    /// Objects that had a shard on `from` when this run started.
+    /// Objects that had a shard on `from` when this run started (as far as it counted, when it
+    /// was stopped while counting).
     pub objects: u64,
     /// Objects whose shard now lives on `to`.
     pub objects_moved: u64,
@@ -100,7 +101,7 @@ impl Store {
         if self.provider(to).is_none() {
             return Err(EngineError::UnknownProvider(to.to_string()));
         }
-        if self.provider(from).is_none() && self.placed_on(from, None).await?.0 == 0 {
+        if self.provider(from).is_none() && self.placed_on(from, None, None).await?.0 == 0 {
             return Err(EngineError::UnknownProvider(from.to_string()));
         }
         if from == to {
@@ -116,7 +117,7 @@ impl Store {
         self.index.set_draining(from, to).await?;
         let mut report = EvacuateReport { from: from.into(), to: to.into(), ..Default::default() };
         progress.phase(Phase::Counting);
-        let (objects, total) = self.placed_on(from, Some(&mut report.unopened)).await?;
+        let (objects, total) = self.placed_on(from, Some(&mut report.unopened), Some(progress)).await?;
         report.objects = objects;
         progress.set_total(total);
         progress.phase(Phase::Working);
@@ -173,7 +174,7 @@ impl Store {
             progress.errors(&tombstones.errors);
             report.errors.extend(tombstones.errors);
         }
-        report.remaining = self.placed_on(from, None).await?.0;
+        report.remaining = self.placed_on(from, None, None).await?.0;
         report.egress_ratio =
             (report.bytes_copied > 0).then(|| report.bytes_read_from_source as f64 / report.bytes_copied as f64);
         if report.remaining == 0 {
@@ -188,16 +189,25 @@ impl Store {
 
     /// How many current objects place a shard on `provider` (whether or not it still holds it).
     pub async fn objects_placed_on(&self, provider: &str) -> Result<usize, EngineError> {
-        Ok(self.placed_on(provider, None).await?.0 as usize)
+        Ok(self.placed_on(provider, None, None).await?.0 as usize)
     }
 
     /// How many current object versions place a shard on `provider`, and the bytes of those
     /// shards; versions whose manifest does not open count if the index records a blob of
     /// theirs there, and are named in `unopened`, when given.
-    async fn placed_on(&self, provider: &str, mut unopened: Option<&mut Unopened>) -> Result<(u64, u64), EngineError> {
+    /// Stops early (a partial count) once `stop` asks to.
+    async fn placed_on(
+        &self,
+        provider: &str,
+        mut unopened: Option<&mut Unopened>,
+        stop: Option<&dyn Progress>,
+    ) -> Result<(u64, u64), EngineError> {
         let (mut objects, mut bytes) = (0, 0);
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page().await? {
+            if stop.is_some_and(|p| p.stop_requested()) {
+                break;
+            }
             for entry in page {
                 // Where unopened manifests need not be named, the placement kept beside the
                 // manifest answers without opening it.
