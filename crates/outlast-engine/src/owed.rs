@@ -71,25 +71,20 @@ impl Store {
         entry: &IndexEntry,
         unopened: Option<&mut Unopened>,
     ) -> Result<Option<ObjectDebt>, EngineError> {
-        let opened = match (&entry.placed, unopened) {
-            (Some(placed), None) => {
-                if !self.placement_owes(entry, placed).await? {
-                    return Ok(None);
-                }
-                self.open_manifest_or_note(entry, None)
-            }
-            (_, unopened) => self.open_manifest_or_note(entry, unopened),
-        };
-        let Some(Manifest { body: ManifestBody::Object(om), .. }) = opened else {
+        if let (Some(placed), None) = (&entry.placed, &unopened) {
+            // The placement kept beside the manifest decides; the manifest is opened only
+            // for a version that owes something (repair needs it to pay).
+            let Some((parts, manifests)) = self.debt_of_placement(entry, placed).await? else { return Ok(None) };
+            let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(entry, None) else {
+                return Ok(None);
+            };
+            return Ok(Some(ObjectDebt { om, parts, manifests }));
+        }
+        let Some(Manifest { body: ManifestBody::Object(om), .. }) = self.open_manifest_or_note(entry, unopened) else {
             return Ok(None);
         };
         let Some((parts, manifests)) = self.debt_of_placement(entry, &Placed::of(&om)).await? else { return Ok(None) };
         Ok(Some(ObjectDebt { om, parts, manifests }))
-    }
-
-    /// Whether the version placed as `placed` owes anything.
-    async fn placement_owes(&self, entry: &IndexEntry, placed: &Placed) -> Result<bool, EngineError> {
-        Ok(self.debt_of_placement(entry, placed).await?.is_some())
     }
 
     /// The parts with owed shards and the shards owing a manifest copy, of the version placed

@@ -40,6 +40,20 @@ fn placed(providers: &[&str]) -> Placed {
     }
 }
 
+/// A move of `e`'s shards off `p` to a manifest `[2]` that places them on `now_on`.
+fn move_of(e: &IndexEntry, now_on: &[&str]) -> ShardMove {
+    ShardMove {
+        name: e.name.clone(),
+        vid: e.stamp.vid,
+        was: e.sealed_manifest.clone(),
+        now: vec![2],
+        from: "p".into(),
+        manifest_blob: "m/x".into(),
+        added: vec![],
+        placed: placed(now_on),
+    }
+}
+
 fn pending(vid: VersionId, blobs: Vec<BlobRef>) -> PendingWrite {
     PendingWrite {
         vid,
@@ -141,16 +155,7 @@ async fn a_blob_is_recorded_only_for_the_manifest_it_was_written_for() {
         let b = |p: &str| blob(p, "s/x", 1);
         assert!(index.add_blob(&e.stamp.vid, &e.sealed_manifest, &b("p")).await.unwrap());
         // Another move rewrote the manifest: a blob written for the old one is not recorded.
-        let moved = ShardMove {
-            name: "a".into(),
-            vid: e.stamp.vid,
-            was: e.sealed_manifest.clone(),
-            now: vec![2],
-            from: "p".into(),
-            manifest_blob: "m/x".into(),
-            added: vec![],
-            placed: placed(&["q", "r"]),
-        };
+        let moved = move_of(&e, &["q", "r"]);
         assert!(index.move_shards(&moved).await.unwrap());
         assert!(!index.move_shards(&moved).await.unwrap(), "the manifest is no longer the one moved from");
         assert!(!index.add_blob(&e.stamp.vid, &e.sealed_manifest, &b("q")).await.unwrap());
@@ -322,16 +327,7 @@ async fn a_placement_is_kept_beside_its_manifest_and_follows_a_move() {
         commit(&*index, &e, vec![], false).await.unwrap();
         assert_eq!(index.get("a").await.unwrap().unwrap().placed, e.placed);
         assert_eq!(index.objects_page("", None, 10).await.unwrap()[0].placed, e.placed);
-        let moved = ShardMove {
-            name: "a".into(),
-            vid: e.stamp.vid,
-            was: e.sealed_manifest.clone(),
-            now: vec![2],
-            from: "p".into(),
-            manifest_blob: "m/x".into(),
-            added: vec![],
-            placed: placed(&["r", "q"]),
-        };
+        let moved = move_of(&e, &["r", "q"]);
         assert!(index.move_shards(&moved).await.unwrap());
         assert_eq!(index.get("a").await.unwrap().unwrap().placed, Some(moved.placed.clone()));
         // A recovered version brings its own; the same version without one keeps none.
