@@ -315,7 +315,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_unknown(report.unknown_manifests);
             }
             if report.stopped {
-                return Ok(stopped("scrub", &format!("it checked {} objects; what it found is owed as usual", report.objects)));
+                let checks: u64 = report.providers.iter().map(|p| p.shards_checked + p.manifests_checked).sum();
+                return Ok(stopped("scrub", &format!("it made {checks} checks; what it found is owed as usual")));
             }
             if report.found_damage() || report.owes() || report.index_incomplete() || !report.unopened.is_empty() {
                 return Ok(ExitCode::from(2));

@@ -71,11 +71,17 @@ async fn a_scrub_asked_to_stop_checks_nothing_more_and_a_new_one_checks_it_all()
     let f = Fixture::new(2, 4);
     filled(&f, 6).await;
     let store = f.store().await;
-    let r = store.scrub(&ScrubOptions::default(), &StopAfter::new(0)).await.unwrap();
-    assert!(r.stopped && r.objects == 0 && !r.found_damage(), "{r:?}");
+    // Asked once a few checks are made, inside the first (and only) page of objects: the reads
+    // under way finish and no other starts.
+    let r = store.scrub(&ScrubOptions::default(), &StopAfter::new(3)).await.unwrap();
+    let checks =
+        |r: &outlast_engine::ScrubReport| -> u64 { r.providers.iter().map(|p| p.shards_checked + p.manifests_checked).sum() };
+    assert!(r.stopped && !r.found_damage(), "{r:?}");
+    assert!((3..48).contains(&checks(&r)), "{} checks of 48: {r:?}", checks(&r));
     let asked = StopAfter::new(u64::MAX);
     let whole = store.scrub(&ScrubOptions::default(), &asked).await.unwrap();
     assert!(!whole.stopped && whole.objects == 6 && !whole.found_damage(), "{whole:?}");
+    assert_eq!(checks(&whole), 48, "each object's 4 shards and 4 manifest copies: {whole:?}");
     let status = asked.status();
     assert_eq!((status.job, status.phase, status.unit.as_str()), ("scrub", Phase::Done, "checks"));
     assert_eq!(Some(status.done), status.total, "every check counted");

@@ -90,8 +90,8 @@ pub struct ScrubReport {
     pub unknown_manifests: u64,
     /// Objects skipped because their manifest does not open with this store's key.
     pub unopened: Unopened,
-    /// The caller asked the scrub to stop: it checked the objects counted in `objects`;
-    /// what it found is repair debt as usual.
+    /// The caller asked the scrub to stop: it made the checks counted per provider (of the
+    /// `objects` it reached) and no other; what it found is repair debt as usual.
     pub stopped: bool,
 }
 
@@ -161,11 +161,6 @@ impl Store {
         progress.phase(Phase::Working);
         let mut pages = self.index.object_pages("");
         while let Some(page) = pages.next_page().await? {
-            // Asked to stop: the page checked last is whole; what a scrub found is kept.
-            if progress.stop_requested() {
-                report.stopped = true;
-                break;
-            }
             let mut objects = Vec::with_capacity(page.len());
             let (mut chosen, mut chosen_manifests) = (Vec::new(), Vec::new());
             for entry in page {
@@ -188,6 +183,12 @@ impl Store {
             report.objects += objects.len() as u64;
             self.check_manifests(chosen_manifests, &objects, &mut report, breaker, progress).await?;
             self.check_shards(chosen, &objects, &mut report, breaker, progress).await?;
+            // Asked to stop: the reads under way finished and no new one started (what they
+            // found is kept, as in a whole run); the page's other checks wait for the next scrub.
+            if progress.stop_requested() {
+                report.stopped = true;
+                break;
+            }
         }
         for r in &report.providers {
             if r.missing > 0 || r.corrupt > 0 || r.stale_manifests > 0 {
@@ -275,6 +276,7 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<(), EngineError> {
         let results: Vec<(Unit, u64, Result<bool, String>)> = futures::stream::iter(chosen)
+            .take_while(|_| std::future::ready(!progress.stop_requested()))
             .map(|u| async move {
                 let (entry, om, _) = &objects[u.object];
                 let layout = om.layout().expect("checked when listed");
@@ -341,6 +343,7 @@ impl Store {
     ) -> Result<(), EngineError> {
         type Read = ((usize, usize), String, Result<Bytes, Option<ProviderError>>);
         let results: Vec<Read> = futures::stream::iter(chosen)
+            .take_while(|_| std::future::ready(!progress.stop_requested()))
             .map(|(provider, object)| async move {
                 let blob = names::manifest_blob(&self.keys, &objects[object].0.stamp.vid);
                 let p = &self.providers[provider];
