@@ -9,9 +9,10 @@ use std::time::Instant;
 use outlast_codec::{names, ManifestBody};
 use serde::Serialize;
 
+use super::kit::context::JobContext;
 use crate::error::EngineError;
 use crate::get::NullSink;
-use crate::jobs::status::{Phase, Tracked};
+use crate::jobs::status::Phase;
 use crate::progress::Progress;
 use crate::shards::ReadScope;
 use crate::store::Store;
@@ -68,13 +69,14 @@ impl Store {
                 return Err(EngineError::UnknownProvider(name.clone()));
             }
         }
-        let job = Tracked::start("drill", progress);
-        let report = self.drill_run(without, &job).await;
-        job.finish();
+        let cx = JobContext::start("drill", progress, None);
+        let report = self.drill_run(without, &cx).await;
+        cx.finish();
         report
     }
 
-    async fn drill_run(&self, without: &[String], progress: &Tracked<'_>) -> Result<DrillReport, EngineError> {
+    async fn drill_run(&self, without: &[String], cx: &JobContext<'_>) -> Result<DrillReport, EngineError> {
+        let progress = &cx.job;
         let started = Instant::now();
         let scope = ReadScope { left_out: without.iter().cloned().collect(), read_only: true };
         progress.set_total(self.index.total_size().await?);

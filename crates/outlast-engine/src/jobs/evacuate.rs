@@ -12,11 +12,11 @@ use outlast_codec::{names, Layout, Manifest, ManifestBody, ObjectManifest, Versi
 use serde::Serialize;
 
 use super::kit::breaker::Breaker;
-use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
+use super::kit::context::JobContext;
 use super::kit::copies::CopyVerdict;
 use crate::error::{EngineError, ProviderFailure};
 use crate::index::{BlobRef, IndexEntry, Placed, ShardMove};
-use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
+use crate::jobs::status::{JobError, JobErrorKind, Phase};
 use crate::progress::Progress;
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::store::Store;
@@ -107,13 +107,14 @@ impl Store {
         if from == to {
             return Err(EngineError::EvacuateOntoItself(from.to_string()));
         }
-        let job = Tracked::start("evacuate", progress);
-        let report = self.evacuate_run(from, to, &job).await;
-        job.finish();
+        let cx = JobContext::start("evacuate", progress, None);
+        let report = self.evacuate_run(from, to, &cx).await;
+        cx.finish();
         report
     }
 
-    async fn evacuate_run(&self, from: &str, to: &str, progress: &Tracked<'_>) -> Result<EvacuateReport, EngineError> {
+    async fn evacuate_run(&self, from: &str, to: &str, cx: &JobContext<'_>) -> Result<EvacuateReport, EngineError> {
+        let progress = &cx.job;
         self.index.set_draining(from, to).await?;
         let mut report = EvacuateReport { from: from.into(), to: to.into(), ..Default::default() };
         progress.phase(Phase::Counting);
@@ -123,8 +124,7 @@ impl Store {
         progress.phase(Phase::Working);
         // Objects move side by side: each is a few small, latency-bound steps (copy, fsync,
         // manifest rewrite, index switch), so one at a time would leave the links idle.
-        let breaker = &Breaker::default();
-        let buffers = &Buffers::new(JOB_BUFFER_BYTES);
+        let (breaker, buffers) = (&cx.breaker, &cx.buffers);
         // Each move owns its `Move`: a closure over borrowed items would make this future
         // impossible to spawn (the compiler cannot prove it `Send` for every lifetime).
         // The moves come as the index's pages do: what is held is a page, not the store.

@@ -21,10 +21,11 @@ use outlast_codec::{names, Manifest, ManifestBody};
 use outlast_provider::{staged_base, staged_target, BlobEntry, Provider};
 use serde::Serialize;
 
+use super::kit::context::JobContext;
 use super::kit::leases::UNKNOWN_MIN_AGE;
 use super::kit::nameset::NameSet;
 use crate::error::EngineError;
-use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
+use crate::jobs::status::{JobError, JobErrorKind, Phase};
 use crate::progress::{Progress, Unit};
 use crate::scratch::listed::{ListedStage, Shape};
 use crate::stamps::now_ns;
@@ -128,16 +129,17 @@ impl Store {
     /// Deletes blobs no version references: first those of writes whose process died, then
     /// unreferenced blobs old enough (see the module documentation for the rules).
     pub async fn gc(&self, opts: &GcOptions, progress: &dyn Progress) -> Result<GcReport, EngineError> {
-        let job = Tracked::start("gc", progress);
-        let report = self.gc_run(opts, &job).await;
+        let cx = JobContext::start("gc", progress, None);
+        let report = self.gc_run(opts, &cx).await;
         if let Ok(r) = &report {
-            job.errors(&r.errors);
+            cx.job.errors(&r.errors);
         }
-        job.finish();
+        cx.finish();
         report
     }
 
-    async fn gc_run(&self, opts: &GcOptions, progress: &Tracked<'_>) -> Result<GcReport, EngineError> {
+    async fn gc_run(&self, opts: &GcOptions, cx: &JobContext<'_>) -> Result<GcReport, EngineError> {
+        let progress = &cx.job;
         progress.phase(Phase::Listing);
         let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
         let live_pending = self.gc_crashed_writes(opts, &mut report).await?;

@@ -20,9 +20,10 @@ use futures::StreamExt;
 use outlast_codec::{names, Manifest, ManifestBody};
 use serde::Serialize;
 
+use super::kit::context::JobContext;
 use crate::error::EngineError;
 use crate::index::{Adopted, BlobRef, IndexEntry, Placed, Recovered};
-use crate::jobs::status::{Phase, Tracked};
+use crate::jobs::status::Phase;
 use crate::progress::{Progress, Unit};
 use crate::scratch::listed::{ListedStage, Shape};
 use crate::scratch::recovery::{RecoveryStage, Staged, StagedCopy};
@@ -62,13 +63,14 @@ pub struct RecoverReport {
 impl Store {
     /// Rebuilds the index from the providers' manifests (see the module documentation).
     pub async fn recover(&self, progress: &dyn Progress) -> Result<RecoverReport, EngineError> {
-        let job = Tracked::start("recover", progress);
-        let report = self.recover_run(&job).await;
-        job.finish();
+        let cx = JobContext::start("recover", progress, None);
+        let report = self.recover_run(&cx).await;
+        cx.finish();
         report
     }
 
-    async fn recover_run(&self, progress: &Tracked<'_>) -> Result<RecoverReport, EngineError> {
+    async fn recover_run(&self, cx: &JobContext<'_>) -> Result<RecoverReport, EngineError> {
+        let progress = &cx.job;
         progress.phase(Phase::Listing);
         let mut report = RecoverReport::default();
         // What each provider holds, by listing, staged on disk (every blob of every provider).

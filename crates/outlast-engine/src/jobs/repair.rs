@@ -5,7 +5,6 @@
 //! where it stopped: the next run sees only what is still owed.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -14,10 +13,11 @@ use outlast_provider::{BlobWriter, Provider};
 use serde::Serialize;
 
 use super::kit::breaker::Breaker;
-use super::kit::buffers::{Buffers, JOB_BUFFER_BYTES};
+use super::kit::context::JobContext;
+use super::kit::pacer::Pacer;
 use crate::error::EngineError;
 use crate::index::{BlobRef, IndexEntry};
-use crate::jobs::status::{JobError, JobErrorKind, Phase, Tracked};
+use crate::jobs::status::{JobError, JobErrorKind, Phase};
 use crate::progress::Progress;
 use crate::shards::{runs, ReadScope, ShardReader};
 use crate::store::Store;
@@ -112,13 +112,14 @@ impl Store {
     /// Rebuilds every shard the index does not record as stored, and puts back manifest copies
     /// that shard holders lack. Safe to interrupt and run again.
     pub async fn repair(&self, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairReport, EngineError> {
-        let job = Tracked::start("repair", progress);
-        let report = self.repair_run(opts, &job).await;
-        job.finish();
+        let cx = JobContext::start("repair", progress, opts.limit_rate);
+        let report = self.repair_run(&cx).await;
+        cx.finish();
         report
     }
 
-    async fn repair_run(&self, opts: &RepairOptions, progress: &Tracked<'_>) -> Result<RepairReport, EngineError> {
+    async fn repair_run(&self, cx: &JobContext<'_>) -> Result<RepairReport, EngineError> {
+        let progress = &cx.job;
         let mut report = RepairReport::default();
         progress.phase(Phase::Listing);
         let lost = self.find_lost_blobs().await?;
@@ -149,8 +150,7 @@ impl Store {
         }
         progress.set_total(total);
         progress.phase(Phase::Working);
-        let (pacer, breaker) = (&Pacer::new(opts.limit_rate), &Breaker::default());
-        let buffers = &Buffers::new(JOB_BUFFER_BYTES);
+        let buffers = &cx.buffers;
         // Then the debts as the pages of the index come: what is held is a page of them and
         // the objects in flight, whatever the store. Objects side by side: paying one
         // object's debt is a few round trips (open, write, close, record, manifest copies), so
@@ -162,7 +162,7 @@ impl Store {
             .map_ok(|debt| async move {
                 let _buffers = buffers.hold(debt.held_bytes()).await;
                 let mut mine = RepairReport::default();
-                let done = self.repair_object(&debt, &mut RepairRun::new(&mut mine, pacer, breaker), progress).await;
+                let done = self.repair_object(&debt, &mut RepairRun::new(&mut mine, cx), progress).await;
                 done.map(|()| mine)
             })
             .try_buffer_unordered(REPAIR_CONCURRENCY);
@@ -176,7 +176,7 @@ impl Store {
             return Ok(report);
         }
         progress.phase(Phase::Tombstones);
-        let tombstones = self.repair_tombstones(breaker).await?;
+        let tombstones = self.repair_tombstones(&cx.breaker).await?;
         progress.errors(&tombstones.errors);
         report.tombstones_written += tombstones.written;
         report.bytes_written += tombstones.bytes;
@@ -445,8 +445,8 @@ pub(crate) struct RepairRun<'a> {
 }
 
 impl<'a> RepairRun<'a> {
-    pub(crate) fn new(report: &'a mut RepairReport, pacer: &'a Pacer, breaker: &'a Breaker) -> Self {
-        RepairRun { report, pacer, breaker }
+    pub(crate) fn new(report: &'a mut RepairReport, cx: &'a JobContext<'_>) -> Self {
+        RepairRun { report, pacer: &cx.pacer, breaker: &cx.breaker }
     }
 
     /// Notes a failure on `provider` while repairing `object`, saying once when the run gives
@@ -455,29 +455,6 @@ impl<'a> RepairRun<'a> {
         self.report.errors.push(JobError::object(object, Some(provider), JobErrorKind::Provider, error));
         if self.breaker.record(provider, false) {
             self.report.errors.push(Breaker::skipped(provider));
-        }
-    }
-}
-
-/// Keeps a run's write rate, over all its tasks, under a limit by sleeping when ahead of it.
-pub(crate) struct Pacer {
-    limit: Option<u64>,
-    start: Instant,
-    bytes: std::sync::atomic::AtomicU64,
-}
-
-impl Pacer {
-    pub(crate) fn new(limit: Option<u64>) -> Self {
-        Pacer { limit: limit.filter(|l| *l > 0), start: Instant::now(), bytes: Default::default() }
-    }
-
-    async fn wrote(&self, bytes: u64) {
-        let total = self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
-        if let Some(limit) = self.limit {
-            let due = Duration::from_secs_f64(total as f64 / limit as f64);
-            if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
-                tokio::time::sleep(ahead).await;
-            }
         }
     }
 }

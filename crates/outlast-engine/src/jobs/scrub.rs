@@ -13,10 +13,11 @@ use outlast_provider::{Provider, ProviderError};
 use serde::Serialize;
 
 use super::kit::breaker::Breaker;
+use super::kit::context::JobContext;
 use super::kit::copies::CopyVerdict;
 use crate::error::EngineError;
 use crate::index::IndexEntry;
-use crate::jobs::status::{Phase, Tracked};
+use crate::jobs::status::Phase;
 use crate::progress::Progress;
 use crate::store::Store;
 use crate::unopened::Unopened;
@@ -127,13 +128,14 @@ struct Unit {
 impl Store {
     /// Checks the providers against the index; what is damaged becomes repair debt.
     pub async fn scrub(&self, opts: &ScrubOptions, progress: &dyn Progress) -> Result<ScrubReport, EngineError> {
-        let job = Tracked::start("scrub", progress);
-        let report = self.scrub_run(opts, &job).await;
-        job.finish();
+        let cx = JobContext::start("scrub", progress, None);
+        let report = self.scrub_run(opts, &cx).await;
+        cx.finish();
         report
     }
 
-    async fn scrub_run(&self, opts: &ScrubOptions, progress: &Tracked<'_>) -> Result<ScrubReport, EngineError> {
+    async fn scrub_run(&self, opts: &ScrubOptions, cx: &JobContext<'_>) -> Result<ScrubReport, EngineError> {
+        let progress = &cx.job;
         progress.phase(Phase::Listing);
         let mut report = ScrubReport {
             providers: self.providers.iter().map(|p| ProviderScrub { name: p.name().into(), ..Default::default() }).collect(),
