@@ -82,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::init::init(cfg, local.as_deref(), providers, k, passphrase, cli.json).await?
         }
         Command::Put { src, name, content_type, meta } => {
+            outlast_engine::check_user_name(&name)?;
             let store = open_to_write(cfg).await?;
             let metadata = meta
                 .iter()
@@ -143,7 +144,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ls { prefix } => {
             let store = open(cfg).await?;
-            let list = store.list(prefix.as_deref().unwrap_or("")).await?;
+            let mut list = store.list(prefix.as_deref().unwrap_or("")).await?;
+            // The gateway's records are not the user's objects (decision 0007).
+            list.retain(|o| !o.name.starts_with(outlast_engine::RESERVED_PREFIX));
             if list.is_empty() {
                 warn_if_index_lost(&store).await;
             }
@@ -178,6 +181,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rm { name } => {
+            outlast_engine::check_user_name(&name)?;
             let store = open_to_write(cfg).await?;
             warn_if_index_lost(&store).await;
             store.remove(&name).await?;

@@ -256,9 +256,13 @@ fn bad_requests_are_refused_without_changes() {
     assert!(run_err(d, &["put", "no-such-file", "x"]).contains("cannot open no-such-file"));
     std::fs::write(d.join("f"), b"x").unwrap();
     assert!(run_err(d, &["put", "f", "x", "--meta", "novalue"]).contains("KEY=VALUE"));
-    assert!(run_err(d, &["put", "f", ""]).contains("invalid object name: object names are 1 to 1024 bytes"));
+    assert!(run_err(d, &["put", "f", ""]).contains("invalid object name: object names are 1 to 1088 bytes"));
     assert!(run_err(d, &["get", "x", "--range", "9-1"]).contains("--range"));
     assert!(run_err(d, &["rm", "x"]).contains("no object named"));
+    // The gateway's records are not the user's to write or remove.
+    for cmd in [&["put", "f", ".outlast/key/AKIA"][..], &["rm", ".outlast/bucket/b"]] {
+        assert!(run_err(d, cmd).contains("names under `.outlast/` are kept for the gateway's records"), "{cmd:?}");
+    }
     // Metadata the S3 gateway could not serve back.
     for (flag, value, says) in [
         ("--meta", "a b=1", "not an HTTP header token"),
@@ -280,6 +284,10 @@ fn bad_requests_are_refused_without_changes() {
     // Nothing but the identity markers `init` wrote.
     let files = files_under(&d.join("stores"));
     assert!(files.len() == 3 && files.iter().all(|f| f.parent().unwrap().ends_with("i")), "{files:?}");
+    // A bucket-sized prefix plus the longest S3 key fits.
+    let longest = format!("{}/{}", "b".repeat(63), "k".repeat(1024));
+    run_ok(d, &["put", "f", &longest]);
+    assert_eq!(run_ok(d, &["get", &longest]).stdout, b"x");
 }
 
 #[test]

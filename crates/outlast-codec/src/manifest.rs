@@ -92,6 +92,16 @@ impl ObjectManifest {
         Ok(Layout::new(self.size, self.segment_size, self.k, self.n)?.with_segments_per_part(self.segments_per_part))
     }
 
+    /// The entity tag clients are shown: the MD5 of the plaintext where a face computed it
+    /// (S3 clients compare a single-part object's ETag with the MD5 of what they sent or
+    /// received), the BLAKE3 otherwise; lowercase hex either way.
+    pub fn etag(&self) -> String {
+        match &self.md5 {
+            Some(md5) => hex::encode(md5),
+            None => hex::encode(self.blake3),
+        }
+    }
+
     /// The `n` checks of segment `s`.
     pub fn segment_checks(&self, s: u64) -> &[ShardCheck] {
         let n = self.n as usize;

@@ -58,6 +58,6 @@ pub use probe::ProviderReport;
 pub use progress::Progress;
 pub use put::{PutOptions, PutReport};
 pub use shards::ShardFault;
-pub use stamps::MAX_NAME_LEN;
+pub use stamps::{check_user_name, MAX_NAME_LEN, RESERVED_PREFIX};
 pub use store::Store;
 pub use unopened::Unopened;

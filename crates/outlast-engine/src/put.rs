@@ -299,12 +299,14 @@ impl VersionWriter<'_> {
         let stream_layout = coding.layout()?;
         let spp = stream_layout.segments_per_part as u64;
         let data_key = DataKey::generate();
+        let want_md5 = opts.md5;
         let codec = SegmentCodec::new(stream_layout, data_key.clone(), self.vid(), self.store.keys.check_seed);
 
         // Reader: one segment of lookahead tells whether the current one is the last.
         let (tx, mut rx) = mpsc::channel(PIPELINE_DEPTH);
         let reader = async {
             let mut hasher = blake3::Hasher::new();
+            let mut md5 = want_md5.then(<md5::Md5 as md5::Digest>::new);
             let mut size = 0u64;
             let (seg, cap) = (segment_size as usize, codec.buffer_capacity());
             let mut cur = read_full(&mut src, seg, cap).await?;
@@ -312,6 +314,9 @@ impl VersionWriter<'_> {
                 let next = if cur.len() == seg { read_full(&mut src, seg, cap).await? } else { Vec::new() };
                 let is_last = next.is_empty();
                 hasher.update(&cur);
+                if let Some(m) = &mut md5 {
+                    md5::Digest::update(m, &cur);
+                }
                 size += cur.len() as u64;
                 let codec = codec.clone();
                 let plain_len = cur.len();
@@ -322,7 +327,8 @@ impl VersionWriter<'_> {
                 cur = next;
             }
             drop(tx);
-            Ok::<_, EngineError>((size, hasher.finalize()))
+            let md5 = md5.map(|m| <[u8; 16]>::from(md5::Digest::finalize(m)));
+            Ok::<_, EngineError>((size, Hashes { blake3: hasher.finalize(), md5 }))
         };
         let mut alive = vec![true; n as usize];
         let writer = async {
@@ -405,7 +411,7 @@ impl VersionWriter<'_> {
     async fn commit(
         &mut self,
         size: u64,
-        hash: blake3::Hash,
+        hash: Hashes,
         checks: Vec<ShardCheck>,
         data_key: DataKey,
         alive: &[bool],
@@ -422,8 +428,8 @@ impl VersionWriter<'_> {
                 size,
                 content_type: opts.content_type.clone(),
                 user_metadata: opts.metadata,
-                blake3: *hash.as_bytes(),
-                md5: None,
+                blake3: *hash.blake3.as_bytes(),
+                md5: hash.md5,
                 data_key: *data_key.as_bytes(),
                 segment_size,
                 k: coding.k,
@@ -471,7 +477,8 @@ impl VersionWriter<'_> {
         if manifests < self.quorum() {
             return Err(self.quorum_err(manifests));
         }
-        let etag = hash.to_hex().to_string();
+        let ManifestBody::Object(om) = &manifest.body else { unreachable!("a put writes an object") };
+        let etag = om.etag();
         let entry = IndexEntry {
             name: self.name.to_string(),
             stamp: self.stamp,
@@ -531,6 +538,16 @@ pub struct PutOptions {
     /// What must be current for the put to take effect (decided at its commit; if it does
     /// not hold, the put fails with [`EngineError::Conflict`] and leaves nothing behind).
     pub precondition: Precondition,
+    /// Also hash the body with MD5, kept in the manifest and shown as the ETag: S3 clients
+    /// check a single-part object's ETag against the MD5 of what they sent. Off for the CLI,
+    /// whose ETag is the BLAKE3 already computed (MD5 costs a pass over every byte).
+    pub md5: bool,
+}
+
+/// The hashes of a version's plaintext, taken as it streams in.
+struct Hashes {
+    blake3: blake3::Hash,
+    md5: Option<[u8; 16]>,
 }
 
 /// What a put did.

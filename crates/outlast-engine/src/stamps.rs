@@ -8,8 +8,23 @@ use outlast_codec::{VersionId, VersionStamp};
 use crate::error::EngineError;
 use crate::store::Store;
 
-/// Longest object name accepted (the S3 limit).
-pub const MAX_NAME_LEN: usize = 1024;
+/// Longest object name accepted: a bucket name (at most 63 bytes), a slash and an S3 key (at
+/// most 1,024), so that any legal key fits under any bucket (decision 0007).
+pub const MAX_NAME_LEN: usize = 63 + 1 + 1024;
+
+/// Prefix of the names the gateway keeps its records under (decision 0007). No bucket's object
+/// can have it: a bucket name never starts with a dot.
+pub const RESERVED_PREFIX: &str = ".outlast/";
+
+/// Refuses a name that a person or an application may not write: outside the limits, or one
+/// of the gateway's records (under [`RESERVED_PREFIX`]).
+pub fn check_user_name(name: &str) -> Result<(), EngineError> {
+    Store::check_name(name)?;
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(EngineError::InvalidName(format!("names under `{RESERVED_PREFIX}` are kept for the gateway's records")));
+    }
+    Ok(())
+}
 
 /// Nanoseconds since the Unix epoch, by this machine's clock.
 pub(crate) fn now_ns() -> u64 {

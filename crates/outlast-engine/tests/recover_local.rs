@@ -153,3 +153,25 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// A face that asks for it (the S3 gateway) gets the MD5 of the body as the ETag, kept in the
+/// manifest, so a recovered index shows the same ETag; other puts keep the BLAKE3.
+#[tokio::test]
+async fn an_md5_etag_is_kept_in_the_manifest_and_survives_recovery() {
+    use md5::Digest;
+    let f = Fixture::new(2, 3);
+    let store = f.store().await;
+    let body = data(5_000_000, 7);
+    let opts = outlast_engine::PutOptions { md5: true, ..Default::default() };
+    let put = store.put("with-md5", &body[..], opts, &NoProgress).await.unwrap();
+    assert_eq!(put.etag, hex::encode(md5::Md5::digest(&body)));
+    let plain = store.put("plain", &body[..], Default::default(), &NoProgress).await.unwrap();
+    assert_eq!(plain.etag, blake3::hash(&body).to_hex().to_string());
+    drop(store);
+    std::fs::remove_dir_all(state(&f)).unwrap();
+    let store = f.store().await;
+    store.recover(&NoProgress).await.unwrap();
+    assert_eq!(store.stat("with-md5").await.unwrap().etag, put.etag);
+    assert_eq!(store.stat("plain").await.unwrap().etag, plain.etag);
+    assert_eq!(get(&store, "with-md5").await.unwrap(), body);
+}

@@ -226,7 +226,7 @@ impl Store {
                 // A holder of the manifest that the placement does not name (a move's source
                 // that missed the rewrite) keeps no row: its copy is garbage.
                 blobs.retain(|r| r.blob != manifest_blob || om.placement.iter().any(|p| p.provider == r.provider));
-                (om.size, om.content_type.clone(), hex::encode(om.blake3), false)
+                (om.size, om.content_type.clone(), om.etag(), false)
             }
         };
         let entry =
