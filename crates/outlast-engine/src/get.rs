@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::EngineError;
+use crate::index::IndexEntry;
 use crate::progress::Progress;
 use crate::shards::{runs, ReadScope, ShardFault, ShardReader};
 use crate::store::Store;
@@ -102,7 +103,21 @@ pub(crate) async fn get(
     scope: &ReadScope,
 ) -> Result<GetReport, EngineError> {
     let entry = store.index.get(name).await?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-    let manifest = store.open_manifest(&entry)?;
+    get_version(store, &entry, range, dst, progress, scope).await
+}
+
+/// Reads the version `entry` (whatever is current now): a face that has sent its headers for
+/// one version must send that version's bytes.
+pub(crate) async fn get_version(
+    store: &Store,
+    entry: &IndexEntry,
+    range: Option<ByteRange>,
+    dst: &mut impl GetSink,
+    progress: &dyn Progress,
+    scope: &ReadScope,
+) -> Result<GetReport, EngineError> {
+    let name = entry.name.as_str();
+    let manifest = store.open_manifest(entry)?;
     let ManifestBody::Object(om) = manifest.body else {
         return Err(EngineError::NotFound(name.to_string()));
     };
@@ -220,6 +235,19 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {
         crate::get::get(self, name, range, &mut WriteSink(dst), progress, &Default::default()).await
+    }
+
+    /// Reads version `entry` (from [`Store::current`]) as [`Self::get_into`] reads the current
+    /// one. If that version was replaced meanwhile and its blobs are gone, this fails rather
+    /// than read another version.
+    pub async fn get_version_into(
+        &self,
+        entry: &IndexEntry,
+        range: Option<ByteRange>,
+        sink: &mut impl GetSink,
+        progress: &dyn Progress,
+    ) -> Result<GetReport, EngineError> {
+        crate::get::get_version(self, entry, range, sink, progress, &Default::default()).await
     }
 
     /// Like [`Self::get`], but hands the plaintext over in whole pieces: a sink that writes on

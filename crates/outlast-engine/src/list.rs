@@ -16,7 +16,7 @@ pub struct ObjectInfo {
     pub size: u64,
     /// MIME type.
     pub content_type: Option<String>,
-    /// Hex BLAKE3 of the plaintext.
+    /// Entity tag: hex MD5 of the plaintext where the put took it (S3), else hex BLAKE3.
     pub etag: String,
     /// Version id (hex).
     pub version: String,
@@ -56,8 +56,19 @@ impl Store {
     /// Everything known about `name`, from the index and its sealed manifest.
     pub async fn stat(&self, name: &str) -> Result<ObjectInfo, EngineError> {
         let e = self.index.get(name).await?.ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-        let mut info = Self::info(&e);
-        if let ManifestBody::Object(o) = self.open_manifest(&e)?.body {
+        self.describe(&e)
+    }
+
+    /// The current version of `name`, if any, from the index alone: a face that answers a
+    /// request about it reads this version ([`Store::get_version_into`]) and describes it.
+    pub async fn current(&self, name: &str) -> Result<Option<IndexEntry>, EngineError> {
+        self.index.get(name).await
+    }
+
+    /// Everything known about the version `e`, from its sealed manifest.
+    pub fn describe(&self, e: &IndexEntry) -> Result<ObjectInfo, EngineError> {
+        let mut info = Self::info(e);
+        if let ManifestBody::Object(o) = self.open_manifest(e)?.body {
             info.metadata = o.user_metadata;
             info.placement = o.placement.into_iter().map(|p| p.provider).collect();
             info.coding = Some((o.k, o.n));

@@ -557,7 +557,7 @@ pub struct PutReport {
     pub name: String,
     /// Plaintext bytes stored.
     pub size: u64,
-    /// Hex BLAKE3 of the plaintext.
+    /// Entity tag: hex MD5 of the plaintext where the put took it (S3), else hex BLAKE3.
     pub etag: String,
     /// Version id (hex).
     pub version: String,

@@ -42,7 +42,7 @@ pub struct IndexEntry {
     pub size: u64,
     /// Content type.
     pub content_type: Option<String>,
-    /// Hex BLAKE3 of the plaintext.
+    /// Entity tag: hex MD5 of the plaintext where the put took it (S3), else hex BLAKE3.
     pub etag: String,
     /// The sealed manifest, as stored on the providers.
     pub sealed_manifest: Vec<u8>,
