@@ -430,6 +430,58 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        Command::Serve { listen } => {
+            let store = std::sync::Arc::new(open_to_write(cfg).await?);
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let bound = listener.local_addr()?;
+            // The first line says where, for people and for scripts that asked for port 0.
+            println!("S3 API on http://{bound}");
+            eprintln!("outlast: serving the S3 API on http://{bound}; Ctrl-C or SIGTERM stops it");
+            outlast_s3::serve(store.clone(), listener, stop_signal()).await?;
+            eprintln!("outlast: stopped");
+            return Ok(after(&store));
+        }
+        Command::Key(crate::KeyCommand::Create { allow }) => {
+            let store = std::sync::Arc::new(open_to_write(cfg).await?);
+            let grants = if allow.is_empty() {
+                vec![outlast_s3::Grant { bucket: "*".into(), access: outlast_s3::Access::Admin }]
+            } else {
+                allow
+            };
+            let key = outlast_s3::create_key(&store, grants).await?;
+            if cli.json {
+                print_json(&key);
+            } else {
+                println!("access key id:     {}", key.access_key_id);
+                println!("secret access key: {}", key.secret_access_key);
+                println!("may: {}", grants_text(&key.grants));
+            }
+        }
+        Command::Key(crate::KeyCommand::List) => {
+            let store = std::sync::Arc::new(open(cfg).await?);
+            let keys = outlast_s3::list_keys(&store).await?;
+            if cli.json {
+                let shown: Vec<_> = keys
+                    .iter()
+                    .map(|k| serde_json::json!({ "access_key_id": k.access_key_id, "grants": k.grants, "created_ns": k.created_ns }))
+                    .collect();
+                print_json(&shown);
+            } else {
+                for k in &keys {
+                    println!("{}  {}", k.access_key_id, grants_text(&k.grants));
+                }
+            }
+        }
+        Command::Key(crate::KeyCommand::Delete { id }) => {
+            let store = std::sync::Arc::new(open_to_write(cfg).await?);
+            outlast_s3::delete_key(&store, &id).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "deleted": id }));
+            } else {
+                println!("deleted access key {id}");
+            }
+        }
         Command::Recover => {
             let store = open(cfg).await?;
             let r = with_stoppable_bar("recover", async |bar| store.recover(bar).await).await?;
@@ -651,6 +703,30 @@ async fn with_stoppable_bar<T>(
     watcher.abort();
     bar.finish();
     r
+}
+
+/// Completes on the first Ctrl-C or SIGTERM: how a server is asked to stop.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A key's grants as `bucket:level` words.
+fn grants_text(grants: &[outlast_s3::Grant]) -> String {
+    let words: Vec<String> =
+        grants.iter().map(|g| format!("{}:{}", g.bucket, format!("{:?}", g.access).to_lowercase())).collect();
+    words.join(" ")
 }
 
 /// The exit status of a job stopped by Ctrl-C (128 + SIGINT, as shells report it).

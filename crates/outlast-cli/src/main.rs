@@ -139,6 +139,16 @@ enum Command {
     /// new machine with only the config and key, or over an old index restored from a backup.
     /// Safe to interrupt and to run again.
     Recover,
+    /// Serve the S3 API over this store until Ctrl-C or SIGTERM (requests in flight finish).
+    /// Requests are signed with keys from `outlast key create`; buckets are name prefixes.
+    Serve {
+        /// Address to listen on for the S3 API (port 0: any free port; the address is printed).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+    },
+    /// Access keys for the S3 API, kept sealed in the store itself.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
     Demo {
         /// Where to build it (default: a fresh temporary folder, removed afterwards).
@@ -165,6 +175,32 @@ fn parse_rate(s: &str) -> Result<u64, String> {
         Some(r) => Ok(r),
         None => Err(format!("`{s}` is too large")),
     }
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make an access key and print its id and secret.
+    Create {
+        /// What it may do, BUCKET:LEVEL with LEVEL read, write or admin and BUCKET a name or
+        /// `*` for every bucket (repeat; default `*:admin`).
+        #[arg(long = "allow", value_name = "BUCKET:LEVEL", value_parser = parse_grant)]
+        allow: Vec<outlast_s3::Grant>,
+    },
+    /// List access keys and what each may do (not their secrets).
+    List,
+    /// Delete an access key: requests signed with it are refused from then on.
+    Delete {
+        /// Its id.
+        id: String,
+    },
+}
+
+fn parse_grant(s: &str) -> Result<outlast_s3::Grant, String> {
+    let (bucket, level) = s.rsplit_once(':').ok_or_else(|| format!("`{s}` is not BUCKET:LEVEL, e.g. photos:read"))?;
+    if bucket.is_empty() {
+        return Err(format!("`{s}` names no bucket (use `*` for all of them)"));
+    }
+    Ok(outlast_s3::Grant { bucket: bucket.to_string(), access: level.parse()? })
 }
 
 #[derive(Subcommand)]
@@ -244,6 +280,9 @@ fn main() -> ExitCode {
         Command::Providers if !cli.json => {
             "warn,opendal=off,outlast_provider=off,outlast_engine::identity=off,outlast_engine::store=off"
         }
+        // s3s logs every refused request (a wrong signature, a missing key) as an error: the
+        // client got its answer, so it is no error of the server's.
+        Command::Serve { .. } => "warn,opendal=error,s3s::ops=off",
         _ => "warn,opendal=error",
     };
     tracing_subscriber::fmt()

@@ -1,0 +1,216 @@
+//! Request and response bodies, streamed: a PUT's body goes into the engine as it arrives and
+//! is checked against the digests the client declared before the engine may commit; a GET's
+//! body is the engine's plaintext as it is decoded. Neither holds an object whole.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::Digest;
+use outlast_engine::index::IndexEntry;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::{ByteRange, EngineError, GetSink, Store};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::{Checksum, StreamingBlob};
+use s3s::{s3_error, S3Error};
+
+use crate::error::s3_error;
+
+/// The largest object one PUT may carry (S3's limit; larger ones go by multipart upload).
+pub(crate) const MAX_PUT_BYTES: u64 = 5 << 30;
+
+/// What went wrong with a request's body, kept for the answer: the engine sees only that its
+/// source failed.
+#[derive(Clone, Default)]
+pub(crate) struct BodyFault(Arc<Mutex<Option<S3Error>>>);
+
+impl BodyFault {
+    fn set(&self, e: S3Error) {
+        self.0.lock().expect("fault lock").get_or_insert(e);
+    }
+
+    /// The body's own fault, if it had one.
+    pub(crate) fn take(&self) -> Option<S3Error> {
+        self.0.lock().expect("fault lock").take()
+    }
+}
+
+/// The digests a request declared for its body (in headers, or in trailers after it).
+pub(crate) struct Declared {
+    /// `Content-MD5`, base64.
+    pub(crate) md5: Option<String>,
+    /// `x-amz-checksum-*` headers.
+    pub(crate) sums: Checksum,
+    /// Names of the checksums the client sends after the body (`x-amz-trailer`).
+    pub(crate) trailer_names: Vec<String>,
+    /// Where s3s leaves the trailers once the body has been read.
+    pub(crate) trailers: Option<s3s::TrailingHeaders>,
+    /// `Content-Length` (decoded length for aws-chunked bodies), if sent.
+    pub(crate) length: Option<u64>,
+}
+
+/// A body that fails instead of ending when it does not match what was declared, so that the
+/// engine, which reads to the end before it commits, commits nothing.
+pub(crate) struct CheckedBody {
+    inner: StreamingBlob,
+    declared: Declared,
+    md5: Option<md5::Md5>,
+    hasher: ChecksumHasher,
+    seen: u64,
+    ended: bool,
+    fault: BodyFault,
+}
+
+impl CheckedBody {
+    pub(crate) fn new(inner: StreamingBlob, declared: Declared, fault: BodyFault) -> Self {
+        let wants = |header: &str, given: &Option<String>| {
+            given.is_some() || declared.trailer_names.iter().any(|t| t.eq_ignore_ascii_case(header))
+        };
+        let hasher = ChecksumHasher {
+            crc32: wants("x-amz-checksum-crc32", &declared.sums.checksum_crc32).then(s3s::crypto::Checksum::new),
+            crc32c: wants("x-amz-checksum-crc32c", &declared.sums.checksum_crc32c).then(s3s::crypto::Checksum::new),
+            sha1: wants("x-amz-checksum-sha1", &declared.sums.checksum_sha1).then(s3s::crypto::Checksum::new),
+            sha256: wants("x-amz-checksum-sha256", &declared.sums.checksum_sha256).then(s3s::crypto::Checksum::new),
+            crc64nvme: wants("x-amz-checksum-crc64nvme", &declared.sums.checksum_crc64nvme).then(s3s::crypto::Checksum::new),
+        };
+        let md5 = declared.md5.is_some().then(md5::Md5::new);
+        CheckedBody { inner, declared, md5, hasher, seen: 0, ended: false, fault }
+    }
+
+    fn fail(&mut self, e: S3Error) -> Poll<Option<io::Result<Bytes>>> {
+        let message = e.message().unwrap_or("bad request body").to_string();
+        self.fault.set(e);
+        self.ended = true;
+        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, message))))
+    }
+
+    /// At the body's end: the digests declared against those computed.
+    fn verify(&mut self) -> Result<(), S3Error> {
+        if let Some(want) = self.declared.length.filter(|l| *l != self.seen) {
+            return Err(s3_error!(IncompleteBody, "the body has {} bytes, {want} were declared", self.seen));
+        }
+        if let (Some(m), Some(want)) = (self.md5.take(), &self.declared.md5) {
+            let got = base64::engine::general_purpose::STANDARD.encode(m.finalize());
+            if got != *want {
+                return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what was received"));
+            }
+        }
+        let got = std::mem::take(&mut self.hasher).finalize();
+        let trailers = self.declared.trailers.as_ref().and_then(|t| t.take());
+        let from_trailer = |name: &str| -> Option<String> {
+            trailers.as_ref().and_then(|h| h.get(name)).and_then(|v| v.to_str().ok()).map(str::to_string)
+        };
+        let sums = &self.declared.sums;
+        for (name, declared, computed) in [
+            ("x-amz-checksum-crc32", &sums.checksum_crc32, &got.checksum_crc32),
+            ("x-amz-checksum-crc32c", &sums.checksum_crc32c, &got.checksum_crc32c),
+            ("x-amz-checksum-sha1", &sums.checksum_sha1, &got.checksum_sha1),
+            ("x-amz-checksum-sha256", &sums.checksum_sha256, &got.checksum_sha256),
+            ("x-amz-checksum-crc64nvme", &sums.checksum_crc64nvme, &got.checksum_crc64nvme),
+        ] {
+            let Some(computed) = computed else { continue };
+            let Some(want) = declared.clone().or_else(|| from_trailer(name)) else {
+                return Err(s3_error!(InvalidRequest, "the trailer {name} was announced but not sent"));
+            };
+            if *computed != want {
+                return Err(s3_error!(BadDigest, "the {name} you specified did not match what was received"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Stream for CheckedBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match futures::ready!(self.inner.poll_next_unpin(cx)) {
+            Some(Ok(chunk)) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > MAX_PUT_BYTES {
+                    return self.fail(s3_error!(EntityTooLarge, "a single PUT carries at most 5 GiB; use a multipart upload"));
+                }
+                if let Some(m) = &mut self.md5 {
+                    m.update(&chunk);
+                }
+                self.hasher.update(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Some(Err(e)) => {
+                // s3s checks the payload's SHA-256 and each aws-chunked signature as the body
+                // streams; its error type is private, so its words say which it was.
+                let text = e.to_string();
+                let lower = text.to_ascii_lowercase();
+                let err = if lower.contains("sha256") {
+                    s3_error!(BadDigest, "the body does not match x-amz-content-sha256")
+                } else if lower.contains("signature") {
+                    s3_error!(SignatureDoesNotMatch, "a chunk signature of the body does not match")
+                } else {
+                    s3_error!(IncompleteBody, "the body ended early: {text}")
+                };
+                self.fail(err)
+            }
+            None => {
+                self.ended = true;
+                match self.verify() {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => {
+                        self.ended = false;
+                        self.fail(e)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hands the engine's plaintext to a response body; the error of a read that fails part-way
+/// goes in too, so the body is cut rather than ended as if whole.
+struct BodySink(tokio::sync::mpsc::Sender<Result<Bytes, EngineError>>);
+
+impl GetSink for BodySink {
+    async fn accept(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.0.send(Ok(chunk)).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+    async fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts reading version `entry` (the bytes `range` of it) and waits for its first piece:
+/// a version that cannot be read at all is an S3 error before any header is sent, and one
+/// that fails later cuts the body short (its length was promised, so the client notices).
+pub(crate) async fn read_version(
+    store: Arc<Store>,
+    entry: IndexEntry,
+    range: Option<ByteRange>,
+) -> Result<StreamingBlob, S3Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let key = entry.name.clone();
+    tokio::spawn(async move {
+        let mut sink = BodySink(tx.clone());
+        if let Err(e) = store.get_version_into(&entry, range, &mut sink, &NoProgress).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Ok(first)) => Some(first),
+        Some(Err(e)) => return Err(s3_error(e, &key)),
+        None => None,
+    };
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let body = futures::stream::iter(first.map(Ok)).chain(rest).map(move |r| {
+        r.map_err(|e| {
+            tracing::warn!(key, "a response body was cut: {e}");
+            io::Error::other(e.to_string())
+        })
+    });
+    Ok(StreamingBlob::wrap(sync_wrapper::SyncStream::new(body)))
+}

@@ -1,0 +1,526 @@
+//! The S3 operations over the store: buckets are names with a record (decision 0007), objects
+//! are the store's objects named `BUCKET/KEY`, read and written through the engine as bodies
+//! stream.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use outlast_engine::index::IndexEntry;
+use outlast_engine::{ByteRange, EngineError, ObjectInfo, Precondition, PutOptions, Store};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+
+use crate::body::{read_version, BodyFault, CheckedBody, Declared};
+use crate::error::s3_error;
+use crate::records::{now_ns, Access, BucketRecord, Records, BUCKETS};
+
+/// Longest S3 key (S3's limit).
+const MAX_KEY_BYTES: usize = 1024;
+/// Keys a listing returns at most per page.
+const MAX_KEYS: usize = 1000;
+
+/// The S3 face of one store.
+pub struct Gateway {
+    store: Arc<Store>,
+    records: Arc<Records>,
+}
+
+impl Gateway {
+    /// A gateway over `store`, reading its records through `records`.
+    pub fn new(store: Arc<Store>, records: Arc<Records>) -> Self {
+        Gateway { store, records }
+    }
+
+    async fn bucket(&self, bucket: &str) -> S3Result<BucketRecord> {
+        match self.records.bucket(bucket).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(s3_error!(NoSuchBucket, "The specified bucket does not exist: {bucket}")),
+            Err(e) => Err(s3_error(e, bucket)),
+        }
+    }
+
+    /// The store name of `key` in `bucket`, once both are known good.
+    async fn object_name(&self, bucket: &str, key: &str) -> S3Result<String> {
+        self.bucket(bucket).await?;
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(s3_error!(KeyTooLongError, "keys are 1 to {MAX_KEY_BYTES} bytes"));
+        }
+        if key.contains('\0') {
+            return Err(s3_error!(InvalidArgument, "a key may not contain NUL"));
+        }
+        Ok(format!("{bucket}/{key}"))
+    }
+
+    /// The version of `key` a read serves, once `conditions` (If-Match, If-Unmodified-Since,
+    /// If-None-Match, If-Modified-Since) allow it, and its description.
+    async fn to_read(&self, bucket: &str, key: &str, conditions: ReadConditions<'_>) -> S3Result<(IndexEntry, ObjectInfo)> {
+        let name = self.object_name(bucket, key).await?;
+        let Some(entry) = self.current(&name, key).await? else {
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist: {key}"));
+        };
+        check_read_conditions(&entry, conditions)?;
+        let info = self.store.describe(&entry).map_err(|e| s3_error(e, key))?;
+        Ok((entry, info))
+    }
+
+    async fn current(&self, name: &str, key: &str) -> S3Result<Option<IndexEntry>> {
+        self.store.current(name).await.map_err(|e| s3_error(e, key))
+    }
+
+    /// What a write expects of the current version: If-None-Match: * means none, If-Match an
+    /// ETag means that version; decided by the index at the commit.
+    async fn write_precondition(
+        &self,
+        name: &str,
+        key: &str,
+        if_match: Option<&IfMatch>,
+        if_none_match: Option<&IfNoneMatch>,
+    ) -> S3Result<Precondition> {
+        if let Some(cond) = if_none_match {
+            if !cond.is_any() {
+                return Err(s3_error!(NotImplemented, "If-None-Match on a write takes only *"));
+            }
+            return Ok(Precondition::Absent);
+        }
+        let Some(cond) = if_match else { return Ok(Precondition::Any) };
+        let current = self.current(name, key).await?;
+        match (current, cond.as_etag()) {
+            (Some(e), None) => Ok(Precondition::Current(e.stamp.vid)),
+            (Some(e), Some(want)) if want.value() == e.etag => Ok(Precondition::Current(e.stamp.vid)),
+            (None, _) => Err(s3_error!(NoSuchKey, "The specified key does not exist: {key}")),
+            _ => Err(s3_error!(PreconditionFailed, "At least one of the preconditions you specified did not hold")),
+        }
+    }
+
+    async fn put_body(
+        &self,
+        name: &str,
+        key: &str,
+        body: StreamingBlob,
+        declared: Declared,
+        opts: PutOptions,
+    ) -> S3Result<outlast_engine::PutReport> {
+        let fault = BodyFault::default();
+        let checked = CheckedBody::new(body, declared, fault.clone());
+        let reader = tokio_util::io::StreamReader::new(checked);
+        match self.store.put(name, reader, PutOptions { md5: true, ..opts }, &outlast_engine::progress::NoProgress).await {
+            Ok(r) => Ok(r),
+            // The body's own fault first: the engine only saw its source fail.
+            Err(e) => Err(fault.take().unwrap_or_else(|| s3_error(e, key))),
+        }
+    }
+}
+
+fn last_modified(ns: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
+fn seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// A read's If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since.
+type ReadConditions<'a> = (Option<&'a IfMatch>, Option<&'a Timestamp>, Option<&'a IfNoneMatch>, Option<&'a Timestamp>);
+
+/// RFC 7232's order for reads: If-Match, then If-Unmodified-Since, then If-None-Match, then
+/// If-Modified-Since (each later one only when the earlier is absent).
+fn check_read_conditions(e: &IndexEntry, conditions: ReadConditions<'_>) -> S3Result<()> {
+    let (if_match, if_unmodified_since, if_none_match, if_modified_since) = conditions;
+    let modified = (e.stamp.time_ns / 1_000_000_000) as i64;
+    let matches = |c: &ETagCondition| c.is_any() || c.as_etag().is_some_and(|t| t.value() == e.etag);
+    let failed = || s3_error!(PreconditionFailed, "At least one of the preconditions you specified did not hold");
+    match (if_match, if_unmodified_since) {
+        (Some(c), _) if !matches(c) => return Err(failed()),
+        (None, Some(t)) if modified > seconds(t) => return Err(failed()),
+        _ => {}
+    }
+    match (if_none_match, if_modified_since) {
+        (Some(c), _) if matches(c) => Err(S3Error::new(S3ErrorCode::NotModified)),
+        (None, Some(t)) if modified <= seconds(t) => Err(S3Error::new(S3ErrorCode::NotModified)),
+        _ => Ok(()),
+    }
+}
+
+fn metadata_of(info: &ObjectInfo) -> Option<Metadata> {
+    (!info.metadata.is_empty()).then(|| info.metadata.iter().cloned().collect())
+}
+
+fn sorted(m: Option<Metadata>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m.unwrap_or_default().into_iter().collect();
+    v.sort();
+    v
+}
+
+fn declared_of(
+    md5: Option<String>,
+    sums: Checksum,
+    headers: &http::HeaderMap,
+    trailers: Option<s3s::TrailingHeaders>,
+    length: Option<i64>,
+) -> Declared {
+    let trailer_names = headers
+        .get_all("x-amz-trailer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
+        .collect();
+    Declared { md5, sums, trailer_names, trailers, length: length.and_then(|l| u64::try_from(l).ok()) }
+}
+
+/// An opaque continuation token for the store name a listing stopped after.
+fn token_of(after: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after)
+}
+
+fn after_of_token(token: &str) -> S3Result<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+}
+
+/// One page of a listing: keys and common prefixes in name order.
+struct Listed {
+    objects: Vec<Object>,
+    prefixes: Vec<String>,
+    /// The store name to go on after, when there is more.
+    next: Option<String>,
+}
+
+impl Gateway {
+    /// Lists `bucket` from the index by pages, folding keys that share a prefix up to
+    /// `delimiter` into one common prefix and skipping past the rest of it at once.
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<String>,
+        max: usize,
+    ) -> S3Result<Listed> {
+        let base = format!("{bucket}/");
+        let full_prefix = format!("{base}{prefix}");
+        let mut out = Listed { objects: Vec::new(), prefixes: Vec::new(), next: None };
+        let mut after = after.filter(|a| a.as_str() >= full_prefix.as_str());
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        loop {
+            let page = self
+                .store
+                .index()
+                .objects_page(&full_prefix, after.as_deref(), MAX_KEYS)
+                .await
+                .map_err(|e| s3_error(e, bucket))?;
+            let last_page = page.len() < MAX_KEYS;
+            for e in page {
+                // Under a common prefix already returned (the rest of this page may be).
+                if after.as_deref().is_some_and(|a| e.name.as_str() <= a) {
+                    continue;
+                }
+                if out.objects.len() + out.prefixes.len() >= max {
+                    out.next = after;
+                    return Ok(out);
+                }
+                let key = &e.name[base.len()..];
+                if let Some(d) = delimiter {
+                    if let Some(i) = key[prefix.len()..].find(d) {
+                        let common = &key[..prefix.len() + i + d.len()];
+                        out.prefixes.push(common.to_string());
+                        // Past every name under it: the largest character after it.
+                        after = Some(format!("{base}{common}{}", char::MAX));
+                        continue;
+                    }
+                }
+                out.objects.push(Object {
+                    key: Some(key.to_string()),
+                    size: Some(e.size as i64),
+                    e_tag: Some(ETag::Strong(e.etag.clone())),
+                    last_modified: Some(last_modified(e.stamp.time_ns)),
+                    storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                    ..Default::default()
+                });
+                after = Some(e.name.clone());
+            }
+            if last_page {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let key = match &req.credentials {
+            Some(c) => self.records.key(&c.access_key).await.map_err(|e| s3_error(e, &c.access_key))?,
+            None => None,
+        };
+        let mut buckets = Vec::new();
+        for name in self.records.names(BUCKETS).await.map_err(|e| s3_error(e, ""))? {
+            if !key.as_ref().is_some_and(|k| k.sees(&name)) {
+                continue;
+            }
+            if let Ok(Some(r)) = self.records.bucket(&name).await {
+                buckets.push(Bucket { name: Some(name), creation_date: Some(last_modified(r.created_ns)), ..Default::default() });
+            }
+        }
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+    }
+
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let bucket = &req.input.bucket;
+        let record = BucketRecord { created_ns: now_ns(), public: false };
+        match self.records.put(&format!("{BUCKETS}{bucket}"), &record, Precondition::Absent).await {
+            Ok(()) => Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")) })),
+            Err(EngineError::Conflict(_)) => Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it"
+            )),
+            Err(e) => Err(s3_error(e, bucket)),
+        }
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let bucket = &req.input.bucket;
+        self.bucket(bucket).await?;
+        let any = self.store.index().objects_page(&format!("{bucket}/"), None, 1).await.map_err(|e| s3_error(e, bucket))?;
+        if !any.is_empty() {
+            return Err(s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"));
+        }
+        self.records.remove(&format!("{BUCKETS}{bucket}")).await.map_err(|e| s3_error(e, bucket))?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let headers = req.headers.clone();
+        let trailers = req.trailing_headers;
+        let input = req.input;
+        let name = self.object_name(&input.bucket, &input.key).await?;
+        let precondition =
+            self.write_precondition(&name, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
+        let sums = Checksum {
+            checksum_crc32: input.checksum_crc32,
+            checksum_crc32c: input.checksum_crc32c,
+            checksum_sha1: input.checksum_sha1,
+            checksum_sha256: input.checksum_sha256,
+            checksum_crc64nvme: input.checksum_crc64nvme,
+            ..Default::default()
+        };
+        let declared = declared_of(input.content_md5, sums, &headers, trailers, input.content_length);
+        let body =
+            input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+        let opts =
+            PutOptions { content_type: input.content_type, metadata: sorted(input.metadata), precondition, ..Default::default() };
+        let report = self.put_body(&name, &input.key, body, declared, opts).await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(report.etag)),
+            size: Some(report.size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = &req.input;
+        let conditions =
+            (i.if_match.as_ref(), i.if_unmodified_since.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref());
+        let (entry, info) = self.to_read(&i.bucket, &i.key, conditions).await?;
+        let (range, content_range, length) = match &i.range {
+            None => (None, None, entry.size),
+            Some(r) => {
+                let r = r.check(entry.size)?;
+                let shown = format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), entry.size);
+                let len = r.end - r.start;
+                (Some(ByteRange::Span(r)), Some(shown), len)
+            }
+        };
+        let body = read_version(self.store.clone(), entry.clone(), range).await?;
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            content_type: info.content_type.clone(),
+            e_tag: Some(ETag::Strong(entry.etag.clone())),
+            last_modified: Some(last_modified(entry.stamp.time_ns)),
+            metadata: metadata_of(&info),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = &req.input;
+        let conditions =
+            (i.if_match.as_ref(), i.if_unmodified_since.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref());
+        let (entry, info) = self.to_read(&i.bucket, &i.key, conditions).await?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(entry.size as i64),
+            accept_ranges: Some("bytes".into()),
+            content_type: info.content_type.clone(),
+            e_tag: Some(ETag::Strong(entry.etag.clone())),
+            last_modified: Some(last_modified(entry.stamp.time_ns)),
+            metadata: metadata_of(&info),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let name = self.object_name(&req.input.bucket, &req.input.key).await?;
+        match self.store.remove(&name).await {
+            // Deleting what is not there succeeds, as in S3.
+            Ok(()) | Err(EngineError::NotFound(_)) => Ok(S3Response::new(DeleteObjectOutput::default())),
+            Err(e) => Err(s3_error(e, &req.input.key)),
+        }
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let bucket = &req.input.bucket;
+        self.bucket(bucket).await?;
+        let quiet = req.input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for o in &req.input.delete.objects {
+            let key = &o.key;
+            let outcome = match self.object_name(bucket, key).await {
+                Ok(name) => match self.store.remove(&name).await {
+                    Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
+                    Err(e) => Err(s3_error(e, key)),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject { key: Some(key.clone()), ..Default::default() }),
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(key.clone()),
+                    message: e.message().map(str::to_string),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() }))
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &req.input.copy_source else {
+            return Err(s3_error!(NotImplemented, "copies take a bucket/key source"));
+        };
+        // The grant check saw the destination; the source must be readable by the same key.
+        let readable = match &req.credentials {
+            Some(c) => self
+                .records
+                .key(&c.access_key)
+                .await
+                .map_err(|e| s3_error(e, src_key))?
+                .is_some_and(|k| k.allows(src_bucket, Access::Read)),
+            None => false,
+        };
+        if !readable {
+            return Err(s3_error!(AccessDenied, "this access key may not read the copy's source"));
+        }
+        let src_name = self.object_name(src_bucket, src_key).await?;
+        let i = &req.input;
+        let name = self.object_name(&i.bucket, &i.key).await?;
+        let Some(src) = self.current(&src_name, src_key).await? else {
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist: {src_key}"));
+        };
+        let conditions = (
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+        );
+        check_read_conditions(&src, conditions).map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed, "the copy source was not modified")
+            } else {
+                e
+            }
+        })?;
+        let info = self.store.describe(&src).map_err(|e| s3_error(e, src_key))?;
+        let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let (content_type, metadata) = if replace {
+            (i.content_type.clone(), sorted(i.metadata.clone()))
+        } else {
+            (info.content_type.clone(), info.metadata.clone())
+        };
+        let body = read_version(self.store.clone(), src.clone(), None).await?;
+        let declared =
+            Declared { md5: None, sums: Checksum::default(), trailer_names: Vec::new(), trailers: None, length: Some(src.size) };
+        let opts = PutOptions { content_type, metadata, ..Default::default() };
+        let report = self.put_body(&name, &i.key, body, declared, opts).await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(report.etag)),
+                last_modified: Some(last_modified(now_ns())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let max = i.max_keys.map_or(MAX_KEYS, |m| m.clamp(0, MAX_KEYS as i32) as usize);
+        let after = match (&i.continuation_token, &i.start_after) {
+            (Some(t), _) => Some(after_of_token(t)?),
+            (None, Some(s)) => Some(format!("{}/{s}", i.bucket)),
+            (None, None) => None,
+        };
+        let listed = self.list(&i.bucket, &prefix, i.delimiter.as_deref(), after, max).await?;
+        let count = (listed.objects.len() + listed.prefixes.len()) as i32;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(prefix),
+            delimiter: i.delimiter,
+            max_keys: Some(max as i32),
+            key_count: Some(count),
+            continuation_token: i.continuation_token,
+            start_after: i.start_after,
+            is_truncated: Some(listed.next.is_some()),
+            next_continuation_token: listed.next.as_deref().map(token_of),
+            contents: Some(listed.objects),
+            common_prefixes: Some(listed.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let max = i.max_keys.map_or(MAX_KEYS, |m| m.clamp(0, MAX_KEYS as i32) as usize);
+        let after = i.marker.as_ref().map(|m| format!("{}/{m}", i.bucket));
+        let listed = self.list(&i.bucket, &prefix, i.delimiter.as_deref(), after, max).await?;
+        let base = i.bucket.len() + 1;
+        // Version 1 names the last key (or prefix) returned as the next marker.
+        let next_marker = listed.next.as_ref().map(|n| n[base..].trim_end_matches(char::MAX).to_string());
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(prefix),
+            delimiter: i.delimiter,
+            marker: i.marker,
+            max_keys: Some(max as i32),
+            is_truncated: Some(listed.next.is_some()),
+            next_marker,
+            contents: Some(listed.objects),
+            common_prefixes: Some(listed.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+}
