@@ -29,12 +29,17 @@ const SCHEMA_VERSION: i64 = 5;
 #[derive(Clone)]
 pub struct SqliteIndex {
     db: Arc<Db>,
+    /// Held (asynchronously) by the write on its way to the blocking pool. Writes take the
+    /// one writer connection in turn anyway; without this, each write waiting for it would
+    /// hold a blocking thread and its stack (a scrub forgetting thousands of lost blobs at
+    /// 10^4 objects peaked at 44 MiB, against 23 MiB before the index was async).
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteIndex {
     /// Opens (creating or migrating if needed) the index in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<SqliteIndex, EngineError> {
-        Ok(SqliteIndex { db: Arc::new(Db::open(state_dir)?) })
+        Ok(SqliteIndex { db: Arc::new(Db::open(state_dir)?), writes: Arc::default() })
     }
 
     /// Runs the read `f` on the reader connection, here and now. A read never waits for a
@@ -45,13 +50,15 @@ impl SqliteIndex {
         f(&self.db)
     }
 
-    /// Runs `f` on the blocking pool: SQLite waits on disk and on other processes' locks.
+    /// Runs the write `f` on the blocking pool, one at a time: SQLite waits on disk and on
+    /// other processes' locks.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
         let db = self.db.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return f(&db) };
+        let _turn = self.writes.lock().await;
         match runtime.spawn_blocking(move || f(&db)).await {
             Ok(out) => out,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
