@@ -282,7 +282,7 @@ fn main() -> ExitCode {
         }
         // s3s logs every refused request (a wrong signature, a missing key) as an error: the
         // client got its answer, so it is no error of the server's.
-        Command::Serve { .. } => "warn,opendal=error,s3s::ops=off",
+        Command::Serve { .. } => "warn,opendal=error,s3s::ops=off,outlast_s3::request=info",
         _ => "warn,opendal=error",
     };
     tracing_subscriber::fmt()

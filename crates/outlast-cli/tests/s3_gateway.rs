@@ -17,8 +17,10 @@ struct Server {
 }
 
 impl Server {
+    /// Starts `outlast serve` in `d`, its log going to `d/serve.log`.
     fn start(d: &Path) -> Server {
-        let mut child = outlast(d).args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
+        let log = std::fs::File::create(d.join("serve.log")).unwrap();
+        let mut child = outlast(d).args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let endpoint = line.trim().strip_prefix("S3 API on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
@@ -86,6 +88,14 @@ fn boto3_uses_buckets_objects_listings_conditions_and_grants_and_the_records_sur
     ];
     python("boto3_basics.py", &server, &env);
     assert_eq!(server.stop(), Some(0), "SIGTERM stops it cleanly");
+    // A line per request, and never a credential: no secret, signature or Authorization header
+    // (presigned URLs carry theirs in the query string, which is not logged).
+    let log = std::fs::read_to_string(d.join("serve.log")).unwrap();
+    assert!(log.contains("PUT /photos/2026/cat.jpg 200"), "{log}");
+    assert!(log.contains("GET /photos/new.txt 403"), "the anonymous read: {log}");
+    for secret in [secret.as_str(), ro_secret.as_str(), "Signature", "Authorization", "Credential"] {
+        assert!(!log.contains(secret), "the log shows {secret}: {log}");
+    }
 
     // The CLI sees what the clients wrote, by BUCKET/KEY, and not the gateway's records.
     let names: Vec<String> =

@@ -25,6 +25,58 @@ use tokio::net::TcpListener;
 pub use records::{create_key, delete_key, list_keys, Access, AccessKey, Grant};
 pub use service::Gateway;
 
+/// Requests served at once; past this a request is answered 503 SlowDown at once, so a flood
+/// costs memory for its connections but not for the work behind them.
+pub const MAX_IN_FLIGHT: usize = 512;
+/// Largest request head (request line and headers) read: S3's own limit is 8 KiB of user
+/// metadata and a few KiB of signed headers.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Wraps `service` with the request log and the in-flight limit. A log line has the method,
+/// the path (bucket and key, never the query string, which may carry a presigned URL's
+/// signature; headers are never logged), the status, the response's length and the time
+/// taken.
+fn logged(
+    service: s3s::service::S3Service,
+    in_flight: Arc<tokio::sync::Semaphore>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = s3s::HttpResponse,
+    Error = s3s::HttpError,
+    Future = impl Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let (service, in_flight) = (service.clone(), in_flight.clone());
+        async move {
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let started = std::time::Instant::now();
+            let Ok(_permit) = in_flight.try_acquire() else {
+                tracing::warn!(target: "outlast_s3::request", %method, path, "refused: {MAX_IN_FLIGHT} requests in flight");
+                return Ok(slow_down());
+            };
+            let response = service.call(req.map(s3s::Body::from)).await;
+            if let Ok(r) = &response {
+                let bytes = r.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info!(
+                    target: "outlast_s3::request",
+                    "{method} {path} {} {bytes} {:.1} ms",
+                    r.status().as_u16(),
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+            response
+        }
+    })
+}
+
+/// S3's answer to a client that should come back later.
+fn slow_down() -> s3s::HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let mut r = http::Response::new(s3s::Body::from(body.to_string()));
+    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    r
+}
+
 /// How long requests in flight may take to finish once a stop is asked.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -36,7 +88,10 @@ pub async fn serve(store: Arc<Store>, listener: TcpListener, stop: impl Future<O
     builder.set_auth(auth::KeyAuth(records.clone()));
     builder.set_access(auth::Grants(records));
     let service = builder.build();
-    let http = ConnBuilder::new(TokioExecutor::new());
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1().max_buf_size(MAX_HEADER_BYTES);
+    http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -52,7 +107,7 @@ pub async fn serve(store: Arc<Store>, listener: TcpListener, stop: impl Future<O
                         continue;
                     }
                 };
-                let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                let conn = http.serve_connection(TokioIo::new(socket), logged(service.clone(), in_flight.clone())).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
