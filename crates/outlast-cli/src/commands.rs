@@ -475,7 +475,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Key(crate::KeyCommand::Delete { id }) => {
             let store = std::sync::Arc::new(open_to_write(cfg).await?);
-            outlast_s3::delete_key(&store, &id).await?;
+            if !outlast_s3::delete_key(&store, &id).await? {
+                bail!("no access key `{id}` (`outlast key list` shows them)");
+            }
             if cli.json {
                 print_json(&serde_json::json!({ "deleted": id }));
             } else {

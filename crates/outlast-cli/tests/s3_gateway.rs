@@ -110,6 +110,7 @@ fn boto3_uses_buckets_objects_listings_conditions_and_grants_and_the_records_sur
     let keys = json(&run_ok(d, &["--json", "key", "list"]));
     assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
     run_ok(d, &["key", "delete", &ro_id]);
+    assert!(run_err(d, &["key", "delete", &ro_id]).contains(&format!("no access key `{ro_id}`")));
     assert_eq!(json(&run_ok(d, &["--json", "key", "list"])).as_array().unwrap().len(), 1);
     let server = Server::start(d);
     python("boto3_after_recovery.py", &server, &env);

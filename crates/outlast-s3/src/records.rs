@@ -205,13 +205,15 @@ pub async fn list_keys(store: &Arc<Store>) -> Result<Vec<AccessKey>, EngineError
     Ok(keys)
 }
 
-/// Deletes the access key `id`: requests signed with it are refused from then on.
-pub async fn delete_key(store: &Arc<Store>, id: &str) -> Result<(), EngineError> {
+/// Deletes the access key `id`, if there is one (`false` if not): requests signed with it are
+/// refused from then on.
+pub async fn delete_key(store: &Arc<Store>, id: &str) -> Result<bool, EngineError> {
     let records = Records::new(store.clone());
     if records.key(id).await?.is_none() {
-        return Err(EngineError::NotFound(format!("access key {id}")));
+        return Ok(false);
     }
-    records.remove(&format!("{KEYS}{id}")).await
+    records.remove(&format!("{KEYS}{id}")).await?;
+    Ok(true)
 }
 
 #[cfg(test)]
