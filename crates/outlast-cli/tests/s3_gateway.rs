@@ -19,8 +19,17 @@ struct Server {
 impl Server {
     /// Starts `outlast serve` in `d`, its log going to `d/serve.log`.
     fn start(d: &Path) -> Server {
+        Server::start_with(d, None)
+    }
+
+    /// Starts it with `faults` injected (`OUTLAST_FAULTS`).
+    fn start_with(d: &Path, faults: Option<&str>) -> Server {
         let log = std::fs::File::create(d.join("serve.log")).unwrap();
-        let mut child = outlast(d).args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+        let mut cmd = outlast(d);
+        if let Some(f) = faults {
+            cmd.env("OUTLAST_FAULTS", f);
+        }
+        let mut child = cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let endpoint = line.trim().strip_prefix("S3 API on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
@@ -115,4 +124,26 @@ fn boto3_uses_buckets_objects_listings_conditions_and_grants_and_the_records_sur
     let server = Server::start(d);
     python("boto3_after_recovery.py", &server, &env);
     assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn with_providers_refusing_the_gateway_serves_from_any_k_and_says_503_below_that() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let (id, secret) = key(d, &[]);
+    let step = |faults: Option<&str>, step: &str| {
+        let server = Server::start_with(d, faults);
+        let env = [("OUTLAST_S3_KEY_ID", id.as_str()), ("OUTLAST_S3_SECRET", secret.as_str()), ("OUTLAST_S3_STEP", step)];
+        python("boto3_faults.py", &server, &env);
+        // A provider that refused every call looks terminated: exit 3 says so, as for any command.
+        let want = if faults.is_some() { Some(3) } else { Some(0) };
+        assert_eq!(server.stop(), want, "{step}");
+    };
+    step(None, "fill");
+    // One of three refusing: reads and writes go on (write quorum k = 2).
+    step(Some("local1:deny"), "one-down");
+    // Two of three: too few for anything; every answer is a prompt 503, never a hang or a 500.
+    step(Some("local1:deny;local2:deny"), "two-down");
+    // Back to health: what was written with one down reads whole.
+    step(None, "healed");
 }
