@@ -14,12 +14,19 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Every provider answers 300 ms late, so that each job lasts long enough to be caught.
-const SLOW: &str = "local1:latency=300ms;local2:latency=300ms;local3:latency=300ms;local4:latency=300ms";
+/// Every provider answers `latency` late, so that a job lasts long enough to be caught.
+fn slow(latency: &str) -> String {
+    (1..=4).map(|i| format!("local{i}:latency={latency}")).collect::<Vec<_>>().join(";")
+}
 
 /// Runs `outlast args` on a pseudo-terminal over slow providers, types Ctrl-C once its progress
 /// bar shows, and returns everything it printed once it has exited 130.
 fn ctrl_c_once_the_bar_shows(d: &Path, args: &[&str]) -> String {
+    ctrl_c_over(d, args, "300ms")
+}
+
+/// As [`ctrl_c_once_the_bar_shows`], with every provider `latency` late.
+fn ctrl_c_over(d: &Path, args: &[&str], latency: &str) -> String {
     let mut line = shell_quote(env!("CARGO_BIN_EXE_outlast"));
     for a in args {
         line.push(' ');
@@ -30,7 +37,7 @@ fn ctrl_c_once_the_bar_shows(d: &Path, args: &[&str]) -> String {
         .current_dir(d)
         .env_remove("OUTLAST_CONFIG")
         .env_remove("OUTLAST_PASSPHRASE")
-        .env("OUTLAST_FAULTS", SLOW)
+        .env("OUTLAST_FAULTS", slow(latency))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -124,7 +131,9 @@ fn ctrl_c_stops_a_recovery_and_the_next_one_takes_everything_in() {
     let d = dir.path();
     let bodies = put_objects(d, 30, 16 << 10, 100);
     std::fs::remove_dir_all(d.join(".outlast")).unwrap();
-    let printed = ctrl_c_once_the_bar_shows(d, &["recover"]);
+    // Its reads run 16 at a time: a second per read keeps it going for seconds after its bar
+    // shows, however loaded the machine.
+    let printed = ctrl_c_over(d, &["recover"], "1s");
     assert!(printed.contains("recovery stopped before the end; `outlast recover` again"), "{printed}");
     let whole = json(&run_ok(d, &["--json", "recover"]));
     assert_eq!(whole["objects"], 30, "{whole}");
