@@ -14,6 +14,7 @@ use common::*;
 struct Server {
     child: Child,
     endpoint: String,
+    log: std::path::PathBuf,
 }
 
 impl Server {
@@ -33,7 +34,7 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let endpoint = line.trim().strip_prefix("S3 API on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
-        Server { child, endpoint }
+        Server { child, endpoint, log: d.join("serve.log") }
     }
 
     /// Asks it to stop as a service manager would, and returns its exit status.
@@ -72,9 +73,10 @@ fn python(script: &str, server: &Server, env: &[(&str, &str)]) {
     let out = cmd.output().expect("python3 runs");
     assert!(
         out.status.success(),
-        "{script} failed:\n{}\n{}",
+        "{script} failed:\n{}\n{}\nthe server's log:\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&server.log).unwrap_or_default()
     );
 }
 

@@ -112,6 +112,22 @@ s3.create_bucket(Bucket="empty")
 s3.delete_bucket(Bucket="empty")
 assert code_of(lambda: s3.head_bucket(Bucket="empty")) in ("404", "NoSuchBucket")
 
+# A client that goes away mid-upload: nothing becomes visible, and the old version stays.
+import http.client
+import socket
+import urllib.parse
+
+put_url = urllib.parse.urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "photos", "Key": "new.txt"}, ExpiresIn=60))
+conn = http.client.HTTPConnection(put_url.hostname, put_url.port)
+conn.putrequest("PUT", f"{put_url.path}?{put_url.query}")
+conn.putheader("Content-Length", str(4 * 1024 * 1024))
+conn.endheaders()
+conn.send(b"half a body" * 1000)
+conn.sock.shutdown(socket.SHUT_RDWR)
+conn.close()
+time.sleep(1)
+assert s3.get_object(Bucket="photos", Key="new.txt")["Body"].read() == b"second"
+
 # Signatures and keys.
 assert code_of(lambda: client(secret="x" * 40).list_buckets()) == "SignatureDoesNotMatch"
 assert code_of(lambda: client(key_id="OLNOSUCHKEY000000000").list_buckets()) == "InvalidAccessKeyId"
