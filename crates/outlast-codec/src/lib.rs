@@ -25,6 +25,8 @@ pub use error::CodecError;
 pub use keys::{DataKey, KdfParams, MasterKey, StoreKeys};
 pub use layout::Layout;
 pub use lease::WriteLease;
-pub use manifest::{Manifest, ManifestBody, ObjectManifest, ShardPlacement, VersionId, VersionStamp};
+pub use manifest::{
+    CompositeManifest, CompositePart, Manifest, ManifestBody, ObjectManifest, ShardPlacement, VersionId, VersionStamp,
+};
 pub use marker::ProviderMarker;
 pub use pipeline::{DecodedSegment, EncodedSegment, SegmentCodec};

@@ -14,9 +14,13 @@ use crate::error::CodecError;
 use crate::keys::StoreKeys;
 use crate::layout::Layout;
 
-/// Current manifest format version (first byte of every manifest blob). Format 2 added
-/// [`Manifest::revision`]; format 1 blobs are still read (as revision 0).
+/// Manifest format of objects and tombstones (first byte of their manifest blobs). Format 2
+/// added [`Manifest::revision`]; format 1 blobs are still read (as revision 0).
 pub const MANIFEST_FORMAT: u8 = 2;
+/// Manifest format of a [`ManifestBody::Composite`] version: the same layout as format 2 with
+/// one more body kind, under its own byte so that a build which does not know composites says
+/// so rather than failing to decode. Objects and tombstones keep format 2.
+pub const MANIFEST_FORMAT_COMPOSITE: u8 = 3;
 const MANIFEST_FORMAT_1: u8 = 1;
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 const AAD_PREFIX: &[u8] = b"outlast/manifest/v1";
@@ -109,13 +113,83 @@ impl ObjectManifest {
     }
 }
 
-/// What a version is: data, or the record of a deletion.
+/// A version whose bytes are other versions' bytes, in order: what an S3 multipart upload
+/// completes to. Each part is a whole object version of its own (segmented, sealed, coded and
+/// placed as any put), so scrub, repair and evacuation reach the parts as objects; this holds
+/// no shards, only the list, and lives on every provider as a tombstone does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompositeManifest {
+    /// Plaintext size: the sum of the parts' sizes.
+    pub size: u64,
+    /// MIME type given when the upload was created, if any.
+    pub content_type: Option<String>,
+    /// User metadata, in the order given.
+    pub user_metadata: Vec<(String, String)>,
+    /// The parts, in the order their bytes follow one another.
+    pub parts: Vec<CompositePart>,
+}
+
+/// One part of a [`CompositeManifest`]: the object version that holds its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompositePart {
+    /// Name of the object holding the part (a reserved name no user writes).
+    pub name: String,
+    /// Its version: a read checks that this is still the one there.
+    pub stamp: VersionStamp,
+    /// Plaintext size.
+    pub size: u64,
+    /// BLAKE3 of the part's plaintext.
+    pub blake3: [u8; 32],
+    /// MD5 of the part's plaintext, when its put took one.
+    pub md5: Option<[u8; 16]>,
+}
+
+impl CompositeManifest {
+    /// The entity tag S3 clients expect of a multipart object: the MD5 of the parts' MD5s,
+    /// then `-` and the number of parts. Where a part has no MD5, the BLAKE3 of the parts'
+    /// BLAKE3s stands in, in the same form.
+    pub fn etag(&self) -> String {
+        use md5::Digest;
+        let n = self.parts.len();
+        if self.parts.iter().all(|p| p.md5.is_some()) {
+            let mut h = md5::Md5::new();
+            for p in &self.parts {
+                h.update(p.md5.expect("checked"));
+            }
+            format!("{}-{n}", hex::encode(h.finalize()))
+        } else {
+            let mut h = blake3::Hasher::new();
+            for p in &self.parts {
+                h.update(&p.blake3);
+            }
+            format!("{}-{n}", h.finalize().to_hex())
+        }
+    }
+
+    /// The parts that hold plaintext `range`, each with the range inside it.
+    pub fn parts_for(&self, range: std::ops::Range<u64>) -> Vec<(&CompositePart, std::ops::Range<u64>)> {
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        for p in &self.parts {
+            let end = start + p.size;
+            if p.size > 0 && range.start < end && range.end > start {
+                out.push((p, range.start.max(start) - start..range.end.min(end) - start));
+            }
+            start = end;
+        }
+        out
+    }
+}
+
+/// What a version is: data, the record of a deletion, or data held by other versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ManifestBody {
     /// An object version with data.
     Object(ObjectManifest),
     /// The name was deleted at this stamp.
     Tombstone,
+    /// An object version whose bytes are those of other versions (format 3).
+    Composite(CompositeManifest),
 }
 
 /// One version of one name.
@@ -144,7 +218,11 @@ struct ManifestFormat1 {
 impl Manifest {
     /// Serializes and seals the manifest for storage under blob name `blob`.
     pub fn seal(&self, keys: &StoreKeys, blob: &str) -> Vec<u8> {
-        seal_body(keys, blob, MANIFEST_FORMAT, postcard::to_stdvec(self).expect("manifest serializes"))
+        let format = match self.body {
+            ManifestBody::Composite(_) => MANIFEST_FORMAT_COMPOSITE,
+            _ => MANIFEST_FORMAT,
+        };
+        seal_body(keys, blob, format, postcard::to_stdvec(self).expect("manifest serializes"))
     }
 
     /// Opens a manifest blob read from blob name `blob`.
@@ -153,9 +231,9 @@ impl Manifest {
             return Err(CodecError::ManifestFormat(format!("{} bytes is too short", bytes.len())));
         }
         let format = bytes[0];
-        if format != MANIFEST_FORMAT && format != MANIFEST_FORMAT_1 {
+        if !(MANIFEST_FORMAT_1..=MANIFEST_FORMAT_COMPOSITE).contains(&format) {
             return Err(CodecError::ManifestFormat(format!(
-                "format version {format} is not known to this build (it reads versions 1 to {MANIFEST_FORMAT})"
+                "format version {format} is not known to this build (it reads versions 1 to {MANIFEST_FORMAT_COMPOSITE})"
             )));
         }
         let (_, plain) = open_sealed(keys, AAD_PREFIX, blob, bytes)?;
@@ -167,11 +245,20 @@ impl Manifest {
         } else {
             postcard::from_bytes(plain).map_err(bad)?
         };
+        if matches!(m.body, ManifestBody::Composite(_)) != (format == MANIFEST_FORMAT_COMPOSITE) {
+            return Err(CodecError::ManifestFormat(format!("format {format} does not match the kind of version")));
+        }
         m.validate()?;
         Ok(m)
     }
 
     fn validate(&self) -> Result<(), CodecError> {
+        if let ManifestBody::Composite(c) = &self.body {
+            let sum = c.parts.iter().try_fold(0u64, |a, p| a.checked_add(p.size));
+            if c.parts.is_empty() || sum != Some(c.size) {
+                return Err(CodecError::ManifestFormat("a composite's parts do not add up to its size".into()));
+            }
+        }
         if let ManifestBody::Object(o) = &self.body {
             if o.segments_per_part == 0 {
                 return Err(CodecError::ManifestFormat("zero segments per part".into()));
@@ -273,7 +360,69 @@ mod tests {
         let v2 = Manifest { revision: 3, ..m };
         assert_eq!(Manifest::open(&keys, "m/x", &v2.seal(&keys, "m/x")).unwrap(), v2);
         let mut unknown = v2.seal(&keys, "m/x");
-        unknown[0] = 3;
+        unknown[0] = 4;
         assert!(matches!(Manifest::open(&keys, "m/x", &unknown), Err(CodecError::ManifestFormat(_))));
+    }
+
+    fn composite(sizes: &[u64]) -> Manifest {
+        let parts = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| CompositePart {
+                name: format!("p/{i}"),
+                stamp: VersionStamp { time_ns: i as u64, vid: VersionId::generate() },
+                size,
+                blake3: [i as u8; 32],
+                md5: Some([i as u8; 16]),
+            })
+            .collect();
+        let c = CompositeManifest { size: sizes.iter().sum(), content_type: None, user_metadata: vec![], parts };
+        Manifest {
+            name: "b/k".into(),
+            stamp: VersionStamp { time_ns: 9, vid: VersionId::generate() },
+            body: ManifestBody::Composite(c),
+            revision: 0,
+        }
+    }
+
+    #[test]
+    fn composites_are_format_3_and_objects_stay_format_2() {
+        let keys = MasterKey::generate().store_keys();
+        let c = composite(&[5, 3]);
+        let sealed = c.seal(&keys, "m/c");
+        assert_eq!(sealed[0], MANIFEST_FORMAT_COMPOSITE);
+        assert_eq!(Manifest::open(&keys, "m/c", &sealed).unwrap(), c);
+        // A format byte that does not match the body is refused, either way.
+        let mut relabelled = sealed.clone();
+        relabelled[0] = MANIFEST_FORMAT;
+        assert!(Manifest::open(&keys, "m/c", &relabelled).is_err(), "the header is authenticated too");
+        let t = Manifest { body: ManifestBody::Tombstone, ..c.clone() };
+        assert_eq!(t.seal(&keys, "m/t")[0], MANIFEST_FORMAT);
+        let forged = seal_body(&keys, "m/t", MANIFEST_FORMAT, postcard::to_stdvec(&c).unwrap());
+        assert!(matches!(Manifest::open(&keys, "m/t", &forged), Err(CodecError::ManifestFormat(_))));
+        // Parts that do not add up to the size are refused.
+        let mut wrong = c.clone();
+        if let ManifestBody::Composite(w) = &mut wrong.body {
+            w.size += 1;
+        }
+        let forged = seal_body(&keys, "m/w", MANIFEST_FORMAT_COMPOSITE, postcard::to_stdvec(&wrong).unwrap());
+        assert!(matches!(Manifest::open(&keys, "m/w", &forged), Err(CodecError::ManifestFormat(_))));
+    }
+
+    #[test]
+    fn a_composite_maps_ranges_onto_its_parts_and_has_the_s3_etag() {
+        let ManifestBody::Composite(c) = composite(&[5, 0, 3, 4]).body else { unreachable!() };
+        let spans = |r| c.parts_for(r).into_iter().map(|(p, r)| (p.name.clone(), r)).collect::<Vec<_>>();
+        assert_eq!(spans(0..12), vec![("p/0".into(), 0..5), ("p/2".into(), 0..3), ("p/3".into(), 0..4)]);
+        assert_eq!(spans(4..6), vec![("p/0".into(), 4..5), ("p/2".into(), 0..1)]);
+        assert_eq!(spans(9..10), vec![("p/3".into(), 1..2)]);
+        assert!(spans(12..20).is_empty());
+        // md5(md5_0 || md5_1 || md5_2 || md5_3) and the part count.
+        use md5::Digest;
+        let mut h = md5::Md5::new();
+        for i in 0..4u8 {
+            h.update([i; 16]);
+        }
+        assert_eq!(c.etag(), format!("{}-4", hex::encode(h.finalize())));
     }
 }

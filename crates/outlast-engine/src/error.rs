@@ -155,6 +155,26 @@ pub enum EngineError {
         /// Per-provider failures.
         detail: String,
     },
+    /// A part of a composite version is no longer the version the composite names (removed
+    /// or replaced behind its back): the composite cannot be read whole.
+    #[error("`{name}` is unreadable: its part `{part}` {reason}")]
+    PartGone {
+        /// The composite's name.
+        name: String,
+        /// The part's object name.
+        part: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A composite cannot be made of the parts given (one is not current, holds no data, or
+    /// is itself a composite).
+    #[error("cannot compose `{name}`: {reason}")]
+    BadParts {
+        /// The composite's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The codec refused data (tampering, wrong key).
     #[error(transparent)]
     Codec(#[from] CodecError),

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use outlast_codec::{DecodedSegment, ManifestBody};
+use outlast_codec::{CompositeManifest, DecodedSegment, ManifestBody, ObjectManifest};
 use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -118,19 +118,52 @@ pub(crate) async fn get_version(
 ) -> Result<GetReport, EngineError> {
     let name = entry.name.as_str();
     let manifest = store.open_manifest(entry)?;
-    let ManifestBody::Object(om) = manifest.body else {
-        return Err(EngineError::NotFound(name.to_string()));
+    let size = match &manifest.body {
+        ManifestBody::Object(om) => om.size,
+        ManifestBody::Composite(c) => c.size,
+        ManifestBody::Tombstone => return Err(EngineError::NotFound(name.to_string())),
     };
-    let reader = ShardReader::new(store, name, &om, manifest.stamp.vid, scope).await?;
-    let layout = *reader.codec.layout();
-    let range = range.map(|r| r.resolve(om.size));
+    let range = range.map(|r| r.resolve(size));
     if let Some(r) = &range {
-        if r.start >= om.size && om.size > 0 {
-            return Err(EngineError::Range { name: name.to_string(), start: r.start, size: om.size });
+        if r.start >= size && size > 0 {
+            return Err(EngineError::Range { name: name.to_string(), start: r.start, size });
         }
     }
-    let range = range.unwrap_or(0..om.size);
-    let range = range.start.min(om.size)..range.end.min(om.size);
+    let range = range.unwrap_or(0..size);
+    let range = range.start.min(size)..range.end.min(size);
+    let mut report = match &manifest.body {
+        ManifestBody::Object(om) => read_object(store, entry, om, range, dst, progress, scope).await?,
+        ManifestBody::Composite(c) => read_composite(store, entry, c, range, dst, progress, scope).await?,
+        ManifestBody::Tombstone => unreachable!("answered above"),
+    };
+    dst.finish().await.map_err(|e| EngineError::io("writing the output", e))?;
+    // One line per provider, not per segment: a provider that is gone fails every read.
+    let mut by_provider: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+    for f in &report.faults {
+        tracing::debug!(provider = %f.provider, object = name, segment = f.segment, shard = f.shard, "{}", f.reason);
+        by_provider.entry(&f.provider).or_insert((0, &f.reason)).0 += 1;
+    }
+    for (provider, (count, first)) in by_provider {
+        tracing::warn!(provider, object = name, "{count} shard reads failed or were rejected; first: {first}");
+    }
+    report.faults.shrink_to_fit();
+    Ok(report)
+}
+
+/// Reads the plaintext bytes `range` (already clipped to its size) of the object version
+/// `om` of `entry` into `dst`.
+async fn read_object(
+    store: &Store,
+    entry: &IndexEntry,
+    om: &ObjectManifest,
+    range: Range<u64>,
+    dst: &mut impl GetSink,
+    progress: &dyn Progress,
+    scope: &ReadScope,
+) -> Result<GetReport, EngineError> {
+    let name = entry.name.as_str();
+    let reader = ShardReader::new(store, name, om, entry.stamp.vid, scope).await?;
+    let layout = *reader.codec.layout();
     // An empty object still has one sealed segment: read it, so that even an empty get proves
     // the providers hold this version.
     let segments = if om.size == 0 { 0..1 } else { layout.segments_for(range.clone()) };
@@ -165,33 +198,77 @@ pub(crate) async fn get_version(
             report.bytes += len;
             progress.advance(len);
         }
-        dst.finish().await.map_err(|e| EngineError::io("writing the output", e))?;
         Ok::<_, EngineError>(report)
     };
     let ((), mut report) = match tokio::try_join!(fetcher, writer) {
         Ok(done) => done,
         // Shards that vanished under a read are most often an overwrite or a removal that
         // finished meanwhile (its gc of the old blobs): say so, not "unreadable".
-        Err(e @ EngineError::Unreadable { .. }) => {
-            return Err(match store.index.get(name).await? {
-                Some(now) if now.stamp == entry.stamp => e,
-                now => EngineError::ChangedDuringRead { name: name.to_string(), deleted: now.is_none() },
-            });
-        }
+        Err(e @ EngineError::Unreadable { .. }) => return Err(changed_or(store, entry, e).await),
         Err(e) => return Err(e),
     };
     report.faults = reader.take_faults();
     report.fetched = reader.bytes_read();
     report.requests = reader.requests();
     report.hedged = reader.hedged();
-    // One line per provider, not per segment: a provider that is gone fails every read.
-    let mut by_provider: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
-    for f in &report.faults {
-        tracing::debug!(provider = %f.provider, object = name, segment = f.segment, shard = f.shard, "{}", f.reason);
-        by_provider.entry(&f.provider).or_insert((0, &f.reason)).0 += 1;
+    Ok(report)
+}
+
+/// `e`, or [`EngineError::ChangedDuringRead`] if `entry` is no longer the current version of
+/// its name.
+async fn changed_or(store: &Store, entry: &IndexEntry, e: EngineError) -> EngineError {
+    match store.index.get(&entry.name).await {
+        Ok(Some(now)) if now.stamp == entry.stamp => e,
+        Ok(now) => EngineError::ChangedDuringRead { name: entry.name.clone(), deleted: now.is_none() },
+        Err(index) => index,
     }
-    for (provider, (count, first)) in by_provider {
-        tracing::warn!(provider, object = name, "{count} shard reads failed or were rejected; first: {first}");
+}
+
+/// Reads the plaintext bytes `range` of the composite version `c` of `entry`: the parts that
+/// hold them, one after the other, each the very version the composite names.
+async fn read_composite(
+    store: &Store,
+    entry: &IndexEntry,
+    c: &CompositeManifest,
+    range: Range<u64>,
+    dst: &mut impl GetSink,
+    progress: &dyn Progress,
+    scope: &ReadScope,
+) -> Result<GetReport, EngineError> {
+    let mut spans = c.parts_for(range.clone());
+    // An empty read still proves the providers hold the version: its first part's one segment.
+    if spans.is_empty() {
+        spans.push((&c.parts[0], 0..0));
+    }
+    let mut report = GetReport::default();
+    for (part, span) in spans {
+        let held = store.index.get(&part.name).await?.filter(|e| e.stamp == part.stamp);
+        let Some(held) = held else {
+            let gone = EngineError::PartGone {
+                name: entry.name.clone(),
+                part: part.name.clone(),
+                reason: "is no longer the version it names".into(),
+            };
+            return Err(changed_or(store, entry, gone).await);
+        };
+        let manifest = store.open_manifest(&held)?;
+        let ManifestBody::Object(om) = &manifest.body else {
+            let reason = "holds no data".into();
+            return Err(EngineError::PartGone { name: entry.name.clone(), part: part.name.clone(), reason });
+        };
+        let read = match read_object(store, &held, om, span, dst, progress, scope).await {
+            Ok(r) => r,
+            Err(EngineError::ChangedDuringRead { .. }) => {
+                let gone = EngineError::PartGone {
+                    name: entry.name.clone(),
+                    part: part.name.clone(),
+                    reason: "changed during the read".into(),
+                };
+                return Err(changed_or(store, entry, gone).await);
+            }
+            Err(e) => return Err(e),
+        };
+        report.absorb(read);
     }
     Ok(report)
 }
@@ -206,6 +283,18 @@ async fn read_run(reader: &ShardReader<'_>, run: Range<u64>) -> Result<Vec<(u64,
         }
     }
     Ok(decoded)
+}
+
+impl GetReport {
+    /// Adds what the read of one part did.
+    fn absorb(&mut self, o: GetReport) {
+        self.bytes += o.bytes;
+        self.degraded_segments += o.degraded_segments;
+        self.fetched += o.fetched;
+        self.requests += o.requests;
+        self.hedged += o.hedged;
+        self.faults.extend(o.faults);
+    }
 }
 
 /// What a get did.

@@ -21,6 +21,7 @@ pub mod progress;
 pub mod sample;
 pub mod store;
 
+mod composite;
 mod fleet;
 mod get;
 mod identity;
@@ -38,6 +39,7 @@ mod shards;
 mod stamps;
 mod unopened;
 
+pub use composite::CompositeOptions;
 pub use config::Config;
 pub use error::{EngineError, IndexError, ProviderFailure};
 pub use fleet::ProviderHealth;

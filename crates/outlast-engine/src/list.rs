@@ -31,6 +31,13 @@ pub struct ObjectInfo {
     /// Coding parameters (`stat` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coding: Option<(u16, u16)>,
+    /// Parts, for a version made of others (a multipart upload's; `stat` only, 0 otherwise).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub parts: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Store {
@@ -45,6 +52,7 @@ impl Store {
             metadata: Vec::new(),
             placement: Vec::new(),
             coding: None,
+            parts: 0,
         }
     }
 
@@ -68,10 +76,18 @@ impl Store {
     /// Everything known about the version `e`, from its sealed manifest.
     pub fn describe(&self, e: &IndexEntry) -> Result<ObjectInfo, EngineError> {
         let mut info = Self::info(e);
-        if let ManifestBody::Object(o) = self.open_manifest(e)?.body {
-            info.metadata = o.user_metadata;
-            info.placement = o.placement.into_iter().map(|p| p.provider).collect();
-            info.coding = Some((o.k, o.n));
+        match self.open_manifest(e)?.body {
+            ManifestBody::Object(o) => {
+                info.metadata = o.user_metadata;
+                info.placement = o.placement.into_iter().map(|p| p.provider).collect();
+                info.coding = Some((o.k, o.n));
+            }
+            // Its parts are placed each on its own; the composite itself is on every provider.
+            ManifestBody::Composite(c) => {
+                info.metadata = c.user_metadata;
+                info.parts = c.parts.len();
+            }
+            ManifestBody::Tombstone => {}
         }
         Ok(info)
     }

@@ -11,8 +11,9 @@ pub const MAX_METADATA_BYTES: usize = 2048;
 /// Most bytes of a content type.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 1024;
 
-/// Refuses a content type or user metadata a put must not store.
-pub(crate) fn check(opts: &PutOptions) -> Result<(), EngineError> {
+/// Refuses a content type or user metadata a put must not store; a face that takes them
+/// before the put (an S3 multipart upload's creation) checks them then.
+pub fn check(opts: &PutOptions) -> Result<(), EngineError> {
     let bad = |message: String| Err(EngineError::Metadata(message));
     if let Some(ct) = &opts.content_type {
         if ct.len() > MAX_CONTENT_TYPE_BYTES {

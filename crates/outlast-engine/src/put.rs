@@ -443,7 +443,7 @@ impl VersionWriter<'_> {
         let sealed = Bytes::from(manifest.seal(&self.store.keys, manifest_name));
         let placed = match &manifest.body {
             ManifestBody::Object(om) => Some(Placed::of(om)),
-            ManifestBody::Tombstone => None,
+            ManifestBody::Tombstone | ManifestBody::Composite(_) => None,
         };
         let holders: Vec<usize> = (0..alive.len()).filter(|i| alive[*i]).collect();
         let out = crate::quorum::gather(

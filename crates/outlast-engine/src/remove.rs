@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use outlast_codec::{names, Manifest, ManifestBody, VersionId, VersionStamp};
+use outlast_codec::{names, Manifest, ManifestBody, VersionId};
 
 use crate::error::{EngineError, ProviderFailure};
 use crate::index::{BlobRef, IndexEntry, Precondition};
@@ -20,19 +20,50 @@ impl Store {
     /// Deletes `name` by committing a tombstone (so recovery keeps it deleted), then removes the
     /// old version's blobs.
     pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        self.remove_if(name, Precondition::Any).await
+    }
+
+    /// [`Self::remove`] once `precondition` holds at the commit ([`EngineError::Conflict`]
+    /// otherwise, and nothing changes): a face that removes what it read (an upload record)
+    /// must not remove what another writer put there since.
+    pub async fn remove_if(&self, name: &str, precondition: Precondition) -> Result<(), EngineError> {
         Self::check_name(name)?;
         if self.index.get(name).await?.is_none() {
             return Err(EngineError::NotFound(name.to_string()));
         }
         let stamp = self.next_stamp(name).await?;
         let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Tombstone, revision: 0 };
+        let entry = IndexEntry {
+            name: name.to_string(),
+            stamp,
+            size: 0,
+            content_type: None,
+            etag: String::new(),
+            sealed_manifest: Vec::new(),
+            placed: None,
+        };
+        self.commit_everywhere(&manifest, entry, true, precondition).await
+    }
+
+    /// Commits a version that is its manifest alone (a tombstone, a composite) on every
+    /// provider, at the write quorum, then removes the blobs of the version it replaced.
+    /// `entry` is the index row, without its sealed manifest.
+    pub(crate) async fn commit_everywhere(
+        &self,
+        manifest: &Manifest,
+        mut entry: IndexEntry,
+        tombstone: bool,
+        precondition: Precondition,
+    ) -> Result<(), EngineError> {
+        let stamp = manifest.stamp;
         let blob = names::manifest_blob(&self.keys, &stamp.vid);
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
+        entry.sealed_manifest = sealed.to_vec();
         let targets: Vec<BlobRef> =
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
-        // A tombstone is one small blob per provider: its intent takes no lease.
+        // One small blob per provider: its intent takes no lease.
         let intent = WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new()).await?;
-        let written = self.write_tombstone(name, stamp, &blob, sealed, &intent).await;
+        let written = self.write_everywhere(&entry, &blob, sealed, &intent, tombstone, precondition).await;
         match written {
             Ok(garbage) => {
                 intent.finish().await;
@@ -46,14 +77,16 @@ impl Store {
         }
     }
 
-    async fn write_tombstone(
+    async fn write_everywhere(
         &self,
-        name: &str,
-        stamp: VersionStamp,
+        entry: &IndexEntry,
         blob: &str,
         sealed: bytes::Bytes,
         intent: &WriteIntent,
+        tombstone: bool,
+        precondition: Precondition,
     ) -> Result<Vec<BlobRef>, EngineError> {
+        let name = entry.name.as_str();
         let q = self.config.coding.write_quorum();
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
         // As for a put: a provider known to be slow is not waited for once the quorum is in
@@ -69,7 +102,7 @@ impl Store {
             .iter()
             .map(|&i| {
                 let p = self.providers[i].name();
-                ProviderFailure::new(p, format!("`{p}` did not take the tombstone in time"))
+                ProviderFailure::new(p, format!("`{p}` did not take the manifest in time"))
             })
             .collect();
         for (i, r) in out.answered {
@@ -85,16 +118,7 @@ impl Store {
         if written.len() < q {
             return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, failures });
         }
-        let entry = IndexEntry {
-            name: name.to_string(),
-            stamp,
-            size: 0,
-            content_type: None,
-            etag: String::new(),
-            sealed_manifest: sealed.to_vec(),
-            placed: None,
-        };
-        intent.commit(&entry, &written, true, Precondition::Any).await
+        intent.commit(entry, &written, tombstone, precondition).await
     }
 
     /// Removes what an uncommitted write may have left; what cannot be removed now stays

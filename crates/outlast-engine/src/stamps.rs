@@ -41,7 +41,13 @@ impl Store {
 
     /// A stamp newer than anything the index knows for `name`.
     pub(crate) async fn next_stamp(&self, name: &str) -> Result<VersionStamp, EngineError> {
+        self.next_stamp_with(name, VersionId::generate()).await
+    }
+
+    /// [`Self::next_stamp`] for a version whose id was chosen before (a composite takes its
+    /// upload's).
+    pub(crate) async fn next_stamp_with(&self, name: &str, vid: VersionId) -> Result<VersionStamp, EngineError> {
         let latest = self.index.latest_stamp(name).await?.unwrap_or(0);
-        Ok(VersionStamp { time_ns: now_ns().max(latest + 1), vid: VersionId::generate() })
+        Ok(VersionStamp { time_ns: now_ns().max(latest + 1), vid })
     }
 }

@@ -443,10 +443,11 @@ impl Store {
                         continue;
                     }
                 };
+                let vid = &entry.stamp.vid;
+                // A composite is its manifest alone (its parts are objects of their own).
+                out.insert(&names::manifest_blob(&self.keys, vid));
                 let ManifestBody::Object(om) = manifest.body else { continue };
                 let layout = om.layout()?;
-                let vid = &entry.stamp.vid;
-                out.insert(&names::manifest_blob(&self.keys, vid));
                 for i in 0..om.placement.len() {
                     for part in 0..layout.part_count() {
                         out.insert(&names::shard_blob(&self.keys, vid, i as u16, part));

@@ -151,7 +151,7 @@ impl Store {
                 // Staged copies opened under their own name as they were read.
                 let manifest = Manifest::open(&self.keys, &staged.blob, &staged.sealed)?;
                 match &manifest.body {
-                    ManifestBody::Object(_) => report.objects += 1,
+                    ManifestBody::Object(_) | ManifestBody::Composite(_) => report.objects += 1,
                     ManifestBody::Tombstone => report.deleted += 1,
                 }
                 versions.push(self.recovered_version(&manifest, staged.sealed, &staged.holders, (&stage, &listed))?);
@@ -202,10 +202,12 @@ impl Store {
             .collect();
         let placed = match &m.body {
             ManifestBody::Object(om) => Some(Placed::of(om)),
-            ManifestBody::Tombstone => None,
+            ManifestBody::Tombstone | ManifestBody::Composite(_) => None,
         };
         let (size, content_type, etag, tombstone) = match &m.body {
             ManifestBody::Tombstone => (0, None, String::new(), true),
+            // Its manifest is all it holds, and it lives on every provider: each copy counts.
+            ManifestBody::Composite(c) => (c.size, c.content_type.clone(), c.etag(), false),
             ManifestBody::Object(om) => {
                 let layout = om.layout()?;
                 for (i, place) in om.placement.iter().enumerate() {

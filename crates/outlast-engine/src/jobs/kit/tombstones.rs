@@ -1,6 +1,6 @@
 //! Tombstones live on every provider, so that a recovery from any k of them keeps a deleted
-//! name deleted: this puts each one back where it is missing (repair, and the provider an
-//! evacuation fills).
+//! name deleted, and so do composites (decision 0008), which are their manifest alone: this
+//! puts each one back where it is missing (repair, and the provider an evacuation fills).
 
 use std::collections::HashSet;
 
@@ -15,7 +15,7 @@ use crate::store::Store;
 /// What putting tombstones back did.
 #[derive(Debug, Default)]
 pub(crate) struct TombstoneRepair {
-    /// Tombstone copies written and recorded.
+    /// Tombstone and composite copies written and recorded.
     pub written: u64,
     /// Their bytes.
     pub bytes: u64,
@@ -60,25 +60,59 @@ impl Store {
                     continue;
                 };
                 for p in lacking {
-                    match p.write(&blob, sealed.clone()).await {
-                        Ok(()) => {
-                            breaker.record(p.name(), true);
-                            let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
-                            if self.index.add_tombstone_copy(&stamp.vid, &b).await? {
-                                out.written += 1;
-                                out.bytes += b.size;
-                            }
-                        }
-                        Err(e) => {
-                            out.errors.push(JobError::object(&name, Some(p.name()), JobErrorKind::Provider, e));
-                            if breaker.record(p.name(), false) {
-                                out.errors.push(Breaker::skipped(p.name()));
-                            }
-                        }
+                    let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
+                    if self.copy_to(p, &name, &b, sealed.clone(), breaker, &mut out).await {
+                        out.written += self.index.add_tombstone_copy(&stamp.vid, &b).await? as u64;
+                    }
+                }
+            }
+        }
+        // Composites: the index holds their sealed manifest, the same bytes the providers do.
+        let mut pages = self.index.object_pages("");
+        while let Some(page) = pages.next_page().await? {
+            for entry in page.into_iter().filter(|e| e.placed.is_none()) {
+                let Ok(Manifest { body: ManifestBody::Composite(_), .. }) = self.open_manifest(&entry) else { continue };
+                let vid = entry.stamp.vid;
+                let blob = names::manifest_blob(&self.keys, &vid);
+                let holders: HashSet<String> =
+                    self.index.blobs_of(&vid).await?.into_iter().filter(|b| b.blob == blob).map(|b| b.provider).collect();
+                let sealed = bytes::Bytes::from(entry.sealed_manifest.clone());
+                for p in self.providers.iter().filter(|p| !holders.contains(p.name()) && breaker.allows(p.name())) {
+                    let b = BlobRef { provider: p.name().into(), blob: blob.clone(), size: sealed.len() as u64 };
+                    if self.copy_to(p, &entry.name, &b, sealed.clone(), breaker, &mut out).await {
+                        // Recorded only if it is still the current manifest of the version.
+                        out.written += self.index.add_blob(&vid, &entry.sealed_manifest, &b).await? as u64;
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Writes one copy of a manifest that lives everywhere; true once written (then the caller
+    /// records it).
+    async fn copy_to(
+        &self,
+        p: &outlast_provider::Provider,
+        name: &str,
+        b: &BlobRef,
+        sealed: bytes::Bytes,
+        breaker: &Breaker,
+        out: &mut TombstoneRepair,
+    ) -> bool {
+        match p.write(&b.blob, sealed).await {
+            Ok(()) => {
+                breaker.record(p.name(), true);
+                out.bytes += b.size;
+                true
+            }
+            Err(e) => {
+                out.errors.push(JobError::object(name, Some(p.name()), JobErrorKind::Provider, e));
+                if breaker.record(p.name(), false) {
+                    out.errors.push(Breaker::skipped(p.name()));
+                }
+                false
+            }
+        }
     }
 }

@@ -1,0 +1,118 @@
+//! Composite versions: an object whose bytes are those of other object versions, in order
+//! (what an S3 multipart upload completes to; decision 0008). The parts are ordinary objects
+//! under names the face reserves, written, scrubbed, repaired and moved as any object; the
+//! composite is one manifest listing them, kept on every provider as a tombstone is.
+
+use outlast_codec::{names, CompositeManifest, CompositePart, Manifest, ManifestBody, VersionId};
+
+use crate::error::EngineError;
+use crate::index::IndexEntry;
+use crate::put::PutOptions;
+use crate::store::Store;
+
+/// What a composite is given besides its parts: its content type, metadata and precondition
+/// as a put takes them, and the id its version takes (the face's upload id, so that the
+/// upload's parts can be told to belong to it once it is current).
+#[derive(Debug, Clone)]
+pub struct CompositeOptions {
+    /// Content type, metadata and precondition, as for a put (`md5` is not used: each part's
+    /// own hashes are kept).
+    pub put: PutOptions,
+    /// The version id of the composite.
+    pub vid: VersionId,
+}
+
+impl Store {
+    /// Makes `name` the concatenation of `parts` (each the current version of its name, as
+    /// read by the caller, holding data of its own): one manifest, committed on every provider
+    /// at the write quorum once `opts.put.precondition` holds. Returns the new index entry.
+    pub async fn commit_composite(
+        &self,
+        name: &str,
+        parts: &[IndexEntry],
+        opts: CompositeOptions,
+    ) -> Result<IndexEntry, EngineError> {
+        Self::check_name(name)?;
+        crate::metadata::check(&opts.put)?;
+        let bad = |reason: String| EngineError::BadParts { name: name.to_string(), reason };
+        if parts.is_empty() {
+            return Err(bad("no parts".into()));
+        }
+        let mut listed = Vec::with_capacity(parts.len());
+        for part in parts {
+            let now = self.index.get(&part.name).await?;
+            if now.as_ref().map(|e| e.stamp) != Some(part.stamp) {
+                return Err(bad(format!("part `{}` changed since it was read", part.name)));
+            }
+            let ManifestBody::Object(om) = self.open_manifest(part)?.body else {
+                return Err(bad(format!("part `{}` is not an object with data of its own", part.name)));
+            };
+            listed.push(CompositePart {
+                name: part.name.clone(),
+                stamp: part.stamp,
+                size: om.size,
+                blake3: om.blake3,
+                md5: om.md5,
+            });
+        }
+        let size = listed.iter().map(|p| p.size).sum();
+        let composite = CompositeManifest {
+            size,
+            content_type: opts.put.content_type.clone(),
+            user_metadata: opts.put.metadata.clone(),
+            parts: listed,
+        };
+        let stamp = self.next_stamp_with(name, opts.vid).await?;
+        let entry = IndexEntry {
+            name: name.to_string(),
+            stamp,
+            size,
+            content_type: composite.content_type.clone(),
+            etag: composite.etag(),
+            sealed_manifest: Vec::new(),
+            placed: None,
+        };
+        let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Composite(composite), revision: 0 };
+        self.commit_everywhere(&manifest, entry, false, opts.put.precondition).await?;
+        self.index.get(name).await?.filter(|e| e.stamp == stamp).ok_or_else(|| EngineError::Superseded(name.to_string()))
+    }
+
+    /// Whether `vid` is the current version of its name in this index.
+    pub async fn is_current(&self, vid: &VersionId) -> Result<bool, EngineError> {
+        self.index.is_current(vid).await
+    }
+
+    /// Whether a composite with version id `vid` may still need its parts: it is current in
+    /// this index; or a provider holds its manifest and this index knows no newer version of
+    /// its name (a gateway on another state folder committed it); or a provider cannot say.
+    /// A face lets go of an upload's parts only when this is false: one index alone may be
+    /// stale, the providers are the record (decision 0001).
+    pub async fn composite_may_live(&self, vid: &VersionId) -> Result<bool, EngineError> {
+        if self.index.is_current(vid).await? {
+            return Ok(true);
+        }
+        let blob = names::manifest_blob(&self.keys, vid);
+        for p in &self.providers {
+            let bytes = match p.read(&blob).await {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(_) => return Ok(true),
+            };
+            // One that does not open (damaged, planted) cannot be judged: it keeps the parts.
+            let Ok(m) = Manifest::open(&self.keys, &blob, &bytes) else { return Ok(true) };
+            let newer = self.index.latest_stamp(&m.name).await?.is_some_and(|t| t > m.stamp.time_ns);
+            if m.stamp.vid != *vid || !newer {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The parts of version `entry`, if it is a composite.
+    pub fn composite_parts(&self, entry: &IndexEntry) -> Result<Option<Vec<CompositePart>>, EngineError> {
+        Ok(match self.open_manifest(entry)?.body {
+            ManifestBody::Composite(c) => Some(c.parts),
+            _ => None,
+        })
+    }
+}
