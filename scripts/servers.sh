@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (idempotently) and starts the real storage servers the test suite talks to, all on
 # 127.0.0.1: S3 (moto_server), Azure Blob (azurite), SFTP (a second sshd), WebDAV (lighttpd),
-# plus local folders. Writes an Outlast provider list for them to $OUTLAST_TEST_DIR/providers.toml.
+# plus local folders, and the S3 clients the gateway is tested with (boto3, the aws CLI, rclone,
+# restic). Writes an Outlast provider list for the servers to $OUTLAST_TEST_DIR/providers.toml.
 #
 #   scripts/servers.sh install     install what is missing
 #   scripts/servers.sh start       install, start all, write providers.toml
@@ -29,14 +30,17 @@ install() {
   [ -x /usr/sbin/lighttpd ] || apt_need+=(lighttpd)
   [ -e /usr/lib/lighttpd/mod_webdav.so ] || apt_need+=(lighttpd-mod-webdav)
   command -v curl >/dev/null 2>&1 || apt_need+=(curl)
+  command -v rclone >/dev/null 2>&1 || apt_need+=(rclone)
+  command -v restic >/dev/null 2>&1 || apt_need+=(restic)
   if [ ${#apt_need[@]} -gt 0 ]; then
     log "apt-get install ${apt_need[*]}"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_need[@]}" >/dev/null
   fi
-  if ! python3 -c 'import moto.server, boto3, azure.storage.blob' >/dev/null 2>&1; then
-    log "pip install moto[server] azure-storage-blob"
-    python3 -m pip install -q 'moto[server]' azure-storage-blob >/dev/null
+  # One resolver run for all three: the aws CLI pins botocore, and boto3 must agree with it.
+  if ! python3 -c 'import moto.server, boto3, azure.storage.blob, awscli' >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
+    log "pip install moto[server] azure-storage-blob awscli"
+    python3 -m pip install -q 'moto[server]' azure-storage-blob awscli >/dev/null
   fi
   if [ ! -x "$TOOLS/node_modules/.bin/azurite-blob" ]; then
     log "npm install azurite"

@@ -142,11 +142,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             return Ok(after(&store));
         }
-        Command::Ls { prefix } => {
+        Command::Ls { prefix, all } => {
             let store = open(cfg).await?;
             let mut list = store.list(prefix.as_deref().unwrap_or("")).await?;
             // The gateway's records are not the user's objects (decision 0007).
-            list.retain(|o| !o.name.starts_with(outlast_engine::RESERVED_PREFIX));
+            if !all {
+                list.retain(|o| !o.name.starts_with(outlast_engine::RESERVED_PREFIX));
+            }
             if list.is_empty() {
                 warn_if_index_lost(&store).await;
             }
@@ -430,7 +432,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Serve { listen } => {
+        Command::Serve { listen, upload_expiry } => {
             let store = std::sync::Arc::new(open_to_write(cfg).await?);
             let listener =
                 tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -438,7 +440,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             // The first line says where, for people and for scripts that asked for port 0.
             println!("S3 API on http://{bound}");
             eprintln!("outlast: serving the S3 API on http://{bound}; Ctrl-C or SIGTERM stops it");
-            outlast_s3::serve(store.clone(), listener, stop_signal()).await?;
+            let opts = outlast_s3::ServeOptions { upload_expiry };
+            outlast_s3::serve(store.clone(), listener, opts, stop_signal()).await?;
             eprintln!("outlast: stopped");
             return Ok(after(&store));
         }

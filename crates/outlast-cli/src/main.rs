@@ -75,6 +75,9 @@ enum Command {
     Ls {
         /// Name prefix.
         prefix: Option<String>,
+        /// Also list the gateway's records and multipart parts (names under `.outlast/`).
+        #[arg(long)]
+        all: bool,
     },
     /// Show one object's details.
     Stat {
@@ -145,6 +148,10 @@ enum Command {
         /// Address to listen on for the S3 API (port 0: any free port; the address is printed).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
         listen: std::net::SocketAddr,
+        /// Multipart uploads left open longer than this are aborted and their parts deleted
+        /// (`7d`, `12h`, `30m`, `90s`).
+        #[arg(long, value_name = "AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+        upload_expiry: std::time::Duration,
     },
     /// Access keys for the S3 API, kept sealed in the store itself.
     #[command(subcommand)]

@@ -23,6 +23,7 @@ pub(crate) fn s3_error(e: EngineError, key: &str) -> S3Error {
             (C::ServiceUnavailable, format!("too few storage providers answer right now; retry later ({e})"))
         }
         EngineError::IndexBusy => (C::SlowDown, e.to_string()),
+        EngineError::BadParts { .. } => (C::InvalidPart, e.to_string()),
         _ => (C::InternalError, e.to_string()),
     };
     if code == C::InternalError {

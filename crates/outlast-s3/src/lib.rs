@@ -10,6 +10,7 @@ mod body;
 mod error;
 pub mod records;
 mod service;
+pub mod uploads;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,11 +81,32 @@ fn slow_down() -> s3s::HttpResponse {
 /// How long requests in flight may take to finish once a stop is asked.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How a gateway runs besides its listener.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Multipart uploads left open longer than this are aborted and their parts let go.
+    pub upload_expiry: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY }
+    }
+}
+
 /// Serves the S3 API of `store` on `listener` until `stop` completes, then lets requests in
-/// flight finish (at most [`SHUTDOWN_GRACE`]).
-pub async fn serve(store: Arc<Store>, listener: TcpListener, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+/// flight finish (at most [`SHUTDOWN_GRACE`]). Meanwhile it sweeps multipart uploads
+/// (`uploads::Uploads::sweep`) now and then.
+pub async fn serve(
+    store: Arc<Store>,
+    listener: TcpListener,
+    opts: ServeOptions,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let records = Arc::new(records::Records::new(store.clone()));
-    let mut builder = S3ServiceBuilder::new(Gateway::new(store, records.clone()));
+    let uploads = Arc::new(uploads::Uploads::new(store.clone(), opts.upload_expiry));
+    let sweeper = tokio::spawn(sweep_now_and_then(uploads.clone()));
+    let mut builder = S3ServiceBuilder::new(Gateway::new(store, records.clone(), uploads));
     builder.set_auth(auth::KeyAuth(records.clone()));
     builder.set_access(auth::Grants(records));
     let service = builder.build();
@@ -119,8 +141,29 @@ pub async fn serve(store: Arc<Store>, listener: TcpListener, stop: impl Future<O
         }
     }
     drop(listener);
+    sweeper.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?} were cut");
     }
     Ok(())
+}
+
+/// Sweeps the uploads at start and then every [`uploads::Uploads::sweep_interval`]; a sweep
+/// that fails (providers down) is tried again at the next tick.
+async fn sweep_now_and_then(uploads: Arc<uploads::Uploads>) {
+    let mut tick = tokio::time::interval(uploads.sweep_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match uploads.sweep().await {
+            Ok(r) if r != uploads::SweepReport::default() => tracing::info!(
+                "uploads swept: {} expired, {} completes finished, {} part attempts let go",
+                r.expired,
+                r.finished,
+                r.parts_removed
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("sweeping multipart uploads failed (tried again later): {e}"),
+        }
+    }
 }

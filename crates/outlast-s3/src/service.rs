@@ -13,6 +13,7 @@ use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use crate::body::{read_version, BodyFault, CheckedBody, Declared};
 use crate::error::s3_error;
 use crate::records::{now_ns, Access, BucketRecord, Records, BUCKETS};
+use crate::uploads::{upload_id, UploadError, UploadRecord, Uploads, MAX_PART_NUMBER};
 
 /// Longest S3 key (S3's limit).
 const MAX_KEY_BYTES: usize = 1024;
@@ -23,12 +24,14 @@ const MAX_KEYS: usize = 1000;
 pub struct Gateway {
     store: Arc<Store>,
     records: Arc<Records>,
+    uploads: Arc<Uploads>,
 }
 
 impl Gateway {
-    /// A gateway over `store`, reading its records through `records`.
-    pub fn new(store: Arc<Store>, records: Arc<Records>) -> Self {
-        Gateway { store, records }
+    /// A gateway over `store`, reading its records through `records` and its multipart
+    /// uploads through `uploads`.
+    pub fn new(store: Arc<Store>, records: Arc<Records>, uploads: Arc<Uploads>) -> Self {
+        Gateway { store, records, uploads }
     }
 
     async fn bucket(&self, bucket: &str) -> S3Result<BucketRecord> {
@@ -109,6 +112,75 @@ impl Gateway {
             Err(e) => Err(fault.take().unwrap_or_else(|| s3_error(e, key))),
         }
     }
+
+    /// The version a copy reads: `source` must be readable by the request's key, exist, and
+    /// meet the copy's conditions (a 304 becomes 412, as S3 has it). Returns it and its key.
+    async fn copy_source(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        source: &CopySource,
+        conditions: ReadConditions<'_>,
+    ) -> S3Result<(IndexEntry, String)> {
+        let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = source else {
+            return Err(s3_error!(NotImplemented, "copies take a bucket/key source"));
+        };
+        // The grant check saw the destination; the source must be readable by the same key.
+        let readable = match credentials {
+            Some(c) => self
+                .records
+                .key(&c.access_key)
+                .await
+                .map_err(|e| s3_error(e, src_key))?
+                .is_some_and(|k| k.allows(src_bucket, Access::Read)),
+            None => false,
+        };
+        if !readable {
+            return Err(s3_error!(AccessDenied, "this access key may not read the copy's source"));
+        }
+        let src_name = self.object_name(src_bucket, src_key).await?;
+        let Some(src) = self.current(&src_name, src_key).await? else {
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist: {src_key}"));
+        };
+        check_read_conditions(&src, conditions).map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed, "the copy source was not modified")
+            } else {
+                e
+            }
+        })?;
+        Ok((src, src_key.to_string()))
+    }
+}
+
+/// The `x-amz-checksum-*` values a PutObject or UploadPart input declares.
+macro_rules! declared_sums {
+    ($i:expr) => {
+        Checksum {
+            checksum_crc32: $i.checksum_crc32,
+            checksum_crc32c: $i.checksum_crc32c,
+            checksum_sha1: $i.checksum_sha1,
+            checksum_sha256: $i.checksum_sha256,
+            checksum_crc64nvme: $i.checksum_crc64nvme,
+            ..Default::default()
+        }
+    };
+}
+
+/// The source conditions of a CopyObject or UploadPartCopy input, as [`ReadConditions`].
+macro_rules! copy_conditions {
+    ($i:expr) => {
+        (
+            $i.copy_source_if_match.as_ref(),
+            $i.copy_source_if_unmodified_since.as_ref(),
+            $i.copy_source_if_none_match.as_ref(),
+            $i.copy_source_if_modified_since.as_ref(),
+        )
+    };
+}
+
+/// The body of a request that sent none.
+fn empty_body() -> StreamingBlob {
+    StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
 }
 
 fn last_modified(ns: u64) -> Timestamp {
@@ -180,6 +252,43 @@ fn after_of_token(token: &str) -> S3Result<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+}
+
+/// How a listing shows keys: as they are, or URL-encoded when the client asked for
+/// `encoding-type=url` (the aws CLI always does, and decodes what it gets: a key with `%`, `+`
+/// or a space would come back changed if it were not encoded).
+#[derive(Clone, Copy)]
+struct Encoding {
+    url: bool,
+}
+
+impl Encoding {
+    fn of(asked: Option<&EncodingType>) -> Encoding {
+        Encoding { url: asked.is_some_and(|e| e.as_str().eq_ignore_ascii_case(EncodingType::URL)) }
+    }
+
+    fn apply(self, s: String) -> String {
+        if !self.url {
+            return s;
+        }
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    fn objects(self, objects: Vec<Object>) -> Vec<Object> {
+        objects.into_iter().map(|o| Object { key: o.key.map(|k| self.apply(k)), ..o }).collect()
+    }
+
+    fn prefixes(self, prefixes: Vec<String>) -> Vec<CommonPrefix> {
+        prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(self.apply(p)) }).collect()
+    }
 }
 
 /// One page of a listing: keys and common prefixes in name order.
@@ -310,17 +419,9 @@ impl S3 for Gateway {
         let name = self.object_name(&input.bucket, &input.key).await?;
         let precondition =
             self.write_precondition(&name, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
-        let sums = Checksum {
-            checksum_crc32: input.checksum_crc32,
-            checksum_crc32c: input.checksum_crc32c,
-            checksum_sha1: input.checksum_sha1,
-            checksum_sha256: input.checksum_sha256,
-            checksum_crc64nvme: input.checksum_crc64nvme,
-            ..Default::default()
-        };
+        let sums = declared_sums!(input);
         let declared = declared_of(input.content_md5, sums, &headers, trailers, input.content_length);
-        let body =
-            input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+        let body = input.body.unwrap_or_else(empty_body);
         let opts =
             PutOptions { content_type: input.content_type, metadata: sorted(input.metadata), precondition, ..Default::default() };
         let report = self.put_body(&name, &input.key, body, declared, opts).await?;
@@ -413,41 +514,11 @@ impl S3 for Gateway {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
-        let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &req.input.copy_source else {
-            return Err(s3_error!(NotImplemented, "copies take a bucket/key source"));
-        };
-        // The grant check saw the destination; the source must be readable by the same key.
-        let readable = match &req.credentials {
-            Some(c) => self
-                .records
-                .key(&c.access_key)
-                .await
-                .map_err(|e| s3_error(e, src_key))?
-                .is_some_and(|k| k.allows(src_bucket, Access::Read)),
-            None => false,
-        };
-        if !readable {
-            return Err(s3_error!(AccessDenied, "this access key may not read the copy's source"));
-        }
-        let src_name = self.object_name(src_bucket, src_key).await?;
         let i = &req.input;
+        let conditions = copy_conditions!(i);
+        let (src, src_key) = self.copy_source(req.credentials.as_ref(), &i.copy_source, conditions).await?;
+        let src_key = src_key.as_str();
         let name = self.object_name(&i.bucket, &i.key).await?;
-        let Some(src) = self.current(&src_name, src_key).await? else {
-            return Err(s3_error!(NoSuchKey, "The specified key does not exist: {src_key}"));
-        };
-        let conditions = (
-            i.copy_source_if_match.as_ref(),
-            i.copy_source_if_unmodified_since.as_ref(),
-            i.copy_source_if_none_match.as_ref(),
-            i.copy_source_if_modified_since.as_ref(),
-        );
-        check_read_conditions(&src, conditions).map_err(|e| {
-            if *e.code() == S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed, "the copy source was not modified")
-            } else {
-                e
-            }
-        })?;
         let info = self.store.describe(&src).map_err(|e| s3_error(e, src_key))?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let (content_type, metadata) = if replace {
@@ -482,18 +553,19 @@ impl S3 for Gateway {
         };
         let listed = self.list(&i.bucket, &prefix, i.delimiter.as_deref(), after, max).await?;
         let count = (listed.objects.len() + listed.prefixes.len()) as i32;
+        let enc = Encoding::of(i.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
-            prefix: Some(prefix),
-            delimiter: i.delimiter,
+            prefix: Some(enc.apply(prefix)),
+            delimiter: i.delimiter.map(|d| enc.apply(d)),
             max_keys: Some(max as i32),
             key_count: Some(count),
             continuation_token: i.continuation_token,
-            start_after: i.start_after,
+            start_after: i.start_after.map(|a| enc.apply(a)),
             is_truncated: Some(listed.next.is_some()),
             next_continuation_token: listed.next.as_deref().map(token_of),
-            contents: Some(listed.objects),
-            common_prefixes: Some(listed.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            contents: Some(enc.objects(listed.objects)),
+            common_prefixes: Some(enc.prefixes(listed.prefixes)),
             encoding_type: i.encoding_type,
             ..Default::default()
         }))
@@ -509,18 +581,250 @@ impl S3 for Gateway {
         let base = i.bucket.len() + 1;
         // Version 1 names the last key (or prefix) returned as the next marker.
         let next_marker = listed.next.as_ref().map(|n| n[base..].trim_end_matches(char::MAX).to_string());
+        let enc = Encoding::of(i.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(prefix),
-            delimiter: i.delimiter,
-            marker: i.marker,
+            prefix: Some(enc.apply(prefix)),
+            delimiter: i.delimiter.map(|d| enc.apply(d)),
+            marker: i.marker.map(|m| enc.apply(m)),
             max_keys: Some(max as i32),
             is_truncated: Some(listed.next.is_some()),
-            next_marker,
-            contents: Some(listed.objects),
-            common_prefixes: Some(listed.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            next_marker: next_marker.map(|m| enc.apply(m)),
+            contents: Some(enc.objects(listed.objects)),
+            common_prefixes: Some(enc.prefixes(listed.prefixes)),
             encoding_type: i.encoding_type,
             ..Default::default()
         }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        self.object_name(&i.bucket, &i.key).await?;
+        let metadata = sorted(i.metadata);
+        // Checked now, so that a complete does not fail late on what was given here.
+        let check = PutOptions { content_type: i.content_type.clone(), metadata: metadata.clone(), ..Default::default() };
+        outlast_engine::metadata::check(&check).map_err(|e| s3_error(e, &i.key))?;
+        let record = UploadRecord {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            content_type: i.content_type,
+            metadata,
+            created_ns: now_ns(),
+            completing_ns: None,
+        };
+        let id = self.uploads.create(record).await.map_err(|e| s3_error(e, &i.key))?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(upload_id(&id)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let headers = req.headers.clone();
+        let trailers = req.trailing_headers;
+        let i = req.input;
+        self.object_name(&i.bucket, &i.key).await?;
+        check_part_number(i.part_number)?;
+        let upload = self.uploads.open(&i.bucket, &i.key, &i.upload_id).await.map_err(|e| upload_error(e, &i.key))?;
+        let sums = declared_sums!(i);
+        let declared = declared_of(i.content_md5, sums, &headers, trailers, i.content_length);
+        let body = i.body.unwrap_or_else(empty_body);
+        let name = Uploads::attempt_name(&upload, i.part_number);
+        let report = self.put_body(&name, &i.key, body, declared, PutOptions::default()).await?;
+        Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(report.etag)), ..Default::default() }))
+    }
+
+    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = &req.input;
+        let conditions = copy_conditions!(i);
+        let (src, src_key) = self.copy_source(req.credentials.as_ref(), &i.copy_source, conditions).await?;
+        self.object_name(&i.bucket, &i.key).await?;
+        check_part_number(i.part_number)?;
+        let upload = self.uploads.open(&i.bucket, &i.key, &i.upload_id).await.map_err(|e| upload_error(e, &i.key))?;
+        let range = match &i.copy_source_range {
+            Some(r) => Some(copy_range(r, src.size)?),
+            None => None,
+        };
+        let length = range.as_ref().map_or(src.size, |r| r.end - r.start);
+        let body = read_version(self.store.clone(), src, range.map(ByteRange::Span)).await?;
+        let declared =
+            Declared { md5: None, sums: Checksum::default(), trailer_names: Vec::new(), trailers: None, length: Some(length) };
+        let name = Uploads::attempt_name(&upload, i.part_number);
+        let report = self.put_body(&name, &src_key, body, declared, PutOptions::default()).await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(report.etag)),
+                last_modified: Some(last_modified(now_ns())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let name = self.object_name(&i.bucket, &i.key).await?;
+        let upload = self.uploads.open(&i.bucket, &i.key, &i.upload_id).await.map_err(|e| upload_error(e, &i.key))?;
+        let precondition = self.write_precondition(&name, &i.key, i.if_match.as_ref(), i.if_none_match.as_ref()).await?;
+        let mut listed = Vec::new();
+        for p in i.multipart_upload.and_then(|m| m.parts).unwrap_or_default() {
+            let (Some(number), Some(etag)) = (p.part_number, p.e_tag) else {
+                return Err(s3_error!(MalformedXML, "each part needs its PartNumber and ETag"));
+            };
+            listed.push((number, etag.value().to_string()));
+        }
+        let done = self.uploads.complete(upload, &listed, precondition).await.map_err(|e| upload_error(e, &i.key))?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(i.key.clone()),
+            location: Some(format!("/{}/{}", i.bucket, i.key)),
+            e_tag: Some(ETag::Strong(done.etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        self.object_name(&i.bucket, &i.key).await?;
+        let upload = self.uploads.open(&i.bucket, &i.key, &i.upload_id).await.map_err(|e| upload_error(e, &i.key))?;
+        self.uploads.abort(upload).await.map_err(|e| upload_error(e, &i.key))?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        self.object_name(&i.bucket, &i.key).await?;
+        let upload = self.uploads.open(&i.bucket, &i.key, &i.upload_id).await.map_err(|e| upload_error(e, &i.key))?;
+        let max = i.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let marker = i.part_number_marker.unwrap_or(0);
+        let attempts = self.uploads.attempts(&upload.id).await.map_err(|e| s3_error(e, &i.key))?;
+        let mut parts: Vec<Part> = attempts
+            .into_iter()
+            .filter(|(n, _)| *n > marker)
+            .filter_map(|(n, a)| a.into_iter().last().map(|info| (n, info)))
+            .map(|(n, info)| Part {
+                part_number: Some(n),
+                e_tag: Some(ETag::Strong(info.etag)),
+                size: Some(info.size as i64),
+                last_modified: Some(last_modified(info.modified_ns)),
+                ..Default::default()
+            })
+            .collect();
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        let next = parts.last().and_then(|p| p.part_number).filter(|_| truncated);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            part_number_marker: Some(marker),
+            next_part_number_marker: next,
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let max = i.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let uploads = self.uploads.list(&i.bucket, &prefix).await.map_err(|e| s3_error(e, &i.bucket))?;
+        // After the markers: keys past the key marker, or past the upload id marker on it.
+        let after = |u: &&crate::uploads::Upload| match (&i.key_marker, &i.upload_id_marker) {
+            (None, _) => true,
+            (Some(k), None) => u.record.key > *k,
+            (Some(k), Some(id)) => u.record.key > *k || (u.record.key == *k && upload_id(&u.id) > *id),
+        };
+        let mut shown: Vec<&crate::uploads::Upload> = uploads.iter().filter(after).collect();
+        let truncated = shown.len() > max;
+        shown.truncate(max);
+        let (next_key, next_id) = match shown.last().filter(|_| truncated) {
+            Some(u) => (Some(u.record.key.clone()), Some(upload_id(&u.id))),
+            None => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket.clone()),
+            prefix: Some(prefix),
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            uploads: Some(
+                shown
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(u.record.key.clone()),
+                        upload_id: Some(upload_id(&u.id)),
+                        initiated: Some(last_modified(u.record.created_ns)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+}
+
+/// S3's range of part numbers.
+fn check_part_number(n: i32) -> S3Result<()> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        Ok(())
+    } else {
+        Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"))
+    }
+}
+
+/// The source bytes of an upload part copy: `bytes=FIRST-LAST`, inside the source.
+fn copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let bad = || {
+        s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
+    let (first, last) = r.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;
+    let (first, last): (u64, u64) = (first.parse().map_err(|_| bad())?, last.parse().map_err(|_| bad())?);
+    if first > last {
+        return Err(bad());
+    }
+    if last >= size {
+        return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
+    }
+    Ok(first..last + 1)
+}
+
+/// The S3 answer to a step of an upload that could not be taken.
+fn upload_error(e: UploadError, key: &str) -> S3Error {
+    match e {
+        UploadError::NoSuchUpload => s3_error!(
+            NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        ),
+        UploadError::PartOrder => s3_error!(InvalidPartOrder, "The list of parts was not in ascending order."),
+        UploadError::Part(n) => s3_error!(
+            InvalidPart,
+            "One or more of the specified parts could not be found (part {n}): it may not have been uploaded, or its ETag did not match."
+        ),
+        UploadError::TooSmall(n) => {
+            s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed object size (part {n}).")
+        }
+        UploadError::NoParts => s3_error!(MalformedXML, "The XML you provided did not list any part."),
+        UploadError::Engine(e) => s3_error(e, key),
     }
 }

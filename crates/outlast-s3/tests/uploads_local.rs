@@ -1,0 +1,219 @@
+//! Multipart uploads' failure paths on local folders (decision 0008): completes that died
+//! after or before their commit, an abort racing a complete, a part that arrives after its
+//! upload ended, and a gateway on a second state folder whose index is stale. In each, the
+//! parts of a composite that lives are kept, and what nothing holds is let go.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outlast_codec::MasterKey;
+use outlast_engine::progress::NoProgress;
+use outlast_engine::{CompositeOptions, Config, Precondition, PutOptions, Store};
+use outlast_s3::uploads::{Upload, UploadError, UploadRecord, Uploads, PARTS, UPLOADS};
+
+/// Three local folders, 2-of-3, and a state folder per `open`.
+struct Folders {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    key: MasterKey,
+}
+
+impl Folders {
+    fn new() -> Folders {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let key = MasterKey::generate();
+        let keys = key.store_keys();
+        for i in 0..3 {
+            let blob = outlast_codec::names::marker_blob(&keys);
+            let marker = outlast_codec::ProviderMarker { provider: format!("p{i}"), written_ns: 1 }.seal(&keys, &blob);
+            let path = root.join(format!("p{i}")).join(&blob);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, marker).unwrap();
+        }
+        Folders { _tmp: tmp, root, key }
+    }
+
+    /// The store as a gateway with its state in `folder` sees it.
+    async fn open(&self, folder: &str) -> Arc<Store> {
+        let dir = self.root.join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = format!("key_fingerprint = \"{}\"\n[coding]\nk = 2\nn = 3\nsegment_size = 65536\n", self.key.fingerprint());
+        for i in 0..3 {
+            let p = self.root.join(format!("p{i}"));
+            t.push_str(&format!(
+                "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
+                p.display()
+            ));
+        }
+        let cfg = Config::parse(&t, &dir.join("outlast.toml")).unwrap();
+        Arc::new(Store::open_with_key(cfg, self.key.clone()).await.unwrap())
+    }
+}
+
+fn record(created_ns: u64, completing_ns: Option<u64>) -> UploadRecord {
+    UploadRecord { bucket: "b".into(), key: "k".into(), content_type: None, metadata: vec![], created_ns, completing_ns }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Writes an attempt at part `number` of `u`; returns its name.
+async fn part(store: &Store, u: &Upload, number: i32, bytes: &[u8]) -> String {
+    let name = Uploads::attempt_name(u, number);
+    store.put(&name, bytes, PutOptions { md5: true, ..Default::default() }, &NoProgress).await.unwrap();
+    name
+}
+
+async fn names(store: &Store, prefix: &str) -> Vec<String> {
+    store.list(prefix).await.unwrap().into_iter().map(|o| o.name).collect()
+}
+
+async fn read(store: &Store, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.get(name, None, &mut out, &NoProgress).await.unwrap();
+    out
+}
+
+/// Overwrites `u`'s record as a complete marks it (or as it stood when it died).
+async fn mark(store: &Store, u: &Upload, completing_ns: u64) {
+    let body = serde_json::to_vec(&UploadRecord { completing_ns: Some(completing_ns), ..u.record.clone() }).unwrap();
+    store.put(&format!("{UPLOADS}{}", u.id.to_hex()), &body[..], PutOptions::default(), &NoProgress).await.unwrap();
+}
+
+async fn new_upload(uploads: &Uploads, created_ns: u64) -> Upload {
+    let id = uploads.create(record(created_ns, None)).await.unwrap();
+    uploads.get(&id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_complete_that_died_after_its_commit_is_finished_by_the_sweep() {
+    let f = Folders::new();
+    let store = f.open("a").await;
+    let uploads = Uploads::new(store.clone(), Duration::from_secs(3600));
+    let u = new_upload(&uploads, now_ns()).await;
+    let stale = part(&store, &u, 1, b"first try").await;
+    let p1 = part(&store, &u, 1, &[7u8; 100_000]).await;
+    let p2 = part(&store, &u, 2, b"tail").await;
+    mark(&store, &u, now_ns()).await;
+    let entries = vec![store.current(&p1).await.unwrap().unwrap(), store.current(&p2).await.unwrap().unwrap()];
+    let opts = CompositeOptions { put: PutOptions::default(), vid: u.id };
+    store.commit_composite("b/k", &entries, opts).await.unwrap();
+    // ... and the process died here: the record is still marked, the first try still there.
+
+    let r = uploads.sweep().await.unwrap();
+    assert_eq!((r.finished, r.parts_removed, r.expired), (1, 1, 0), "{r:?}");
+    assert_eq!(names(&store, PARTS).await, vec![p1, p2], "the listed parts stay, {stale} goes");
+    assert!(names(&store, UPLOADS).await.is_empty());
+    let mut want = vec![7u8; 100_000];
+    want.extend_from_slice(b"tail");
+    assert_eq!(read(&store, "b/k").await, want);
+    // A second sweep finds nothing to do.
+    assert_eq!(uploads.sweep().await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn a_complete_that_died_before_its_commit_lets_go_once_its_patience_is_past() {
+    let f = Folders::new();
+    let store = f.open("a").await;
+    let uploads = Uploads::new(store.clone(), Duration::from_secs(3600));
+    let young = new_upload(&uploads, now_ns()).await;
+    part(&store, &young, 1, b"young").await;
+    mark(&store, &young, now_ns()).await;
+    let old = new_upload(&uploads, now_ns()).await;
+    part(&store, &old, 1, b"old").await;
+    mark(&store, &old, now_ns() - 2 * 3600 * 1_000_000_000).await;
+
+    let r = uploads.sweep().await.unwrap();
+    assert_eq!((r.expired, r.parts_removed), (1, 1), "{r:?}");
+    let left = names(&store, PARTS).await;
+    assert_eq!(left.len(), 1);
+    assert!(left[0].contains(&young.id.to_hex()), "a complete under way keeps its parts: {left:?}");
+}
+
+#[tokio::test]
+async fn abort_and_complete_racing_on_one_upload_cannot_both_proceed() {
+    let f = Folders::new();
+    let store = f.open("a").await;
+    let uploads = Uploads::new(store.clone(), Duration::from_secs(3600));
+
+    // Two completes of one upload: the second, holding what it read before the first
+    // finished, finds the listed part still there but cannot mark the record: refused.
+    let u = new_upload(&uploads, now_ns()).await;
+    let p = part(&store, &u, 1, b"bytes").await;
+    let etag = store.current(&p).await.unwrap().unwrap().etag;
+    let seen_by_second = uploads.get(&u.id).await.unwrap().unwrap();
+    let first = uploads.complete(u, &[(1, etag.clone())], Precondition::Any).await.unwrap();
+    let second = uploads.complete(seen_by_second, &[(1, etag.clone())], Precondition::Any).await;
+    assert!(matches!(second, Err(UploadError::NoSuchUpload)), "{second:?}");
+    assert_eq!(store.current("b/k").await.unwrap().unwrap().stamp, first.stamp);
+    assert_eq!(read(&store, "b/k").await, b"bytes");
+
+    // An abort, then a complete holding what it read before: refused, nothing committed.
+    let u = new_upload(&uploads, now_ns()).await;
+    let p = part(&store, &u, 1, b"other bytes").await;
+    let etag = store.current(&p).await.unwrap().unwrap().etag;
+    let seen_by_complete = uploads.get(&u.id).await.unwrap().unwrap();
+    uploads.abort(u).await.unwrap();
+    let late = uploads.complete(seen_by_complete, &[(1, etag)], Precondition::Any).await;
+    assert!(matches!(late, Err(UploadError::NoSuchUpload | UploadError::Part(1))), "{late:?}");
+    assert_eq!(read(&store, "b/k").await, b"bytes");
+    assert_eq!(names(&store, PARTS).await.len(), 1, "only the first upload's part is left");
+
+    // A complete under way (its record marked): an abort is refused and the parts stay.
+    let u = new_upload(&uploads, now_ns()).await;
+    part(&store, &u, 1, b"bytes").await;
+    mark(&store, &u, now_ns()).await;
+    let marked = uploads.get(&u.id).await.unwrap().unwrap();
+    assert!(matches!(uploads.abort(marked).await, Err(UploadError::NoSuchUpload)));
+    assert_eq!(names(&store, PARTS).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_part_that_arrives_after_its_upload_ended_is_swept() {
+    let f = Folders::new();
+    let store = f.open("a").await;
+    let uploads = Uploads::new(store.clone(), Duration::from_secs(3600));
+    let u = new_upload(&uploads, now_ns()).await;
+    let seen_by_upload_part = uploads.get(&u.id).await.unwrap().unwrap();
+    uploads.abort(u).await.unwrap();
+    part(&store, &seen_by_upload_part, 3, b"too late").await;
+    assert_eq!(names(&store, PARTS).await.len(), 1);
+    let r = uploads.sweep().await.unwrap();
+    assert_eq!(r.parts_removed, 1, "{r:?}");
+    assert!(names(&store, PARTS).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_gateway_whose_index_is_stale_keeps_the_parts_of_a_composite_it_does_not_know() {
+    let f = Folders::new();
+    let a = f.open("a").await;
+    let b = f.open("b").await;
+    let at_a = Uploads::new(a.clone(), Duration::from_secs(3600));
+    let u = new_upload(&at_a, now_ns() - 10 * 1_000_000_000).await;
+    let p = part(&a, &u, 1, b"the only part").await;
+    let etag = a.current(&p).await.unwrap().unwrap().etag;
+    // B rebuilds its index from the providers: it knows the upload, open, and its part.
+    b.recover(&NoProgress).await.unwrap();
+    assert_eq!(names(&b, PARTS).await, vec![p.clone()]);
+    // A completes; B's index does not learn of it.
+    at_a.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
+    assert!(names(&b, UPLOADS).await.len() == 1, "B still sees the upload open");
+
+    // B sweeps with a short expiry: the upload looks abandoned to it, but its record no
+    // longer reads (A replaced it): nothing is decided about it, and the part stays.
+    let at_b = Uploads::new(b.clone(), Duration::from_secs(1));
+    let r = at_b.sweep().await.unwrap();
+    assert_eq!(r, Default::default());
+    assert_eq!(read(&a, "b/k").await, b"the only part");
+    assert_eq!(names(&a, PARTS).await, vec![p]);
+
+    // Once B knows the composite was overwritten, its parts are garbage there too.
+    b.recover(&NoProgress).await.unwrap();
+    let plain = PutOptions::default();
+    b.put("b/k", &b"plain"[..], plain, &NoProgress).await.unwrap();
+    let r = at_b.sweep().await.unwrap();
+    assert_eq!(r.parts_removed, 1, "{r:?}");
+}
