@@ -487,6 +487,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("deleted access key {id}");
             }
         }
+        Command::Bucket(b) => return bucket_command(cli.json, cfg, b).await,
         Command::Recover => {
             let store = open(cfg).await?;
             let r = with_stoppable_bar("recover", async |bar| store.recover(bar).await).await?;
@@ -728,6 +729,53 @@ async fn stop_signal() {
 }
 
 /// A key's grants as `bucket:level` words.
+/// `outlast bucket ...`: the buckets S3 clients see, kept as records in the store.
+async fn bucket_command(json: bool, cfg: Option<&Path>, command: crate::BucketCommand) -> Result<ExitCode> {
+    use crate::BucketCommand as B;
+    let writes = !matches!(command, B::List);
+    let store = std::sync::Arc::new(if writes { open_to_write(cfg).await? } else { open(cfg).await? });
+    let buckets = outlast_s3::buckets::Buckets::of(&store);
+    let show = |name: &str, r: &outlast_s3::buckets::BucketRecord| serde_json::json!({ "name": name, "public": r.public, "cors_rules": r.cors.len(), "created_ns": r.created_ns });
+    match command {
+        B::Create { name, public } => {
+            let r = buckets.create(&name, public).await?;
+            if json {
+                print_json(&show(&name, &r));
+            } else {
+                println!("created bucket {name}{}", if public { " (public)" } else { "" });
+            }
+        }
+        B::List => {
+            let all = buckets.list().await?;
+            if json {
+                print_json(&all.iter().map(|(n, r)| show(n, r)).collect::<Vec<_>>());
+            } else {
+                for (name, r) in &all {
+                    let cors = if r.cors.is_empty() { String::new() } else { format!("  {} CORS rules", r.cors.len()) };
+                    println!("{name}  {}{cors}", if r.public { "public" } else { "private" });
+                }
+            }
+        }
+        B::Set { name, public, private: _ } => {
+            let r = buckets.update(&name, |r| r.public = public).await?;
+            if json {
+                print_json(&show(&name, &r));
+            } else {
+                println!("bucket {name} is now {}", if r.public { "public" } else { "private" });
+            }
+        }
+        B::Delete { name } => {
+            buckets.delete(&name).await?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": name }));
+            } else {
+                println!("deleted bucket {name}");
+            }
+        }
+    }
+    Ok(after(&store))
+}
+
 fn grants_text(grants: &[outlast_s3::Grant]) -> String {
     let words: Vec<String> =
         grants.iter().map(|g| format!("{}:{}", g.bucket, format!("{:?}", g.access).to_lowercase())).collect();

@@ -156,6 +156,9 @@ enum Command {
     /// Access keys for the S3 API, kept sealed in the store itself.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Buckets of the S3 API: each is a name prefix of the store with settings of its own.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
     /// Build a throw-away store on local folders, fill it, wipe two providers, read it all back.
     Demo {
         /// Where to build it (default: a fresh temporary folder, removed afterwards).
@@ -199,6 +202,36 @@ enum KeyCommand {
     Delete {
         /// Its id.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Create a bucket (S3 clients may also create them).
+    Create {
+        /// Its name: 3 to 63 lowercase letters, digits, dots and hyphens.
+        name: String,
+        /// Anyone may read its objects without a key.
+        #[arg(long)]
+        public: bool,
+    },
+    /// List the buckets and their settings.
+    List,
+    /// Change a bucket's settings.
+    Set {
+        /// The bucket.
+        name: String,
+        /// Anyone may read its objects without a key.
+        #[arg(long, conflicts_with = "private", required_unless_present = "private")]
+        public: bool,
+        /// Only keys with a grant may read it.
+        #[arg(long)]
+        private: bool,
+    },
+    /// Delete a bucket that holds no object.
+    Delete {
+        /// The bucket.
+        name: String,
     },
 }
 

@@ -226,3 +226,33 @@ fn the_aws_cli_rclone_and_restic_write_list_read_and_check_through_the_gateway()
     let names = all_names(d, "restic/");
     assert!(names.iter().any(|n| n == "restic/config"), "{names:?}");
 }
+
+#[test]
+fn buckets_are_made_public_from_the_cli_or_by_acl_and_their_cors_rules_answer_browsers() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let (id, secret) = key(d, &[]);
+    run_ok(d, &["bucket", "create", "site", "--public"]);
+    run_ok(d, &["bucket", "create", "closed"]);
+    assert!(run_err(d, &["bucket", "create", "closed"]).contains("exists already"));
+    assert!(run_err(d, &["bucket", "create", "Bad_Name"]).contains("is not a bucket name"));
+    assert!(run_err(d, &["bucket", "set", "nowhere", "--public"]).contains("no bucket `nowhere`"));
+    let listed = json(&run_ok(d, &["--json", "bucket", "list"]));
+    let shown: Vec<(String, bool)> =
+        listed.as_array().unwrap().iter().map(|b| (b["name"].as_str().unwrap().to_string(), b["public"] == true)).collect();
+    assert_eq!(shown, vec![("closed".to_string(), false), ("site".to_string(), true)]);
+
+    let server = Server::start(d);
+    python("boto3_buckets.py", &server, &[("OUTLAST_S3_KEY_ID", id.as_str()), ("OUTLAST_S3_SECRET", secret.as_str())]);
+    assert_eq!(server.stop(), Some(0));
+
+    // What clients set, the CLI sees; a bucket holding objects is not deleted.
+    let listed = json(&run_ok(d, &["--json", "bucket", "list"]));
+    assert_eq!(listed[1]["cors_rules"], 0, "{listed}");
+    run_ok(d, &["bucket", "set", "site", "--private"]);
+    assert_eq!(json(&run_ok(d, &["--json", "bucket", "list"]))[1]["public"], false);
+    assert!(run_err(d, &["bucket", "delete", "site"]).contains("is not empty"));
+    run_ok(d, &["rm", "site/index.html"]);
+    run_ok(d, &["bucket", "delete", "site"]);
+    assert_eq!(json(&run_ok(d, &["--json", "bucket", "list"])).as_array().unwrap().len(), 1);
+}

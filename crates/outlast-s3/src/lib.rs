@@ -2,11 +2,14 @@
 //!
 //! s3s parses requests, checks signatures and writes responses; this crate answers them from
 //! the engine (`service`), finds secrets and grants in the store's key records (`auth`,
-//! `records`), streams bodies both ways (`body`) and maps the engine's errors to S3's at this
-//! edge (`error`). `serve` runs it on a listener until asked to stop.
+//! `records`), streams bodies both ways (`body`), keeps buckets' settings (`buckets`),
+//! answers browsers' CORS preflights (`cors`), runs multipart uploads (`uploads`) and maps the
+//! engine's errors to S3's at this edge (`error`). `serve` runs it on a listener until asked to stop.
 
 mod auth;
 mod body;
+pub mod buckets;
+mod cors;
 mod error;
 pub mod records;
 mod service;
@@ -40,6 +43,7 @@ pub const MAX_HEADER_BYTES: usize = 64 << 10;
 fn logged(
     service: s3s::service::S3Service,
     in_flight: Arc<tokio::sync::Semaphore>,
+    records: Arc<records::Records>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = s3s::HttpResponse,
@@ -47,7 +51,7 @@ fn logged(
     Future = impl Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (service, in_flight) = (service.clone(), in_flight.clone());
+        let (service, in_flight, records) = (service.clone(), in_flight.clone(), records.clone());
         async move {
             let (method, path) = (req.method().clone(), req.uri().path().to_string());
             let started = std::time::Instant::now();
@@ -55,7 +59,17 @@ fn logged(
                 tracing::warn!(target: "outlast_s3::request", %method, path, "refused: {MAX_IN_FLIGHT} requests in flight");
                 return Ok(slow_down());
             };
-            let response = service.call(req.map(s3s::Body::from)).await;
+            let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
+            let mut response = if method == http::Method::OPTIONS {
+                Ok(cors::preflight(&records, &path, req.headers()).await)
+            } else {
+                service.call(req.map(s3s::Body::from)).await
+            };
+            if let (Some(origin), Ok(r)) = (&origin, &mut response) {
+                if method != http::Method::OPTIONS {
+                    cors::decorate(&records, &path, &method, origin, r).await;
+                }
+            }
             if let Ok(r) = &response {
                 let bytes = r.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
                 tracing::info!(
@@ -108,7 +122,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_now_and_then(uploads.clone()));
     let mut builder = S3ServiceBuilder::new(Gateway::new(store, records.clone(), uploads));
     builder.set_auth(auth::KeyAuth(records.clone()));
-    builder.set_access(auth::Grants(records));
+    builder.set_access(auth::Grants(records.clone()));
     let service = builder.build();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut http = ConnBuilder::new(TokioExecutor::new());
@@ -129,7 +143,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let conn = http.serve_connection(TokioIo::new(socket), logged(service.clone(), in_flight.clone())).into_owned();
+                let conn = http.serve_connection(TokioIo::new(socket), logged(service.clone(), in_flight.clone(), records.clone())).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {

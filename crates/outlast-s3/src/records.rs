@@ -13,20 +13,12 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use crate::buckets::BucketRecord;
+
 /// Where bucket records live: `.outlast/bucket/NAME`.
 pub const BUCKETS: &str = ".outlast/bucket/";
 /// Where access keys live: `.outlast/key/ID`.
 pub const KEYS: &str = ".outlast/key/";
-
-/// A bucket: its prefix of the store's names is `NAME/`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BucketRecord {
-    /// When it was created (ns since the Unix epoch).
-    pub created_ns: u64,
-    /// Anyone may read its objects without a key.
-    #[serde(default)]
-    pub public: bool,
-}
 
 /// What a key may do with a bucket; each level includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -132,24 +124,29 @@ impl Records {
 
     /// The record `name`, if there is one.
     pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, EngineError> {
+        Ok(self.get_versioned(name).await?.map(|(_, v)| v))
+    }
+
+    /// The record `name` with its version id, which a change is conditional on.
+    pub async fn get_versioned<T: DeserializeOwned>(&self, name: &str) -> Result<Option<(VersionId, T)>, EngineError> {
         let Some(entry) = self.store.current(name).await? else {
             self.cache.lock().expect("cache lock").remove(name);
             return Ok(None);
         };
-        let cached =
-            self.cache.lock().expect("cache lock").get(name).filter(|(v, _)| *v == entry.stamp.vid).map(|(_, b)| b.clone());
+        let vid = entry.stamp.vid;
+        let cached = self.cache.lock().expect("cache lock").get(name).filter(|(v, _)| *v == vid).map(|(_, b)| b.clone());
         let bytes = match cached {
             Some(b) => b,
             None => {
                 let mut sink = WriteSink(Vec::with_capacity(entry.size as usize));
                 self.store.get_version_into(&entry, None, &mut sink, &NoProgress).await?;
                 let bytes = Bytes::from(sink.0);
-                self.cache.lock().expect("cache lock").insert(name.to_string(), (entry.stamp.vid, bytes.clone()));
+                self.cache.lock().expect("cache lock").insert(name.to_string(), (vid, bytes.clone()));
                 bytes
             }
         };
         serde_json::from_slice(&bytes)
-            .map(Some)
+            .map(|v| Some((vid, v)))
             .map_err(|e| EngineError::State(format!("the gateway record `{name}` does not parse: {e}")))
     }
 

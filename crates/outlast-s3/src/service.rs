@@ -11,8 +11,9 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use crate::body::{read_version, BodyFault, CheckedBody, Declared};
+use crate::buckets::{BucketError, BucketRecord, Buckets, CorsRule};
 use crate::error::s3_error;
-use crate::records::{now_ns, Access, BucketRecord, Records, BUCKETS};
+use crate::records::{now_ns, Access, Records, BUCKETS};
 use crate::uploads::{upload_id, UploadError, UploadRecord, Uploads, MAX_PART_NUMBER};
 
 /// Longest S3 key (S3's limit).
@@ -24,6 +25,7 @@ const MAX_KEYS: usize = 1000;
 pub struct Gateway {
     store: Arc<Store>,
     records: Arc<Records>,
+    buckets: Buckets,
     uploads: Arc<Uploads>,
 }
 
@@ -31,7 +33,7 @@ impl Gateway {
     /// A gateway over `store`, reading its records through `records` and its multipart
     /// uploads through `uploads`.
     pub fn new(store: Arc<Store>, records: Arc<Records>, uploads: Arc<Uploads>) -> Self {
-        Gateway { store, records, uploads }
+        Gateway { store, buckets: Buckets::new(records.clone()), records, uploads }
     }
 
     async fn bucket(&self, bucket: &str) -> S3Result<BucketRecord> {
@@ -380,15 +382,110 @@ impl S3 for Gateway {
 
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
         let bucket = &req.input.bucket;
-        let record = BucketRecord { created_ns: now_ns(), public: false };
-        match self.records.put(&format!("{BUCKETS}{bucket}"), &record, Precondition::Absent).await {
-            Ok(()) => Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")) })),
-            Err(EngineError::Conflict(_)) => Err(s3_error!(
-                BucketAlreadyOwnedByYou,
-                "Your previous request to create the named bucket succeeded and you already own it"
-            )),
-            Err(e) => Err(s3_error(e, bucket)),
+        let public = req.input.acl.as_ref().is_some_and(|a| a.as_str() == BucketCannedACL::PUBLIC_READ);
+        self.buckets.create(bucket, public).await.map_err(|e| bucket_error(e, bucket))?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")) }))
+    }
+
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let bucket = &req.input.bucket;
+        // A bucket is readable by its keys' grants, and by anyone when public: the canned
+        // ACLs that say one or the other are the ones taken.
+        let public = match req.input.acl.as_ref().map(|a| a.as_str()) {
+            Some(BucketCannedACL::PUBLIC_READ) => true,
+            Some(BucketCannedACL::PRIVATE) => false,
+            _ => return Err(s3_error!(NotImplemented, "only the canned ACLs private and public-read are taken")),
+        };
+        self.buckets.update(bucket, |r| r.public = public).await.map_err(|e| bucket_error(e, bucket))?;
+        Ok(S3Response::new(PutBucketAclOutput::default()))
+    }
+
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let record = self.bucket(&req.input.bucket).await?;
+        let owner = Owner { id: Some("outlast".into()), display_name: Some("outlast".into()) };
+        let mut grants = vec![Grant {
+            grantee: Some(Grantee {
+                id: owner.id.clone(),
+                display_name: owner.display_name.clone(),
+                type_: Type::from_static(Type::CANONICAL_USER),
+                email_address: None,
+                uri: None,
+            }),
+            permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+        }];
+        if record.public {
+            grants.push(Grant {
+                grantee: Some(Grantee {
+                    type_: Type::from_static(Type::GROUP),
+                    uri: Some("http://acs.amazonaws.com/groups/global/AllUsers".into()),
+                    id: None,
+                    display_name: None,
+                    email_address: None,
+                }),
+                permission: Some(Permission::from_static(Permission::READ)),
+            });
         }
+        Ok(S3Response::new(GetBucketAclOutput { grants: Some(grants), owner: Some(owner) }))
+    }
+
+    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let bucket = &req.input.bucket;
+        let rules: Vec<CorsRule> = req
+            .input
+            .cors_configuration
+            .cors_rules
+            .into_iter()
+            .map(|r| CorsRule {
+                allowed_origins: r.allowed_origins,
+                allowed_methods: r.allowed_methods,
+                allowed_headers: r.allowed_headers.unwrap_or_default(),
+                expose_headers: r.expose_headers.unwrap_or_default(),
+                max_age_seconds: r.max_age_seconds,
+            })
+            .collect();
+        if rules.is_empty() || rules.len() > 100 {
+            return Err(s3_error!(MalformedXML, "a CORS configuration has 1 to 100 rules"));
+        }
+        for r in &rules {
+            if r.allowed_origins.is_empty() || r.allowed_methods.is_empty() {
+                return Err(s3_error!(MalformedXML, "each CORS rule names its origins and methods"));
+            }
+            let known = ["GET", "PUT", "POST", "DELETE", "HEAD"];
+            if let Some(m) = r.allowed_methods.iter().find(|m| !known.contains(&m.as_str())) {
+                return Err(s3_error!(InvalidRequest, "Found unsupported HTTP method in CORS config. Unsupported method is {m}"));
+            }
+            if r.allowed_origins.iter().chain(&r.allowed_headers).any(|o| o.matches('*').count() > 1) {
+                return Err(s3_error!(InvalidRequest, "a CORS origin or header may hold at most one wildcard"));
+            }
+        }
+        self.buckets.update(bucket, |r| r.cors = rules.clone()).await.map_err(|e| bucket_error(e, bucket))?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let record = self.bucket(&req.input.bucket).await?;
+        if record.cors.is_empty() {
+            return Err(s3_error!(NoSuchCORSConfiguration, "The CORS configuration does not exist"));
+        }
+        let rules = record
+            .cors
+            .into_iter()
+            .map(|r| CORSRule {
+                allowed_origins: r.allowed_origins,
+                allowed_methods: r.allowed_methods,
+                allowed_headers: (!r.allowed_headers.is_empty()).then_some(r.allowed_headers),
+                expose_headers: (!r.expose_headers.is_empty()).then_some(r.expose_headers),
+                max_age_seconds: r.max_age_seconds,
+                id: None,
+            })
+            .collect();
+        Ok(S3Response::new(GetBucketCorsOutput { cors_rules: Some(rules) }))
+    }
+
+    async fn delete_bucket_cors(&self, req: S3Request<DeleteBucketCorsInput>) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        let bucket = &req.input.bucket;
+        self.buckets.update(bucket, |r| r.cors.clear()).await.map_err(|e| bucket_error(e, bucket))?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
@@ -403,12 +500,7 @@ impl S3 for Gateway {
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
         let bucket = &req.input.bucket;
-        self.bucket(bucket).await?;
-        let any = self.store.index().objects_page(&format!("{bucket}/"), None, 1).await.map_err(|e| s3_error(e, bucket))?;
-        if !any.is_empty() {
-            return Err(s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"));
-        }
-        self.records.remove(&format!("{BUCKETS}{bucket}")).await.map_err(|e| s3_error(e, bucket))?;
+        self.buckets.delete(bucket).await.map_err(|e| bucket_error(e, bucket))?;
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
 
@@ -807,6 +899,20 @@ fn copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
         return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
     }
     Ok(first..last + 1)
+}
+
+/// The S3 answer to a bucket change that could not be made.
+fn bucket_error(e: BucketError, bucket: &str) -> S3Error {
+    match e {
+        BucketError::InvalidName(_) => s3_error!(InvalidBucketName, "The specified bucket is not valid: {bucket}"),
+        BucketError::Exists(_) => s3_error!(
+            BucketAlreadyOwnedByYou,
+            "Your previous request to create the named bucket succeeded and you already own it"
+        ),
+        BucketError::NoSuchBucket(_) => s3_error!(NoSuchBucket, "The specified bucket does not exist: {bucket}"),
+        BucketError::NotEmpty(_) => s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"),
+        BucketError::Engine(e) => s3_error(e, bucket),
+    }
 }
 
 /// The S3 answer to a step of an upload that could not be taken.
