@@ -432,17 +432,81 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Serve { listen, upload_expiry } => {
+        Command::Serve { listen, upload_expiry, site_listen, tls_cert, tls_key, site_cache_mib } => {
             let store = std::sync::Arc::new(open_to_write(cfg).await?);
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(std::sync::Arc::new(outlast_web::ReloadingCert::new(cert, key)?)),
+                _ => None,
+            };
             let listener =
                 tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let sites = match site_listen {
+                Some(addr) => {
+                    Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?)
+                }
+                None => None,
+            };
             let bound = listener.local_addr()?;
-            // The first line says where, for people and for scripts that asked for port 0.
+            // The first lines say where, for people and for scripts that asked for port 0.
             println!("S3 API on http://{bound}");
             eprintln!("outlast: serving the S3 API on http://{bound}; Ctrl-C or SIGTERM stops it");
+            if let Some(s) = &sites {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                println!("sites on {scheme}://{}", s.local_addr()?);
+            }
+            // One stop for both listeners.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                stop_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stopped| *stopped).await;
+            };
             let opts = outlast_s3::ServeOptions { upload_expiry };
-            outlast_s3::serve(store.clone(), listener, opts, stop_signal()).await?;
+            let s3 = outlast_s3::serve(store.clone(), listener, opts, stop(stop_rx.clone()));
+            let web = async {
+                match sites {
+                    Some(l) => {
+                        let opts = outlast_web::SiteOptions { tls, cache_bytes: site_cache_mib << 20, ..Default::default() };
+                        outlast_web::serve_sites(store.clone(), l, opts, stop(stop_rx.clone())).await.map(Some)
+                    }
+                    None => Ok(None),
+                }
+            };
+            let ((), cache) = tokio::try_join!(s3, web)?;
+            if let Some(c) = cache {
+                eprintln!(
+                    "outlast: site cache: {} hits, {} misses ({:.1}% hit rate), {} bytes held",
+                    c.hits,
+                    c.misses,
+                    c.hit_rate() * 100.0,
+                    c.held_bytes
+                );
+            }
             eprintln!("outlast: stopped");
+            return Ok(after(&store));
+        }
+        Command::Site(crate::SiteCommand::Publish { dir, bucket, hosts, index, error_page, delete }) => {
+            let store = std::sync::Arc::new(open_to_write(cfg).await?);
+            let website = outlast_s3::buckets::Website { index, error: error_page, hosts };
+            let r = crate::site::publish(&store, crate::site::Publish { dir: dir.clone(), bucket, website, delete }).await?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "published {} to {}: {} files sent ({} bytes), {} unchanged{}",
+                    dir.display(),
+                    r.bucket,
+                    r.uploaded,
+                    r.uploaded_bytes,
+                    r.unchanged,
+                    if delete { format!(", {} deleted", r.deleted) } else { String::new() }
+                );
+                if !r.skipped_links.is_empty() {
+                    eprintln!("outlast: symbolic links left out: {}", r.skipped_links.join(", "));
+                }
+            }
             return Ok(after(&store));
         }
         Command::Key(crate::KeyCommand::Create { allow }) => {

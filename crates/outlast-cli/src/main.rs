@@ -6,6 +6,7 @@ mod demo;
 mod init;
 mod part_file;
 mod progress;
+mod site;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -152,7 +153,23 @@ enum Command {
         /// (`7d`, `12h`, `30m`, `90s`).
         #[arg(long, value_name = "AGE", default_value = "7d", value_parser = humantime::parse_duration)]
         upload_expiry: std::time::Duration,
+        /// Also serve the website buckets (`outlast site publish`) to the public on this address.
+        #[arg(long, value_name = "ADDR")]
+        site_listen: Option<std::net::SocketAddr>,
+        /// Serve the sites over HTTPS with this certificate chain (PEM); a renewed file is
+        /// picked up without a restart.
+        #[arg(long, value_name = "FILE", requires_all = ["tls_key", "site_listen"])]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Memory for the sites' hot small objects, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        site_cache_mib: u64,
     },
+    /// Websites: a folder published as a bucket that `outlast serve --site-listen` serves.
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// Access keys for the S3 API, kept sealed in the store itself.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -202,6 +219,29 @@ enum KeyCommand {
     Delete {
         /// Its id.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Upload a folder as a website (only files that changed) and mark its bucket as a site.
+    Publish {
+        /// The folder: its files become the site's pages, by their paths under it.
+        dir: PathBuf,
+        /// The bucket to publish to (created if need be).
+        bucket: String,
+        /// Host names the site answers to (repeat); none: any host, while it is the only site.
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// The page a folder's URL serves.
+        #[arg(long, default_value = "index.html")]
+        index: String,
+        /// The page served with a 404 when nothing else is found.
+        #[arg(long, value_name = "PAGE")]
+        error_page: Option<String>,
+        /// Also delete the bucket's objects that the folder no longer has.
+        #[arg(long)]
+        delete: bool,
     },
 }
 
@@ -322,7 +362,7 @@ fn main() -> ExitCode {
         }
         // s3s logs every refused request (a wrong signature, a missing key) as an error: the
         // client got its answer, so it is no error of the server's.
-        Command::Serve { .. } => "warn,opendal=error,s3s::ops=off,outlast_s3::request=info",
+        Command::Serve { .. } => "warn,opendal=error,s3s::ops=off,outlast_s3::request=info,outlast_web::request=info",
         _ => "warn,opendal=error",
     };
     tracing_subscriber::fmt()

@@ -1,8 +1,9 @@
 //! Helpers shared by the CLI tests: run the real binary in a folder.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn outlast(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_outlast"));
@@ -74,4 +75,65 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A running `outlast serve`, stopped with SIGTERM when dropped.
+pub struct Server {
+    child: Child,
+    /// The S3 API's address, `http://HOST:PORT`.
+    pub endpoint: String,
+    /// The site listener's, when one was asked for.
+    pub site: Option<String>,
+    /// Its stderr: the request log.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `outlast serve` in `d`, its log going to `d/serve.log`.
+    pub fn start(d: &Path) -> Server {
+        Server::start_with(d, None)
+    }
+
+    /// Starts it with `faults` injected (`OUTLAST_FAULTS`).
+    pub fn start_with(d: &Path, faults: Option<&str>) -> Server {
+        Server::start_args(d, faults, &[])
+    }
+
+    /// Starts it with `faults` injected and more arguments to `serve`.
+    pub fn start_args(d: &Path, faults: Option<&str>, args: &[&str]) -> Server {
+        let log = std::fs::File::create(d.join("serve.log")).unwrap();
+        let mut cmd = outlast(d);
+        if let Some(f) = faults {
+            cmd.env("OUTLAST_FAULTS", f);
+        }
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let endpoint = line.trim().strip_prefix("S3 API on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
+        // With a site listener, the second line says where it is.
+        let site = args.contains(&"--site-listen").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.trim().strip_prefix("sites on ").unwrap_or_else(|| panic!("second line: {line:?}")).to_string()
+        });
+        Server { child, endpoint, site, log: d.join("serve.log") }
+    }
+
+    /// Asks it to stop as a service manager would, and returns its exit status.
+    pub fn stop(mut self) -> Option<i32> {
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status.code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -4,61 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
-
-/// A running `outlast serve`, stopped with SIGTERM when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    /// Starts `outlast serve` in `d`, its log going to `d/serve.log`.
-    fn start(d: &Path) -> Server {
-        Server::start_with(d, None)
-    }
-
-    /// Starts it with `faults` injected (`OUTLAST_FAULTS`).
-    fn start_with(d: &Path, faults: Option<&str>) -> Server {
-        Server::start_args(d, faults, &[])
-    }
-
-    /// Starts it with `faults` injected and more arguments to `serve`.
-    fn start_args(d: &Path, faults: Option<&str>, args: &[&str]) -> Server {
-        let log = std::fs::File::create(d.join("serve.log")).unwrap();
-        let mut cmd = outlast(d);
-        if let Some(f) = faults {
-            cmd.env("OUTLAST_FAULTS", f);
-        }
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
-        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let endpoint = line.trim().strip_prefix("S3 API on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
-        Server { child, endpoint, log: d.join("serve.log") }
-    }
-
-    /// Asks it to stop as a service manager would, and returns its exit status.
-    fn stop(mut self) -> Option<i32> {
-        // SAFETY: a plain kill(2) of our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status.code()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn key(d: &Path, allow: &[&str]) -> (String, String) {
     let mut args = vec!["--json", "key", "create"];

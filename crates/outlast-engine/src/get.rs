@@ -69,6 +69,17 @@ impl GetSink for tokio::sync::mpsc::Sender<Bytes> {
     }
 }
 
+/// Hands each piece to a receiver that also learns of a failure: a face streaming a response
+/// body, which must end with an error rather than look complete.
+impl GetSink for tokio::sync::mpsc::Sender<Result<Bytes, EngineError>> {
+    async fn accept(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.send(Ok(chunk)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away"))
+    }
+    async fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Which bytes of an object a get reads, resolved against the size of the version actually
 /// read (so that "the last N bytes" cannot mix two versions' sizes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,6 +348,32 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<GetReport, EngineError> {
         crate::get::get_version(self, entry, range, sink, progress, &Default::default()).await
+    }
+
+    /// The bytes of version `entry` (the bytes `range` of it) as a stream, read on a task of
+    /// its own. The first piece is waited for, so that a version that cannot be read at all is
+    /// an error before a face sends any header; a failure after it is the stream's last item
+    /// (a face cuts its body then, never ends it as if whole). Dropping the stream stops the
+    /// read.
+    pub async fn stream_version(
+        self: std::sync::Arc<Self>,
+        entry: IndexEntry,
+        range: Option<ByteRange>,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, EngineError>>, EngineError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut sink = tx.clone();
+            if let Err(e) = self.get_version_into(&entry, range, &mut sink, &crate::progress::NoProgress).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        let first = match rx.recv().await {
+            Some(Ok(first)) => Some(first),
+            Some(Err(e)) => return Err(e),
+            None => None,
+        };
+        let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(futures::stream::iter(first.map(Ok)).chain(rest).boxed())
     }
 
     /// Like [`Self::get`], but hands the plaintext over in whole pieces: a sink that writes on

@@ -12,8 +12,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::Digest;
 use outlast_engine::index::IndexEntry;
-use outlast_engine::progress::NoProgress;
-use outlast_engine::{ByteRange, EngineError, GetSink, Store};
+use outlast_engine::{ByteRange, Store};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{Checksum, StreamingBlob};
 use s3s::{s3_error, S3Error};
@@ -171,19 +170,6 @@ impl Stream for CheckedBody {
     }
 }
 
-/// Hands the engine's plaintext to a response body; the error of a read that fails part-way
-/// goes in too, so the body is cut rather than ended as if whole.
-struct BodySink(tokio::sync::mpsc::Sender<Result<Bytes, EngineError>>);
-
-impl GetSink for BodySink {
-    async fn accept(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.0.send(Ok(chunk)).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-    async fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Starts reading version `entry` (the bytes `range` of it) and waits for its first piece:
 /// a version that cannot be read at all is an S3 error before any header is sent, and one
 /// that fails later cuts the body short (its length was promised, so the client notices).
@@ -192,21 +178,9 @@ pub(crate) async fn read_version(
     entry: IndexEntry,
     range: Option<ByteRange>,
 ) -> Result<StreamingBlob, S3Error> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let key = entry.name.clone();
-    tokio::spawn(async move {
-        let mut sink = BodySink(tx.clone());
-        if let Err(e) = store.get_version_into(&entry, range, &mut sink, &NoProgress).await {
-            let _ = tx.send(Err(e)).await;
-        }
-    });
-    let first = match rx.recv().await {
-        Some(Ok(first)) => Some(first),
-        Some(Err(e)) => return Err(s3_error(e, &key)),
-        None => None,
-    };
-    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let body = futures::stream::iter(first.map(Ok)).chain(rest).map(move |r| {
+    let stream = store.stream_version(entry, range).await.map_err(|e| s3_error(e, &key))?;
+    let body = stream.map(move |r| {
         r.map_err(|e| {
             tracing::warn!(key, "a response body was cut: {e}");
             io::Error::other(e.to_string())

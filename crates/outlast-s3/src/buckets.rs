@@ -21,6 +21,22 @@ pub struct BucketRecord {
     /// Its CORS rules, in the order S3 clients gave them (the first that matches applies).
     #[serde(default)]
     pub cors: Vec<CorsRule>,
+    /// Served as a website by `outlast serve --site-listen`, when set.
+    #[serde(default)]
+    pub website: Option<Website>,
+}
+
+/// How a bucket is served as a website.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Website {
+    /// The document a folder's URL serves (`index.html`).
+    pub index: String,
+    /// The page served with a 404 when nothing else is found, if any (`404.html`).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Host names it answers to; empty: any host, when it is the only website.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// One CORS rule, as S3's `CORSRule`.
@@ -129,7 +145,7 @@ impl Buckets {
     /// Creates bucket `name`.
     pub async fn create(&self, name: &str, public: bool) -> Result<BucketRecord, BucketError> {
         check_bucket_name(name)?;
-        let record = BucketRecord { created_ns: now_ns(), public, cors: Vec::new() };
+        let record = BucketRecord { created_ns: now_ns(), public, ..Default::default() };
         match self.records.put(&record_name(name), &record, Precondition::Absent).await {
             Ok(()) => Ok(record),
             Err(EngineError::Conflict(_)) => Err(BucketError::Exists(name.to_string())),

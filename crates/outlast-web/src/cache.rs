@@ -1,0 +1,85 @@
+//! A bounded in-memory cache of small objects' bytes, keyed by version: a popular page costs
+//! no provider reads once it is held, and an overwrite (through any gateway) is a new version,
+//! so the old bytes are never served for it. Its hits and misses are counted for the report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use outlast_codec::VersionId;
+
+/// Objects up to this size are cached whole; larger ones stream from the providers.
+pub const MAX_CACHED_OBJECT: u64 = 1 << 20;
+
+/// Hot objects by (name, version).
+pub struct PageCache {
+    bytes: moka::future::Cache<(String, VersionId), Bytes>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the cache did, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from memory.
+    pub hits: u64,
+    /// Requests that read the providers (and then filled the cache).
+    pub misses: u64,
+    /// Bytes held now.
+    pub held_bytes: u64,
+}
+
+impl CacheStats {
+    /// Hits over all lookups, 0 before any.
+    pub fn hit_rate(&self) -> f64 {
+        let all = self.hits + self.misses;
+        if all == 0 {
+            0.0
+        } else {
+            self.hits as f64 / all as f64
+        }
+    }
+}
+
+impl PageCache {
+    /// A cache holding at most `capacity_bytes` of objects.
+    pub fn new(capacity_bytes: u64) -> Self {
+        let bytes = moka::future::Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|(name, _): &(String, VersionId), b: &Bytes| (name.len() + b.len()).try_into().unwrap_or(u32::MAX))
+            .build();
+        PageCache { bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// The bytes of version `vid` of `name`, from memory or from `load` (run once however many
+    /// requests ask at the same time).
+    pub async fn get_or_load<E, F>(&self, name: &str, vid: VersionId, load: F) -> Result<Bytes, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<Bytes, E>>,
+    {
+        let mut loaded = false;
+        let got = self
+            .bytes
+            .try_get_with((name.to_string(), vid), async {
+                loaded = true;
+                load.await
+            })
+            .await;
+        if loaded {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            held_bytes: self.bytes.weighted_size(),
+        }
+    }
+}

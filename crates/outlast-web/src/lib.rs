@@ -1,0 +1,155 @@
+//! Outlast's website face: buckets marked as websites (`outlast site publish`) served to the
+//! public over HTTP or HTTPS, from the spread store, so a site outlives any one host.
+//!
+//! `route` picks the site by Host and the key by path (never above the site's root),
+//! `respond` answers with the object and the headers browsers and caches expect, `cache`
+//! keeps hot small objects by version, `tls` serves a certificate that can be renewed in
+//! place. Compression is tower-http's, where the client asks for it.
+
+pub mod cache;
+mod respond;
+pub mod route;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::service::TowerToHyperService;
+use outlast_engine::Store;
+use tokio::net::TcpListener;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+use tower_http::compression::CompressionLayer;
+
+pub use cache::CacheStats;
+pub use respond::Sites;
+pub use tls::{ReloadingCert, TlsError};
+
+/// Requests served at once; past this a request is answered 503 at once.
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// How long requests in flight may take to finish once a stop is asked.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How the site listener runs.
+#[derive(Clone)]
+pub struct SiteOptions {
+    /// Serve HTTPS with this certificate (HTTP when `None`).
+    pub tls: Option<Arc<ReloadingCert>>,
+    /// Bytes of hot objects kept in memory.
+    pub cache_bytes: u64,
+    /// `Cache-Control: max-age` of every page, in seconds.
+    pub max_age: u32,
+}
+
+impl Default for SiteOptions {
+    fn default() -> Self {
+        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60 }
+    }
+}
+
+/// Serves the website buckets of `store` on `listener` until `stop` completes, then lets
+/// requests in flight finish (at most [`SHUTDOWN_GRACE`]); returns what the cache did.
+pub async fn serve_sites(
+    store: Arc<Store>,
+    listener: TcpListener,
+    opts: SiteOptions,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<CacheStats> {
+    let sites = Arc::new(Sites::new(store, opts.cache_bytes, opts.max_age));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let acceptor = opts.tls.clone().map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (socket, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = TowerToHyperService::new(service(sites.clone(), in_flight.clone()));
+        match &acceptor {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), service).into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let (acceptor, http) = (acceptor.clone(), http.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(HANDSHAKE, acceptor.accept(socket)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service).into_owned());
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("page requests still in flight after {SHUTDOWN_GRACE:?} were cut");
+    }
+    Ok(sites.cache.stats())
+}
+
+/// The tower service of one connection: the request log and the in-flight limit around
+/// [`respond::answer`], compressed where the client asks for it (never a range: its bytes are
+/// the object's, not an encoding's).
+fn service(
+    sites: Arc<Sites>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<
+        impl http_body::Body<Data = bytes::Bytes, Error = impl Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+    >,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send,
+> + Clone {
+    let not_ranges = |status: http::StatusCode, _: http::Version, _: &http::HeaderMap, _: &http::Extensions| {
+        status != http::StatusCode::PARTIAL_CONTENT
+    };
+    let compress = CompressionLayer::new().compress_when(DefaultPredicate::new().and(not_ranges));
+    tower::ServiceBuilder::new().layer(compress).service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let (sites, in_flight) = (sites.clone(), in_flight.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let Ok(_permit) = in_flight.try_acquire() else {
+                tracing::warn!(target: "outlast_web::request", "refused: {MAX_IN_FLIGHT} requests in flight");
+                return Ok(respond::busy());
+            };
+            let response = respond::answer(&sites, &req).await;
+            let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-");
+            let bytes = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info!(
+                target: "outlast_web::request",
+                "{} {host} {} {} {bytes} {:.1} ms",
+                req.method(),
+                req.uri().path(),
+                response.status().as_u16(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    })
+}
