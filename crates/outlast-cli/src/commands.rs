@@ -432,7 +432,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Serve { listen, upload_expiry, site_listen, tls_cert, tls_key, site_cache_mib } => {
+        Command::Serve { listen, upload_expiry, site_listen, tls_cert, tls_key, site_cache_mib, repair_every, repair_rate } => {
             let store = std::sync::Arc::new(open_to_write(cfg).await?);
             let tls = match (&tls_cert, &tls_key) {
                 (Some(cert), Some(key)) => Some(std::sync::Arc::new(outlast_web::ReloadingCert::new(cert, key)?)),
@@ -463,6 +463,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|stopped| *stopped).await;
             };
+            // Redundancy comes back by itself while the gateway runs.
+            let repairing = (!repair_every.is_zero()).then(|| {
+                let policy = outlast_engine::BackgroundRepair {
+                    every: repair_every,
+                    settle: repair_every.min(std::time::Duration::from_secs(10)),
+                    limit_rate: Some(repair_rate),
+                };
+                tokio::spawn(store.clone().repair_in_background(policy))
+            });
             let opts = outlast_s3::ServeOptions { upload_expiry };
             let s3 = outlast_s3::serve(store.clone(), listener, opts, stop(stop_rx.clone()));
             let web = async {
@@ -474,7 +483,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     None => Ok(None),
                 }
             };
-            let ((), cache) = tokio::try_join!(s3, web)?;
+            let served = tokio::try_join!(s3, web);
+            if let Some(r) = repairing {
+                r.abort();
+            }
+            let ((), cache) = served?;
             if let Some(c) = cache {
                 eprintln!(
                     "outlast: site cache: {} hits, {} misses ({:.1}% hit rate), {} bytes held",

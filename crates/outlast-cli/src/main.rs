@@ -166,6 +166,13 @@ enum Command {
         /// Memory for the sites' hot small objects, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         site_cache_mib: u64,
+        /// Repair in the background at least this often, and soon after a write leaves shards
+        /// owed (`0s`: never; then run `outlast repair` yourself).
+        #[arg(long, value_name = "PERIOD", default_value = "1h", value_parser = humantime::parse_duration)]
+        repair_every: std::time::Duration,
+        /// Most bytes per second the background repair writes (`20M`, `1G`).
+        #[arg(long, value_name = "RATE", default_value = "20M", value_parser = parse_rate)]
+        repair_rate: u64,
     },
     /// Websites: a folder published as a bucket that `outlast serve --site-listen` serves.
     #[command(subcommand)]
@@ -362,7 +369,9 @@ fn main() -> ExitCode {
         }
         // s3s logs every refused request (a wrong signature, a missing key) as an error: the
         // client got its answer, so it is no error of the server's.
-        Command::Serve { .. } => "warn,opendal=error,s3s::ops=off,outlast_s3::request=info,outlast_web::request=info",
+        Command::Serve { .. } => {
+            "warn,opendal=error,s3s::ops=off,outlast_s3::request=info,outlast_web::request=info,outlast_engine::jobs::upkeep=info,outlast_s3=info"
+        }
         _ => "warn,opendal=error",
     };
     tracing_subscriber::fmt()

@@ -53,6 +53,7 @@ pub use jobs::recover::RecoverReport;
 pub use jobs::repair::{RepairOptions, RepairReport};
 pub use jobs::scrub::{ProviderScrub, ScrubOptions, ScrubReport};
 pub use jobs::status::{JobError, JobErrorKind, JobStatus, LiveStatus, Phase};
+pub use jobs::upkeep::BackgroundRepair;
 pub use lease::LeaseTiming;
 pub use list::ObjectInfo;
 pub use owed::ProviderOwed;

@@ -511,6 +511,7 @@ impl VersionWriter<'_> {
         if !missing.is_empty() {
             let why: Vec<&str> = self.failures.iter().map(|f| f.message.as_str()).collect();
             tracing::warn!(object = self.name, missing = ?missing, "stored below full redundancy: {}", why.join("; "));
+            self.store.note_debt();
         }
         let report = PutReport {
             name: self.name.to_string(),

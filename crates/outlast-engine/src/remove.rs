@@ -118,7 +118,11 @@ impl Store {
         if written.len() < q {
             return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, failures });
         }
-        intent.commit(entry, &written, tombstone, precondition).await
+        let garbage = intent.commit(entry, &written, tombstone, precondition).await?;
+        if written.len() < self.providers.len() {
+            self.note_debt(); // it lives on every provider
+        }
+        Ok(garbage)
     }
 
     /// Removes what an uncommitted write may have left; what cannot be removed now stays

@@ -23,6 +23,8 @@ pub struct Store {
     pub(crate) baseline: Vec<u64>,
     /// When long puts take leases and how long gc honours them.
     pub(crate) lease_timing: crate::lease::LeaseTiming,
+    /// Notified when a write leaves repair debt (`jobs/upkeep.rs`).
+    pub(crate) debt: tokio::sync::Notify,
 }
 
 impl Drop for Store {
@@ -82,7 +84,8 @@ impl Store {
             }
         }
         let baseline = providers.iter().map(|p| operations(&p.health())).collect();
-        let store = Store { keys, providers, index, config, baseline, lease_timing: Default::default() };
+        let store =
+            Store { keys, providers, index, config, baseline, lease_timing: Default::default(), debt: Default::default() };
         for h in store.health() {
             if h.state == HealthState::Terminated {
                 tracing::error!(provider = h.name, "provider `{}` looked TERMINATED when last used: {}", h.name, h.reason);

@@ -11,5 +11,6 @@ pub(crate) mod recover;
 pub(crate) mod repair;
 pub(crate) mod scrub;
 pub mod status;
+pub(crate) mod upkeep;
 
 mod kit;
