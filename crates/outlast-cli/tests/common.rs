@@ -89,7 +89,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `outlast serve` in `d`, its log going to `d/serve.log`.
+    /// Starts `outlast serve` in `d`, its log going to `d/serve.log` (`serve-N.log` for the
+    /// next ones).
     pub fn start(d: &Path) -> Server {
         Server::start_with(d, None)
     }
@@ -101,7 +102,12 @@ impl Server {
 
     /// Starts it with `faults` injected and more arguments to `serve`.
     pub fn start_args(d: &Path, faults: Option<&str>, args: &[&str]) -> Server {
-        let log = std::fs::File::create(d.join("serve.log")).unwrap();
+        // Each server of a test logs to a file of its own: serve.log, serve-1.log, ...
+        let log_path = (0..)
+            .map(|i| if i == 0 { d.join("serve.log") } else { d.join(format!("serve-{i}.log")) })
+            .find(|p| !p.exists())
+            .unwrap();
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = outlast(d);
         if let Some(f) = faults {
             cmd.env("OUTLAST_FAULTS", f);
@@ -118,7 +124,7 @@ impl Server {
             out.read_line(&mut line).unwrap();
             line.trim().strip_prefix("sites on ").unwrap_or_else(|| panic!("second line: {line:?}")).to_string()
         });
-        Server { child, endpoint, site, log: d.join("serve.log") }
+        Server { child, endpoint, site, log: log_path }
     }
 
     /// Asks it to stop as a service manager would, and returns its exit status.

@@ -205,3 +205,20 @@ fn buckets_are_made_public_from_the_cli_or_by_acl_and_their_cors_rules_answer_br
     run_ok(d, &["bucket", "delete", "site"]);
     assert_eq!(json(&run_ok(d, &["--json", "bucket", "list"])).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn two_gateways_on_one_store_read_each_others_writes_at_once() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let (id, secret) = key(d, &[]);
+    let a = Server::start(d);
+    let b = Server::start_args(d, None, &[]);
+    let env = [
+        ("OUTLAST_S3_KEY_ID", id.as_str()),
+        ("OUTLAST_S3_SECRET", secret.as_str()),
+        ("OUTLAST_S3_ENDPOINT_B", b.endpoint.as_str()),
+    ];
+    python("boto3_two_gateways.py", &a, &env);
+    assert_eq!(a.stop(), Some(0));
+    assert_eq!(b.stop(), Some(0));
+}

@@ -188,3 +188,65 @@ pub(crate) async fn read_version(
     });
     Ok(StreamingBlob::wrap(sync_wrapper::SyncStream::new(body)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use md5::Digest;
+    use proptest::prelude::*;
+
+    /// Runs `sent`, cut at `cuts`, through a body that declares `declared_md5` and `length`.
+    fn check(sent: &[u8], cuts: &[usize], declared_md5: [u8; 16], length: Option<u64>) -> (Vec<u8>, Option<S3Error>) {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (sent.len() + 1)).collect();
+        points.extend([0, sent.len()]);
+        points.sort_unstable();
+        points.dedup();
+        let chunks: Vec<io::Result<Bytes>> = points.windows(2).map(|w| Ok(Bytes::copy_from_slice(&sent[w[0]..w[1]]))).collect();
+        let md5 = base64::engine::general_purpose::STANDARD.encode(declared_md5);
+        let declared = Declared { md5: Some(md5), sums: Checksum::default(), trailer_names: vec![], trailers: None, length };
+        let fault = BodyFault::default();
+        let body = CheckedBody::new(StreamingBlob::wrap(futures::stream::iter(chunks)), declared, fault.clone());
+        let items: Vec<io::Result<Bytes>> = futures::executor::block_on(body.collect());
+        let mut got = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Ok(b) => got.extend_from_slice(b),
+                Err(_) => assert_eq!(i, items.len() - 1, "an error ends the body"),
+            }
+        }
+        let failed = items.last().is_some_and(|r| r.is_err());
+        let fault = fault.take();
+        assert_eq!(failed, fault.is_some(), "a failed body says why");
+        (got, fault)
+    }
+
+    proptest! {
+        /// Whatever the cuts, a body ends cleanly only when it is whole and matches its
+        /// Content-MD5 and length; otherwise its last item is an error the answer names.
+        #[test]
+        fn a_body_ends_cleanly_only_when_it_matches_what_was_declared(
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+            flip in proptest::option::of(any::<usize>()),
+            short in proptest::option::of(1u64..10),
+            declare_length in any::<bool>(),
+        ) {
+            let want: [u8; 16] = md5::Md5::digest(&body).into();
+            let mut sent = body.clone();
+            if let (Some(f), false) = (flip, sent.is_empty()) {
+                let at = f % sent.len();
+                sent[at] ^= 0x5a;
+            }
+            let length = declare_length.then(|| body.len() as u64 + short.unwrap_or(0));
+            let (got, fault) = check(&sent, &cuts, want, length);
+            let good = sent == body && (short.is_none() || !declare_length);
+            prop_assert_eq!(fault.is_none(), good);
+            if good {
+                prop_assert_eq!(got, body);
+            } else {
+                let code = fault.unwrap().code().as_str().to_string();
+                prop_assert!(code == "BadDigest" || code == "IncompleteBody", "{}", code);
+            }
+        }
+    }
+}

@@ -934,3 +934,53 @@ fn upload_error(e: UploadError, key: &str) -> S3Error {
         UploadError::Engine(e) => s3_error(e, key),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A continuation token brings back exactly the name it was made from, and any other
+        /// text is refused with an S3 error, never a panic.
+        #[test]
+        fn continuation_tokens_round_trip_and_junk_is_refused(name in "\\PC{0,80}", junk in "\\PC{0,40}") {
+            prop_assert_eq!(after_of_token(&token_of(&name)).unwrap(), name);
+            let _ = after_of_token(&junk);
+        }
+
+        /// A part copy's source range is inside the source, or an S3 error.
+        #[test]
+        fn copy_source_ranges_are_inside_the_source(spec in "(bytes=)?[0-9-]{0,14}", size in 0u64..10_000) {
+            if let Ok(r) = copy_range(&spec, size) {
+                prop_assert!(r.start < r.end && r.end <= size, "{} of {}: {:?}", spec, size, r);
+            }
+        }
+
+        /// URL encoding as the aws CLI decodes it (percent-escapes): it gives back the key.
+        #[test]
+        fn url_encoded_keys_decode_to_themselves(key in "\\PC{0,60}") {
+            let encoded = Encoding { url: true }.apply(key.clone());
+            prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~/%".contains(&b)));
+            let back = percent_decode(&encoded);
+            prop_assert_eq!(back, key);
+        }
+    }
+
+    /// Percent-decoding, as a client does.
+    fn percent_decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}

@@ -278,3 +278,43 @@ async fn stream(store: Arc<Store>, entry: IndexEntry, range: Option<ByteRange>) 
     });
     Ok(BodyExt::boxed(StreamBody::new(sync_wrapper::SyncStream::new(frames))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn range(spec: &str, size: u64) -> Option<Result<std::ops::Range<u64>, ()>> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(spec).unwrap());
+        range_of(&h, size, "\"e\"", UNIX_EPOCH)
+    }
+
+    #[test]
+    fn ranges_as_browsers_and_players_send_them() {
+        assert_eq!(range("bytes=0-9", 100), Some(Ok(0..10)));
+        assert_eq!(range("bytes=90-200", 100), Some(Ok(90..100)));
+        assert_eq!(range("bytes=95-", 100), Some(Ok(95..100)));
+        assert_eq!(range("bytes=-5", 100), Some(Ok(95..100)));
+        assert_eq!(range("bytes=-500", 100), Some(Ok(0..100)));
+        assert_eq!(range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(range("bytes=0-0", 0), Some(Err(())));
+        assert_eq!(range("bytes=5-1", 100), None, "malformed: the whole body");
+        assert_eq!(range("bytes=0-1,5-6", 100), None, "several: the whole body");
+        assert_eq!(range("items=0-1", 100), None);
+    }
+
+    proptest! {
+        /// Any Range header: no panic, and a range taken lies inside the object.
+        #[test]
+        fn any_range_header_is_inside_the_object_or_refused(spec in "(bytes=)?[0-9-,= a]{0,24}", size in 0u64..1000) {
+            if let Ok(v) = HeaderValue::from_str(&spec) {
+                let mut h = HeaderMap::new();
+                h.insert(header::RANGE, v);
+                if let Some(Ok(r)) = range_of(&h, size, "\"e\"", UNIX_EPOCH) {
+                    prop_assert!(r.start < r.end && r.end <= size, "{} of {}: {:?}", spec, size, r);
+                }
+            }
+        }
+    }
+}

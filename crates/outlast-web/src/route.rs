@@ -113,3 +113,35 @@ mod tests {
         assert!(site_for(&[], Some("x")).is_none());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No path, however it mixes slashes, dots and their encodings, names a key with an
+        /// empty, `.` or `..` segment (so none climbs above the site), and the key it names
+        /// asks for itself again.
+        #[test]
+        fn no_path_names_a_key_above_the_site(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("/"), Just("."), Just(".."), Just("%2e"), Just("%2E"), Just("%2f"), Just("%2F"),
+                    Just("a"), Just("b c"), Just("%00"), Just("%ff"), Just("é"), Just("%")
+                ],
+                0..24,
+            )
+        ) {
+            let path = format!("/{}", parts.concat());
+            if let Some(a) = asked(&path) {
+                prop_assert!(a.key.split('/').all(|s| !matches!(s, "." | "..")), "{} -> {}", path, a.key);
+                prop_assert!(a.key.is_empty() || a.key.split('/').all(|s| !s.is_empty()), "{} -> {}", path, a.key);
+                prop_assert!(!a.key.contains('\0'));
+                if !a.key.contains('%') {
+                    prop_assert_eq!(asked(&format!("/{}", a.key)).map(|b| b.key), Some(a.key.clone()));
+                }
+            }
+        }
+    }
+}
