@@ -163,7 +163,8 @@ enum Command {
         /// The certificate's private key (PEM).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Memory for the sites' hot small objects, in MiB.
+        /// Memory for the sites' hot small objects, in MiB (0: no cache, every request reads
+        /// the providers).
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         site_cache_mib: u64,
         /// Repair in the background at least this often, and soon after a write leaves shards

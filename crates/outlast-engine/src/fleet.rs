@@ -21,6 +21,25 @@ const SLOW_ABANDON_RATE: f64 = 0.25;
 /// waited) is also this many times the providers' median p95.
 const SLOW_RACE_GAP: u32 = 2;
 
+/// A provider's reads lag when their recent median is this many times the pace a read could
+/// keep without it...
+const LAG_FACTOR: u32 = 4;
+/// ... and this much above it at least (a local disk's 0.4 ms beside others' 0.1 ms is no lag).
+const LAG_MARGIN: Duration = Duration::from_millis(2);
+
+/// For each of a version's holders (their recent median read latency, `None` when unknown or
+/// unusable), whether it lags: well behind the `k`-th fastest, the pace a read that needs `k`
+/// could keep without it. Short of slow (a state reports show), but enough to ask it after the
+/// others, so that a provider 50 times slower than the rest does not set the pace of reads it
+/// is not needed for. Compared with the `k`-th fastest rather than a median of all, since the
+/// holders a healthy read never asks (parity) keep old figures.
+pub(crate) fn lagging(p50s: &[Option<Duration>], k: usize) -> Vec<bool> {
+    let mut known: Vec<Duration> = p50s.iter().flatten().copied().collect();
+    known.sort_unstable();
+    let Some(&pace) = known.get(k.saturating_sub(1)) else { return vec![false; p50s.len()] };
+    p50s.iter().map(|p| p.is_some_and(|p50| p50 > pace * LAG_FACTOR && p50 > pace + LAG_MARGIN)).collect()
+}
+
 /// For each provider, why it counts as slow beside the others, if it does: a read p95 far
 /// above the providers' median p95, or losing most hedge races with a real latency gap too,
 /// or a median write step far above the providers' typical one.
@@ -138,6 +157,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A provider 50 times slower than a local folder lags; one a little slower does not, nor
+    /// one whose figures are unknown; and the pace is the k-th fastest, not a median that
+    /// stale figures of unread parity holders could raise.
+    #[test]
+    fn lagging_means_far_behind_the_pace_of_k() {
+        let ms = |v: f64| Some(Duration::from_secs_f64(v / 1e3));
+        let p50s = [ms(10.2), ms(0.2), ms(0.3), ms(0.25), ms(9.0), ms(12.0)];
+        assert_eq!(lagging(&p50s, 3), [true, false, false, false, true, true]);
+        // With k = 4 the pace is 9 ms: nobody is 4 times behind it.
+        assert_eq!(lagging(&p50s, 4), [false; 6]);
+        assert_eq!(lagging(&[ms(0.2), ms(0.9), None], 1), [false, false, false], "under the 2 ms margin");
+        assert_eq!(lagging(&[ms(0.2), None, ms(40.0)], 2), [false, false, false], "the pace is the slow one");
+        assert_eq!(lagging(&[ms(0.2), None, ms(40.0)], 1), [false, false, true]);
+        assert_eq!(lagging(&[None, None], 1), [false, false]);
+    }
 
     fn reads(latency_ms: u32, abandoned_of_32: usize) -> HealthStats {
         let mut h = HealthStats::default();

@@ -302,21 +302,25 @@ impl VersionWriter<'_> {
         let want_md5 = opts.md5;
         let codec = SegmentCodec::new(stream_layout, data_key.clone(), self.vid(), self.store.keys.check_seed);
 
-        // Reader: one segment of lookahead tells whether the current one is the last.
+        // Reader: one segment of lookahead tells whether the current one is the last. A segment
+        // is hashed on a blocking thread while the next one is read, so that the source (for the
+        // gateway, a request body checked as it arrives) and the hashes use both cores.
         let (tx, mut rx) = mpsc::channel(PIPELINE_DEPTH);
         let reader = async {
-            let mut hasher = blake3::Hasher::new();
-            let mut md5 = want_md5.then(<md5::Md5 as md5::Digest>::new);
+            let mut hashers = ObjectHashers { blake3: blake3::Hasher::new(), md5: want_md5.then(<md5::Md5 as md5::Digest>::new) };
             let mut size = 0u64;
             let (seg, cap) = (segment_size as usize, codec.buffer_capacity());
             let mut cur = read_full(&mut src, seg, cap).await?;
             for s in 0u64.. {
-                let next = if cur.len() == seg { read_full(&mut src, seg, cap).await? } else { Vec::new() };
+                let full = cur.len() == seg;
+                let hashing = tokio::task::spawn_blocking(move || {
+                    hashers.update(&cur);
+                    (hashers, cur)
+                });
+                let next = if full { read_full(&mut src, seg, cap).await } else { Ok(Vec::new()) };
+                (hashers, cur) = hashing.await.expect("hash task panicked");
+                let next = next?;
                 let is_last = next.is_empty();
-                hasher.update(&cur);
-                if let Some(m) = &mut md5 {
-                    md5::Digest::update(m, &cur);
-                }
                 size += cur.len() as u64;
                 let codec = codec.clone();
                 let plain_len = cur.len();
@@ -327,8 +331,7 @@ impl VersionWriter<'_> {
                 cur = next;
             }
             drop(tx);
-            let md5 = md5.map(|m| <[u8; 16]>::from(md5::Digest::finalize(m)));
-            Ok::<_, EngineError>((size, Hashes { blake3: hasher.finalize(), md5 }))
+            Ok::<_, EngineError>((size, hashers.finish()))
         };
         let mut alive = vec![true; n as usize];
         let writer = async {
@@ -549,6 +552,25 @@ pub struct PutOptions {
 struct Hashes {
     blake3: blake3::Hash,
     md5: Option<[u8; 16]>,
+}
+
+/// The whole object's hashes, fed segment by segment in order.
+struct ObjectHashers {
+    blake3: blake3::Hasher,
+    md5: Option<md5::Md5>,
+}
+
+impl ObjectHashers {
+    fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        if let Some(m) = &mut self.md5 {
+            md5::Digest::update(m, bytes);
+        }
+    }
+
+    fn finish(self) -> Hashes {
+        Hashes { blake3: self.blake3.finalize(), md5: self.md5.map(|m| md5::Digest::finalize(m).into()) }
+    }
 }
 
 /// What a put did.

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,11 @@ pub(crate) struct ShardReader<'a> {
     read_only: bool,
     /// Whether each shard's provider is known to be slow.
     slow: Vec<bool>,
+    /// Whether each shard's provider answers reads well behind the others lately.
+    lagging: Vec<bool>,
+    /// Whether this read also asks the lagging providers, as extras it does not wait for
+    /// (taken by the first run only).
+    explore: AtomicBool,
     /// Recent 95th percentile read latency of each shard's provider.
     p95: Vec<Option<Duration>>,
     /// Spare requests sent because an answer was late.
@@ -61,6 +66,12 @@ pub(crate) struct ShardReader<'a> {
     /// Shard requests sent.
     requests: AtomicU64,
 }
+
+/// One read in this many also asks the providers that lag, as extras it does not wait for: a
+/// provider asked last is otherwise never timed again and would lag for good once recovered.
+const EXPLORE_EVERY: u64 = 32;
+/// Reads started in this process, for [`EXPLORE_EVERY`].
+static READS: AtomicU64 = AtomicU64::new(0);
 
 /// Hedge delay bounds, and the delay when a provider's latency is not known yet.
 const HEDGE_MIN: Duration = Duration::from_millis(10);
@@ -100,6 +111,10 @@ impl<'a> ShardReader<'a> {
         let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
         let slow_names = store.slow_providers();
         let slow = holders.iter().map(|h| h.is_some_and(|p| slow_names.iter().any(|n| n == p.name()))).collect();
+        let p50s: Vec<Option<Duration>> =
+            holders.iter().map(|h| h.filter(|p| p.state().is_usable()).and_then(|p| p.health().race_latency(0.5))).collect();
+        let lagging = crate::fleet::lagging(&p50s, om.k as usize);
+        let explore = lagging.contains(&true) && READS.fetch_add(1, Ordering::Relaxed).is_multiple_of(EXPLORE_EVERY);
         let p95 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.95))).collect();
         Ok(ShardReader {
             store,
@@ -115,6 +130,8 @@ impl<'a> ShardReader<'a> {
             bytes_read: AtomicU64::new(0),
             read_only: scope.read_only,
             slow,
+            lagging,
+            explore: AtomicBool::new(explore),
             p95,
             hedged: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -144,16 +161,16 @@ impl<'a> ShardReader<'a> {
 
     /// The order to ask for the shards of `part`: shards the index records (the others are
     /// repair debt) on usable providers, providers not known to be slow before slow ones
-    /// ([`Store::health`]), data shards before parity (a healthy read decodes nothing); never
-    /// those in `skip`.
+    /// ([`Store::health`]), then those not lagging before lagging ones, data shards before
+    /// parity (a healthy read decodes nothing); never those in `skip`.
     fn order(&self, part: u32, skip: &[usize]) -> Vec<usize> {
         let n = self.om.n as usize;
-        let mut order: Vec<(bool, bool, bool, usize)> = (0..n)
+        let mut order: Vec<(bool, bool, bool, bool, usize)> = (0..n)
             .filter(|i| !skip.contains(i))
-            .map(|i| (!self.is_recorded(i, part), !self.usable[i], self.slow[i], i))
+            .map(|i| (!self.is_recorded(i, part), !self.usable[i], self.slow[i], self.lagging[i], i))
             .collect();
         order.sort_unstable();
-        order.into_iter().map(|(_, _, _, i)| i).collect()
+        order.into_iter().map(|(_, _, _, _, i)| i).collect()
     }
 
     /// Spare requests sent because an answer was late.
@@ -253,19 +270,19 @@ impl<'a> ShardReader<'a> {
         self.p95[i].map_or(HEDGE_UNKNOWN, |d| d.clamp(HEDGE_MIN, HEDGE_MAX))
     }
 
-    /// Gathers `k` good shards for every segment of `run`, asking in `order`: the first `k` at
-    /// once, the next one as soon as an answer is bad, and a spare whenever the hedge delay of
-    /// the newest request passes with answers missing. Answers no longer needed are dropped
-    /// (their requests cancelled). Returns how far into `order` it asked, and the shards asked
-    /// for but cancelled unanswered.
-    async fn gather(&self, run: &Range<u64>, shards: &mut RunShards, order: &[usize]) -> (usize, Vec<usize>) {
+    /// Gathers `k` good shards for every segment of `run`, asking in `order`: the first
+    /// `k + extra` at once, the next one as soon as an answer is bad, and a spare whenever the
+    /// hedge delay of the newest request passes with answers missing. Answers no longer needed
+    /// are dropped (their requests cancelled). Returns how far into `order` it asked, and the
+    /// shards asked for but cancelled unanswered.
+    async fn gather(&self, run: &Range<u64>, shards: &mut RunShards, order: &[usize], extra: usize) -> (usize, Vec<usize>) {
         let k = self.om.k as usize;
         let short =
             |shards: &RunShards| shards.iter().map(|seg| k.saturating_sub(seg.iter().flatten().count())).max().unwrap_or(0);
         let mut inflight = FuturesUnordered::new();
         let mut answered = Vec::new();
         let mut next = 0;
-        while next < k.min(order.len()) {
+        while next < (k + extra).min(order.len()) {
             inflight.push(self.fetch_one(run, order[next]));
             next += 1;
         }
@@ -312,8 +329,19 @@ impl<'a> ShardReader<'a> {
     {
         let n = self.om.n as usize;
         let mut shards: RunShards = vec![vec![None; n]; (run.end - run.start) as usize];
-        let order = self.order(self.codec.layout().part_of(run.start), skip);
-        let (next, unanswered) = self.gather(&run, &mut shards, &order).await;
+        let mut order = self.order(self.codec.layout().part_of(run.start), skip);
+        // Exploring: the lagging providers first, as extras beside the k that set the pace.
+        let extra = if self.explore.swap(false, Ordering::Relaxed) {
+            let part = self.codec.layout().part_of(run.start);
+            let (lag, rest): (Vec<usize>, Vec<usize>) =
+                order.iter().partition(|&&i| self.lagging[i] && self.usable[i] && !self.slow[i] && self.is_recorded(i, part));
+            let extra = lag.len();
+            order = lag.into_iter().chain(rest).collect();
+            extra
+        } else {
+            0
+        };
+        let (next, unanswered) = self.gather(&run, &mut shards, &order, extra).await;
         let (mut shards, mut results) = run_blocking(&run, shards, act.clone()).await;
         let lied = |r: &Vec<(u64, Result<T, CodecError>)>| {
             r.iter().any(|(_, d)| matches!(d, Err(CodecError::SegmentAuth { .. } | CodecError::RebuildMismatch { .. })))

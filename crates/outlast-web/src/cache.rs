@@ -14,6 +14,9 @@ pub const MAX_CACHED_OBJECT: u64 = 1 << 20;
 /// Hot objects by (name, version).
 pub struct PageCache {
     bytes: moka::future::Cache<(String, VersionId), Bytes>,
+    /// A cache of no bytes: every request reads the providers, alone (not even requests
+    /// for the same page at the same time share a read).
+    off: bool,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -48,16 +51,20 @@ impl PageCache {
             .max_capacity(capacity_bytes)
             .weigher(|(name, _): &(String, VersionId), b: &Bytes| (name.len() + b.len()).try_into().unwrap_or(u32::MAX))
             .build();
-        PageCache { bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        PageCache { bytes, off: capacity_bytes == 0, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     /// The bytes of version `vid` of `name`, from memory or from `load` (run once however many
-    /// requests ask at the same time).
+    /// requests ask at the same time, unless the cache is off).
     pub async fn get_or_load<E, F>(&self, name: &str, vid: VersionId, load: F) -> Result<Bytes, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: std::future::Future<Output = Result<Bytes, E>>,
     {
+        if self.off {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return load.await.map_err(Arc::new);
+        }
         let mut loaded = false;
         let got = self
             .bytes
@@ -80,6 +87,32 @@ impl PageCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             held_bytes: self.bytes.weighted_size(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn load(n: &AtomicU64) -> Result<Bytes, ()> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Ok(Bytes::from_static(b"page"))
+    }
+
+    /// A cache reads a version once; a cache of no bytes reads it every time, as the option
+    /// says, and counts each read as a miss.
+    #[tokio::test]
+    async fn a_version_is_read_once_unless_the_cache_is_off() {
+        let vid = VersionId([7; 16]);
+        for (capacity, reads) in [(1 << 20, 1), (0, 3)] {
+            let (cache, n) = (PageCache::new(capacity), AtomicU64::new(0));
+            for _ in 0..3 {
+                assert_eq!(cache.get_or_load("www/a", vid, load(&n)).await.unwrap(), "page");
+            }
+            assert_eq!(n.load(Ordering::Relaxed), reads, "capacity {capacity}");
+            let stats = cache.stats();
+            assert_eq!((stats.hits, stats.misses), (3 - reads, reads));
         }
     }
 }
