@@ -130,4 +130,3 @@ stop_gateway
 OUTLAST_FAULTS="local3:latency=10ms" start_gateway --site-cache-mib 0
 bench_site outlast-cold-one-slow http://127.0.0.1:19602/p7.html
 stop_gateway
-"$OUT" --json providers >/dev/null || true

@@ -254,28 +254,19 @@ async fn read_composite(
     let mut report = GetReport::default();
     for (part, span) in spans {
         let held = store.index.get(&part.name).await?.filter(|e| e.stamp == part.stamp);
+        let gone =
+            |reason: &str| EngineError::PartGone { name: entry.name.clone(), part: part.name.clone(), reason: reason.into() };
         let Some(held) = held else {
-            let gone = EngineError::PartGone {
-                name: entry.name.clone(),
-                part: part.name.clone(),
-                reason: "is no longer the version it names".into(),
-            };
-            return Err(changed_or(store, entry, gone).await);
+            return Err(changed_or(store, entry, gone("is no longer the version it names")).await);
         };
         let manifest = store.open_manifest(&held)?;
         let ManifestBody::Object(om) = &manifest.body else {
-            let reason = "holds no data".into();
-            return Err(EngineError::PartGone { name: entry.name.clone(), part: part.name.clone(), reason });
+            return Err(gone("holds no data"));
         };
         let read = match read_object(store, &held, om, span, dst, progress, scope).await {
             Ok(r) => r,
             Err(EngineError::ChangedDuringRead { .. }) => {
-                let gone = EngineError::PartGone {
-                    name: entry.name.clone(),
-                    part: part.name.clone(),
-                    reason: "changed during the read".into(),
-                };
-                return Err(changed_or(store, entry, gone).await);
+                return Err(changed_or(store, entry, gone("changed during the read")).await);
             }
             Err(e) => return Err(e),
         };

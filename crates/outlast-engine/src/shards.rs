@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use outlast_codec::{names, CodecError, DataKey, Layout, ObjectManifest, SegmentCodec, VersionId};
-use outlast_provider::Provider;
+use outlast_provider::{HealthStats, Provider};
 use serde::Serialize;
 
 use crate::error::EngineError;
@@ -108,14 +108,19 @@ impl<'a> ShardReader<'a> {
             .map(|p| if scope.left_out.contains(&p.provider) { None } else { store.provider(&p.provider) })
             .collect();
         let recorded = store.index.recorded_of(&vid).await?;
-        let usable = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
+        let usable: Vec<bool> = holders.iter().map(|h| h.is_some_and(|p| p.state().is_usable())).collect();
         let slow_names = store.slow_providers();
         let slow = holders.iter().map(|h| h.is_some_and(|p| slow_names.iter().any(|n| n == p.name()))).collect();
-        let p50s: Vec<Option<Duration>> =
-            holders.iter().map(|h| h.filter(|p| p.state().is_usable()).and_then(|p| p.health().race_latency(0.5))).collect();
+        // Each holder's figures, copied once.
+        let health: Vec<Option<HealthStats>> = holders.iter().map(|h| h.map(Provider::health)).collect();
+        let p50s: Vec<Option<Duration>> = health
+            .iter()
+            .zip(&usable)
+            .map(|(h, &usable)| h.as_ref().filter(|_| usable).and_then(|h| h.race_latency(0.5)))
+            .collect();
         let lagging = crate::fleet::lagging(&p50s, om.k as usize);
         let explore = lagging.contains(&true) && READS.fetch_add(1, Ordering::Relaxed).is_multiple_of(EXPLORE_EVERY);
-        let p95 = holders.iter().map(|h| h.and_then(|p| p.health().latency(0.95))).collect();
+        let p95 = health.iter().map(|h| h.as_ref().and_then(|h| h.latency(0.95))).collect();
         Ok(ShardReader {
             store,
             name: name.to_string(),

@@ -130,3 +130,39 @@ async fn a_shard_owed_to_repair_is_no_fault_of_its_provider_when_asked_as_a_last
     assert!(report.faults.iter().any(|f| f.provider == liar), "{report:?}");
     assert!(report.faults.iter().all(|f| f.provider != owed), "the owed shard was blamed on its provider: {report:?}");
 }
+
+/// A holder whose reads lag far behind the others' is asked after them: once its latency is
+/// known, reads decode from the others instead of waiting for it, and no hedge is needed.
+/// Once it recovers, the reads that also ask it now and then see so, and it is asked first
+/// again (its data shard spares the decode).
+#[tokio::test]
+async fn a_lagging_holder_is_asked_last_and_first_again_once_it_recovers() {
+    let f = Fixture::new(2, 4);
+    let store = f.store().await;
+    let d = data(SEG as usize / 2, 7);
+    put(&store, "x", &d).await.unwrap();
+    let slow = holder_of_shard(&store, "x", 0).await; // a data shard: asked first while healthy
+    let read = || async {
+        let mut out = Vec::new();
+        let report = bounded(store.get("x", None, &mut out, &NoProgress)).await.unwrap();
+        assert_eq!(out, d);
+        report
+    };
+    assert_eq!(read().await.degraded_segments, 0, "a healthy read decodes nothing");
+
+    fault(&store, &slow, Faults { latency: Duration::from_millis(100), ..Default::default() });
+    for _ in 0..3 {
+        read().await; // its latency becomes known
+    }
+    for _ in 0..10 {
+        let report = read().await;
+        assert_eq!((report.degraded_segments, report.hedged), (1, 0), "the lagging holder was waited for: {report:?}");
+    }
+
+    fault(&store, &slow, Faults::default());
+    let mut reads = 0;
+    while read().await.degraded_segments == 1 {
+        reads += 1;
+        assert!(reads < 5000, "the recovered holder was never asked first again");
+    }
+}

@@ -153,11 +153,6 @@ impl Buckets {
         }
     }
 
-    /// Bucket `name`'s settings, if it exists.
-    pub async fn get(&self, name: &str) -> Result<Option<BucketRecord>, EngineError> {
-        self.records.bucket(name).await
-    }
-
     /// Every bucket, by name.
     pub async fn list(&self) -> Result<Vec<(String, BucketRecord)>, EngineError> {
         let mut out = Vec::new();

@@ -21,6 +21,18 @@ const MAX_KEY_BYTES: usize = 1024;
 /// Keys a listing returns at most per page.
 const MAX_KEYS: usize = 1000;
 
+/// A page's size as asked (max-keys, max-parts, max-uploads), within S3's 0..=1000.
+fn page_max(asked: Option<i32>) -> usize {
+    asked.map_or(MAX_KEYS, |m| m.clamp(0, MAX_KEYS as i32) as usize)
+}
+
+/// Keeps the first `max` of `items`; whether any were left out (the page is truncated).
+fn cut<T>(items: &mut Vec<T>, max: usize) -> bool {
+    let truncated = items.len() > max;
+    items.truncate(max);
+    truncated
+}
+
 /// The S3 face of one store.
 pub struct Gateway {
     store: Arc<Store>,
@@ -637,7 +649,7 @@ impl S3 for Gateway {
         let i = req.input;
         self.bucket(&i.bucket).await?;
         let prefix = i.prefix.clone().unwrap_or_default();
-        let max = i.max_keys.map_or(MAX_KEYS, |m| m.clamp(0, MAX_KEYS as i32) as usize);
+        let max = page_max(i.max_keys);
         let after = match (&i.continuation_token, &i.start_after) {
             (Some(t), _) => Some(after_of_token(t)?),
             (None, Some(s)) => Some(format!("{}/{s}", i.bucket)),
@@ -667,7 +679,7 @@ impl S3 for Gateway {
         let i = req.input;
         self.bucket(&i.bucket).await?;
         let prefix = i.prefix.clone().unwrap_or_default();
-        let max = i.max_keys.map_or(MAX_KEYS, |m| m.clamp(0, MAX_KEYS as i32) as usize);
+        let max = page_max(i.max_keys);
         let after = i.marker.as_ref().map(|m| format!("{}/{m}", i.bucket));
         let listed = self.list(&i.bucket, &prefix, i.delimiter.as_deref(), after, max).await?;
         let base = i.bucket.len() + 1;
@@ -798,7 +810,7 @@ impl S3 for Gateway {
         let i = req.input;
         self.object_name(&i.bucket, &i.key).await?;
         let upload = self.uploads.open(&i.bucket, &i.key, &i.upload_id).await.map_err(|e| upload_error(e, &i.key))?;
-        let max = i.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let max = page_max(i.max_parts);
         let marker = i.part_number_marker.unwrap_or(0);
         let attempts = self.uploads.attempts(&upload.id).await.map_err(|e| s3_error(e, &i.key))?;
         let mut parts: Vec<Part> = attempts
@@ -813,8 +825,7 @@ impl S3 for Gateway {
                 ..Default::default()
             })
             .collect();
-        let truncated = parts.len() > max;
-        parts.truncate(max);
+        let truncated = cut(&mut parts, max);
         let next = parts.last().and_then(|p| p.part_number).filter(|_| truncated);
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(i.bucket),
@@ -836,7 +847,7 @@ impl S3 for Gateway {
         let i = req.input;
         self.bucket(&i.bucket).await?;
         let prefix = i.prefix.clone().unwrap_or_default();
-        let max = i.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let max = page_max(i.max_uploads);
         let uploads = self.uploads.list(&i.bucket, &prefix).await.map_err(|e| s3_error(e, &i.bucket))?;
         // After the markers: keys past the key marker, or past the upload id marker on it.
         let after = |u: &&crate::uploads::Upload| match (&i.key_marker, &i.upload_id_marker) {
@@ -845,8 +856,7 @@ impl S3 for Gateway {
             (Some(k), Some(id)) => u.record.key > *k || (u.record.key == *k && upload_id(&u.id) > *id),
         };
         let mut shown: Vec<&crate::uploads::Upload> = uploads.iter().filter(after).collect();
-        let truncated = shown.len() > max;
-        shown.truncate(max);
+        let truncated = cut(&mut shown, max);
         let (next_key, next_id) = match shown.last().filter(|_| truncated) {
             Some(u) => (Some(u.record.key.clone()), Some(upload_id(&u.id))),
             None => (None, None),

@@ -61,8 +61,13 @@ impl Sites {
     }
 }
 
+/// A body of bytes at hand.
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|e: Infallible| match e {}).boxed()
+}
+
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{text}\n"))).map_err(|e: Infallible| match e {}).boxed());
+    let mut r = Response::new(full(Bytes::from(format!("{text}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
@@ -214,10 +219,7 @@ async fn serve(sites: &Sites, entry: &IndexEntry, req: &Request<hyper::body::Inc
             _ => false,
         };
         if unchanged {
-            return out
-                .status(StatusCode::NOT_MODIFIED)
-                .body(Full::new(Bytes::new()).map_err(|e: Infallible| match e {}).boxed())
-                .expect("valid response");
+            return out.status(StatusCode::NOT_MODIFIED).body(full(Bytes::new())).expect("valid response");
         }
         match range_of(headers, size, &etag, modified) {
             Some(Err(())) => {
@@ -241,7 +243,7 @@ async fn serve(sites: &Sites, entry: &IndexEntry, req: &Request<hyper::body::Inc
     let span = range.clone().unwrap_or(0..size);
     out = out.header(header::CONTENT_LENGTH, span.end - span.start);
     if req.method() == Method::HEAD {
-        return out.body(Full::new(Bytes::new()).map_err(|e: Infallible| match e {}).boxed()).expect("valid response");
+        return out.body(full(Bytes::new())).expect("valid response");
     }
     let body = if size <= MAX_CACHED_OBJECT {
         let load = async {
@@ -249,9 +251,7 @@ async fn serve(sites: &Sites, entry: &IndexEntry, req: &Request<hyper::body::Inc
             sites.store.get_version_into(entry, None, &mut sink, &NoProgress).await.map(|_| Bytes::from(sink.0))
         };
         match sites.cache.get_or_load(&entry.name, entry.stamp.vid, load).await {
-            Ok(bytes) => {
-                Full::new(bytes.slice(span.start as usize..span.end as usize)).map_err(|e: Infallible| match e {}).boxed()
-            }
+            Ok(bytes) => full(bytes.slice(span.start as usize..span.end as usize)),
             Err(e) => return unavailable(&e),
         }
     } else {
