@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use outlast_engine::{PutOptions, Store};
+use outlast_engine::{EngineError, Precondition, PutOptions, Store};
 use outlast_s3::buckets::{BucketError, Buckets, Website};
 use serde::Serialize;
 
@@ -102,9 +102,17 @@ pub async fn publish(store: &Arc<Store>, p: Publish) -> Result<Published> {
     }
     bar.finish();
     if p.delete {
-        for key in there.keys().filter(|k| !local.contains_key(*k)) {
-            store.remove(&format!("{prefix}{key}")).await?;
-            report.deleted += 1;
+        // Only the very version listed above goes: one written meanwhile (through a gateway,
+        // another folder) is not this folder's to remove, nor is a key left out as a link.
+        let gone = there.keys().filter(|k| !local.contains_key(*k) && !report.skipped_links.contains(k));
+        for key in gone {
+            let name = format!("{prefix}{key}");
+            let Some(seen) = store.current(&name).await?.filter(|e| Some(&e.etag) == there.get(key)) else { continue };
+            match store.remove_if(&name, Precondition::Current(seen.stamp.vid)).await {
+                Ok(()) => report.deleted += 1,
+                Err(EngineError::NotFound(_) | EngineError::Conflict(_)) => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {key}")),
+            }
         }
     }
     // Marked as a site once its pages are there, so that it is never served half-published

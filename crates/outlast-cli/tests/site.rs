@@ -209,3 +209,45 @@ fn a_site_keeps_serving_with_a_provider_refusing_and_says_503_below_k() {
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     assert!(matches!(server.stop(), Some(0 | 3)));
 }
+
+/// `--delete` removes what the folder no longer has, and only that: not a key left out as a
+/// link, not a page another folder's index (over the same providers) has never seen, and
+/// nothing without the flag.
+#[test]
+fn publish_delete_removes_only_what_the_folder_dropped_and_this_index_listed() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let folder = d.join("www");
+    for page in ["index.html", "a.html", "b.html", "c.html", "link.html"] {
+        write(&folder, page, page.as_bytes());
+    }
+    run_ok(d, &["site", "publish", "www", "site"]);
+    let names = || {
+        let out = run_ok(d, &["--json", "ls", "site/"]);
+        let mut v: Vec<String> = json(&out).as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+
+    std::fs::remove_file(folder.join("c.html")).unwrap();
+    run_ok(d, &["site", "publish", "www", "site"]);
+    assert!(names().contains(&"site/c.html".to_string()), "removed without --delete: {:?}", names());
+
+    std::fs::remove_file(folder.join("a.html")).unwrap();
+    std::fs::remove_file(folder.join("link.html")).unwrap();
+    std::os::unix::fs::symlink(folder.join("b.html"), folder.join("link.html")).unwrap();
+    let r = json(&run_ok(d, &["--json", "site", "publish", "www", "site", "--delete"]));
+    assert_eq!(r["deleted"].as_u64(), Some(2), "{r}");
+    assert_eq!(names(), ["site/b.html", "site/index.html", "site/link.html"]);
+
+    // A second state folder over the same providers, its index empty: it lists nothing, so
+    // its --delete removes nothing, though its folder has none of these pages.
+    let other = tempfile::tempdir().unwrap();
+    for f in ["outlast.toml", "outlast.key"] {
+        std::fs::copy(d.join(f), other.path().join(f)).unwrap();
+    }
+    write(&other.path().join("www"), "index.html", b"elsewhere");
+    let r = json(&run_ok(other.path(), &["--json", "site", "publish", "www", "site", "--delete"]));
+    assert_eq!((r["deleted"].as_u64(), r["uploaded"].as_u64()), (Some(0), Some(1)), "{r}");
+    assert_eq!(names(), ["site/b.html", "site/index.html", "site/link.html"]);
+}
