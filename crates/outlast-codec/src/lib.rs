@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod claim;
 pub mod erasure;
 pub mod error;
 pub mod keys;
@@ -21,6 +22,7 @@ pub mod names;
 pub mod pipeline;
 pub mod seal;
 
+pub use claim::CompositeClaim;
 pub use error::CodecError;
 pub use keys::{DataKey, KdfParams, MasterKey, StoreKeys};
 pub use layout::Layout;

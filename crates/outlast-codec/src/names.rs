@@ -1,6 +1,7 @@
 //! Opaque blob names.
 //!
-//! A provider sees only `s/<32 hex>` (shards) and `m/<32 hex>` (manifests). Each name is a keyed
+//! A provider sees only `s/<32 hex>` (shards), `m/<32 hex>` (manifests) and a few small
+//! records of the same shape (`i/` marker, `l/` leases, `c/` composite claims). Each name is a keyed
 //! HMAC of the version id, shard index and part index, so names reveal nothing, two providers cannot link
 //! their shards of one object by name, and a reader can check that a manifest sits under the
 //! name its own content implies.
@@ -18,6 +19,8 @@ pub const MANIFEST_PREFIX: &str = "m/";
 pub const MARKER_PREFIX: &str = "i/";
 /// Prefix of write leases (and of gc's clock probe).
 pub const LEASE_PREFIX: &str = "l/";
+/// Prefix of composite claims.
+pub const CLAIM_PREFIX: &str = "c/";
 
 fn tagged(keys: &StoreKeys, parts: &[&[u8]]) -> String {
     let mut ctx = hmac::Context::with_key(&keys.names);
@@ -46,6 +49,11 @@ pub fn marker_blob(keys: &StoreKeys) -> String {
 /// Name of the lease a long write of version `vid` keeps fresh.
 pub fn lease_blob(keys: &StoreKeys, vid: &VersionId) -> String {
     format!("{LEASE_PREFIX}{}", tagged(keys, &[b"lease", &vid.0]))
+}
+
+/// Name of the claim listing the composites made from `origin` (an upload id).
+pub fn claim_blob(keys: &StoreKeys, origin: &VersionId) -> String {
+    format!("{CLAIM_PREFIX}{}", tagged(keys, &[b"claim", &origin.0]))
 }
 
 /// Name of the blob gc rewrites on a provider to read that provider's clock (its modification

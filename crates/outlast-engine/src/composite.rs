@@ -2,30 +2,39 @@
 //! (what an S3 multipart upload completes to; decision 0008). The parts are ordinary objects
 //! under names the face reserves, written, scrubbed, repaired and moved as any object; the
 //! composite is one manifest listing them, kept on every provider as a tombstone is.
+//!
+//! Each commit gives its composite a fresh version id, listed first in its origin's claim on
+//! the providers (`claim.rs` in the codec): the manifest name of a commit that fails is its
+//! own, so deleting it can never take another attempt's, and the claim still lets any index
+//! find the composites made from an origin.
 
-use outlast_codec::{names, CompositeManifest, CompositePart, Manifest, ManifestBody, VersionId};
+use bytes::Bytes;
+use futures::future::join_all;
+use outlast_codec::{names, CompositeClaim, CompositeManifest, CompositePart, Manifest, ManifestBody, VersionId};
+use outlast_provider::{Provider, ProviderError};
 
-use crate::error::EngineError;
+use crate::error::{EngineError, ProviderFailure};
 use crate::index::IndexEntry;
 use crate::put::PutOptions;
 use crate::store::Store;
 
 /// What a composite is given besides its parts: its content type, metadata and precondition
-/// as a put takes them, and the id its version takes (the face's upload id, so that the
-/// upload's parts can be told to belong to it once it is current).
+/// as a put takes them, and its origin (the face's upload id), under which its version id is
+/// claimed so that the parts can be told to belong to it.
 #[derive(Debug, Clone)]
 pub struct CompositeOptions {
     /// Content type, metadata and precondition, as for a put (`md5` is not used: each part's
     /// own hashes are kept).
     pub put: PutOptions,
-    /// The version id of the composite.
-    pub vid: VersionId,
+    /// What the composite is made from.
+    pub origin: VersionId,
 }
 
 impl Store {
     /// Makes `name` the concatenation of `parts` (each the current version of its name, as
-    /// read by the caller, holding data of its own): one manifest, committed on every provider
-    /// at the write quorum once `opts.put.precondition` holds. Returns the new index entry.
+    /// read by the caller, holding data of its own): one manifest under a fresh version id,
+    /// claimed for `opts.origin` and then committed on every provider at the write quorum once
+    /// `opts.put.precondition` holds. Returns the new index entry.
     pub async fn commit_composite(
         &self,
         name: &str,
@@ -62,7 +71,9 @@ impl Store {
             user_metadata: opts.put.metadata.clone(),
             parts: listed,
         };
-        let stamp = self.next_stamp_with(name, opts.vid).await?;
+        let vid = VersionId::generate();
+        self.claim_composite(name, &opts.origin, &vid).await?;
+        let stamp = self.next_stamp_with(name, vid).await?;
         let entry = IndexEntry {
             name: name.to_string(),
             stamp,
@@ -80,6 +91,70 @@ impl Store {
     /// Whether `vid` is the current version of its name in this index.
     pub async fn is_current(&self, vid: &VersionId) -> Result<bool, EngineError> {
         self.index.is_current(vid).await
+    }
+
+    /// Adds `vid` to the claim of `origin` on every provider (read, merged, written back),
+    /// before any manifest of `vid` is written; fails below the write quorum. A claim that does
+    /// not open (damaged) is replaced.
+    async fn claim_composite(&self, name: &str, origin: &VersionId, vid: &VersionId) -> Result<(), EngineError> {
+        let blob = names::claim_blob(&self.keys, origin);
+        let results = join_all(self.providers.iter().map(|p| self.claim_on(p, &blob, origin, vid))).await;
+        let mut failures = Vec::new();
+        for (p, r) in self.providers.iter().zip(results) {
+            if let Err(e) = r {
+                failures.push(ProviderFailure::new(p.name(), e.to_string()));
+            }
+        }
+        let ok = self.providers.len() - failures.len();
+        let needed = self.config.coding.write_quorum();
+        if ok < needed {
+            return Err(EngineError::Quorum { name: name.to_string(), ok, needed, failures });
+        }
+        Ok(())
+    }
+
+    async fn claim_on(&self, p: &Provider, blob: &str, origin: &VersionId, vid: &VersionId) -> Result<(), ProviderError> {
+        let mut claim = CompositeClaim { origin: *origin, composites: Vec::new() };
+        match p.read(blob).await {
+            Ok(bytes) => {
+                if let Ok(held) = CompositeClaim::open(&self.keys, blob, &bytes) {
+                    claim.composites = held.composites;
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        claim.composites.push(*vid);
+        p.write(blob, Bytes::from(claim.seal(&self.keys, blob))).await
+    }
+
+    /// The version ids the providers' claims list for `origin` (none for an origin from before
+    /// claims, whose composite took the origin's own id), or `None` when a provider cannot say
+    /// (unreachable, or a claim that does not open): then nothing may be decided from them.
+    pub async fn composites_claimed(&self, origin: &VersionId) -> Result<Option<Vec<VersionId>>, EngineError> {
+        let blob = names::claim_blob(&self.keys, origin);
+        let mut all: Vec<VersionId> = Vec::new();
+        for r in join_all(self.providers.iter().map(|p| p.read(&blob))).await {
+            let bytes = match r {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(_) => return Ok(None),
+            };
+            let Ok(claim) = CompositeClaim::open(&self.keys, &blob, &bytes) else { return Ok(None) };
+            for vid in claim.composites {
+                if !all.contains(&vid) {
+                    all.push(vid);
+                }
+            }
+        }
+        Ok(Some(all))
+    }
+
+    /// Deletes the claim of `origin` wherever it can, once nothing it lists may live and the
+    /// parts are gone: best effort, a claim left behind only costs its few bytes.
+    pub async fn release_claim(&self, origin: &VersionId) {
+        let blob = names::claim_blob(&self.keys, origin);
+        let _ = join_all(self.providers.iter().map(|p| p.delete(&blob))).await;
     }
 
     /// Whether a composite with version id `vid` may still need its parts: it is current in

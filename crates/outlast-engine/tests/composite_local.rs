@@ -28,14 +28,14 @@ async fn parts(store: &Store, prefix: &str) -> (Vec<outlast_engine::index::Index
     (entries, whole)
 }
 
-fn opts(vid: VersionId, precondition: Precondition) -> CompositeOptions {
+fn opts(origin: VersionId, precondition: Precondition) -> CompositeOptions {
     let put = PutOptions {
         content_type: Some("video/mp4".into()),
         metadata: vec![("who".into(), "me".into())],
         precondition,
         md5: false,
     };
-    CompositeOptions { put, vid }
+    CompositeOptions { put, origin }
 }
 
 async fn range(store: &Store, name: &str, r: ByteRange) -> Vec<u8> {
@@ -49,9 +49,11 @@ async fn a_composite_reads_whole_and_by_ranges_across_its_parts() {
     let f = Fixture::new(2, 3);
     let store = f.store().await;
     let (entries, whole) = parts(&store, "u1").await;
-    let vid = VersionId::generate();
-    let e = store.commit_composite("b/movie", &entries, opts(vid, Precondition::Absent)).await.unwrap();
-    assert_eq!(e.stamp.vid, vid, "the composite takes the id it was given");
+    let origin = VersionId::generate();
+    let e = store.commit_composite("b/movie", &entries, opts(origin, Precondition::Absent)).await.unwrap();
+    let vid = e.stamp.vid;
+    assert_ne!(vid, origin, "a composite takes a fresh id, claimed under its origin");
+    assert_eq!(store.composites_claimed(&origin).await.unwrap(), Some(vec![vid]));
     assert_eq!(e.size, whole.len() as u64);
     assert!(e.etag.ends_with("-3"), "{}", e.etag);
     assert_eq!(get(&store, "b/movie").await.unwrap(), whole);
@@ -67,9 +69,17 @@ async fn a_composite_reads_whole_and_by_ranges_across_its_parts() {
     assert_eq!(info.content_type.as_deref(), Some("video/mp4"));
     assert!(store.is_current(&vid).await.unwrap());
 
-    // Put-if-absent is decided at the commit, as for a put.
-    let again = store.commit_composite("b/movie", &entries, opts(VersionId::generate(), Precondition::Absent)).await;
+    // Put-if-absent is decided at the commit, as for a put. The attempt, from the same origin,
+    // had a manifest name of its own: deleting it left the current composite's alone.
+    let again = store.commit_composite("b/movie", &entries, opts(origin, Precondition::Absent)).await;
     assert!(matches!(again, Err(EngineError::Conflict(_))), "{again:?}");
+    let claimed = store.composites_claimed(&origin).await.unwrap().unwrap();
+    assert_eq!((claimed.len(), claimed[0]), (2, vid), "{claimed:?}");
+    assert!(!store.composite_may_live(&claimed[1]).await.unwrap(), "the loser's manifest is gone everywhere");
+    let manifest = outlast_codec::names::manifest_blob(&f.key.store_keys(), &vid);
+    for i in 0..3 {
+        assert!(f.provider_dir(i).join(&manifest).is_file(), "provider {i} still holds the winner's manifest");
+    }
     assert_eq!(get(&store, "b/movie").await.unwrap(), whole);
 
     // gc leaves a current composite's manifest and its parts alone.
@@ -110,8 +120,9 @@ async fn a_composite_comes_back_with_the_index_and_its_manifest_is_repaired_ever
     let f = Fixture::new(2, 3).with_write_quorum(2);
     // Provider 2 is down while the composite is committed: its copy is owed.
     let (entries, whole) = parts(&f.store().await, "u3").await;
-    let vid = VersionId::generate();
-    let e = f.store_with(&[2]).await.commit_composite("b/c", &entries, opts(vid, Precondition::Any)).await.unwrap();
+    let e =
+        f.store_with(&[2]).await.commit_composite("b/c", &entries, opts(VersionId::generate(), Precondition::Any)).await.unwrap();
+    let vid = e.stamp.vid;
     let store = f.store().await;
     async fn copies_of(s: &Store, vid: &VersionId) -> usize {
         s.index().blobs_of(vid).await.unwrap().len()
@@ -144,10 +155,10 @@ async fn whether_a_composite_may_live_is_asked_of_the_providers_too() {
     let f = Fixture::new(2, 3);
     let a = f.store().await;
     let (entries, _) = parts(&a, "u4").await;
-    let vid = VersionId::generate();
-    // Nothing anywhere holds a composite with this id yet.
-    assert!(!a.composite_may_live(&vid).await.unwrap());
-    a.commit_composite("b/m", &entries, opts(vid, Precondition::Any)).await.unwrap();
+    // Nothing anywhere holds a composite with an id never used.
+    assert!(!a.composite_may_live(&VersionId::generate()).await.unwrap());
+    let origin = VersionId::generate();
+    let vid = a.commit_composite("b/m", &entries, opts(origin, Precondition::Any)).await.unwrap().stamp.vid;
     assert!(a.composite_may_live(&vid).await.unwrap());
 
     // A second state folder whose index does not know the composite: the providers hold its
@@ -156,6 +167,7 @@ async fn whether_a_composite_may_live_is_asked_of_the_providers_too() {
     let cfg = outlast_engine::Config::parse(&text, &f.root.join("outlast.toml")).unwrap();
     let b = Store::open_with_key(cfg, f.key.clone()).await.unwrap();
     assert!(!b.is_current(&vid).await.unwrap());
+    assert_eq!(b.composites_claimed(&origin).await.unwrap(), Some(vec![vid]), "the providers' claim names it");
     assert!(b.composite_may_live(&vid).await.unwrap(), "the providers hold it");
     // Once it is overwritten (and its manifests gone), no index and no provider holds it.
     put(&a, "b/m", b"plain").await.unwrap();

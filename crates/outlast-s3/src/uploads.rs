@@ -1,17 +1,17 @@
 //! Multipart uploads (decision 0008): an upload is a record under [`UPLOADS`] that outlives
 //! requests and processes; each part attempt is an ordinary object under [`PARTS`], written as
 //! its body streams in; completing commits the key as a composite of the chosen attempts,
-//! whose version id is the upload id.
+//! whose version id the engine claims under the upload id on the providers.
 //!
 //! The record moves open -> completing -> gone, each step conditional on the version seen, so
 //! that of a complete, an abort and an expiry racing on one upload exactly one proceeds, and
 //! parts are let go only once no composite can come to name them: when the record is gone and
-//! no composite with the upload id may live, by this index or by the providers
-//! ([`Store::composite_may_live`]). Parts are let go through tombstones (`Store::remove`):
-//! the blobs then go by the engine's own rules.
+//! no composite the providers' claims list for the upload may live, by this index or by the
+//! providers ([`Store::composites_claimed`], [`Store::composite_may_live`]). Parts are let go
+//! through tombstones (`Store::remove`): the blobs then go by the engine's own rules.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outlast_codec::VersionId;
@@ -99,6 +99,9 @@ pub struct SweepReport {
 pub struct Uploads {
     store: Arc<Store>,
     expiry: Duration,
+    /// The composites last found claimed for an upload whose parts they keep: while one is
+    /// current in the index, the sweep need not ask the providers again.
+    claimed: Mutex<HashMap<VersionId, Vec<VersionId>>>,
 }
 
 /// The upload id a client sees: the composite's version id in hex.
@@ -129,7 +132,7 @@ impl Uploads {
     /// The uploads of `store`; those left open longer than `expiry` are aborted by
     /// [`Self::sweep`].
     pub fn new(store: Arc<Store>, expiry: Duration) -> Self {
-        Uploads { store, expiry }
+        Uploads { store, expiry, claimed: Mutex::new(HashMap::new()) }
     }
 
     /// How often the gateway sweeps: a quarter of the expiry, between a second and ten
@@ -254,10 +257,13 @@ impl Uploads {
                 precondition,
                 md5: false,
             },
-            vid: u.id,
+            origin: u.id,
         };
         let committed = match self.store.commit_composite(&name, &chosen, opts).await {
-            Ok(e) => e,
+            Ok(e) => {
+                self.claimed.lock().expect("claims lock").insert(u.id, vec![e.stamp.vid]);
+                e
+            }
             Err(e) => {
                 // Nothing was committed: the upload is open again, so the client may retry.
                 let reopened = self.put_record(&u.id, &u.record, Precondition::Current(marked_entry.stamp.vid)).await;
@@ -290,10 +296,52 @@ impl Uploads {
             Ok(false) => return Err(UploadError::NoSuchUpload),
             Err(e) => return Err(e.into()),
         }
-        if !self.store.composite_may_live(&u.id).await? {
-            self.let_go(&u.id, &HashSet::new()).await?;
+        if !self.may_be_named(&u.id).await? {
+            self.let_go_all(&u.id).await?;
         }
         Ok(())
+    }
+
+    /// Whether a composite made from upload `id` may still name its parts: one the providers'
+    /// claims list (or, for an upload completed before claims, the one whose version id is the
+    /// upload id) is current in this index, or a provider holds it unreplaced, or a provider
+    /// cannot say.
+    async fn may_be_named(&self, id: &VersionId) -> Result<bool, EngineError> {
+        let known = self.claimed.lock().expect("claims lock").get(id).cloned().unwrap_or_default();
+        for vid in &known {
+            if self.store.is_current(vid).await? {
+                return Ok(true);
+            }
+        }
+        let Some(mut claimed) = self.store.composites_claimed(id).await? else { return Ok(true) };
+        if claimed.is_empty() {
+            claimed.push(*id);
+        }
+        for vid in &claimed {
+            if self.store.composite_may_live(vid).await? {
+                self.claimed.lock().expect("claims lock").insert(*id, claimed);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Lets go of every attempt of upload `id` (nothing may name them), then of its claim.
+    async fn let_go_all(&self, id: &VersionId) -> Result<u64, EngineError> {
+        let removed = self.let_go(id, &HashSet::new()).await?;
+        self.claimed.lock().expect("claims lock").remove(id);
+        self.store.release_claim(id).await;
+        Ok(removed)
+    }
+
+    /// The current version of `u`'s key if it is a composite of `u`'s attempts: the upload's
+    /// complete committed.
+    async fn committed(&self, u: &Upload) -> Result<Option<IndexEntry>, EngineError> {
+        let name = format!("{}/{}", u.record.bucket, u.record.key);
+        let Some(current) = self.store.current(&name).await? else { return Ok(None) };
+        let Some(parts) = self.store.composite_parts(&current)? else { return Ok(None) };
+        let prefix = parts_prefix(&u.id);
+        Ok(parts.iter().all(|p| p.name.starts_with(&prefix)).then_some(current))
     }
 
     /// Removes the record if it is still at the version `seen`: false if another step took it.
@@ -346,11 +394,12 @@ impl Uploads {
             let Some(id) = parse_upload_id(&info.name[UPLOADS.len()..]) else { continue };
             let Some(u) = self.readable(&id).await else { continue };
             let age = |t: u64| Duration::from_nanos(now.saturating_sub(t));
-            if u.record.completing_ns.is_some() && self.store.is_current(&id).await? {
+            let committed = match u.record.completing_ns {
+                Some(_) => self.committed(&u).await?,
+                None => None,
+            };
+            if let Some(current) = committed {
                 // Committed, then the complete died: keep what the composite names.
-                let name = format!("{}/{}", u.record.bucket, u.record.key);
-                let current = self.store.current(&name).await?.filter(|e| e.stamp.vid == id);
-                let Some(current) = current else { continue };
                 let keep = self.store.composite_parts(&current)?.unwrap_or_default();
                 let keep: HashSet<String> = keep.into_iter().map(|p| p.name).collect();
                 report.parts_removed += self.let_go(&id, &keep).await?;
@@ -364,8 +413,8 @@ impl Uploads {
             };
             if due && self.remove_record(&id, &u.entry).await? {
                 report.expired += 1;
-                if !self.store.composite_may_live(&id).await? {
-                    report.parts_removed += self.let_go(&id, &HashSet::new()).await?;
+                if !self.may_be_named(&id).await? {
+                    report.parts_removed += self.let_go_all(&id).await?;
                 }
             }
         }
@@ -378,10 +427,10 @@ impl Uploads {
             if !seen.insert(id) {
                 continue;
             }
-            if self.store.current(&record_name(&id)).await?.is_some() || self.store.composite_may_live(&id).await? {
+            if self.store.current(&record_name(&id)).await?.is_some() || self.may_be_named(&id).await? {
                 continue;
             }
-            report.parts_removed += self.let_go(&id, &HashSet::new()).await?;
+            report.parts_removed += self.let_go_all(&id).await?;
         }
         Ok(report)
     }

@@ -1,6 +1,7 @@
 //! Multipart uploads' failure paths on local folders (decision 0008): completes that died
 //! after or before their commit, an abort racing a complete, a part that arrives after its
-//! upload ended, and a gateway on a second state folder whose index is stale. In each, the
+//! upload ended, a gateway on a second state folder whose index is stale (sweeping, and
+//! retrying a complete that fails), and two providers configured at one place. In each, the
 //! parts of a composite that lives are kept, and what nothing holds is let go.
 
 use std::path::PathBuf;
@@ -8,46 +9,66 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outlast_codec::MasterKey;
+use outlast_codec::VersionId;
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{CompositeOptions, Config, Precondition, PutOptions, Store};
-use outlast_s3::uploads::{Upload, UploadError, UploadRecord, Uploads, PARTS, UPLOADS};
+use outlast_engine::{CompositeOptions, Config, EngineError, Precondition, PutOptions, Store};
+use outlast_provider::Faults;
+use outlast_s3::uploads::{upload_id, Upload, UploadError, UploadRecord, Uploads, PARTS, UPLOADS};
 
-/// Three local folders, 2-of-3, and a state folder per `open`.
+/// `n` local folders, 2-of-`n` (write quorum 2), and a state folder per `open`.
 struct Folders {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     key: MasterKey,
+    n: usize,
 }
 
 impl Folders {
     fn new() -> Folders {
+        Folders::with(3)
+    }
+
+    fn with(n: usize) -> Folders {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let key = MasterKey::generate();
         let keys = key.store_keys();
-        for i in 0..3 {
+        for i in 0..n {
             let blob = outlast_codec::names::marker_blob(&keys);
             let marker = outlast_codec::ProviderMarker { provider: format!("p{i}"), written_ns: 1 }.seal(&keys, &blob);
             let path = root.join(format!("p{i}")).join(&blob);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, marker).unwrap();
         }
-        Folders { _tmp: tmp, root, key }
+        Folders { _tmp: tmp, root, key, n }
     }
 
     /// The store as a gateway with its state in `folder` sees it.
     async fn open(&self, folder: &str) -> Arc<Store> {
+        self.open_where(folder, |i| i).await
+    }
+
+    /// [`Self::open`] with provider `i`'s root at provider `at(i)`'s folder (two providers at
+    /// one place when `at` repeats: a mistyped config). Such a config is taken as it is, past
+    /// the check of locations that refuses it for local folders, as it would be where two
+    /// backends reach one place (an SFTP root and a local folder).
+    async fn open_where(&self, folder: &str, at: impl Fn(usize) -> usize) -> Arc<Store> {
         let dir = self.root.join(folder);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut t = format!("key_fingerprint = \"{}\"\n[coding]\nk = 2\nn = 3\nsegment_size = 65536\n", self.key.fingerprint());
-        for i in 0..3 {
-            let p = self.root.join(format!("p{i}"));
+        let n = self.n;
+        let mut t = format!("key_fingerprint = \"{}\"\n[coding]\nk = 2\nn = {n}\nsegment_size = 65536\n", self.key.fingerprint());
+        for i in 0..n {
+            let p = self.root.join(format!("p{}", at(i)));
             t.push_str(&format!(
                 "[[providers]]\nname = \"p{i}\"\ndomain = \"d{i}\"\nscheme = \"fs\"\noptions = {{ root = \"{}\" }}\n",
                 p.display()
             ));
         }
-        let cfg = Config::parse(&t, &dir.join("outlast.toml")).unwrap();
+        let path = dir.join("outlast.toml");
+        let cfg = match (0..n).all(|i| at(i) == i) {
+            true => Config::parse(&t, &path).unwrap(),
+            false => Config { path, ..toml::from_str(&t).unwrap() },
+        };
         Arc::new(Store::open_with_key(cfg, self.key.clone()).await.unwrap())
     }
 }
@@ -99,7 +120,7 @@ async fn a_complete_that_died_after_its_commit_is_finished_by_the_sweep() {
     let p2 = part(&store, &u, 2, b"tail").await;
     mark(&store, &u, now_ns()).await;
     let entries = vec![store.current(&p1).await.unwrap().unwrap(), store.current(&p2).await.unwrap().unwrap()];
-    let opts = CompositeOptions { put: PutOptions::default(), vid: u.id };
+    let opts = CompositeOptions { put: PutOptions::default(), origin: u.id };
     store.commit_composite("b/k", &entries, opts).await.unwrap();
     // ... and the process died here: the record is still marked, the first try still there.
 
@@ -186,17 +207,32 @@ async fn a_part_that_arrives_after_its_upload_ended_is_swept() {
     assert!(names(&store, PARTS).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_gateway_whose_index_is_stale_keeps_the_parts_of_a_composite_it_does_not_know() {
-    let f = Folders::new();
+/// Gateways A and B on two state folders over `f`, and an upload open through A with one
+/// part, which B knows from rebuilding its index from the providers.
+struct Stale {
+    a: Arc<Store>,
+    b: Arc<Store>,
+    at_a: Uploads,
+    u: Upload,
+    part: String,
+    etag: String,
+}
+
+async fn stale(f: &Folders) -> Stale {
     let a = f.open("a").await;
     let b = f.open("b").await;
     let at_a = Uploads::new(a.clone(), Duration::from_secs(3600));
     let u = new_upload(&at_a, now_ns() - 10 * 1_000_000_000).await;
-    let p = part(&a, &u, 1, b"the only part").await;
-    let etag = a.current(&p).await.unwrap().unwrap().etag;
-    // B rebuilds its index from the providers: it knows the upload, open, and its part.
+    let part = part(&a, &u, 1, b"the only part").await;
+    let etag = a.current(&part).await.unwrap().unwrap().etag;
     b.recover(&NoProgress).await.unwrap();
+    Stale { a, b, at_a, u, part, etag }
+}
+
+#[tokio::test]
+async fn a_gateway_whose_index_is_stale_keeps_the_parts_of_a_composite_it_does_not_know() {
+    let f = Folders::new();
+    let Stale { a, b, at_a, u, part: p, etag } = stale(&f).await;
     assert_eq!(names(&b, PARTS).await, vec![p.clone()]);
     // A completes; B's index does not learn of it.
     at_a.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
@@ -216,4 +252,68 @@ async fn a_gateway_whose_index_is_stale_keeps_the_parts_of_a_composite_it_does_n
     b.put("b/k", &b"plain"[..], plain, &NoProgress).await.unwrap();
     let r = at_b.sweep().await.unwrap();
     assert_eq!(r.parts_removed, 1, "{r:?}");
+}
+
+fn deny(store: &Store, providers: &[usize], deny: bool) {
+    for i in providers {
+        store.provider_named(&format!("p{i}")).unwrap().set_faults(Faults { deny, ..Default::default() });
+    }
+}
+
+#[tokio::test]
+async fn a_complete_retried_on_a_stale_folder_cannot_delete_the_composite_committed_elsewhere() {
+    let f = Folders::with(4);
+    let Stale { a, b, at_a, u, etag, .. } = stale(&f).await;
+
+    // A completes while p2 and p3 refuse everything: the open record's blobs there are not
+    // deleted, so the record B's index knows still reads.
+    deny(&a, &[2, 3], true);
+    let id = u.id;
+    at_a.complete(u, &[(1, etag.clone())], Precondition::Any).await.unwrap();
+    deny(&a, &[2, 3], false);
+    assert_eq!(read(&a, "b/k").await, b"the only part");
+
+    // A client retries the complete through B, where the upload still looks open, and its
+    // condition fails at the commit: B's attempt is cleaned up, and only its own manifest.
+    let at_b = Uploads::new(b.clone(), Duration::from_secs(3600));
+    let seen = at_b.open("b", "k", &upload_id(&id)).await.expect("B's stale record still reads");
+    let retried = at_b.complete(seen, &[(1, etag)], Precondition::Current(VersionId::generate())).await;
+    assert!(matches!(retried, Err(UploadError::Engine(EngineError::Conflict(_)))), "{retried:?}");
+
+    // B then takes the upload for abandoned; the providers' claim shows A's composite, whose
+    // manifest they hold and B knows nothing newer of: the part stays.
+    let r = Uploads::new(b.clone(), Duration::from_secs(1)).sweep().await.unwrap();
+    assert_eq!((r.expired, r.parts_removed), (1, 0), "{r:?}");
+    assert_eq!(read(&a, "b/k").await, b"the only part");
+
+    // The providers alone still hold the object whole: a third folder recovers it.
+    let c = f.open("c").await;
+    c.recover(&NoProgress).await.unwrap();
+    assert_eq!(read(&c, "b/k").await, b"the only part");
+}
+
+#[tokio::test]
+async fn two_providers_configured_at_one_place_lose_nothing_of_an_upload() {
+    let f = Folders::with(4);
+    // p3's root is mistyped as p2's folder: p3 finds p2's marker there and is not used.
+    let store = f.open_where("a", |i| if i == 3 { 2 } else { i }).await;
+    let uploads = Uploads::new(store.clone(), Duration::from_secs(3600));
+    let kept = new_upload(&uploads, now_ns()).await;
+    let p = part(&store, &kept, 1, b"kept").await;
+    let etag = store.current(&p).await.unwrap().unwrap().etag;
+    uploads.complete(kept, &[(1, etag)], Precondition::Any).await.unwrap();
+    let dropped = new_upload(&uploads, now_ns()).await;
+    part(&store, &dropped, 1, b"dropped").await;
+    uploads.abort(dropped).await.unwrap();
+    uploads.sweep().await.unwrap();
+    assert_eq!(read(&store, "b/k").await, b"kept");
+
+    // With the config put right, the object is whole on the providers, and the sweep lets go
+    // of the aborted upload's part (kept while a provider could not say) but not the other.
+    let right = f.open("b").await;
+    right.recover(&NoProgress).await.unwrap();
+    assert_eq!(read(&right, "b/k").await, b"kept");
+    Uploads::new(right.clone(), Duration::from_secs(3600)).sweep().await.unwrap();
+    assert_eq!(names(&right, PARTS).await, vec![p]);
+    assert_eq!(read(&right, "b/k").await, b"kept");
 }
