@@ -95,6 +95,20 @@ pub struct SweepReport {
     pub parts_removed: u64,
 }
 
+/// Whether a composite of an upload may still name its parts.
+enum Naming {
+    /// Yes, or some provider cannot say.
+    MayBe,
+    /// No; `completed` if the providers' claims list any composite of it at all.
+    Free { completed: bool },
+}
+
+impl Naming {
+    fn is_free(&self) -> bool {
+        matches!(self, Naming::Free { .. })
+    }
+}
+
 /// The uploads of one store.
 pub struct Uploads {
     store: Arc<Store>,
@@ -296,7 +310,7 @@ impl Uploads {
             Ok(false) => return Err(UploadError::NoSuchUpload),
             Err(e) => return Err(e.into()),
         }
-        if !self.may_be_named(&u.id).await? {
+        if self.naming(&u.id).await?.is_free() {
             self.let_go_all(&u.id).await?;
         }
         Ok(())
@@ -306,24 +320,25 @@ impl Uploads {
     /// claims list (or, for an upload completed before claims, the one whose version id is the
     /// upload id) is current in this index, or a provider holds it unreplaced, or a provider
     /// cannot say.
-    async fn may_be_named(&self, id: &VersionId) -> Result<bool, EngineError> {
+    async fn naming(&self, id: &VersionId) -> Result<Naming, EngineError> {
         let known = self.claimed.lock().expect("claims lock").get(id).cloned().unwrap_or_default();
         for vid in &known {
             if self.store.is_current(vid).await? {
-                return Ok(true);
+                return Ok(Naming::MayBe);
             }
         }
-        let Some(mut claimed) = self.store.composites_claimed(id).await? else { return Ok(true) };
-        if claimed.is_empty() {
+        let Some(mut claimed) = self.store.composites_claimed(id).await? else { return Ok(Naming::MayBe) };
+        let completed = !claimed.is_empty();
+        if !completed {
             claimed.push(*id);
         }
         for vid in &claimed {
             if self.store.composite_may_live(vid).await? {
                 self.claimed.lock().expect("claims lock").insert(*id, claimed);
-                return Ok(true);
+                return Ok(Naming::MayBe);
             }
         }
-        Ok(false)
+        Ok(Naming::Free { completed })
     }
 
     /// Lets go of every attempt of upload `id` (nothing may name them), then of its claim.
@@ -390,10 +405,10 @@ impl Uploads {
     pub async fn sweep(&self) -> Result<SweepReport, EngineError> {
         let mut report = SweepReport::default();
         let now = now_ns();
+        let age = |t: u64| Duration::from_nanos(now.saturating_sub(t));
         for info in self.store.list(UPLOADS).await? {
             let Some(id) = parse_upload_id(&info.name[UPLOADS.len()..]) else { continue };
             let Some(u) = self.readable(&id).await else { continue };
-            let age = |t: u64| Duration::from_nanos(now.saturating_sub(t));
             let committed = match u.record.completing_ns {
                 Some(_) => self.committed(&u).await?,
                 None => None,
@@ -413,7 +428,7 @@ impl Uploads {
             };
             if due && self.remove_record(&id, &u.entry).await? {
                 report.expired += 1;
-                if !self.may_be_named(&id).await? {
+                if self.naming(&id).await?.is_free() {
                     report.parts_removed += self.let_go_all(&id).await?;
                 }
             }
@@ -421,16 +436,23 @@ impl Uploads {
         // Attempts of uploads without a record. The record is looked at before the composite:
         // a complete commits before it removes its record, so a record found gone means any
         // composite of the upload is already current.
-        let mut seen = HashSet::new();
+        let mut newest: BTreeMap<VersionId, u64> = BTreeMap::new();
         for info in self.store.list(PARTS).await? {
             let Some(id) = info.name[PARTS.len()..].split('/').next().and_then(parse_upload_id) else { continue };
-            if !seen.insert(id) {
+            let t = newest.entry(id).or_default();
+            *t = (*t).max(info.modified_ns);
+        }
+        for (id, newest) in newest {
+            if self.store.current(&record_name(&id)).await?.is_some() {
                 continue;
             }
-            if self.store.current(&record_name(&id)).await?.is_some() || self.may_be_named(&id).await? {
-                continue;
+            match self.naming(&id).await? {
+                Naming::MayBe => continue,
+                // Never completed, and sent to within the expiry: this index may lack the
+                // record of an upload still under way (rebuilt while the record did not read).
+                Naming::Free { completed: false } if age(newest) <= self.expiry => continue,
+                Naming::Free { .. } => report.parts_removed += self.let_go_all(&id).await?,
             }
-            report.parts_removed += self.let_go_all(&id).await?;
         }
         Ok(report)
     }
