@@ -1,7 +1,8 @@
 //! Multipart uploads' failure paths on local folders (decision 0008): completes that died
 //! after or before their commit, an abort racing a complete, a part that arrives after its
 //! upload ended, a gateway on a second state folder whose index is stale (sweeping, and
-//! retrying a complete that fails), and two providers configured at one place. In each, the
+//! retrying a complete that fails), two providers configured at one place, and an upload
+//! completed by a build before composite claims. In each, the
 //! parts of a composite that lives are kept, and what nothing holds is let go.
 
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outlast_codec::MasterKey;
-use outlast_codec::VersionId;
+use outlast_codec::{names, Manifest, VersionId};
 use outlast_engine::progress::NoProgress;
 use outlast_engine::{CompositeOptions, Config, EngineError, Precondition, PutOptions, Store};
 use outlast_provider::Faults;
@@ -323,4 +324,44 @@ async fn two_providers_configured_at_one_place_lose_nothing_of_an_upload() {
     Uploads::new(right.clone(), Duration::from_millis(10)).sweep().await.unwrap();
     assert_eq!(names(&right, PARTS).await, vec![p]);
     assert_eq!(read(&right, "b/k").await, b"kept");
+}
+
+#[tokio::test]
+async fn an_upload_completed_before_claims_is_judged_by_its_old_form() {
+    let f = Folders::new();
+    let a = f.open("a").await;
+    let uploads = Uploads::new(a.clone(), Duration::from_secs(3600));
+    let u = new_upload(&uploads, now_ns()).await;
+    let p = part(&a, &u, 1, b"old form").await;
+    let etag = a.current(&p).await.unwrap().unwrap().etag;
+    let id = u.id;
+    let done = uploads.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
+
+    // The providers made to hold what a build before claims left: the composite's manifest
+    // under the upload id itself, and no claim.
+    let keys = f.key.store_keys();
+    let fresh = names::manifest_blob(&keys, &done.stamp.vid);
+    let old = names::manifest_blob(&keys, &id);
+    for i in 0..3 {
+        let dir = f.root.join(format!("p{i}"));
+        let mut m = Manifest::open(&keys, &fresh, &std::fs::read(dir.join(&fresh)).unwrap()).unwrap();
+        m.stamp.vid = id;
+        std::fs::write(dir.join(&old), m.seal(&keys, &old)).unwrap();
+        std::fs::remove_file(dir.join(&fresh)).unwrap();
+        std::fs::remove_file(dir.join(names::claim_blob(&keys, &id))).unwrap();
+    }
+    let b = f.open("b").await;
+    b.recover(&NoProgress).await.unwrap();
+    assert_eq!(b.current("b/k").await.unwrap().unwrap().stamp.vid, id);
+    assert_eq!(read(&b, "b/k").await, b"old form");
+
+    // Its part has no record and no claim, and is older than the expiry: the composite with
+    // the upload's own id keeps it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let at_b = Uploads::new(b.clone(), Duration::from_millis(10));
+    assert_eq!(at_b.sweep().await.unwrap(), Default::default());
+    assert_eq!(read(&b, "b/k").await, b"old form");
+    // Overwritten, it keeps nothing.
+    b.put("b/k", &b"new"[..], PutOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!(at_b.sweep().await.unwrap().parts_removed, 1);
 }
