@@ -375,9 +375,22 @@ fn main() -> ExitCode {
         }
         _ => "warn,opendal=error",
     };
+    // A gateway logs a line per request: there the lines go through a buffer written by a
+    // thread of its own (a request never waits on stderr, and lines leave in batches); the
+    // guard, dropped as main returns, writes what is left. Other commands write at once, in
+    // order with what they print themselves.
+    let (writer, _log_guard) = match cli.command {
+        Command::Serve { .. } => {
+            let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+            (tracing_subscriber::fmt::writer::BoxMakeWriter::new(w), Some(guard))
+        }
+        _ => (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OUTLAST_LOG").unwrap_or_else(|_| default_filter.into()))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colours only for a person at a terminal: a log file or a pipe gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A log message may carry object names: escaped, one event stays one line and cannot
