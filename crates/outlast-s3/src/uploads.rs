@@ -99,8 +99,9 @@ pub struct SweepReport {
 enum Naming {
     /// Yes, or some provider cannot say.
     MayBe,
-    /// No; `completed` if the providers' claims list any composite of it at all.
-    Free { completed: bool },
+    /// No; `claimed` if the providers' claims list any composite of it at all (a complete was
+    /// tried, whether or not it committed).
+    Free { claimed: bool },
 }
 
 impl Naming {
@@ -118,7 +119,7 @@ pub struct Uploads {
     claimed: Mutex<HashMap<VersionId, Vec<VersionId>>>,
 }
 
-/// The upload id a client sees: the composite's version id in hex.
+/// The upload id a client sees: the upload's id in hex.
 pub fn upload_id(id: &VersionId) -> String {
     id.to_hex()
 }
@@ -328,8 +329,8 @@ impl Uploads {
             }
         }
         let Some(mut claimed) = self.store.composites_claimed(id).await? else { return Ok(Naming::MayBe) };
-        let completed = !claimed.is_empty();
-        if !completed {
+        let tried = !claimed.is_empty();
+        if !tried {
             claimed.push(*id);
         }
         for vid in &claimed {
@@ -338,7 +339,7 @@ impl Uploads {
                 return Ok(Naming::MayBe);
             }
         }
-        Ok(Naming::Free { completed })
+        Ok(Naming::Free { claimed: tried })
     }
 
     /// Lets go of every attempt of upload `id` (nothing may name them), then of its claim.
@@ -448,9 +449,9 @@ impl Uploads {
             }
             match self.naming(&id).await? {
                 Naming::MayBe => continue,
-                // Never completed, and sent to within the expiry: this index may lack the
-                // record of an upload still under way (rebuilt while the record did not read).
-                Naming::Free { completed: false } if age(newest) <= self.expiry => continue,
+                // No complete ever tried, and sent to within the expiry: this index may lack
+                // the record of an upload still under way (rebuilt while it did not read).
+                Naming::Free { claimed: false } if age(newest) <= self.expiry => continue,
                 Naming::Free { .. } => report.parts_removed += self.let_go_all(&id).await?,
             }
         }
