@@ -376,9 +376,10 @@ fn main() -> ExitCode {
         _ => "warn,opendal=error",
     };
     // A gateway logs a line per request: there the lines go through a buffer written by a
-    // thread of its own (a request never waits on stderr, and lines leave in batches); the
-    // guard, dropped as main returns, writes what is left. Other commands write at once, in
-    // order with what they print themselves.
+    // thread of its own (a request waits on stderr only once 128k lines are queued, and lines
+    // leave in batches); the guard, dropped as main returns, writes what is left (a process
+    // killed outright loses the last buffered lines). Other commands write at once, in order
+    // with what they print themselves.
     let (writer, _log_guard) = match cli.command {
         Command::Serve { .. } => {
             let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()

@@ -7,8 +7,9 @@
 //! that of a complete, an abort and an expiry racing on one upload exactly one proceeds, and
 //! parts are let go only once no composite can come to name them: when the record is gone and
 //! no composite the providers' claims list for the upload may live, by this index or by the
-//! providers ([`Store::composites_claimed`], [`Store::composite_may_live`]). Parts are let go
-//! through tombstones (`Store::remove`): the blobs then go by the engine's own rules.
+//! providers ([`Store::composites_claimed`], [`Store::composite_may_live`]), and no composite
+//! current in this index names them. Parts are let go through tombstones (`Store::remove`):
+//! the blobs then go by the engine's own rules.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -95,21 +96,6 @@ pub struct SweepReport {
     pub parts_removed: u64,
 }
 
-/// Whether a composite of an upload may still name its parts.
-enum Naming {
-    /// Yes, or some provider cannot say.
-    MayBe,
-    /// No; `claimed` if the providers' claims list any composite of it at all (a complete was
-    /// tried, whether or not it committed).
-    Free { claimed: bool },
-}
-
-impl Naming {
-    fn is_free(&self) -> bool {
-        matches!(self, Naming::Free { .. })
-    }
-}
-
 /// The uploads of one store.
 pub struct Uploads {
     store: Arc<Store>,
@@ -136,6 +122,11 @@ fn record_name(id: &VersionId) -> String {
 
 fn parts_prefix(id: &VersionId) -> String {
     format!("{PARTS}{}/", id.to_hex())
+}
+
+/// The upload an attempt's name belongs to.
+fn upload_of(name: &str) -> Option<VersionId> {
+    name.strip_prefix(PARTS)?.split('/').next().and_then(parse_upload_id)
 }
 
 /// The part number of an attempt's name under its upload's prefix.
@@ -311,35 +302,68 @@ impl Uploads {
             Ok(false) => return Err(UploadError::NoSuchUpload),
             Err(e) => return Err(e.into()),
         }
-        if self.naming(&u.id).await?.is_free() {
+        if self.free(&u.id, &mut None).await? {
             self.let_go_all(&u.id).await?;
         }
         Ok(())
     }
 
+    /// Whether nothing may name upload `id`'s attempts: no composite its claims list, nor the
+    /// one whose id is the upload id (its form before claims), may live by this index or by the
+    /// providers, and no composite current in this index names one of them (a claim lost
+    /// from every provider must not lose a live object). `named` holds the uploads this
+    /// index's composites name, read once per sweep.
+    async fn free(&self, id: &VersionId, named: &mut Option<Option<HashSet<VersionId>>>) -> Result<bool, EngineError> {
+        if self.may_be_claimed(id).await? {
+            return Ok(false);
+        }
+        if named.is_none() {
+            *named = Some(self.named_in_index().await?);
+        }
+        Ok(named.as_ref().and_then(|n| n.as_ref()).is_some_and(|n| !n.contains(id)))
+    }
+
+    /// The uploads whose attempts the current composites of this index name; `None` when a
+    /// composite's manifest does not open (then nothing is let go).
+    async fn named_in_index(&self) -> Result<Option<HashSet<VersionId>>, EngineError> {
+        let mut named = HashSet::new();
+        for info in self.store.list("").await? {
+            // Only a composite has S3's multipart ETag form (`-` and the part count).
+            if !info.etag.contains('-') {
+                continue;
+            }
+            let Some(entry) = self.store.current(&info.name).await? else { continue };
+            match self.store.composite_parts(&entry) {
+                Ok(parts) => named.extend(parts.unwrap_or_default().iter().filter_map(|p| upload_of(&p.name))),
+                Err(e) => {
+                    tracing::warn!("no upload's parts are let go while `{}` does not open: {e}", info.name);
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(named))
+    }
+
     /// Whether a composite made from upload `id` may still name its parts: one the providers'
-    /// claims list (or, for an upload completed before claims, the one whose version id is the
-    /// upload id) is current in this index, or a provider holds it unreplaced, or a provider
-    /// cannot say.
-    async fn naming(&self, id: &VersionId) -> Result<Naming, EngineError> {
+    /// claims list, or the one whose version id is the upload id (how a build before claims
+    /// completed, which a claim written since by a retry does not rule out), is current in
+    /// this index, or a provider holds it unreplaced, or a provider cannot say.
+    async fn may_be_claimed(&self, id: &VersionId) -> Result<bool, EngineError> {
         let known = self.claimed.lock().expect("claims lock").get(id).cloned().unwrap_or_default();
         for vid in &known {
             if self.store.is_current(vid).await? {
-                return Ok(Naming::MayBe);
+                return Ok(true);
             }
         }
-        let Some(mut claimed) = self.store.composites_claimed(id).await? else { return Ok(Naming::MayBe) };
-        let tried = !claimed.is_empty();
-        if !tried {
-            claimed.push(*id);
-        }
+        let Some(mut claimed) = self.store.composites_claimed(id).await? else { return Ok(true) };
+        claimed.push(*id);
         for vid in &claimed {
             if self.store.composite_may_live(vid).await? {
                 self.claimed.lock().expect("claims lock").insert(*id, claimed);
-                return Ok(Naming::MayBe);
+                return Ok(true);
             }
         }
-        Ok(Naming::Free { claimed: tried })
+        Ok(false)
     }
 
     /// Lets go of every attempt of upload `id` (nothing may name them), then of its claim.
@@ -405,13 +429,20 @@ impl Uploads {
     /// parts of a composite since overwritten or deleted).
     pub async fn sweep(&self) -> Result<SweepReport, EngineError> {
         let mut report = SweepReport::default();
+        let mut named = None;
         let now = now_ns();
         let age = |t: u64| Duration::from_nanos(now.saturating_sub(t));
         for info in self.store.list(UPLOADS).await? {
             let Some(id) = parse_upload_id(&info.name[UPLOADS.len()..]) else { continue };
             let Some(u) = self.readable(&id).await else { continue };
             let committed = match u.record.completing_ns {
-                Some(_) => self.committed(&u).await?,
+                Some(_) => match self.committed(&u).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(upload = %id.to_hex(), "passed over: its key's current version does not open: {e}");
+                        continue;
+                    }
+                },
                 None => None,
             };
             if let Some(current) = committed {
@@ -429,7 +460,7 @@ impl Uploads {
             };
             if due && self.remove_record(&id, &u.entry).await? {
                 report.expired += 1;
-                if self.naming(&id).await?.is_free() {
+                if self.free(&id, &mut named).await? {
                     report.parts_removed += self.let_go_all(&id).await?;
                 }
             }
@@ -439,20 +470,19 @@ impl Uploads {
         // composite of the upload is already current.
         let mut newest: BTreeMap<VersionId, u64> = BTreeMap::new();
         for info in self.store.list(PARTS).await? {
-            let Some(id) = info.name[PARTS.len()..].split('/').next().and_then(parse_upload_id) else { continue };
+            let Some(id) = upload_of(&info.name) else { continue };
             let t = newest.entry(id).or_default();
             *t = (*t).max(info.modified_ns);
         }
         for (id, newest) in newest {
-            if self.store.current(&record_name(&id)).await?.is_some() {
+            // Sent to within the expiry: this index may lack the record of an upload still
+            // under way (rebuilt while the record did not read, or reopened elsewhere after a
+            // complete failed).
+            if age(newest) <= self.expiry || self.store.current(&record_name(&id)).await?.is_some() {
                 continue;
             }
-            match self.naming(&id).await? {
-                Naming::MayBe => continue,
-                // No complete ever tried, and sent to within the expiry: this index may lack
-                // the record of an upload still under way (rebuilt while it did not read).
-                Naming::Free { claimed: false } if age(newest) <= self.expiry => continue,
-                Naming::Free { .. } => report.parts_removed += self.let_go_all(&id).await?,
+            if self.free(&id, &mut named).await? {
+                report.parts_removed += self.let_go_all(&id).await?;
             }
         }
         Ok(report)

@@ -1,8 +1,8 @@
 //! Multipart uploads' failure paths on local folders (decision 0008): completes that died
 //! after or before their commit, an abort racing a complete, a part that arrives after its
 //! upload ended, a gateway on a second state folder whose index is stale (sweeping, and
-//! retrying a complete that fails), two providers configured at one place, and an upload
-//! completed by a build before composite claims. In each, the
+//! retrying a complete that fails), two providers configured at one place, an upload
+//! completed by a build before composite claims, and a claim lost everywhere. In each, the
 //! parts of a composite that lives are kept, and what nothing holds is let go.
 
 use std::path::PathBuf;
@@ -256,7 +256,7 @@ async fn a_gateway_whose_index_is_stale_keeps_the_parts_of_a_composite_it_does_n
     b.recover(&NoProgress).await.unwrap();
     let plain = PutOptions::default();
     b.put("b/k", &b"plain"[..], plain, &NoProgress).await.unwrap();
-    let r = at_b.sweep().await.unwrap();
+    let r = Uploads::new(b.clone(), Duration::from_millis(10)).sweep().await.unwrap();
     assert_eq!(r.parts_removed, 1, "{r:?}");
 }
 
@@ -356,12 +356,41 @@ async fn an_upload_completed_before_claims_is_judged_by_its_old_form() {
     assert_eq!(read(&b, "b/k").await, b"old form");
 
     // Its part has no record and no claim, and is older than the expiry: the composite with
-    // the upload's own id keeps it.
+    // the upload's own id keeps it, also once a retry's claim names only a failed attempt.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let at_b = Uploads::new(b.clone(), Duration::from_millis(10));
     assert_eq!(at_b.sweep().await.unwrap(), Default::default());
+    let claim_blob = names::claim_blob(&keys, &id);
+    let failed = outlast_codec::CompositeClaim { origin: id, composites: vec![VersionId::generate()] };
+    for i in 0..3 {
+        std::fs::write(f.root.join(format!("p{i}")).join(&claim_blob), failed.seal(&keys, &claim_blob)).unwrap();
+    }
+    assert_eq!(Uploads::new(b.clone(), Duration::from_millis(10)).sweep().await.unwrap(), Default::default());
     assert_eq!(read(&b, "b/k").await, b"old form");
     // Overwritten, it keeps nothing.
     b.put("b/k", &b"new"[..], PutOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(at_b.sweep().await.unwrap().parts_removed, 1);
+}
+
+#[tokio::test]
+async fn a_claim_lost_from_every_provider_does_not_lose_the_object() {
+    let f = Folders::new();
+    let store = f.open("a").await;
+    let uploads = Uploads::new(store.clone(), Duration::from_secs(3600));
+    let u = new_upload(&uploads, now_ns()).await;
+    let p = part(&store, &u, 1, b"claimed once").await;
+    let etag = store.current(&p).await.unwrap().unwrap().etag;
+    let id = u.id;
+    uploads.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
+    let claim = names::claim_blob(&f.key.store_keys(), &id);
+    for i in 0..3 {
+        std::fs::remove_file(f.root.join(format!("p{i}")).join(&claim)).unwrap();
+    }
+    // A gateway started afresh, past the expiry: no claim anywhere, but this index holds the
+    // composite current, naming the part.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let restarted = Uploads::new(store.clone(), Duration::from_millis(10));
+    assert_eq!(restarted.sweep().await.unwrap(), Default::default());
+    assert_eq!(read(&store, "b/k").await, b"claimed once");
+    assert_eq!(names(&store, PARTS).await, vec![p]);
 }
