@@ -33,6 +33,8 @@ pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a complete may take between marking its record and committing: past this a
 /// record still marked is taken for a complete that died, and the upload is let go.
 const COMPLETE_PATIENCE: Duration = Duration::from_secs(3600);
+/// How many uploads' claimed composites a gateway keeps in memory (about 100 bytes each).
+const REMEMBERED_UPLOADS: usize = 100_000;
 /// Highest part number S3 allows.
 pub const MAX_PART_NUMBER: i32 = 10_000;
 /// Smallest part but the last, as S3 has it.
@@ -267,7 +269,7 @@ impl Uploads {
         };
         let committed = match self.store.commit_composite(&name, &chosen, opts).await {
             Ok(e) => {
-                self.claimed.lock().expect("claims lock").insert(u.id, vec![e.stamp.vid]);
+                self.remember(u.id, vec![e.stamp.vid]);
                 e
             }
             Err(e) => {
@@ -359,11 +361,21 @@ impl Uploads {
         claimed.push(*id);
         for vid in &claimed {
             if self.store.composite_may_live(vid).await? {
-                self.claimed.lock().expect("claims lock").insert(*id, claimed);
+                self.remember(*id, claimed);
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Notes the composites claimed for upload `id`. The map is bounded: past
+    /// [`REMEMBERED_UPLOADS`] it starts again empty (the next sweep asks the providers anew).
+    fn remember(&self, id: VersionId, composites: Vec<VersionId>) {
+        let mut claimed = self.claimed.lock().expect("claims lock");
+        if claimed.len() >= REMEMBERED_UPLOADS {
+            claimed.clear();
+        }
+        claimed.insert(id, composites);
     }
 
     /// Lets go of every attempt of upload `id` (nothing may name them), then of its claim.
