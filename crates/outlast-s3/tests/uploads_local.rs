@@ -394,3 +394,38 @@ async fn a_claim_lost_from_every_provider_does_not_lose_the_object() {
     assert_eq!(read(&store, "b/k").await, b"claimed once");
     assert_eq!(names(&store, PARTS).await, vec![p]);
 }
+
+#[tokio::test]
+async fn a_stale_folder_keeps_the_parts_of_an_old_form_composite_it_does_not_know() {
+    let f = Folders::with(4);
+    let Stale { a, b, at_a, u, etag, .. } = stale(&f).await;
+    // A completes while p2 and p3 refuse (B's record still reads there), and the providers are
+    // then made to hold what a build before claims left: the manifest under the upload id.
+    deny(&a, &[2, 3], true);
+    let id = u.id;
+    let done = at_a.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
+    deny(&a, &[2, 3], false);
+    let keys = f.key.store_keys();
+    let (fresh, old) = (names::manifest_blob(&keys, &done.stamp.vid), names::manifest_blob(&keys, &id));
+    for i in 0..4 {
+        let dir = f.root.join(format!("p{i}"));
+        let _ = std::fs::remove_file(dir.join(names::claim_blob(&keys, &id)));
+        let Ok(bytes) = std::fs::read(dir.join(&fresh)) else { continue };
+        let mut m = Manifest::open(&keys, &fresh, &bytes).unwrap();
+        m.stamp.vid = id;
+        std::fs::write(dir.join(&old), m.seal(&keys, &old)).unwrap();
+        std::fs::remove_file(dir.join(&fresh)).unwrap();
+    }
+    let c = f.open("c").await;
+    c.recover(&NoProgress).await.unwrap();
+    assert_eq!(read(&c, "b/k").await, b"the only part");
+
+    // B, whose index knows neither the composite nor of the complete, expires the upload: no
+    // claim, nothing current in its index names the part, but the providers hold the old-form
+    // composite under the upload id: the part stays.
+    let r = Uploads::new(b.clone(), Duration::from_secs(1)).sweep().await.unwrap();
+    assert_eq!((r.expired, r.parts_removed), (1, 0), "{r:?}");
+    let c = f.open("c2").await;
+    c.recover(&NoProgress).await.unwrap();
+    assert_eq!(read(&c, "b/k").await, b"the only part");
+}
