@@ -94,19 +94,29 @@ impl Store {
     }
 
     /// Adds `vid` to the claim of `origin` on every provider (read, merged, written back),
-    /// before any manifest of `vid` is written; fails below the write quorum. A claim that does
-    /// not open (damaged) is replaced.
+    /// before any manifest of `vid` is written; fails below the write quorum. As for the
+    /// manifest, a provider known to be slow is not waited for once the quorum is in. A claim
+    /// that does not open (damaged) is replaced.
     async fn claim_composite(&self, name: &str, origin: &VersionId, vid: &VersionId) -> Result<(), EngineError> {
         let blob = names::claim_blob(&self.keys, origin);
-        let results = join_all(self.providers.iter().map(|p| self.claim_on(p, &blob, origin, vid))).await;
-        let mut failures = Vec::new();
-        for (p, r) in self.providers.iter().zip(results) {
-            if let Err(e) = r {
-                failures.push(ProviderFailure::new(p.name(), e.to_string()));
+        let needed = self.config.coding.write_quorum();
+        let writes = self.providers.iter().enumerate().map(|(i, p)| (i, self.claim_on(p, &blob, origin, vid))).collect();
+        let out = crate::quorum::gather(writes, needed, &self.impatient()).await;
+        let mut failures: Vec<ProviderFailure> = out
+            .abandoned
+            .iter()
+            .map(|&i| {
+                let p = self.providers[i].name();
+                ProviderFailure::new(p, format!("`{p}` did not take the claim in time"))
+            })
+            .collect();
+        let mut ok = 0;
+        for (i, r) in out.answered {
+            match r {
+                Ok(()) => ok += 1,
+                Err(e) => failures.push(ProviderFailure::new(self.providers[i].name(), e.to_string())),
             }
         }
-        let ok = self.providers.len() - failures.len();
-        let needed = self.config.coding.write_quorum();
         if ok < needed {
             return Err(EngineError::Quorum { name: name.to_string(), ok, needed, failures });
         }

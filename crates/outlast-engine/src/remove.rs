@@ -91,10 +91,7 @@ impl Store {
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
         // As for a put: a provider known to be slow is not waited for once the quorum is in
         // (its copy is debt that repair pays).
-        let slow = self.slow_providers();
-        let impatient: Vec<usize> =
-            (0..self.providers.len()).filter(|&i| slow.iter().any(|s| s == self.providers[i].name())).collect();
-        let out = crate::quorum::gather(writes, q, &impatient).await;
+        let out = crate::quorum::gather(writes, q, &self.impatient()).await;
         out.note_write_times(|i| &self.providers[i]);
         let mut written = Vec::new();
         let mut failures: Vec<ProviderFailure> = out
@@ -123,6 +120,13 @@ impl Store {
             self.note_debt(); // it lives on every provider
         }
         Ok(garbage)
+    }
+
+    /// Indexes of the providers known to be slow, which a write to every provider does not
+    /// wait for once its quorum is in.
+    pub(crate) fn impatient(&self) -> Vec<usize> {
+        let slow = self.slow_providers();
+        (0..self.providers.len()).filter(|&i| slow.iter().any(|s| s == self.providers[i].name())).collect()
     }
 
     /// Removes what an uncommitted write may have left; what cannot be removed now stays
