@@ -420,7 +420,7 @@ async fn a_stale_folder_keeps_the_parts_of_an_old_form_composite_it_does_not_kno
     c.recover(&NoProgress).await.unwrap();
     assert_eq!(read(&c, "b/k").await, b"the only part");
 
-    // B, whose index knows neither the composite nor of the complete, expires the upload: no
+    // B, whose index knows of neither the complete nor the composite, expires the upload: no
     // claim, nothing current in its index names the part, but the providers hold the old-form
     // composite under the upload id: the part stays.
     let r = Uploads::new(b.clone(), Duration::from_secs(1)).sweep().await.unwrap();
