@@ -102,14 +102,7 @@ impl Store {
         let needed = self.config.coding.write_quorum();
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, self.claim_on(p, &blob, origin, vid))).collect();
         let out = crate::quorum::gather(writes, needed, &self.impatient()).await;
-        let mut failures: Vec<ProviderFailure> = out
-            .abandoned
-            .iter()
-            .map(|&i| {
-                let p = self.providers[i].name();
-                ProviderFailure::new(p, format!("`{p}` did not take the claim in time"))
-            })
-            .collect();
+        let mut failures = self.not_in_time(&out.abandoned, "claim");
         let mut ok = 0;
         for (i, r) in out.answered {
             match r {

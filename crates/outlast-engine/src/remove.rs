@@ -94,14 +94,7 @@ impl Store {
         let out = crate::quorum::gather(writes, q, &self.impatient()).await;
         out.note_write_times(|i| &self.providers[i]);
         let mut written = Vec::new();
-        let mut failures: Vec<ProviderFailure> = out
-            .abandoned
-            .iter()
-            .map(|&i| {
-                let p = self.providers[i].name();
-                ProviderFailure::new(p, format!("`{p}` did not take the manifest in time"))
-            })
-            .collect();
+        let mut failures = self.not_in_time(&out.abandoned, "manifest");
         for (i, r) in out.answered {
             match r {
                 Ok(()) => written.push(BlobRef {
@@ -127,6 +120,18 @@ impl Store {
     pub(crate) fn impatient(&self) -> Vec<usize> {
         let slow = self.slow_providers();
         (0..self.providers.len()).filter(|&i| slow.iter().any(|s| s == self.providers[i].name())).collect()
+    }
+
+    /// The failures of the providers a write stopped waiting for (`abandoned`, by index),
+    /// saying which `what` they did not take.
+    pub(crate) fn not_in_time(&self, abandoned: &[usize], what: &str) -> Vec<ProviderFailure> {
+        abandoned
+            .iter()
+            .map(|&i| {
+                let p = self.providers[i].name();
+                ProviderFailure::new(p, format!("`{p}` did not take the {what} in time"))
+            })
+            .collect()
     }
 
     /// Removes what an uncommitted write may have left; what cannot be removed now stays

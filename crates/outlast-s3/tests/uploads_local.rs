@@ -326,6 +326,22 @@ async fn two_providers_configured_at_one_place_lose_nothing_of_an_upload() {
     assert_eq!(read(&right, "b/k").await, b"kept");
 }
 
+/// Makes the providers hold what a build before claims left of upload `id` completed as
+/// composite `vid`: its manifest (where a provider holds one) under the upload id, no claim.
+fn as_before_claims(f: &Folders, id: &VersionId, vid: &VersionId) {
+    let keys = f.key.store_keys();
+    let (fresh, old) = (names::manifest_blob(&keys, vid), names::manifest_blob(&keys, id));
+    for i in 0..f.n {
+        let dir = f.root.join(format!("p{i}"));
+        let _ = std::fs::remove_file(dir.join(names::claim_blob(&keys, id)));
+        let Ok(bytes) = std::fs::read(dir.join(&fresh)) else { continue };
+        let mut m = Manifest::open(&keys, &fresh, &bytes).unwrap();
+        m.stamp.vid = *id;
+        std::fs::write(dir.join(&old), m.seal(&keys, &old)).unwrap();
+        std::fs::remove_file(dir.join(&fresh)).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn an_upload_completed_before_claims_is_judged_by_its_old_form() {
     let f = Folders::new();
@@ -339,17 +355,8 @@ async fn an_upload_completed_before_claims_is_judged_by_its_old_form() {
 
     // The providers made to hold what a build before claims left: the composite's manifest
     // under the upload id itself, and no claim.
+    as_before_claims(&f, &id, &done.stamp.vid);
     let keys = f.key.store_keys();
-    let fresh = names::manifest_blob(&keys, &done.stamp.vid);
-    let old = names::manifest_blob(&keys, &id);
-    for i in 0..3 {
-        let dir = f.root.join(format!("p{i}"));
-        let mut m = Manifest::open(&keys, &fresh, &std::fs::read(dir.join(&fresh)).unwrap()).unwrap();
-        m.stamp.vid = id;
-        std::fs::write(dir.join(&old), m.seal(&keys, &old)).unwrap();
-        std::fs::remove_file(dir.join(&fresh)).unwrap();
-        std::fs::remove_file(dir.join(names::claim_blob(&keys, &id))).unwrap();
-    }
     let b = f.open("b").await;
     b.recover(&NoProgress).await.unwrap();
     assert_eq!(b.current("b/k").await.unwrap().unwrap().stamp.vid, id);
@@ -405,17 +412,7 @@ async fn a_stale_folder_keeps_the_parts_of_an_old_form_composite_it_does_not_kno
     let id = u.id;
     let done = at_a.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
     deny(&a, &[2, 3], false);
-    let keys = f.key.store_keys();
-    let (fresh, old) = (names::manifest_blob(&keys, &done.stamp.vid), names::manifest_blob(&keys, &id));
-    for i in 0..4 {
-        let dir = f.root.join(format!("p{i}"));
-        let _ = std::fs::remove_file(dir.join(names::claim_blob(&keys, &id)));
-        let Ok(bytes) = std::fs::read(dir.join(&fresh)) else { continue };
-        let mut m = Manifest::open(&keys, &fresh, &bytes).unwrap();
-        m.stamp.vid = id;
-        std::fs::write(dir.join(&old), m.seal(&keys, &old)).unwrap();
-        std::fs::remove_file(dir.join(&fresh)).unwrap();
-    }
+    as_before_claims(&f, &id, &done.stamp.vid);
     let c = f.open("c").await;
     c.recover(&NoProgress).await.unwrap();
     assert_eq!(read(&c, "b/k").await, b"the only part");
