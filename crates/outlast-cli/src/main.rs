@@ -375,16 +375,15 @@ fn main() -> ExitCode {
         }
         _ => "warn,opendal=error",
     };
-    // A gateway logs a line per request: there the lines go through a buffer written by a
-    // thread of its own (a request waits on stderr only once 128k lines are queued, and lines
-    // leave in batches); the guard, dropped as main returns, writes what is left (a process
-    // killed outright loses the last buffered lines). Other commands write at once, in order
-    // with what they print themselves.
+    // A gateway logs a line per request: there the lines are written by a thread of its own
+    // (a request waits on stderr only once 128k lines are queued), each as soon as it can, so
+    // that a log being read shows the latest requests; the guard, dropped as main returns,
+    // writes what is queued. Other commands write at once, in order with what they print.
     let (writer, _log_guard) = match cli.command {
         Command::Serve { .. } => {
             let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
                 .lossy(false)
-                .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+                .finish(std::io::stderr());
             (tracing_subscriber::fmt::writer::BoxMakeWriter::new(w), Some(guard))
         }
         _ => (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None),
