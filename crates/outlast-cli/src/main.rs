@@ -381,9 +381,7 @@ fn main() -> ExitCode {
     // writes what is queued. Other commands write at once, in order with what they print.
     let (writer, _log_guard) = match cli.command {
         Command::Serve { .. } => {
-            let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
-                .finish(std::io::stderr());
+            let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
             (tracing_subscriber::fmt::writer::BoxMakeWriter::new(w), Some(guard))
         }
         _ => (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None),

@@ -60,6 +60,10 @@ fn logged(
                 return Ok(slow_down());
             };
             let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
+            // A refusal may come before the body is read: then the connection is closed after
+            // the answer, so that unread body bytes are never taken for the next request.
+            let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+                || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
             let mut response = if method == http::Method::OPTIONS {
                 Ok(cors::preflight(&records, &path, req.headers()).await)
             } else {
@@ -70,7 +74,10 @@ fn logged(
                     cors::decorate(&records, &path, &method, origin, r).await;
                 }
             }
-            if let Ok(r) = &response {
+            if let Ok(r) = &mut response {
+                if has_body && (r.status().is_client_error() || r.status().is_server_error()) {
+                    r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
                 let bytes = r.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
                 tracing::info!(
                     target: "outlast_s3::request",
