@@ -15,4 +15,4 @@ export OUTLAST_SERVERS_SCRIPT="$PWD/scripts/servers.sh"
 # Everything that does not stop servers, in parallel.
 cargo test --workspace --no-fail-fast
 # Tests that stop and restart servers run alone, so they cannot disturb the others.
-cargo test --workspace --test servers_e2e --test servers_survive --test servers_gateway -- --ignored --test-threads=1
+cargo test --workspace --test servers -- --ignored --test-threads=1

@@ -1,5 +1,5 @@
 """The S3 gateway through boto3, as an application uses it: buckets, objects, listings,
-ranges, conditions, digests, signatures and grants. Run by tests/s3_gateway.rs against a
+ranges, conditions, digests, signatures and grants. Run by tests/local/s3_gateway.rs against a
 running `outlast serve`; every check raises on failure."""
 
 import hashlib

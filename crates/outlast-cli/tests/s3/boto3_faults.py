@@ -1,4 +1,4 @@
-"""The gateway under provider faults, in steps set by tests/s3_gateway.rs (OUTLAST_S3_STEP):
+"""The gateway under provider faults, in steps set by tests/local/s3_gateway.rs (OUTLAST_S3_STEP):
 `fill` while all answer, `one-down` with one of three refusing (reads and writes go on),
 `two-down` with two refusing (a prompt 503 for each request, never a hang), `healed`."""
 

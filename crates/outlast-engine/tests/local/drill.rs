@@ -1,7 +1,7 @@
 //! The exit drill on local folders: what survives without some providers, proven by reading,
 //! with nothing changed.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::progress::NoProgress;

@@ -4,7 +4,7 @@
 //! compression, Host routing, HTTPS with a certificate renewed in place, a cache that never
 //! serves an overwritten page, and a site that keeps serving with a provider refusing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! said so, remembered across runs, and read around; shards a put could not write are not
 //! asked for again.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::progress::NoProgress;

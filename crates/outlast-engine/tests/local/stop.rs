@@ -1,7 +1,7 @@
 //! Every long job stops at a clean point when asked (what it did stands, nothing is half
 //! done, running it again finishes the work), and shows its live status while it runs.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -2,7 +2,7 @@
 //! folder is lost, over an old index restored from a backup, with providers down, and with a
 //! provider that lies (corrupt copies, old versions planted back).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Engine tests on local-folder providers: the write/read paths, the commit rule, failures and
 //! gc. (The same engine runs against real servers in the CLI's end-to-end tests.)
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,11 +150,21 @@ async fn corrupt_shard_is_detected_attributed_and_worked_around() {
         hit += 1;
     }
     assert_eq!(hit, 2, "200 kB in 64 KiB segments, 3 per part: two parts");
-    let mut out = Vec::new();
-    let report = store.get("c", None, &mut out, &NoProgress).await.unwrap();
-    assert_eq!(out, d);
-    assert!(report.faults.iter().any(|fl| &fl.provider == victim && fl.reason.contains("integrity")), "{:?}", report.faults);
-    assert!(report.faults.iter().all(|fl| &fl.provider == victim));
+    // A read asks the providers that answered fastest lately first, and on a busy machine one
+    // slow answer at open can put the victim last; one read in 32 asks those too. Read until a
+    // read asks it: every read must give the right bytes and blame the victim alone.
+    let mut faults = Vec::new();
+    for _ in 0..100 {
+        let mut out = Vec::new();
+        let report = store.get("c", None, &mut out, &NoProgress).await.unwrap();
+        assert_eq!(out, d);
+        assert!(report.faults.iter().all(|fl| &fl.provider == victim), "{:?}", report.faults);
+        faults = report.faults;
+        if !faults.is_empty() {
+            break;
+        }
+    }
+    assert!(faults.iter().any(|fl| &fl.provider == victim && fl.reason.contains("integrity")), "{faults:?}");
 }
 
 #[tokio::test]

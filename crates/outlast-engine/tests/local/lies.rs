@@ -1,7 +1,7 @@
 //! Lies a provider can tell beyond corrupt bytes: a blob swapped in from another object, and
 //! reads and writes that go on while an evacuation moves shards underneath them.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::progress::NoProgress;

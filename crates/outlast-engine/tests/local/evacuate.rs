@@ -1,7 +1,7 @@
 //! Evacuation on local folders: from a provider that still answers (copied once, egress 1.00x)
 //! and from one that is gone (rebuilt), verified, with reads and writes going on.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::progress::NoProgress;

@@ -12,7 +12,7 @@
 //! `OUTLAST_MODEL_OPS` sets the number of operations (default 1,200; e.g. 100000 for a long
 //! run), `OUTLAST_MODEL_SEED` the seed (printed on failure).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 

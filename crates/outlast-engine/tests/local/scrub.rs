@@ -1,7 +1,7 @@
 //! Scrub on local folders: missing and silently corrupted shards are found, attributed to their
 //! provider, turned into repair debt, and repaired.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;

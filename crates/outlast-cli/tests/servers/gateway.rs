@@ -2,17 +2,17 @@
 //! servers are killed and restarted one kind at a time. No client hangs, no wrong byte,
 //! writes resume, and what was written while a server was down is repaired by the running
 //! gateway in the background. `scripts/test.sh` runs it with the other servers tests:
-//! `cargo test --test servers_gateway -- --ignored`.
+//! `cargo test --test servers -- --ignored gateway::`.
 
-mod common;
-mod servers;
+use crate::common;
+use crate::kit;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use servers::*;
+use kit::*;
 
 #[test]
 #[ignore = "needs the servers of scripts/servers.sh; kills and restarts them"]
@@ -45,7 +45,7 @@ fn under_load_with_servers_killed_clients_never_hang_or_see_a_wrong_byte_and_the
         .unwrap();
     // moto keeps its data in memory, and azurite loses writes it acknowledged shortly before
     // a kill (its store is flushed now and then): a restart of either is a wiped or lying
-    // provider, which servers_survive covers. The kinds that keep what they acknowledged are
+    // provider, which servers/survive.rs covers. The kinds that keep what they acknowledged are
     // killed here, so that what is owed afterwards is exactly what the gateway must repair.
     for kind in ["sftp", "webdav"] {
         std::thread::sleep(Duration::from_secs(2));

@@ -1,13 +1,13 @@
 //! One store spread over all five provider kinds at once (local, S3, Azure Blob, SFTP, WebDAV;
 //! k=3, n=5), on real servers started by `scripts/servers.sh`. These tests stop and restart
-//! servers, so `scripts/test.sh` runs them alone: `cargo test --test servers_e2e -- --ignored`.
+//! servers, so `scripts/test.sh` runs them alone: `cargo test --test servers -- --ignored e2e::`.
 
-mod common;
-mod servers;
+use crate::common;
+use crate::kit;
 
 use common::*;
+use kit::*;
 use outlast_provider::Provider;
-use servers::*;
 
 const SIZES: &[usize] = &[0, 1, 1_000_003, 4 * 1024 * 1024, 4 * 1024 * 1024 + 1, 64 * 1024 * 1024];
 

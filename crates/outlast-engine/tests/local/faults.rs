@@ -1,7 +1,7 @@
 //! Faults injected between the engine and real local folders: hangs cost neither reads nor
 //! writes their timeouts, refusals end in "terminated", lies are caught and attributed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

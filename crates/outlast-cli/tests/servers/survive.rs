@@ -1,17 +1,17 @@
 //! Surviving on real servers (`scripts/servers.sh`): an ended account (a deleted bucket or
 //! container), servers killed with -9 mid-put and mid-get, and scrub, repair, drill and
 //! evacuation from each kind to another kind. These stop servers and delete buckets, so
-//! `scripts/test.sh` runs them alone: `cargo test --test servers_survive -- --ignored`.
+//! `scripts/test.sh` runs them alone: `cargo test --test servers -- --ignored survive::`.
 
-mod common;
-mod servers;
+use crate::common;
+use crate::kit;
 
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use servers::*;
+use kit::*;
 
 fn check(dir: &std::path::Path, name: &str, body: &[u8]) {
     let out = outlast(dir).args(["get", name]).output().unwrap();

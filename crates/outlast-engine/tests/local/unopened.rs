@@ -2,7 +2,7 @@
 //! another key, a damaged index) is named and skipped by every store-wide job, which carry on
 //! with the rest; nothing of it is deleted.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::progress::NoProgress;

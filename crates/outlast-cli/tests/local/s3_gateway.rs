@@ -2,7 +2,7 @@
 //! store of local folders: what the clients write the CLI sees as `BUCKET/KEY`, and the
 //! gateway's records (buckets, keys) live in the store, so they survive `outlast recover`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

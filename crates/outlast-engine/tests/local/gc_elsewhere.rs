@@ -2,7 +2,7 @@
 //! put is in progress in the first: it must never take the put's early parts, and the put must
 //! never acknowledge a version whose early parts are gone.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

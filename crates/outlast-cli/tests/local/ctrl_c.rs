@@ -4,7 +4,7 @@
 //! (exit 130, one line saying what stands) and that running it again finishes the work.
 //! Repair and evacuation have theirs in `cli.rs`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

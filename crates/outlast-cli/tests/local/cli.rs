@@ -1,6 +1,6 @@
 //! The `outlast` binary end to end on local-folder providers.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

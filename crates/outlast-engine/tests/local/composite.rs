@@ -3,7 +3,7 @@
 //! survives the loss of the state folder, gets its manifest back on a provider that missed
 //! it, and is never collected while current.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

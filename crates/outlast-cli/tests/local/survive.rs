@@ -1,7 +1,7 @@
 //! Surviving providers through the binary: repair (interrupted by kill -9 and resumed), on
 //! local-folder providers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! one, a mistyped root) is unavailable for the command and never written to; `reset` takes a
 //! wiped location back on purpose.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::{Config, EngineError, Store};

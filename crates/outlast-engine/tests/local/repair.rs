@@ -1,7 +1,7 @@
 //! Repair on local folders: debt from a put that missed a provider, a wiped provider found by
 //! listing, and the rebuilt shards proven good by reading with the others gone.
 
-mod common;
+use crate::common;
 
 use common::*;
 use outlast_engine::progress::NoProgress;

@@ -2,7 +2,7 @@
 //! folder, a copied root at `provider add`, a mistyped root, a wiped folder taken back with
 //! `provider reset`.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -5,10 +5,10 @@
 //! The fixture holds every kind of blob the format has: identity markers, shards of one- and
 //! two-part objects, manifests of objects and of a deletion, and what a long put that crashed
 //! leaves (its lease, its first part, its write intent in the index). It was written once, by
-//! the ignored test below (`OUTLAST_FIXTURE_OUT=DIR cargo test -p outlast-engine --test
+//! the ignored test below (`OUTLAST_FIXTURE_OUT=DIR cargo test -p outlast-engine --test local
 //! fixture_store -- --ignored`), and is never rewritten by a later build: that is the point.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
