@@ -11,6 +11,7 @@
 //! (`tests.rs`). Methods are async so that a network backend, and a gateway that serves reads
 //! while it commits, never hold an async worker.
 
+mod generation;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;

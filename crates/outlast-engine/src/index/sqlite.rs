@@ -3,8 +3,11 @@
 //! locks) run on tokio's blocking pool, never on an async worker; reads run where they are
 //! asked, on a free reader, which no writer holds up.
 
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +15,7 @@ use outlast_codec::{VersionId, VersionStamp};
 use outlast_provider::HealthStats;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::generation::Generation;
 use super::{
     Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Placed, Precondition, Recovered, ShardMove, BUSY_WAIT,
 };
@@ -22,8 +26,13 @@ use crate::error::EngineError;
 /// by opening it); 4 gives each pending write an owner, an expiry and a claimed flag (added
 /// to an older table by [`migrate_pending`]); 5 keeps each object's placement in the clear
 /// beside its sealed manifest (`placed`, JSON; NULL in rows an older build wrote, added by
-/// [`migrate_placed`]).
-const SCHEMA_VERSION: i64 = 5;
+/// [`migrate_placed`]). 6 changes no table: every writer numbers its commits in `index.gen`
+/// ([`Generation`]), which readers trust to answer from memory, so builds that would not must
+/// refuse the folder.
+const SCHEMA_VERSION: i64 = 6;
+/// Names whose current version is remembered while nothing is committed
+/// ([`Db::get`]): the hot set of a site or bucket, at a few hundred bytes each.
+const MEMO_NAMES: usize = 10_000;
 
 /// The index in a state folder.
 #[derive(Clone)]
@@ -76,7 +85,49 @@ struct Db {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     /// Where the next read starts looking for a free reader.
-    next_reader: std::sync::atomic::AtomicUsize,
+    next_reader: AtomicUsize,
+    /// Commits numbered by every process on this folder.
+    generation: Arc<Generation>,
+    /// The number of the last commit made on `writer` (by its commit hook).
+    last_commit: Arc<AtomicU64>,
+    /// Current versions read while the index stood at one generation.
+    memo: Mutex<Memo>,
+}
+
+/// Names' current versions (or their absence) as read at `generation`: true while it is the
+/// settled generation, since no commit, from any process, came after.
+#[derive(Default)]
+struct Memo {
+    generation: u64,
+    names: HashMap<String, Option<IndexEntry>>,
+}
+
+/// The writer connection, held: once let go, whatever it committed is visible, and the
+/// commit generation says so.
+struct Writer<'a> {
+    conn: MutexGuard<'a, Connection>,
+    db: &'a Db,
+}
+
+impl Deref for Writer<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Nothing is under way on this connection now (a transaction not committed was rolled
+        // back as it was dropped). Ending a number already ended changes nothing.
+        self.db.generation.end(self.db.last_commit.load(Ordering::SeqCst));
+    }
 }
 
 fn vid_of(bytes: Vec<u8>) -> VersionId {
@@ -92,8 +143,17 @@ impl Db {
         // Names, sizes and plaintext hashes are the user's: the folder and the database (and
         // the journal files SQLite creates with the database's mode) are for the owner alone.
         keep_private(state_dir, 0o700)?;
+        let generation = Arc::new(Generation::open(state_dir)?);
+        let last_commit = Arc::new(AtomicU64::new(0));
         let conn = Connection::open(&path)?;
-        for file in [path.clone(), state_dir.join("index.sqlite-wal"), state_dir.join("index.sqlite-shm")] {
+        let (numbering, last) = (generation.clone(), last_commit.clone());
+        conn.commit_hook(Some(move || {
+            last.store(numbering.begin(), Ordering::SeqCst);
+            false // let it commit
+        }));
+        for file in
+            [path.clone(), state_dir.join("index.sqlite-wal"), state_dir.join("index.sqlite-shm"), state_dir.join("index.gen")]
+        {
             if file.exists() {
                 keep_private(&file, 0o600)?;
             }
@@ -129,7 +189,7 @@ impl Db {
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(1..=4) => {
+            Some(1..=5) => {
                 migrate_pending(&conn)?;
                 migrate_placed(&conn)?;
                 conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [SCHEMA_VERSION])?;
@@ -148,17 +208,25 @@ impl Db {
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<_, EngineError>>()?;
-        Ok(Db { writer: Mutex::new(conn), readers, next_reader: Default::default() })
+        generation.end(last_commit.load(Ordering::SeqCst));
+        Ok(Db {
+            writer: Mutex::new(conn),
+            readers,
+            next_reader: Default::default(),
+            generation,
+            last_commit,
+            memo: Mutex::default(),
+        })
     }
 
     /// The writer: every write, and reads a write depends on.
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.writer.lock().expect("index lock poisoned")
+    fn conn(&self) -> Writer<'_> {
+        Writer { conn: self.writer.lock().expect("index lock poisoned"), db: self }
     }
 
     /// The reader, for reads that decide nothing written after them.
-    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
-        let start = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..READERS {
             if let Ok(free) = self.readers[(start + i) % READERS].try_lock() {
                 return free;
@@ -324,15 +392,34 @@ impl Db {
         Ok(outcomes)
     }
 
-    /// The current version of `name`, if any.
+    /// The current version of `name`, if any: from memory while nothing was committed since
+    /// it was read (a site or S3 GET asks this on every request, and a SQLite read transaction
+    /// was the largest cost of a cached page after the network).
     fn get(&self, name: &str) -> Result<Option<IndexEntry>, EngineError> {
-        // Cached statements: a site or S3 GET asks this on every request, and parsing the SQL
-        // each time was the largest cost of a cached page.
-        let conn = self.read();
-        let row = conn
+        let settled = self.generation.settled();
+        if let Some(generation) = settled {
+            let memo = self.memo.lock().expect("memo lock poisoned");
+            if let Some(known) = memo.names.get(name).filter(|_| memo.generation == generation) {
+                return Ok(known.clone());
+            }
+        }
+        // Cached statements: parsing the SQL each time cost more than the read.
+        let row = self
+            .read()
             .prepare_cached("SELECT name, vid, time_ns, size, content_type, etag, manifest, placed FROM objects WHERE name = ?1")?
             .query_row([name], row_to_entry)
             .optional()?;
+        // Settled at the same generation before and after: no commit began in between, so the
+        // read saw that generation's index.
+        if let Some(generation) = settled.filter(|&g| self.generation.settled() == Some(g)) {
+            let mut memo = self.memo.lock().expect("memo lock poisoned");
+            if memo.generation < generation {
+                *memo = Memo { generation, names: HashMap::new() };
+            }
+            if memo.generation == generation && memo.names.len() < MEMO_NAMES {
+                memo.names.insert(name.to_string(), row.clone());
+            }
+        }
         Ok(row)
     }
 
@@ -1002,6 +1089,7 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::tests::commit;
     use crate::index::LEGACY_PENDING_MAX_AGE_NS;
 
     /// Repair and evacuation record a blob only if its version is still current, once per
@@ -1044,6 +1132,75 @@ mod tests {
         assert!(read.is_ok(), "a read waited for this index's writer");
     }
 
+    /// A version of `name` newer than every one made before.
+    fn entry(name: &str, etag: &str) -> IndexEntry {
+        static CLOCK: AtomicU64 = AtomicU64::new(1);
+        IndexEntry {
+            name: name.into(),
+            stamp: VersionStamp { time_ns: CLOCK.fetch_add(1, Ordering::Relaxed), vid: VersionId::generate() },
+            size: 1,
+            content_type: None,
+            etag: etag.into(),
+            sealed_manifest: vec![1],
+            placed: None,
+        }
+    }
+
+    /// What `index` says of `name`: its ETag, if it has a current version.
+    async fn etag_of(index: &SqliteIndex, name: &str) -> Option<String> {
+        index.get(name).await.unwrap().map(|e| e.etag)
+    }
+
+    /// Two indexes on one folder are two gateways: a name read through one (and remembered)
+    /// is read again as soon as the other commits a new version of it, a deletion, or a first
+    /// version of a name it had found absent.
+    #[tokio::test]
+    async fn a_remembered_name_is_never_read_stale_after_another_process_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reader) = (SqliteIndex::open(dir.path()).unwrap(), SqliteIndex::open(dir.path()).unwrap());
+        assert_eq!(etag_of(&reader, "new").await, None);
+        commit(&writer, &entry("x", "v1"), vec![], false).await.unwrap();
+        for round in 2..50 {
+            assert_eq!(etag_of(&reader, "x").await, Some(format!("v{}", round - 1)));
+            assert_eq!(etag_of(&reader, "x").await, Some(format!("v{}", round - 1)), "remembered");
+            commit(&writer, &entry("x", &format!("v{round}")), vec![], false).await.unwrap();
+        }
+        assert_eq!(etag_of(&reader, "x").await.as_deref(), Some("v49"));
+        commit(&writer, &entry("x", "gone"), vec![], true).await.unwrap();
+        assert_eq!(etag_of(&reader, "x").await, None);
+        commit(&writer, &entry("new", "n1"), vec![], false).await.unwrap();
+        assert_eq!(etag_of(&reader, "new").await.as_deref(), Some("n1"));
+        assert!(reader.db.memo.lock().unwrap().names.contains_key("new"), "reads are remembered at all");
+    }
+
+    /// A process that numbered its commit and died before saying it ended (or a writer of
+    /// its own that changed the index between the two) leaves the generation unsettled:
+    /// readers then read the database every time, and the next commit settles it.
+    #[tokio::test]
+    async fn a_commit_that_never_ended_makes_readers_read_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reader) = (SqliteIndex::open(dir.path()).unwrap(), SqliteIndex::open(dir.path()).unwrap());
+        commit(&writer, &entry("x", "v1"), vec![], false).await.unwrap();
+        assert_eq!(etag_of(&reader, "x").await.as_deref(), Some("v1"));
+        // The dying process: its commit numbered, made visible, never ended.
+        let dying = Connection::open(dir.path().join("index.sqlite")).unwrap();
+        let numbering = Generation::open(dir.path()).unwrap();
+        dying.commit_hook(Some(move || {
+            numbering.begin();
+            false
+        }));
+        dying.execute("UPDATE objects SET etag = 'v2' WHERE name = 'x'", []).unwrap();
+        drop(dying);
+        for _ in 0..3 {
+            assert_eq!(etag_of(&reader, "x").await.as_deref(), Some("v2"));
+        }
+        assert!(reader.db.generation.settled().is_none());
+        commit(&writer, &entry("y", "y1"), vec![], false).await.unwrap();
+        assert!(reader.db.generation.settled().is_some(), "the next commit settles it");
+        assert_eq!(etag_of(&reader, "x").await.as_deref(), Some("v2"));
+        assert_eq!(etag_of(&reader, "x").await.as_deref(), Some("v2"));
+    }
+
     #[tokio::test]
     async fn a_pending_record_from_schema_3_is_migrated_and_judged_by_its_process() {
         let dir = tempfile::tempdir().unwrap();
@@ -1082,7 +1239,7 @@ mod tests {
         let index = SqliteIndex::open(&state).unwrap();
         index.save_health(&[("a".into(), HealthStats::default())], BUSY_WAIT).await.unwrap();
         assert_eq!(mode(&state), 0o700);
-        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "index.gen"] {
             assert_eq!(mode(&state.join(f)), 0o600, "{f}");
         }
         drop(index);

@@ -70,7 +70,12 @@ fn blob(provider: &str, name: &str, size: u64) -> BlobRef {
     BlobRef { provider: provider.into(), blob: name.into(), size }
 }
 
-async fn commit(index: &dyn Index, e: &IndexEntry, blobs: Vec<BlobRef>, tomb: bool) -> Result<Vec<BlobRef>, EngineError> {
+pub(super) async fn commit(
+    index: &dyn Index,
+    e: &IndexEntry,
+    blobs: Vec<BlobRef>,
+    tomb: bool,
+) -> Result<Vec<BlobRef>, EngineError> {
     index.begin_pending(&pending(e.stamp.vid, blobs.clone())).await.unwrap();
     index.commit(e, &blobs, tomb, Precondition::Any).await
 }
