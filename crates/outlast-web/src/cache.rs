@@ -11,9 +11,9 @@ use outlast_codec::VersionId;
 /// Objects up to this size are cached whole; larger ones stream from the providers.
 pub const MAX_CACHED_OBJECT: u64 = 1 << 20;
 
-/// Hot objects by (name, version).
+/// Hot objects by version (random, so never the same for two names).
 pub struct PageCache {
-    bytes: moka::future::Cache<(String, VersionId), Bytes>,
+    bytes: moka::future::Cache<VersionId, Bytes>,
     /// A cache of no bytes: every request reads the providers, alone (not even requests
     /// for the same page at the same time share a read).
     off: bool,
@@ -49,14 +49,24 @@ impl PageCache {
     pub fn new(capacity_bytes: u64) -> Self {
         let bytes = moka::future::Cache::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|(name, _): &(String, VersionId), b: &Bytes| (name.len() + b.len()).try_into().unwrap_or(u32::MAX))
+            .weigher(|vid: &VersionId, b: &Bytes| (vid.0.len() + b.len()).try_into().unwrap_or(u32::MAX))
             .build();
         PageCache { bytes, off: capacity_bytes == 0, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
-    /// The bytes of version `vid` of `name`, from memory or from `load` (run once however many
-    /// requests ask at the same time, unless the cache is off).
-    pub async fn get_or_load<E, F>(&self, name: &str, vid: VersionId, load: F) -> Result<Bytes, Arc<E>>
+    /// The bytes of version `vid` if they are held (a hit), without building what a miss
+    /// needs: a request's future stays small, and moving it is most of a hit's work.
+    pub async fn held(&self, vid: VersionId) -> Option<Bytes> {
+        let held = self.bytes.get(&vid).await;
+        if held.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        held
+    }
+
+    /// The bytes of version `vid`, from memory or from `load` (run once however many requests
+    /// ask at the same time, unless the cache is off).
+    pub async fn get_or_load<E, F>(&self, vid: VersionId, load: F) -> Result<Bytes, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: std::future::Future<Output = Result<Bytes, E>>,
@@ -68,7 +78,7 @@ impl PageCache {
         let mut loaded = false;
         let got = self
             .bytes
-            .try_get_with((name.to_string(), vid), async {
+            .try_get_with(vid, async {
                 loaded = true;
                 load.await
             })
@@ -108,11 +118,15 @@ mod tests {
         for (capacity, reads) in [(1 << 20, 1), (0, 3)] {
             let (cache, n) = (PageCache::new(capacity), AtomicU64::new(0));
             for _ in 0..3 {
-                assert_eq!(cache.get_or_load("www/a", vid, load(&n)).await.unwrap(), "page");
+                assert_eq!(cache.get_or_load(vid, load(&n)).await.unwrap(), "page");
             }
             assert_eq!(n.load(Ordering::Relaxed), reads, "capacity {capacity}");
             let stats = cache.stats();
             assert_eq!((stats.hits, stats.misses), (3 - reads, reads));
+            // A hit found without a load counts as one; a cache of no bytes holds nothing.
+            assert_eq!(cache.held(vid).await.is_some(), capacity > 0);
+            assert_eq!(cache.stats().hits, 3 - reads + u64::from(capacity > 0));
+            assert!(cache.held(VersionId([8; 16])).await.is_none());
         }
     }
 }

@@ -245,22 +245,33 @@ async fn serve(sites: &Sites, entry: &IndexEntry, req: &Request<hyper::body::Inc
     if req.method() == Method::HEAD {
         return out.body(full(Bytes::new())).expect("valid response");
     }
+    // What a miss reads from the providers is boxed: inline, its large future would be part
+    // of every request's, and moving that was most of what a hit cost.
     let body = if size <= MAX_CACHED_OBJECT {
-        let load = async {
-            let mut sink = WriteSink(Vec::with_capacity(size as usize));
-            sites.store.get_version_into(entry, None, &mut sink, &NoProgress).await.map(|_| Bytes::from(sink.0))
+        let held = match sites.cache.held(entry.stamp.vid).await {
+            Some(bytes) => Ok(bytes),
+            None => Box::pin(load_whole(sites, entry)).await,
         };
-        match sites.cache.get_or_load(&entry.name, entry.stamp.vid, load).await {
+        match held {
             Ok(bytes) => full(bytes.slice(span.start as usize..span.end as usize)),
             Err(e) => return unavailable(&e),
         }
     } else {
-        match stream(sites.store.clone(), entry.clone(), range.map(ByteRange::Span)).await {
+        match Box::pin(stream(sites.store.clone(), entry.clone(), range.map(ByteRange::Span))).await {
             Ok(b) => b,
             Err(e) => return unavailable(&e),
         }
     };
     out.body(body).expect("valid response")
+}
+
+/// The bytes of a small version, through the cache (one read however many ask at once).
+async fn load_whole(sites: &Sites, entry: &IndexEntry) -> Result<Bytes, Arc<EngineError>> {
+    let load = async {
+        let mut sink = WriteSink(Vec::with_capacity(entry.size as usize));
+        sites.store.get_version_into(entry, None, &mut sink, &NoProgress).await.map(|_| Bytes::from(sink.0))
+    };
+    sites.cache.get_or_load(entry.stamp.vid, load).await
 }
 
 /// A body streamed from the providers. The first piece is waited for, so that a version that
