@@ -74,18 +74,20 @@ impl Store {
         let vid = VersionId::generate();
         self.claim_composite(name, &opts.origin, &vid).await?;
         let stamp = self.next_stamp_with(name, vid).await?;
+        let etag = composite.etag();
         let entry = IndexEntry {
             name: name.to_string(),
             stamp,
             size,
             content_type: composite.content_type.clone(),
-            etag: composite.etag(),
+            etag: etag.clone(),
             sealed_manifest: Vec::new(),
             placed: None,
         };
         let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Composite(composite), revision: 0 };
         self.commit_everywhere(&manifest, entry, false, opts.put.precondition).await?;
-        self.index.get(name).await?.filter(|e| e.stamp == stamp).ok_or_else(|| EngineError::Superseded(name.to_string()))
+        let current = self.index.get(name).await?.filter(|e| e.stamp == stamp);
+        current.ok_or_else(|| EngineError::Superseded { name: name.to_string(), size, etag })
     }
 
     /// Whether `vid` is the current version of its name in this index.

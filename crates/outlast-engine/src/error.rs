@@ -122,8 +122,16 @@ pub enum EngineError {
     },
     /// A concurrent write of the same name committed a newer version first; this write was
     /// discarded (its blobs removed), as if it had happened just before the newer one.
-    #[error("`{0}` was overwritten by a newer write while this one was in progress; this write was discarded")]
-    Superseded(String),
+    #[error("`{name}` was overwritten by a newer write while this one was in progress; this write was discarded")]
+    Superseded {
+        /// The name written.
+        name: String,
+        /// Plaintext bytes of the discarded write.
+        size: u64,
+        /// Entity tag of the discarded write: what an S3 client is told of a PUT that a
+        /// concurrent newer one replaced.
+        etag: String,
+    },
     /// The write's precondition did not hold at its commit (the name had a version where none
     /// was expected, or another than the one expected); this write was discarded.
     #[error("`{0}` is not at the version this write expected; this write was discarded")]

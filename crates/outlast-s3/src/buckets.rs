@@ -174,7 +174,7 @@ impl Buckets {
             change(&mut record);
             match self.records.put(&record_name(name), &record, Precondition::Current(vid)).await {
                 Ok(()) => return Ok(record),
-                Err(EngineError::Conflict(_) | EngineError::Superseded(_)) => continue,
+                Err(EngineError::Conflict(_) | EngineError::Superseded { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -15,7 +15,7 @@ pub(crate) fn s3_error(e: EngineError, key: &str) -> S3Error {
         EngineError::Conflict(_) => {
             (C::PreconditionFailed, "At least one of the preconditions you specified did not hold".to_string())
         }
-        EngineError::Superseded(_) => {
+        EngineError::Superseded { .. } => {
             (C::OperationAborted, "A newer write of this key committed first; this one was discarded".to_string())
         }
         EngineError::Range { .. } => (C::InvalidRange, e.to_string()),

@@ -116,12 +116,17 @@ impl Gateway {
         body: StreamingBlob,
         declared: Declared,
         opts: PutOptions,
-    ) -> S3Result<outlast_engine::PutReport> {
+    ) -> S3Result<Stored> {
         let fault = BodyFault::default();
         let checked = CheckedBody::new(body, declared, fault.clone());
         let reader = tokio_util::io::StreamReader::new(checked);
+        let unconditional = matches!(opts.precondition, Precondition::Any);
         match self.store.put(name, reader, PutOptions { md5: true, ..opts }, &outlast_engine::progress::NoProgress).await {
-            Ok(r) => Ok(r),
+            Ok(r) => Ok(Stored { etag: r.etag, size: r.size }),
+            // A newer PUT of the key, running at the same time, committed first. S3 answers
+            // both: this one took effect just before the newer one, which replaced it. (A
+            // conditional write stays refused: its condition was judged against neither.)
+            Err(EngineError::Superseded { size, etag, .. }) if unconditional => Ok(Stored { etag, size }),
             // The body's own fault first: the engine only saw its source fail.
             Err(e) => Err(fault.take().unwrap_or_else(|| s3_error(e, key))),
         }
@@ -164,6 +169,12 @@ impl Gateway {
         })?;
         Ok((src, src_key.to_string()))
     }
+}
+
+/// What a client is told of a body it wrote.
+struct Stored {
+    etag: String,
+    size: u64,
 }
 
 /// The `x-amz-checksum-*` values a PutObject or UploadPart input declares.

@@ -253,7 +253,7 @@ impl Uploads {
         marked.completing_ns = Some(now_ns());
         match self.put_record(&u.id, &marked, Precondition::Current(u.entry.stamp.vid)).await {
             Ok(()) => {}
-            Err(EngineError::Conflict(_) | EngineError::Superseded(_)) => return Err(UploadError::NoSuchUpload),
+            Err(EngineError::Conflict(_) | EngineError::Superseded { .. }) => return Err(UploadError::NoSuchUpload),
             Err(e) => return Err(e.into()),
         }
         let marked_entry = self.store.current(&record_name(&u.id)).await?.ok_or(UploadError::NoSuchUpload)?;
@@ -400,7 +400,7 @@ impl Uploads {
     async fn remove_record(&self, id: &VersionId, seen: &IndexEntry) -> Result<bool, EngineError> {
         match self.store.remove_if(&record_name(id), Precondition::Current(seen.stamp.vid)).await {
             Ok(()) => Ok(true),
-            Err(EngineError::Conflict(_) | EngineError::Superseded(_) | EngineError::NotFound(_)) => Ok(false),
+            Err(EngineError::Conflict(_) | EngineError::Superseded { .. } | EngineError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -128,6 +128,41 @@ conn.close()
 time.sleep(1)
 assert s3.get_object(Bucket="photos", Key="new.txt")["Body"].read() == b"second"
 
+# Two PUTs of one key at the same time, the older (begun first) ending last: S3 answers both
+# with success, and the newer one's body is what is read after.
+older_body, newer_body = os.urandom(300_000), os.urandom(1000)
+race_url = urllib.parse.urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "photos", "Key": "race"}, ExpiresIn=60))
+older = http.client.HTTPConnection(race_url.hostname, race_url.port)
+older.putrequest("PUT", f"{race_url.path}?{race_url.query}")
+older.putheader("Content-Length", str(len(older_body)))
+older.endheaders()
+older.send(older_body[:1000])
+time.sleep(0.5)  # the older PUT has begun (its version is stamped as it starts)
+newer = s3.put_object(Bucket="photos", Key="race", Body=newer_body)
+older.send(older_body[1000:])
+answer = older.getresponse()
+assert answer.status == 200, (answer.status, answer.read())
+assert answer.getheader("ETag").strip('"') == hashlib.md5(older_body).hexdigest()
+older.close()
+assert newer["ETag"].strip('"') == hashlib.md5(newer_body).hexdigest()
+assert s3.get_object(Bucket="photos", Key="race")["Body"].read() == newer_body
+# A conditional PUT that loses such a race is refused, as AWS refuses one (409), not told it
+# took effect: its condition was judged against neither version.
+older = http.client.HTTPConnection(race_url.hostname, race_url.port)
+older.putrequest("PUT", f"{race_url.path}?{race_url.query}")
+older.putheader("Content-Length", str(len(older_body)))
+older.putheader("If-Match", newer["ETag"])
+older.endheaders()
+older.send(older_body[:1000])
+time.sleep(0.5)
+s3.put_object(Bucket="photos", Key="race", Body=b"newest")
+older.send(older_body[1000:])
+answer = older.getresponse()
+assert answer.status == 409, (answer.status, answer.read())
+older.close()
+assert s3.get_object(Bucket="photos", Key="race")["Body"].read() == b"newest"
+s3.delete_object(Bucket="photos", Key="race")
+
 # Signatures and keys.
 assert code_of(lambda: client(secret="x" * 40).list_buckets()) == "SignatureDoesNotMatch"
 assert code_of(lambda: client(key_id="OLNOSUCHKEY000000000").list_buckets()) == "InvalidAccessKeyId"

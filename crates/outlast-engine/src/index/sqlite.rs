@@ -340,7 +340,7 @@ impl Db {
         let newest = old.iter().chain(old_tomb.iter()).map(|(_, t)| *t as u64).max();
         if newest.is_some_and(|t| t >= entry.stamp.time_ns) {
             // Another writer committed a newer version of this name meanwhile: this one lost.
-            return Err(EngineError::Superseded(entry.name.clone()));
+            return Err(EngineError::Superseded { name: entry.name.clone(), size: entry.size, etag: entry.etag.clone() });
         }
         let current = old.as_ref().map(|(vid, _)| vid.as_slice());
         let holds = match precondition {
