@@ -30,9 +30,10 @@ use crate::error::EngineError;
 /// ([`Generation`]), which readers trust to answer from memory, so builds that would not must
 /// refuse the folder.
 const SCHEMA_VERSION: i64 = 6;
-/// Names whose current version is remembered while nothing is committed
-/// ([`Db::get`]): the hot set of a site or bucket, at a few hundred bytes each.
-const MEMO_NAMES: usize = 10_000;
+/// Bytes of current versions remembered while nothing is committed ([`Db::get`]): the hot set
+/// of a site or bucket (a small object's row is a few hundred bytes; a large object's sealed
+/// manifest, with a check per segment, can be a hundred kilobytes).
+const MEMO_BYTES: usize = 32 << 20;
 
 /// The index in a state folder.
 #[derive(Clone)]
@@ -100,6 +101,8 @@ struct Db {
 struct Memo {
     generation: u64,
     names: HashMap<String, Option<IndexEntry>>,
+    /// Roughly what `names` holds, in bytes.
+    bytes: usize,
 }
 
 /// The writer connection, held: once let go, whatever it committed is visible, and the
@@ -414,9 +417,11 @@ impl Db {
         if let Some(generation) = settled.filter(|&g| self.generation.settled() == Some(g)) {
             let mut memo = self.memo.lock().expect("memo lock poisoned");
             if memo.generation < generation {
-                *memo = Memo { generation, names: HashMap::new() };
+                *memo = Memo { generation, ..Memo::default() };
             }
-            if memo.generation == generation && memo.names.len() < MEMO_NAMES {
+            let bytes = name.len() + row.as_ref().map_or(0, |e| e.sealed_manifest.len() + e.name.len() + 128);
+            if memo.generation == generation && memo.bytes + bytes <= MEMO_BYTES && !memo.names.contains_key(name) {
+                memo.bytes += bytes;
                 memo.names.insert(name.to_string(), row.clone());
             }
         }
@@ -1171,6 +1176,26 @@ mod tests {
         commit(&writer, &entry("new", "n1"), vec![], false).await.unwrap();
         assert_eq!(etag_of(&reader, "new").await.as_deref(), Some("n1"));
         assert!(reader.db.memo.lock().unwrap().names.contains_key("new"), "reads are remembered at all");
+    }
+
+    /// What is remembered is bounded in bytes: large objects' manifests (a check per segment)
+    /// do not make a gateway's memory grow with the names it is asked about.
+    #[tokio::test]
+    async fn what_is_remembered_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = SqliteIndex::open(dir.path()).unwrap();
+        let names = MEMO_BYTES / (1 << 20) + 8;
+        for i in 0..names {
+            let mut e = entry(&format!("big{i}"), "e");
+            e.sealed_manifest = vec![7; 1 << 20];
+            commit(&index, &e, vec![], false).await.unwrap();
+        }
+        for i in 0..names {
+            assert_eq!(index.get(&format!("big{i}")).await.unwrap().unwrap().sealed_manifest.len(), 1 << 20);
+        }
+        let memo = index.db.memo.lock().unwrap();
+        assert!(memo.bytes <= MEMO_BYTES && memo.names.len() < names, "{} bytes, {} names", memo.bytes, memo.names.len());
+        assert!(memo.names.len() > names / 2, "remembers up to its bound: {}", memo.names.len());
     }
 
     /// A process that numbered its commit and died before saying it ended (or a writer of
