@@ -329,17 +329,17 @@ impl Uploads {
     /// composite's manifest does not open (then nothing is let go).
     async fn named_in_index(&self) -> Result<Option<HashSet<VersionId>>, EngineError> {
         let mut named = HashSet::new();
-        for info in self.store.list("").await? {
+        // A page of the index at a time, each row read once.
+        let mut pages = self.store.index().object_pages("");
+        while let Some(page) = pages.next_page().await? {
             // Only a composite has S3's multipart ETag form (`-` and the part count).
-            if !info.etag.contains('-') {
-                continue;
-            }
-            let Some(entry) = self.store.current(&info.name).await? else { continue };
-            match self.store.composite_parts(&entry) {
-                Ok(parts) => named.extend(parts.unwrap_or_default().iter().filter_map(|p| upload_of(&p.name))),
-                Err(e) => {
-                    tracing::warn!("no upload's parts are let go while `{}` does not open: {e}", info.name);
-                    return Ok(None);
+            for entry in page.iter().filter(|e| e.etag.contains('-')) {
+                match self.store.composite_parts(entry) {
+                    Ok(parts) => named.extend(parts.unwrap_or_default().iter().filter_map(|p| upload_of(&p.name))),
+                    Err(e) => {
+                        tracing::warn!("no upload's parts are let go while `{}` does not open: {e}", entry.name);
+                        return Ok(None);
+                    }
                 }
             }
         }

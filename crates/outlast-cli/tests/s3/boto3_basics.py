@@ -132,12 +132,23 @@ assert s3.get_object(Bucket="photos", Key="new.txt")["Body"].read() == b"second"
 # with success, and the newer one's body is what is read after.
 older_body, newer_body = os.urandom(300_000), os.urandom(1000)
 race_url = urllib.parse.urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "photos", "Key": "race"}, ExpiresIn=60))
-older = http.client.HTTPConnection(race_url.hostname, race_url.port)
-older.putrequest("PUT", f"{race_url.path}?{race_url.query}")
-older.putheader("Content-Length", str(len(older_body)))
-older.endheaders()
-older.send(older_body[:1000])
-time.sleep(0.5)  # the older PUT has begun (its version is stamped as it starts)
+
+
+def begin_put(body, headers=()):
+    """A presigned PUT of `race` that has sent its headers and the start of `body`, and has
+    begun on the server (its version is stamped as it starts)."""
+    conn = http.client.HTTPConnection(race_url.hostname, race_url.port)
+    conn.putrequest("PUT", f"{race_url.path}?{race_url.query}")
+    conn.putheader("Content-Length", str(len(body)))
+    for name, value in headers:
+        conn.putheader(name, value)
+    conn.endheaders()
+    conn.send(body[:1000])
+    time.sleep(0.5)
+    return conn
+
+
+older = begin_put(older_body)
 newer = s3.put_object(Bucket="photos", Key="race", Body=newer_body)
 older.send(older_body[1000:])
 answer = older.getresponse()
@@ -148,13 +159,7 @@ assert newer["ETag"].strip('"') == hashlib.md5(newer_body).hexdigest()
 assert s3.get_object(Bucket="photos", Key="race")["Body"].read() == newer_body
 # A conditional PUT that loses such a race is refused, as AWS refuses one (409), not told it
 # took effect: its condition was judged against neither version.
-older = http.client.HTTPConnection(race_url.hostname, race_url.port)
-older.putrequest("PUT", f"{race_url.path}?{race_url.query}")
-older.putheader("Content-Length", str(len(older_body)))
-older.putheader("If-Match", newer["ETag"])
-older.endheaders()
-older.send(older_body[:1000])
-time.sleep(0.5)
+older = begin_put(older_body, [("If-Match", newer["ETag"])])
 s3.put_object(Bucket="photos", Key="race", Body=b"newest")
 older.send(older_body[1000:])
 answer = older.getresponse()
