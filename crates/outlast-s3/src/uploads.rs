@@ -87,6 +87,17 @@ pub enum UploadError {
     Engine(#[from] EngineError),
 }
 
+/// What a complete answers: the ETag and size of the version it made, and its index entry
+/// while that version is current.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub etag: String,
+    pub size: u64,
+    /// `None` when a newer write of the key, running at the same time, committed first: the
+    /// complete took effect just before it and was replaced, as S3 has it.
+    pub entry: Option<IndexEntry>,
+}
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
@@ -219,13 +230,13 @@ impl Uploads {
 
     /// Completes `u` with `listed` (part number and ETag, in order): the key becomes the
     /// composite of those attempts once `precondition` holds, the other attempts and the
-    /// record go. Returns the new version's entry.
+    /// record go.
     pub async fn complete(
         &self,
         u: Upload,
         listed: &[(i32, String)],
         precondition: Precondition,
-    ) -> Result<IndexEntry, UploadError> {
+    ) -> Result<Completed, UploadError> {
         if listed.is_empty() {
             return Err(UploadError::NoParts);
         }
@@ -267,10 +278,19 @@ impl Uploads {
             },
             origin: u.id,
         };
+        let unconditional = matches!(precondition, Precondition::Any);
         let committed = match self.store.commit_composite(&name, &chosen, opts).await {
             Ok(e) => {
                 self.remember(u.id, vec![e.stamp.vid]);
                 e
+            }
+            // A newer write of the key, running at the same time, committed first. As for a
+            // PUT, S3 answers both: this complete took effect just before the newer write,
+            // which replaced it, so the upload ends and nothing is left to name its parts. (A
+            // conditional complete stays refused: its condition was judged against neither.)
+            Err(EngineError::Superseded { size, etag, .. }) if unconditional => {
+                self.end_replaced(&u.id, &marked_entry).await;
+                return Ok(Completed { etag, size, entry: None });
             }
             Err(e) => {
                 // Nothing was committed: the upload is open again, so the client may retry.
@@ -290,7 +310,23 @@ impl Uploads {
         if let Err(e) = tidied {
             tracing::warn!(upload = %u.id.to_hex(), "completed; its leftovers wait for the next sweep: {e}");
         }
-        Ok(committed)
+        Ok(Completed { etag: committed.etag.clone(), size: committed.size, entry: Some(committed) })
+    }
+
+    /// Ends upload `id`, whose complete was replaced at once by a newer write: its marked
+    /// record (`marked`) goes, then its parts once nothing may name them. What fails here is
+    /// left to the sweep, which takes a marked record whose composite is not current for a
+    /// complete that died.
+    async fn end_replaced(&self, id: &VersionId, marked: &IndexEntry) {
+        let ended = async {
+            if self.remove_record(id, marked).await? && self.free(id, &mut None).await? {
+                self.let_go_all(id).await?;
+            }
+            Ok::<_, EngineError>(())
+        };
+        if let Err(e) = ended.await {
+            tracing::warn!(upload = %id.to_hex(), "completed and replaced; its parts wait for the next sweep: {e}");
+        }
     }
 
     /// Aborts `u`: its record goes, then its parts unless a composite names them.

@@ -170,7 +170,7 @@ async fn abort_and_complete_racing_on_one_upload_cannot_both_proceed() {
     let first = uploads.complete(u, &[(1, etag.clone())], Precondition::Any).await.unwrap();
     let second = uploads.complete(seen_by_second, &[(1, etag.clone())], Precondition::Any).await;
     assert!(matches!(second, Err(UploadError::NoSuchUpload)), "{second:?}");
-    assert_eq!(store.current("b/k").await.unwrap().unwrap().stamp, first.stamp);
+    assert_eq!(store.current("b/k").await.unwrap().unwrap().stamp, first.entry.unwrap().stamp);
     assert_eq!(read(&store, "b/k").await, b"bytes");
 
     // An abort, then a complete holding what it read before: refused, nothing committed.
@@ -355,7 +355,7 @@ async fn an_upload_completed_before_claims_is_judged_by_its_old_form() {
 
     // The providers made to hold what a build before claims left: the composite's manifest
     // under the upload id itself, and no claim.
-    as_before_claims(&f, &id, &done.stamp.vid);
+    as_before_claims(&f, &id, &done.entry.unwrap().stamp.vid);
     let keys = f.key.store_keys();
     let b = f.open("b").await;
     b.recover(&NoProgress).await.unwrap();
@@ -412,7 +412,7 @@ async fn a_stale_folder_keeps_the_parts_of_an_old_form_composite_it_does_not_kno
     let id = u.id;
     let done = at_a.complete(u, &[(1, etag)], Precondition::Any).await.unwrap();
     deny(&a, &[2, 3], false);
-    as_before_claims(&f, &id, &done.stamp.vid);
+    as_before_claims(&f, &id, &done.entry.unwrap().stamp.vid);
     let c = f.open("c").await;
     c.recover(&NoProgress).await.unwrap();
     assert_eq!(read(&c, "b/k").await, b"the only part");
@@ -425,4 +425,92 @@ async fn a_stale_folder_keeps_the_parts_of_an_old_form_composite_it_does_not_kno
     let c = f.open("c2").await;
     c.recover(&NoProgress).await.unwrap();
     assert_eq!(read(&c, "b/k").await, b"the only part");
+}
+
+/// The ETag S3 gives a one-part multipart object of `bytes`.
+fn one_part_etag(bytes: &[u8]) -> String {
+    use md5::Digest;
+    format!("{}-1", hex::encode(md5::Md5::digest(md5::Md5::digest(bytes))))
+}
+
+/// Starts completing `u` (one part, `etag`) through `slow`, whose providers answer every
+/// operation `latency` late, and returns once its composite has been claimed and stamped, its
+/// manifest not yet written: a complete begun now elsewhere is newer and commits first.
+async fn begin_slow_complete(
+    f: &Folders,
+    slow: Uploads,
+    store: &Store,
+    u: Upload,
+    etag: String,
+    precondition: Precondition,
+) -> tokio::task::JoinHandle<Result<outlast_s3::uploads::Completed, UploadError>> {
+    let latency = Duration::from_millis(400);
+    for i in 0..f.n {
+        store.provider_named(&format!("p{i}")).unwrap().set_faults(Faults { latency, ..Default::default() });
+    }
+    let claim = names::claim_blob(&f.key.store_keys(), &u.id);
+    let task = tokio::spawn(async move { slow.complete(u, &[(1, etag)], precondition).await });
+    // The claim is written at the write quorum just before the stamp is taken; the manifest
+    // then waits `latency` before it is written anywhere.
+    let claimed = |i: usize| f.root.join(format!("p{i}")).join(&claim).exists();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (0..f.n).filter(|&i| claimed(i)).count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the slow complete never claimed its composite");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(latency / 4).await;
+    task
+}
+
+#[tokio::test]
+async fn two_completes_of_one_key_at_once_both_succeed_and_the_newer_stays() {
+    let f = Folders::new();
+    let slow = f.open("a").await;
+    let fast = f.open("a").await;
+    let hour = Duration::from_secs(3600);
+    let (at_slow, at_fast) = (Uploads::new(slow.clone(), hour), Uploads::new(fast.clone(), hour));
+
+    // Two uploads of b/k; the one whose complete begins first commits last.
+    let older = new_upload(&at_slow, now_ns()).await;
+    let older_part = part(&slow, &older, 1, b"older bytes").await;
+    let newer = new_upload(&at_fast, now_ns()).await;
+    let newer_part = part(&fast, &newer, 1, b"newer bytes").await;
+    let older_etag = slow.current(&older_part).await.unwrap().unwrap().etag;
+    let newer_etag = fast.current(&newer_part).await.unwrap().unwrap().etag;
+    let older_id = older.id;
+    let lost = begin_slow_complete(&f, at_slow, &slow, older, older_etag, Precondition::Any).await;
+    let won = at_fast.complete(newer, &[(1, newer_etag)], Precondition::Any).await.unwrap();
+    let lost = lost.await.unwrap().unwrap();
+
+    // Both answered as S3 answers them: the older took effect just before the newer one.
+    assert_eq!(lost.etag, one_part_etag(b"older bytes"));
+    assert!(lost.entry.is_none(), "the older complete was replaced: {lost:?}");
+    assert_eq!(won.etag, one_part_etag(b"newer bytes"));
+    assert_eq!(read(&fast, "b/k").await, b"newer bytes");
+    assert_eq!(fast.current("b/k").await.unwrap().unwrap().stamp, won.entry.unwrap().stamp);
+    // The older upload ended: its record and its part are gone, the newer object's part stays.
+    assert!(fast.current(&format!("{UPLOADS}{}", older_id.to_hex())).await.unwrap().is_none());
+    assert_eq!(names(&fast, PARTS).await, vec![newer_part.clone()]);
+    assert_eq!(names(&fast, UPLOADS).await, Vec::<String>::new());
+
+    // A conditional complete that loses such a race is refused, not told it took effect,
+    // and its upload is open again with its part.
+    let slow = f.open("a").await;
+    let at_slow = Uploads::new(slow.clone(), hour);
+    let older = new_upload(&at_slow, now_ns()).await;
+    let older_part = part(&slow, &older, 1, b"older again").await;
+    let older_etag = slow.current(&older_part).await.unwrap().unwrap().etag;
+    let seen = fast.current("b/k").await.unwrap().unwrap().stamp.vid;
+    let older_id = older.id;
+    let lost = begin_slow_complete(&f, at_slow, &slow, older, older_etag, Precondition::Current(seen)).await;
+    let newer = new_upload(&at_fast, now_ns()).await;
+    let newer_part = part(&fast, &newer, 1, b"newest").await;
+    let newer_etag = fast.current(&newer_part).await.unwrap().unwrap().etag;
+    at_fast.complete(newer, &[(1, newer_etag)], Precondition::Any).await.unwrap();
+    let lost = lost.await.unwrap();
+    let refused = matches!(lost, Err(UploadError::Engine(EngineError::Superseded { .. } | EngineError::Conflict(_))));
+    assert!(refused, "{lost:?}");
+    assert_eq!(read(&fast, "b/k").await, b"newest");
+    assert!(at_fast.open("b", "k", &upload_id(&older_id)).await.is_ok(), "the refused upload is open again");
+    assert!(names(&fast, PARTS).await.contains(&older_part));
 }
