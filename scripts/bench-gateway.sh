@@ -4,6 +4,9 @@
 #       boto3 client: PUT/GET of 4 KiB (1 and 32 clients), 1 MiB and 256 MiB objects, 256 MiB
 #       files through boto3's transfer manager (multipart, as clients move large files), and
 #       the outlast CLI's put/get of 256 MiB on the same store; GETs of 4 KiB while 4 MiB PUTs run;
+#       one 256 MiB put at a time, side by side: the CLI, boto3 over HTTP (payload signed) and
+#       over HTTPS (unsigned, a trailing CRC32: how SDKs send over TLS), and curl with a presigned
+#       URL (a client that hashes nothing, so the gateway sets the pace), the disk synced before each;
 #       peak RSS of the gateway while 16 clients upload 256 MiB each (multipart).
 #   S3 GETs again with wrk over presigned URLs (each signature checked), so that the server
 #       rather than the Python client sets the pace: 4 KiB objects, 1 and 32 connections.
@@ -98,6 +101,23 @@ for i in $(seq 1 "$BIGN"); do
   "$OUT" get "cli/big$i" "$W/back.bin" >/dev/null; t2=$(date +%s.%N)
   python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print('cli {\"op\": \"put+get\", \"size\": 268435456, \"put_mib_per_s\": %.1f, \"get_mib_per_s\": %.1f}' % (256/(b-a), 256/(c-b)))" "$t0" "$t1" "$t2"
 done
+
+log "one 256 MiB put at a time: the CLI, boto3 over HTTP and HTTPS, curl presigned"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/tls.key" -out "$W/tls.crt" 2>/dev/null
+"$OUT" serve --listen 127.0.0.1:19603 --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" --repair-every 0s \
+  >"$W/gw-tls.out" 2>"$W/gw-tls.log" &
+TLS_PID=$!; PIDS+=("$TLS_PID"); wait_port 19603
+for i in $(seq 1 "$BIGN"); do
+  sync; t0=$(date +%s.%N); "$OUT" put "$W/big.bin" "cli/once$i" >/dev/null; t1=$(date +%s.%N)
+  python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('cli {\"op\": \"put-once\", \"size\": 268435456, \"mib_per_s\": %.1f}' % (256/(b-a)))" "$t0" "$t1"
+  sync; s3 http://127.0.0.1:19601 put "$W/big.bin" "http/once$i" | sed "s/^/outlast-http /"
+  sync; OUTLAST_BENCH_CA="$W/tls.crt" s3 https://127.0.0.1:19603 put "$W/big.bin" "https/once$i" | sed "s/^/outlast-https /"
+  url=$(s3 http://127.0.0.1:19601 put-url "curl/once$i")
+  sync; t0=$(date +%s.%N); curl -sf -o /dev/null -T "$W/big.bin" "$url"; t1=$(date +%s.%N)
+  python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('outlast-curl {\"op\": \"put-once\", \"size\": 268435456, \"mib_per_s\": %.1f}' % (256/(b-a)))" "$t0" "$t1"
+done
+kill "$TLS_PID"; wait "$TLS_PID" 2>/dev/null || true
 
 log "peak RSS of the gateway: 16 clients uploading 256 MiB each"
 stop_gateway; start_gateway

@@ -5,6 +5,11 @@
     bench_gateway.py ENDPOINT KEY_ID SECRET transfer FILE COUNT           # upload_file / download_file, COUNT times
     bench_gateway.py ENDPOINT KEY_ID SECRET mixed    SECONDS              # GETs of 4 KiB while 4 MiB PUTs run
     bench_gateway.py ENDPOINT KEY_ID SECRET presign  SIZE COUNT OUT       # OUT: presigned GET URLs, one a line
+    bench_gateway.py ENDPOINT KEY_ID SECRET put      FILE KEY             # one put_object of FILE (read first)
+    bench_gateway.py ENDPOINT KEY_ID SECRET put-url  KEY                  # a presigned PUT URL of KEY
+
+An https ENDPOINT is trusted through the certificate in $OUTLAST_BENCH_CA; over it boto3 sends
+bodies unsigned with a trailing checksum (its default), over http it signs them (SHA-256).
 
 Clients are processes (boto3 holds the GIL), each with its own connection. Prints one JSON
 line per measurement."""
@@ -31,6 +36,7 @@ def client():
         aws_access_key_id=KEY,
         aws_secret_access_key=SECRET,
         region_name="us-east-1",
+        verify=os.environ.get("OUTLAST_BENCH_CA"),
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, max_pool_connections=4),
     )
 
@@ -137,6 +143,17 @@ def mixed(seconds):
                           "puts_4mib": written}))
 
 
+def put_once(path, key):
+    """One put_object of a file already read, as the CLI's put of it is timed."""
+    with open(path, "rb") as f:
+        body = f.read()
+    started = time.perf_counter()
+    client().put_object(Bucket=BUCKET, Key=key, Body=body)
+    secs = time.perf_counter() - started
+    print(json.dumps({"op": "put-once", "size": len(body), "secs": round(secs, 3),
+                      "mib_per_s": round(len(body) / secs / 2**20, 1)}))
+
+
 if __name__ == "__main__":
     s3 = client()
     try:
@@ -151,6 +168,10 @@ if __name__ == "__main__":
         transfers(ARGS[0], int(ARGS[1]))
     elif WHAT == "mixed":
         mixed(float(ARGS[0]))
+    elif WHAT == "put":
+        put_once(ARGS[0], ARGS[1])
+    elif WHAT == "put-url":
+        print(s3.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": ARGS[0]}, ExpiresIn=3600))
     elif WHAT == "presign":
         # URLs of objects the 32-client ops run wrote, for a load tool that cannot sign; the
         # server still checks each signature.

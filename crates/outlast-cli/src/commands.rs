@@ -435,7 +435,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen, upload_expiry, site_listen, tls_cert, tls_key, site_cache_mib, repair_every, repair_rate } => {
             let store = std::sync::Arc::new(open_to_write(cfg).await?);
             let tls = match (&tls_cert, &tls_key) {
-                (Some(cert), Some(key)) => Some(std::sync::Arc::new(outlast_web::ReloadingCert::new(cert, key)?)),
+                (Some(cert), Some(key)) => Some(std::sync::Arc::new(outlast_tls::ReloadingCert::new(cert, key)?)),
                 _ => None,
             };
             let listener =
@@ -448,10 +448,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let bound = listener.local_addr()?;
             // The first lines say where, for people and for scripts that asked for port 0.
-            println!("S3 API on http://{bound}");
-            eprintln!("outlast: serving the S3 API on http://{bound}; Ctrl-C or SIGTERM stops it");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            println!("S3 API on {scheme}://{bound}");
+            eprintln!("outlast: serving the S3 API on {scheme}://{bound}; Ctrl-C or SIGTERM stops it");
             if let Some(s) = &sites {
-                let scheme = if tls.is_some() { "https" } else { "http" };
                 println!("sites on {scheme}://{}", s.local_addr()?);
             }
             // One stop for both listeners.
@@ -472,7 +472,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 tokio::spawn(store.clone().repair_in_background(policy))
             });
-            let opts = outlast_s3::ServeOptions { upload_expiry };
+            let opts = outlast_s3::ServeOptions { upload_expiry, tls: tls.clone() };
             let s3 = outlast_s3::serve(store.clone(), listener, opts, stop(stop_rx.clone()));
             let web = async {
                 match sites {

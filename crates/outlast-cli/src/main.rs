@@ -156,9 +156,9 @@ enum Command {
         /// Also serve the website buckets (`outlast site publish`) to the public on this address.
         #[arg(long, value_name = "ADDR")]
         site_listen: Option<std::net::SocketAddr>,
-        /// Serve the sites over HTTPS with this certificate chain (PEM); a renewed file is
-        /// picked up without a restart.
-        #[arg(long, value_name = "FILE", requires_all = ["tls_key", "site_listen"])]
+        /// Serve HTTPS with this certificate chain (PEM), on the S3 API's address and the
+        /// sites' alike; a renewed file is picked up without a restart.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
         /// The certificate's private key (PEM).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]

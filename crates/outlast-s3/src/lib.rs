@@ -107,11 +107,15 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct ServeOptions {
     /// Multipart uploads left open longer than this are aborted and their parts let go.
     pub upload_expiry: Duration,
+    /// Serve HTTPS with this certificate (HTTP when `None`). Over HTTPS clients may send
+    /// bodies unsigned (the payload's SHA-256 is then computed by neither side), as AWS's
+    /// own SDKs do by default.
+    pub tls: Option<Arc<outlast_tls::ReloadingCert>>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY }
+        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY, tls: None }
     }
 }
 
@@ -135,6 +139,7 @@ pub async fn serve(
     let mut http = ConnBuilder::new(TokioExecutor::new());
     http.http1().max_buf_size(MAX_HEADER_BYTES);
     http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    let handshakes = opts.tls.map(outlast_tls::Handshakes::new);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -150,13 +155,27 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let conn = http.serve_connection(TokioIo::new(socket), logged(service.clone(), in_flight.clone(), records.clone())).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, "connection ended: {e}");
+                let logged = logged(service.clone(), in_flight.clone(), records.clone());
+                match &handshakes {
+                    None => {
+                        let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), logged).into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(%peer, "connection ended: {e}");
+                            }
+                        });
                     }
-                });
+                    Some(handshakes) => {
+                        let (handshakes, http, watcher) = (handshakes.clone(), http.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            let Some(tls) = handshakes.accept(socket, peer).await else { return };
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), logged).into_owned());
+                            if let Err(e) = conn.await {
+                                tracing::debug!(%peer, "connection ended: {e}");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut stop => break,
         }

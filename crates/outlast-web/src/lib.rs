@@ -3,13 +3,12 @@
 //!
 //! `route` picks the site by Host and the key by path (never above the site's root),
 //! `respond` answers with the object and the headers browsers and caches expect, `cache`
-//! keeps hot small objects by version, `tls` serves a certificate that can be renewed in
-//! place. Compression is tower-http's, where the client asks for it.
+//! keeps hot small objects by version; HTTPS is `outlast-tls`'s. Compression is
+//! tower-http's, where the client asks for it.
 
 pub mod cache;
 mod respond;
 pub mod route;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,20 +19,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
 use outlast_engine::Store;
+use outlast_tls::{Handshakes, ReloadingCert};
 use tokio::net::TcpListener;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
 
 pub use cache::CacheStats;
 pub use respond::Sites;
-pub use tls::{ReloadingCert, TlsError};
 
 /// Requests served at once; past this a request is answered 503 at once.
 pub const MAX_IN_FLIGHT: usize = 1024;
 /// How long requests in flight may take to finish once a stop is asked.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// How long a TLS handshake may take.
-const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// How the site listener runs.
 #[derive(Clone)]
@@ -62,7 +59,8 @@ pub async fn serve_sites(
 ) -> std::io::Result<CacheStats> {
     let sites = Arc::new(Sites::new(store, opts.cache_bytes, opts.max_age));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    let acceptor = opts.tls.clone().map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+    let handshakes = opts.tls.clone().map(Handshakes::new);
+    let reporting = tokio::spawn(report_cache_now_and_then(sites.clone()));
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
@@ -79,7 +77,7 @@ pub async fn serve_sites(
             () = &mut stop => break,
         };
         let service = TowerToHyperService::new(service(sites.clone(), in_flight.clone()));
-        match &acceptor {
+        match &handshakes {
             None => {
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), service).into_owned());
                 tokio::spawn(async move {
@@ -88,15 +86,11 @@ pub async fn serve_sites(
                     }
                 });
             }
-            Some(acceptor) => {
-                let (acceptor, http) = (acceptor.clone(), http.clone());
+            Some(handshakes) => {
+                let (handshakes, http) = (handshakes.clone(), http.clone());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE, acceptor.accept(socket)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    };
+                    let Some(tls) = handshakes.accept(socket, peer).await else { return };
                     let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service).into_owned());
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, "connection ended: {e}");
@@ -106,10 +100,35 @@ pub async fn serve_sites(
         }
     }
     drop(listener);
+    reporting.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("page requests still in flight after {SHUTDOWN_GRACE:?} were cut");
     }
     Ok(sites.cache.stats())
+}
+
+/// How often the cache's hit rate is logged while pages are served.
+const CACHE_REPORT: Duration = Duration::from_secs(600);
+
+/// Logs what the page cache did in each [`CACHE_REPORT`] that saw requests, so an operator
+/// sees its hit rate without stopping the gateway.
+async fn report_cache_now_and_then(sites: Arc<Sites>) {
+    let mut tick = tokio::time::interval(CACHE_REPORT);
+    tick.tick().await;
+    let mut before = sites.cache.stats();
+    loop {
+        tick.tick().await;
+        let now = sites.cache.stats();
+        let (hits, misses) = (now.hits - before.hits, now.misses - before.misses);
+        if hits + misses > 0 {
+            let rate = 100.0 * hits as f64 / (hits + misses) as f64;
+            tracing::info!(
+                "site cache, last {CACHE_REPORT:?}: {hits} hits, {misses} misses ({rate:.1}% hit rate), {} bytes held",
+                now.held_bytes
+            );
+        }
+        before = now;
+    }
 }
 
 /// The tower service of one connection: the request log and the in-flight limit around

@@ -143,3 +143,15 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Writes a self-signed certificate for `names` (host names or IP addresses) to `cert` and
+/// `key`; returns its PEM, which is its own certificate authority.
+pub fn certificate(cert: &Path, key: &Path, names: &[&str]) -> String {
+    let c = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    // Written beside and renamed into place, as a certificate manager does.
+    std::fs::write(key.with_extension("key-new"), c.key_pair.serialize_pem()).unwrap();
+    std::fs::write(cert.with_extension("crt-new"), c.cert.pem()).unwrap();
+    std::fs::rename(key.with_extension("key-new"), key).unwrap();
+    std::fs::rename(cert.with_extension("crt-new"), cert).unwrap();
+    c.cert.pem()
+}

@@ -222,3 +222,30 @@ fn two_gateways_on_one_store_read_each_others_writes_at_once() {
     assert_eq!(a.stop(), Some(0));
     assert_eq!(b.stop(), Some(0));
 }
+
+#[test]
+fn over_https_boto3_sends_bodies_unsigned_with_trailing_checksums_and_the_gateway_checks_them() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let (id, secret) = key(d, &[]);
+    let (cert, key_file) = (d.join("s3.crt"), d.join("s3.key"));
+    let ca = certificate(&cert, &key_file, &["127.0.0.1", "localhost"]);
+    std::fs::write(d.join("ca.pem"), ca).unwrap();
+    let server = Server::start_args(d, None, &["--tls-cert", "s3.crt", "--tls-key", "s3.key"]);
+    assert!(server.endpoint.starts_with("https://"), "{}", server.endpoint);
+    let ca = d.join("ca.pem").display().to_string();
+    python(
+        "boto3_https.py",
+        &server,
+        &[("OUTLAST_S3_KEY_ID", id.as_str()), ("OUTLAST_S3_SECRET", secret.as_str()), ("OUTLAST_S3_CA", ca.as_str())],
+    );
+    assert_eq!(server.stop(), Some(0));
+    // What the clients wrote, as the CLI sees it.
+    let names: Vec<String> = json(&run_ok(d, &["--json", "ls", "tls/"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["tls/big", "tls/one", "tls/trailed"]);
+}

@@ -132,17 +132,8 @@ fn a_published_folder_is_served_with_index_pages_404s_conditionals_ranges_and_co
     assert!(log.contains("GET") && log.contains("/video.mp4 206"), "the request log: {log}");
 }
 
-/// Writes a self-signed certificate for the test names to `cert` and `key`; returns its PEM.
-fn certificate(cert: &Path, key: &Path) -> String {
-    let names = vec!["alpha.test".to_string(), "beta.test".to_string(), "localhost".to_string()];
-    let c = rcgen::generate_simple_self_signed(names).unwrap();
-    // Written beside and renamed into place, as a certificate manager does.
-    std::fs::write(key.with_extension("key-new"), c.key_pair.serialize_pem()).unwrap();
-    std::fs::write(cert.with_extension("crt-new"), c.cert.pem()).unwrap();
-    std::fs::rename(key.with_extension("key-new"), key).unwrap();
-    std::fs::rename(cert.with_extension("crt-new"), cert).unwrap();
-    c.cert.pem()
-}
+/// The names the sites' certificate is for.
+const NAMES: &[&str] = &["alpha.test", "beta.test", "localhost"];
 
 #[test]
 fn sites_are_chosen_by_host_and_served_over_https_with_a_renewed_certificate_picked_up() {
@@ -153,7 +144,7 @@ fn sites_are_chosen_by_host_and_served_over_https_with_a_renewed_certificate_pic
     run_ok(d, &["site", "publish", "a", "alpha", "--host", "alpha.test"]);
     run_ok(d, &["site", "publish", "b", "beta", "--host", "beta.test"]);
     let (cert, key) = (d.join("site.crt"), d.join("site.key"));
-    let first = certificate(&cert, &key);
+    let first = certificate(&cert, &key, NAMES);
     std::fs::write(d.join("first-ca.pem"), &first).unwrap();
 
     let tls = ["--site-listen", "127.0.0.1:0", "--tls-cert", "site.crt", "--tls-key", "site.key"];
@@ -173,7 +164,7 @@ fn sites_are_chosen_by_host_and_served_over_https_with_a_renewed_certificate_pic
     assert_eq!(get(&format!("http://127.0.0.1:{port}/"), &[]).0, 0, "plain HTTP is not spoken on the TLS port");
 
     // Renewed in place: new handshakes get the new certificate, without a restart.
-    let second = certificate(&cert, &key);
+    let second = certificate(&cert, &key, NAMES);
     std::fs::write(d.join("second-ca.pem"), &second).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while at("alpha.test", "second-ca.pem").0 != 200 {

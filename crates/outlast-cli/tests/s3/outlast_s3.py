@@ -8,6 +8,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 ENDPOINT = os.environ["OUTLAST_S3_ENDPOINT"]
+# The certificate authority of an HTTPS gateway (its self-signed certificate), if it is one.
+CA = os.environ.get("OUTLAST_S3_CA")
 
 
 def client(key_id, secret, **cfg):
@@ -17,6 +19,7 @@ def client(key_id, secret, **cfg):
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
         region_name="us-east-1",
+        verify=CA,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **cfg),
     )
 

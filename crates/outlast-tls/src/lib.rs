@@ -1,0 +1,45 @@
+//! HTTPS for the gateway's listeners (the S3 API and the sites): `cert` serves a certificate
+//! that can be renewed in place, [`Handshakes`] takes a connection through the TLS handshake
+//! in bounded time. Each face keeps its own accept loop and speaks HTTP over what this gives.
+
+mod cert;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cert::{ReloadingCert, TlsError};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a TLS handshake may take: a client that opens a connection and says nothing
+/// must not hold it longer.
+pub const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The TLS side of a listener, cheap to clone into each connection's task.
+#[derive(Clone)]
+pub struct Handshakes(TlsAcceptor);
+
+impl Handshakes {
+    /// Handshakes with `cert`'s current pair (HTTP/2 and HTTP/1.1 offered).
+    pub fn new(cert: Arc<ReloadingCert>) -> Self {
+        Handshakes(TlsAcceptor::from(cert.server_config()))
+    }
+
+    /// The connection from `peer` once its handshake is done; `None` (logged) when it failed
+    /// or took longer than [`HANDSHAKE`].
+    pub async fn accept(&self, socket: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {
+        match tokio::time::timeout(HANDSHAKE, self.0.accept(socket)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+}
