@@ -91,7 +91,9 @@ pub enum UploadError {
 /// while that version is current.
 #[derive(Debug, Clone)]
 pub struct Completed {
+    /// S3's `MD5-of-MD5s-N` of the parts, as the client checks it.
     pub etag: String,
+    /// Bytes of the object made.
     pub size: u64,
     /// `None` when a newer write of the key, running at the same time, committed first: the
     /// complete took effect just before it and was replaced, as S3 has it.
