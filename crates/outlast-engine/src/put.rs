@@ -303,27 +303,22 @@ impl VersionWriter<'_> {
         let codec = SegmentCodec::new(stream_layout, data_key.clone(), self.vid(), self.store.keys.check_seed);
 
         // Reader: one segment of lookahead tells whether the current one is the last. A segment
-        // is hashed (BLAKE3) on a blocking thread while the next one is read, and MD5 runs in a
-        // lane of its own, so that the source (for the gateway, a request body checked as it
-        // arrives) and the hashes use both cores.
+        // is hashed on a blocking thread while the next one is read, so that the source (for the
+        // gateway, a request body checked as it arrives) and the hashes use both cores.
         let (tx, mut rx) = mpsc::channel(PIPELINE_DEPTH);
         let reader = async {
-            let mut blake3 = blake3::Hasher::new();
-            let md5 = want_md5.then(Md5Lane::start);
+            let mut hashers = ObjectHashers { blake3: blake3::Hasher::new(), md5: want_md5.then(<md5::Md5 as md5::Digest>::new) };
             let mut size = 0u64;
             let (seg, cap) = (segment_size as usize, codec.buffer_capacity());
             let mut cur = read_full(&mut src, seg, cap).await?;
             for s in 0u64.. {
                 let full = cur.len() == seg;
-                if let Some(lane) = &md5 {
-                    lane.feed(&cur).await;
-                }
                 let hashing = tokio::task::spawn_blocking(move || {
-                    blake3.update(&cur);
-                    (blake3, cur)
+                    hashers.update(&cur);
+                    (hashers, cur)
                 });
                 let next = if full { read_full(&mut src, seg, cap).await } else { Ok(Vec::new()) };
-                (blake3, cur) = hashing.await.expect("hash task panicked");
+                (hashers, cur) = hashing.await.expect("hash task panicked");
                 let next = next?;
                 let is_last = next.is_empty();
                 size += cur.len() as u64;
@@ -336,11 +331,7 @@ impl VersionWriter<'_> {
                 cur = next;
             }
             drop(tx);
-            let md5 = match md5 {
-                Some(lane) => Some(lane.finish().await),
-                None => None,
-            };
-            Ok::<_, EngineError>((size, Hashes { blake3: blake3.finalize(), md5 }))
+            Ok::<_, EngineError>((size, hashers.finish()))
         };
         let mut alive = vec![true; n as usize];
         let writer = async {
@@ -563,40 +554,22 @@ struct Hashes {
     md5: Option<[u8; 16]>,
 }
 
-/// MD5 of the whole object on a thread of its own, fed copies of the segments in order. It is
-/// the slowest of the hashes (one core, a pass over every byte) and nothing waits for it
-/// before the commit, so reading, BLAKE3, sealing and writing go on beside it; a copy costs
-/// a small fraction of its time.
-struct Md5Lane {
-    segments: mpsc::Sender<Vec<u8>>,
-    digest: tokio::task::JoinHandle<[u8; 16]>,
+/// The whole object's hashes, fed segment by segment in order.
+struct ObjectHashers {
+    blake3: blake3::Hasher,
+    md5: Option<md5::Md5>,
 }
 
-impl Md5Lane {
-    fn start() -> Md5Lane {
-        // One segment queued while one is hashed: it keeps up with a put (MD5 runs at about
-        // 600 MB/s), and under many puts at once each holds at most two copies.
-        let (segments, mut rx) = mpsc::channel::<Vec<u8>>(1);
-        let digest = tokio::task::spawn_blocking(move || {
-            let mut md5 = <md5::Md5 as md5::Digest>::new();
-            while let Some(segment) = rx.blocking_recv() {
-                md5::Digest::update(&mut md5, &segment);
-            }
-            md5::Digest::finalize(md5).into()
-        });
-        Md5Lane { segments, digest }
+impl ObjectHashers {
+    fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        if let Some(m) = &mut self.md5 {
+            md5::Digest::update(m, bytes);
+        }
     }
 
-    /// Hands the lane a copy of the next segment's bytes (it waits while the lane is a
-    /// segment behind).
-    async fn feed(&self, segment: &[u8]) {
-        // The lane ends only when its sender is dropped.
-        let _ = self.segments.send(segment.to_vec()).await;
-    }
-
-    async fn finish(self) -> [u8; 16] {
-        drop(self.segments);
-        self.digest.await.expect("MD5 task panicked")
+    fn finish(self) -> Hashes {
+        Hashes { blake3: self.blake3.finalize(), md5: self.md5.map(|m| md5::Digest::finalize(m).into()) }
     }
 }
 
