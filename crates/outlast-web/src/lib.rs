@@ -119,12 +119,14 @@ async fn report_cache_now_and_then(sites: Arc<Sites>) {
     loop {
         tick.tick().await;
         let now = sites.cache.stats();
-        let (hits, misses) = (now.hits - before.hits, now.misses - before.misses);
-        if hits + misses > 0 {
-            let rate = 100.0 * hits as f64 / (hits + misses) as f64;
+        let last = CacheStats { hits: now.hits - before.hits, misses: now.misses - before.misses, held_bytes: now.held_bytes };
+        if last.hits + last.misses > 0 {
             tracing::info!(
-                "site cache, last {CACHE_REPORT:?}: {hits} hits, {misses} misses ({rate:.1}% hit rate), {} bytes held",
-                now.held_bytes
+                "site cache, last {CACHE_REPORT:?}: {} hits, {} misses ({:.1}% hit rate), {} bytes held",
+                last.hits,
+                last.misses,
+                last.hit_rate() * 100.0,
+                last.held_bytes
             );
         }
         before = now;
