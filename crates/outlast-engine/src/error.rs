@@ -174,6 +174,10 @@ pub enum EngineError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A put's body does not have the MD5 declared for it (corrupted or cut on the way): it
+    /// was not committed.
+    #[error("`{0}`: the body does not match the MD5 declared for it; nothing was stored")]
+    BadDigest(String),
     /// A composite cannot be made of the parts given (one is not current, holds no data, or
     /// is itself a composite).
     #[error("cannot compose `{name}`: {reason}")]

@@ -59,7 +59,7 @@ pub use list::ObjectInfo;
 pub use owed::ProviderOwed;
 pub use probe::ProviderReport;
 pub use progress::Progress;
-pub use put::{PutOptions, PutReport};
+pub use put::{BodyMd5, PutOptions, PutReport};
 pub use shards::ShardFault;
 pub use stamps::{check_user_name, MAX_NAME_LEN, RESERVED_PREFIX};
 pub use store::Store;

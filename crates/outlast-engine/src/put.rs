@@ -307,7 +307,8 @@ impl VersionWriter<'_> {
         // gateway, a request body checked as it arrives) and the hashes use both cores.
         let (tx, mut rx) = mpsc::channel(PIPELINE_DEPTH);
         let reader = async {
-            let mut hashers = ObjectHashers { blake3: blake3::Hasher::new(), md5: want_md5.then(<md5::Md5 as md5::Digest>::new) };
+            let md5 = (want_md5 != BodyMd5::Skip).then(<md5::Md5 as md5::Digest>::new);
+            let mut hashers = ObjectHashers { blake3: blake3::Hasher::new(), md5 };
             let mut size = 0u64;
             let (seg, cap) = (segment_size as usize, codec.buffer_capacity());
             let mut cur = read_full(&mut src, seg, cap).await?;
@@ -359,6 +360,11 @@ impl VersionWriter<'_> {
             Ok(checks)
         };
         let ((size, hash), checks) = tokio::try_join!(reader, writer)?;
+        if let BodyMd5::Expect(declared) = want_md5 {
+            if hash.md5 != Some(declared) {
+                return Err(EngineError::BadDigest(self.name.to_string()));
+            }
+        }
         self.confirm_parts(&Layout { size, ..stream_layout }, &mut alive).await?;
         self.commit(size, hash, checks, data_key, &alive, opts, manifest_name, segment_size).await
     }
@@ -542,10 +548,23 @@ pub struct PutOptions {
     /// What must be current for the put to take effect (decided at its commit; if it does
     /// not hold, the put fails with [`EngineError::Conflict`] and leaves nothing behind).
     pub precondition: Precondition,
-    /// Also hash the body with MD5, kept in the manifest and shown as the ETag: S3 clients
-    /// check a single-part object's ETag against the MD5 of what they sent. Off for the CLI,
-    /// whose ETag is the BLAKE3 already computed (MD5 costs a pass over every byte).
-    pub md5: bool,
+    /// Whether the body's MD5 is kept in the manifest and shown as the ETag: S3 clients check
+    /// a single-part object's ETag against the MD5 of what they sent.
+    pub md5: BodyMd5,
+}
+
+/// Where a put's MD5 comes from. MD5 is the slowest pass over the bytes and strictly serial,
+/// so a put takes it at most once, and only for S3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyMd5 {
+    /// None: the ETag is the BLAKE3 the put takes anyway (the CLI).
+    #[default]
+    Skip,
+    /// Hashed as the body streams in.
+    Hash,
+    /// Hashed, and declared beforehand (`Content-MD5`): a body that does not match fails the
+    /// put with [`EngineError::BadDigest`] before its commit, and leaves nothing behind.
+    Expect([u8; 16]),
 }
 
 /// The hashes of a version's plaintext, taken as it streams in.

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use md5::Digest;
 use outlast_engine::index::IndexEntry;
 use outlast_engine::{ByteRange, Store};
 use s3s::checksum::ChecksumHasher;
@@ -40,7 +39,7 @@ impl BodyFault {
 
 /// The digests a request declared for its body (in headers, or in trailers after it).
 pub(crate) struct Declared {
-    /// `Content-MD5`, base64.
+    /// `Content-MD5`, base64: checked by the engine, which takes the body's MD5 anyway.
     pub(crate) md5: Option<String>,
     /// `x-amz-checksum-*` headers.
     pub(crate) sums: Checksum,
@@ -52,12 +51,21 @@ pub(crate) struct Declared {
     pub(crate) length: Option<u64>,
 }
 
+impl Declared {
+    /// The declared `Content-MD5` as 16 bytes; `InvalidDigest` when it is not the base64 of
+    /// 16 bytes.
+    pub(crate) fn md5_bytes(&self) -> Result<Option<[u8; 16]>, S3Error> {
+        let Some(text) = self.md5.as_deref() else { return Ok(None) };
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok().and_then(|b| <[u8; 16]>::try_from(b).ok());
+        bytes.map(Some).ok_or_else(|| s3_error!(InvalidDigest, "the Content-MD5 you specified is not valid"))
+    }
+}
+
 /// A body that fails instead of ending when it does not match what was declared, so that the
 /// engine, which reads to the end before it commits, commits nothing.
 pub(crate) struct CheckedBody {
     inner: StreamingBlob,
     declared: Declared,
-    md5: Option<md5::Md5>,
     hasher: ChecksumHasher,
     seen: u64,
     ended: bool,
@@ -76,8 +84,7 @@ impl CheckedBody {
             sha256: wants("x-amz-checksum-sha256", &declared.sums.checksum_sha256).then(s3s::crypto::Checksum::new),
             crc64nvme: wants("x-amz-checksum-crc64nvme", &declared.sums.checksum_crc64nvme).then(s3s::crypto::Checksum::new),
         };
-        let md5 = declared.md5.is_some().then(md5::Md5::new);
-        CheckedBody { inner, declared, md5, hasher, seen: 0, ended: false, fault }
+        CheckedBody { inner, declared, hasher, seen: 0, ended: false, fault }
     }
 
     fn fail(&mut self, e: S3Error) -> Poll<Option<io::Result<Bytes>>> {
@@ -87,16 +94,11 @@ impl CheckedBody {
         Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, message))))
     }
 
-    /// At the body's end: the digests declared against those computed.
+    /// At the body's end: the length and checksums declared against those computed (the
+    /// engine checks `Content-MD5`: it takes the MD5 anyway, for the ETag).
     fn verify(&mut self) -> Result<(), S3Error> {
         if let Some(want) = self.declared.length.filter(|l| *l != self.seen) {
             return Err(s3_error!(IncompleteBody, "the body has {} bytes, {want} were declared", self.seen));
-        }
-        if let (Some(m), Some(want)) = (self.md5.take(), &self.declared.md5) {
-            let got = base64::engine::general_purpose::STANDARD.encode(m.finalize());
-            if got != *want {
-                return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what was received"));
-            }
         }
         let got = std::mem::take(&mut self.hasher).finalize();
         let trailers = self.declared.trailers.as_ref().and_then(|t| t.take());
@@ -135,9 +137,6 @@ impl Stream for CheckedBody {
                 self.seen += chunk.len() as u64;
                 if self.seen > MAX_PUT_BYTES {
                     return self.fail(s3_error!(EntityTooLarge, "a single PUT carries at most 5 GiB; use a multipart upload"));
-                }
-                if let Some(m) = &mut self.md5 {
-                    m.update(&chunk);
                 }
                 self.hasher.update(&chunk);
                 Poll::Ready(Some(Ok(chunk)))
@@ -192,18 +191,24 @@ pub(crate) async fn read_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use md5::Digest;
     use proptest::prelude::*;
 
-    /// Runs `sent`, cut at `cuts`, through a body that declares `declared_md5` and `length`.
-    fn check(sent: &[u8], cuts: &[usize], declared_md5: [u8; 16], length: Option<u64>) -> (Vec<u8>, Option<S3Error>) {
+    /// The CRC32 of `body` as `x-amz-checksum-crc32` carries it.
+    fn crc32_of(body: &[u8]) -> String {
+        let mut hasher = ChecksumHasher { crc32: Some(s3s::crypto::Checksum::new()), ..Default::default() };
+        hasher.update(body);
+        hasher.finalize().checksum_crc32.expect("asked for")
+    }
+
+    /// Runs `sent`, cut at `cuts`, through a body that declares `crc32` and `length`.
+    fn check(sent: &[u8], cuts: &[usize], crc32: String, length: Option<u64>) -> (Vec<u8>, Option<S3Error>) {
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (sent.len() + 1)).collect();
         points.extend([0, sent.len()]);
         points.sort_unstable();
         points.dedup();
         let chunks: Vec<io::Result<Bytes>> = points.windows(2).map(|w| Ok(Bytes::copy_from_slice(&sent[w[0]..w[1]]))).collect();
-        let md5 = base64::engine::general_purpose::STANDARD.encode(declared_md5);
-        let declared = Declared { md5: Some(md5), sums: Checksum::default(), trailer_names: vec![], trailers: None, length };
+        let sums = Checksum { checksum_crc32: Some(crc32), ..Default::default() };
+        let declared = Declared { md5: None, sums, trailer_names: vec![], trailers: None, length };
         let fault = BodyFault::default();
         let body = CheckedBody::new(StreamingBlob::wrap(futures::stream::iter(chunks)), declared, fault.clone());
         let items: Vec<io::Result<Bytes>> = futures::executor::block_on(body.collect());
@@ -222,7 +227,7 @@ mod tests {
 
     proptest! {
         /// Whatever the cuts, a body ends cleanly only when it is whole and matches its
-        /// Content-MD5 and length; otherwise its last item is an error the answer names.
+        /// checksum and length; otherwise its last item is an error the answer names.
         #[test]
         fn a_body_ends_cleanly_only_when_it_matches_what_was_declared(
             body in proptest::collection::vec(any::<u8>(), 0..3000),
@@ -231,7 +236,7 @@ mod tests {
             short in proptest::option::of(1u64..10),
             declare_length in any::<bool>(),
         ) {
-            let want: [u8; 16] = md5::Md5::digest(&body).into();
+            let want = crc32_of(&body);
             let mut sent = body.clone();
             if let (Some(f), false) = (flip, sent.is_empty()) {
                 let at = f % sent.len();

@@ -24,6 +24,7 @@ pub(crate) fn s3_error(e: EngineError, key: &str) -> S3Error {
         }
         EngineError::IndexBusy => (C::SlowDown, e.to_string()),
         EngineError::BadParts { .. } => (C::InvalidPart, e.to_string()),
+        EngineError::BadDigest(_) => (C::BadDigest, "The Content-MD5 you specified did not match what was received".to_string()),
         _ => (C::InternalError, e.to_string()),
     };
     if code == C::InternalError {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use outlast_engine::index::IndexEntry;
-use outlast_engine::{ByteRange, EngineError, ObjectInfo, Precondition, PutOptions, Store};
+use outlast_engine::{BodyMd5, ByteRange, EngineError, ObjectInfo, Precondition, PutOptions, Store};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
@@ -118,10 +118,13 @@ impl Gateway {
         opts: PutOptions,
     ) -> S3Result<Stored> {
         let fault = BodyFault::default();
+        // The engine takes the MD5 anyway (the ETag), so a declared Content-MD5 is checked
+        // there, off the path that reads the body, rather than hashed a second time.
+        let md5 = declared.md5_bytes()?.map_or(BodyMd5::Hash, BodyMd5::Expect);
         let checked = CheckedBody::new(body, declared, fault.clone());
         let reader = tokio_util::io::StreamReader::new(checked);
         let unconditional = matches!(opts.precondition, Precondition::Any);
-        match self.store.put(name, reader, PutOptions { md5: true, ..opts }, &outlast_engine::progress::NoProgress).await {
+        match self.store.put(name, reader, PutOptions { md5, ..opts }, &outlast_engine::progress::NoProgress).await {
             Ok(r) => Ok(Stored { etag: r.etag, size: r.size }),
             // A newer PUT of the key, running at the same time, committed first. S3 answers
             // both: this one took effect just before the newer one, which replaced it. (A

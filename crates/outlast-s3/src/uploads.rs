@@ -18,7 +18,7 @@ use std::time::Duration;
 use outlast_codec::VersionId;
 use outlast_engine::index::IndexEntry;
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{CompositeOptions, EngineError, ObjectInfo, Precondition, PutOptions, Store, WriteSink};
+use outlast_engine::{BodyMd5, CompositeOptions, EngineError, ObjectInfo, Precondition, PutOptions, Store, WriteSink};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -276,7 +276,7 @@ impl Uploads {
                 content_type: u.record.content_type.clone(),
                 metadata: u.record.metadata.clone(),
                 precondition,
-                md5: false,
+                md5: BodyMd5::Skip,
             },
             origin: u.id,
         };

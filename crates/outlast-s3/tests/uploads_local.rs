@@ -85,7 +85,7 @@ fn now_ns() -> u64 {
 /// Writes an attempt at part `number` of `u`; returns its name.
 async fn part(store: &Store, u: &Upload, number: i32, bytes: &[u8]) -> String {
     let name = Uploads::attempt_name(u, number);
-    store.put(&name, bytes, PutOptions { md5: true, ..Default::default() }, &NoProgress).await.unwrap();
+    store.put(&name, bytes, PutOptions { md5: outlast_engine::BodyMd5::Hash, ..Default::default() }, &NoProgress).await.unwrap();
     name
 }
 

@@ -71,6 +71,19 @@ assert s3.get_object(Bucket="photos", Key="2026/cat.jpg")["Body"].read() == body
 bad_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
 assert code_of(lambda: s3.put_object(Bucket="photos", Key="new.txt", Body=b"third", ContentMD5=bad_md5)) == "BadDigest"
 assert s3.get_object(Bucket="photos", Key="new.txt")["Body"].read() == b"second"
+assert code_of(lambda: s3.put_object(Bucket="photos", Key="new.txt", Body=b"third", ContentMD5="not an md5")) == "InvalidDigest"
+# A declared Content-MD5 is the ETag, once the whole body (segments past the first) matched
+# it; a wrong one found only at the end of such a body leaves the old object as it was.
+long_body = os.urandom(6 * 1024 * 1024 + 5)
+long_md5 = base64.b64encode(hashlib.md5(long_body).digest()).decode()
+put = s3.put_object(Bucket="photos", Key="long.bin", Body=long_body, ContentMD5=long_md5)
+assert put["ETag"].strip('"') == hashlib.md5(long_body).hexdigest(), put["ETag"]
+assert s3.get_object(Bucket="photos", Key="long.bin")["Body"].read() == long_body
+other = bytes([long_body[0] ^ 1]) + long_body[1:]
+assert code_of(lambda: s3.put_object(Bucket="photos", Key="long.bin", Body=other, ContentMD5=long_md5)) == "BadDigest"
+got = s3.get_object(Bucket="photos", Key="long.bin")
+assert got["Body"].read() == long_body and got["ETag"] == put["ETag"]
+s3.delete_object(Bucket="photos", Key="long.bin")
 
 # Missing things.
 assert code_of(lambda: s3.get_object(Bucket="photos", Key="nope")) == "NoSuchKey"

@@ -21,7 +21,10 @@ async fn parts(store: &Store, prefix: &str) -> (Vec<outlast_engine::index::Index
     for (i, len) in PARTS.iter().enumerate() {
         let d = data(*len, i as u8 + 1);
         let name = format!(".outlast/parts/{prefix}/{i}");
-        store.put(&name, &d[..], PutOptions { md5: true, ..Default::default() }, &NoProgress).await.unwrap();
+        store
+            .put(&name, &d[..], PutOptions { md5: outlast_engine::BodyMd5::Hash, ..Default::default() }, &NoProgress)
+            .await
+            .unwrap();
         entries.push(store.current(&name).await.unwrap().unwrap());
         whole.extend_from_slice(&d);
     }
@@ -33,7 +36,7 @@ fn opts(origin: VersionId, precondition: Precondition) -> CompositeOptions {
         content_type: Some("video/mp4".into()),
         metadata: vec![("who".into(), "me".into())],
         precondition,
-        md5: false,
+        md5: outlast_engine::BodyMd5::Skip,
     };
     CompositeOptions { put, origin }
 }

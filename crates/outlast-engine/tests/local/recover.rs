@@ -162,7 +162,7 @@ async fn an_md5_etag_is_kept_in_the_manifest_and_survives_recovery() {
     let f = Fixture::new(2, 3);
     let store = f.store().await;
     let body = data(5_000_000, 7);
-    let opts = outlast_engine::PutOptions { md5: true, ..Default::default() };
+    let opts = outlast_engine::PutOptions { md5: outlast_engine::BodyMd5::Hash, ..Default::default() };
     let put = store.put("with-md5", &body[..], opts, &NoProgress).await.unwrap();
     assert_eq!(put.etag, hex::encode(md5::Md5::digest(&body)));
     let plain = store.put("plain", &body[..], Default::default(), &NoProgress).await.unwrap();

@@ -583,3 +583,26 @@ async fn a_put_whose_precondition_fails_changes_nothing_and_leaves_no_blob() {
     put_if(&second, outlast_engine::Precondition::Current(current)).await.unwrap();
     assert_eq!(get(&store, "x").await.unwrap(), second);
 }
+
+/// A body that does not have the MD5 its client declared (S3's Content-MD5) is found out once
+/// it has all streamed in, and then is not committed: the old version stays, and no blob of
+/// the new one is left behind.
+#[tokio::test]
+async fn a_put_whose_body_misses_its_declared_md5_changes_nothing_and_leaves_no_blob() {
+    use md5::Digest;
+    let f = Fixture::new(2, 4);
+    let store = f.store().await;
+    let first = data(300_000, 1);
+    let expect = |d: &[u8]| outlast_engine::BodyMd5::Expect(md5::Md5::digest(d).into());
+    let put = async |d: &[u8], md5| store.put("x", d, PutOptions { md5, ..Default::default() }, &NoProgress).await;
+    let report = put(&first, expect(&first)).await.unwrap();
+    assert_eq!(report.etag, hex::encode(md5::Md5::digest(&first)));
+    let files = f.blob_files().len();
+    let mut second = data(300_000, 2);
+    let declared = expect(&second);
+    second[299_999] ^= 1;
+    let refused = put(&second, declared).await;
+    assert!(matches!(refused, Err(EngineError::BadDigest(_))), "{refused:?}");
+    assert_eq!(get(&store, "x").await.unwrap(), first);
+    assert_eq!(f.blob_files().len(), files, "the refused write left blobs behind");
+}
