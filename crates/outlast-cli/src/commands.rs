@@ -812,7 +812,7 @@ async fn bucket_command(json: bool, cfg: Option<&Path>, command: crate::BucketCo
     let writes = !matches!(command, B::List);
     let store = std::sync::Arc::new(if writes { open_to_write(cfg).await? } else { open(cfg).await? });
     let buckets = outlast_s3::buckets::Buckets::of(&store);
-    let show = |name: &str, r: &outlast_s3::buckets::BucketRecord| serde_json::json!({ "name": name, "public": r.public, "cors_rules": r.cors.len(), "created_ns": r.created_ns });
+    let show = |name: &str, r: &outlast_s3::buckets::BucketRecord| serde_json::json!({ "name": name, "public": r.public, "cors_rules": r.cors.len(), "website": r.website, "created_ns": r.created_ns });
     match command {
         B::Create { name, public } => {
             let r = buckets.create(&name, public).await?;
@@ -829,7 +829,8 @@ async fn bucket_command(json: bool, cfg: Option<&Path>, command: crate::BucketCo
             } else {
                 for (name, r) in &all {
                     let cors = if r.cors.is_empty() { String::new() } else { format!("  {} CORS rules", r.cors.len()) };
-                    println!("{name}  {}{cors}", if r.public { "public" } else { "private" });
+                    let site = r.website.as_ref().map_or(String::new(), |w| format!("  website ({})", w.index));
+                    println!("{name}  {}{cors}{site}", if r.public { "public" } else { "private" });
                 }
             }
         }

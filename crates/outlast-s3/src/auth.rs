@@ -42,7 +42,8 @@ fn needed(op: &str) -> Access {
         | "ListBuckets"
         | "ListParts"
         | "ListMultipartUploads"
-        | "GetBucketCors" => Access::Read,
+        | "GetBucketCors"
+        | "GetBucketWebsite" => Access::Read,
         "PutObject"
         | "DeleteObject"
         | "DeleteObjects"

@@ -11,7 +11,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use crate::body::{read_version, BodyFault, CheckedBody, Declared};
-use crate::buckets::{BucketError, BucketRecord, Buckets, CorsRule};
+use crate::buckets::{BucketError, BucketRecord, Buckets, CorsRule, Website};
 use crate::error::s3_error;
 use crate::records::{now_ns, Access, Records, BUCKETS};
 use crate::uploads::{upload_id, UploadError, UploadRecord, Uploads, MAX_PART_NUMBER};
@@ -512,6 +512,56 @@ impl S3 for Gateway {
         let bucket = &req.input.bucket;
         self.buckets.update(bucket, |r| r.cors.clear()).await.map_err(|e| bucket_error(e, bucket))?;
         Ok(S3Response::new(DeleteBucketCorsOutput::default()))
+    }
+
+    /// Makes the bucket a website served by `--site-listen` (as `outlast site publish` does):
+    /// its index and error documents. Host names set from the CLI stay; redirects are not
+    /// served, so a configuration asking for them is refused rather than half kept.
+    async fn put_bucket_website(&self, req: S3Request<PutBucketWebsiteInput>) -> S3Result<S3Response<PutBucketWebsiteOutput>> {
+        let bucket = &req.input.bucket;
+        let config = req.input.website_configuration;
+        if config.redirect_all_requests_to.is_some() || config.routing_rules.is_some() {
+            return Err(s3_error!(NotImplemented, "website redirects and routing rules are not served"));
+        }
+        let Some(index) = config.index_document.map(|d| d.suffix) else {
+            return Err(s3_error!(InvalidArgument, "A value for IndexDocument Suffix must be provided"));
+        };
+        if index.is_empty() || index.contains('/') {
+            return Err(s3_error!(InvalidArgument, "The IndexDocument Suffix is not well formed"));
+        }
+        let error = config.error_document.map(|d| d.key);
+        if error.as_deref().is_some_and(|k| k.is_empty() || k.len() > 1024) {
+            return Err(s3_error!(InvalidArgument, "The ErrorDocument Key is not well formed"));
+        }
+        self.buckets
+            .update(bucket, |r| {
+                let hosts = r.website.take().map(|w| w.hosts).unwrap_or_default();
+                r.website = Some(Website { index: index.clone(), error: error.clone(), hosts });
+            })
+            .await
+            .map_err(|e| bucket_error(e, bucket))?;
+        Ok(S3Response::new(PutBucketWebsiteOutput::default()))
+    }
+
+    async fn get_bucket_website(&self, req: S3Request<GetBucketWebsiteInput>) -> S3Result<S3Response<GetBucketWebsiteOutput>> {
+        let Some(website) = self.bucket(&req.input.bucket).await?.website else {
+            return Err(s3_error!(NoSuchWebsiteConfiguration, "The specified bucket does not have a website configuration"));
+        };
+        Ok(S3Response::new(GetBucketWebsiteOutput {
+            index_document: Some(IndexDocument { suffix: website.index }),
+            error_document: website.error.map(|key| ErrorDocument { key }),
+            ..Default::default()
+        }))
+    }
+
+    /// Stops serving the bucket as a website; its objects stay.
+    async fn delete_bucket_website(
+        &self,
+        req: S3Request<DeleteBucketWebsiteInput>,
+    ) -> S3Result<S3Response<DeleteBucketWebsiteOutput>> {
+        let bucket = &req.input.bucket;
+        self.buckets.update(bucket, |r| r.website = None).await.map_err(|e| bucket_error(e, bucket))?;
+        Ok(S3Response::new(DeleteBucketWebsiteOutput::default()))
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {

@@ -177,7 +177,7 @@ fn the_aws_cli_rclone_and_restic_write_list_read_and_check_through_the_gateway()
 }
 
 #[test]
-fn buckets_are_made_public_from_the_cli_or_by_acl_and_their_cors_rules_answer_browsers() {
+fn buckets_are_made_public_from_the_cli_or_by_acl_their_cors_rules_answer_browsers_and_a_website_set_by_s3_is_served() {
     let dir = init_store("2", "3");
     let d = dir.path();
     let (id, secret) = key(d, &[]);
@@ -191,13 +191,20 @@ fn buckets_are_made_public_from_the_cli_or_by_acl_and_their_cors_rules_answer_br
         listed.as_array().unwrap().iter().map(|b| (b["name"].as_str().unwrap().to_string(), b["public"] == true)).collect();
     assert_eq!(shown, vec![("closed".to_string(), false), ("site".to_string(), true)]);
 
-    let server = Server::start(d);
-    python("boto3_buckets.py", &server, &[("OUTLAST_S3_KEY_ID", id.as_str()), ("OUTLAST_S3_SECRET", secret.as_str())]);
+    let server = Server::start_args(d, None, &["--site-listen", "127.0.0.1:0"]);
+    let site = server.site.clone().unwrap();
+    let env = [("OUTLAST_S3_KEY_ID", id.as_str()), ("OUTLAST_S3_SECRET", secret.as_str()), ("OUTLAST_SITE", site.as_str())];
+    python("boto3_buckets.py", &server, &env);
     assert_eq!(server.stop(), Some(0));
 
     // What clients set, the CLI sees; a bucket holding objects is not deleted.
     let listed = json(&run_ok(d, &["--json", "bucket", "list"]));
     assert_eq!(listed[1]["cors_rules"], 0, "{listed}");
+    assert_eq!(listed[1]["website"]["index"], "home.html", "{listed}");
+    assert_eq!(listed[1]["website"]["error"], "missing.html", "{listed}");
+    assert!(listed[0]["website"].is_null(), "{listed}");
+    run_ok(d, &["rm", "site/home.html"]);
+    run_ok(d, &["rm", "site/missing.html"]);
     run_ok(d, &["bucket", "set", "site", "--private"]);
     assert_eq!(json(&run_ok(d, &["--json", "bucket", "list"]))[1]["public"], false);
     assert!(run_err(d, &["bucket", "delete", "site"]).contains("is not empty"));

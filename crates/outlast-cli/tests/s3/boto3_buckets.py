@@ -1,10 +1,12 @@
 """Bucket settings through boto3 and a browser's requests (urllib): the public flag as a
-canned ACL, CORS rules stored, read back and applied to preflights and to answers.
+canned ACL, CORS rules stored, read back and applied to preflights and to answers, and a
+website configuration that the site listener serves.
 
 The bucket `site` was made public by `outlast bucket create site --public`; `closed` was
 made by the CLI too, private."""
 
 import os
+import time
 import urllib.error
 import urllib.request
 
@@ -92,4 +94,48 @@ assert status == 200 and "Access-Control-Allow-Origin" not in headers, headers
 
 s3.delete_bucket_cors(Bucket="site")
 assert code_of(lambda: s3.get_bucket_cors(Bucket="site")) == "NoSuchCORSConfiguration"
+
+# A website set by an S3 client (as `aws s3 website` does): served by the site listener
+# (which looks at the list of websites again after a second), read back, refused when
+# malformed or asking for redirects, and removed.
+SITE = os.environ["OUTLAST_SITE"]
+
+
+def visit(path, want=None):
+    """The status and body of `path` on the site listener; with `want` (a status, or a
+    status and body), the first answer that matches it within three seconds (or the last)."""
+    for _ in range(30):
+        try:
+            with urllib.request.urlopen(SITE + path) as r:
+                got = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            got = e.code, e.read()
+        if want is None or got == want or got[0] == want:
+            return got
+        time.sleep(0.1)
+    return got
+
+
+assert code_of(lambda: s3.get_bucket_website(Bucket="site")) == "NoSuchWebsiteConfiguration"
+assert visit("/")[0] == 404, "no website yet"
+s3.put_object(Bucket="site", Key="home.html", Body=b"<h1>home</h1>", ContentType="text/html")
+s3.put_object(Bucket="site", Key="missing.html", Body=b"<h1>not here</h1>", ContentType="text/html")
+config = {"IndexDocument": {"Suffix": "home.html"}, "ErrorDocument": {"Key": "missing.html"}}
+s3.put_bucket_website(Bucket="site", WebsiteConfiguration=config)
+got = s3.get_bucket_website(Bucket="site")
+assert got["IndexDocument"] == {"Suffix": "home.html"} and got["ErrorDocument"] == {"Key": "missing.html"}, got
+assert visit("/", (200, b"<h1>home</h1>")) == (200, b"<h1>home</h1>")
+assert visit("/nothing/here") == (404, b"<h1>not here</h1>")
+for bad, code in [
+    ({"IndexDocument": {"Suffix": "a/b.html"}}, "InvalidArgument"),
+    ({"ErrorDocument": {"Key": "missing.html"}}, "InvalidArgument"),
+    ({"RedirectAllRequestsTo": {"HostName": "example.com"}}, "NotImplemented"),
+]:
+    assert code_of(lambda: s3.put_bucket_website(Bucket="site", WebsiteConfiguration=bad)) == code, bad
+assert s3.get_bucket_website(Bucket="site")["IndexDocument"] == {"Suffix": "home.html"}, "a refused one changes nothing"
+assert code_of(lambda: s3.get_bucket_website(Bucket="closed")) == "NoSuchWebsiteConfiguration"
+s3.delete_bucket_website(Bucket="site")
+assert code_of(lambda: s3.get_bucket_website(Bucket="site")) == "NoSuchWebsiteConfiguration"
+assert visit("/", 404)[0] == 404
+s3.put_bucket_website(Bucket="site", WebsiteConfiguration=config)
 print("ok")
