@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
@@ -240,12 +241,38 @@ fn over_https_boto3_sends_bodies_unsigned_with_trailing_checksums_and_the_gatewa
     std::fs::write(d.join("ca.pem"), ca).unwrap();
     let server = Server::start_args(d, None, &["--tls-cert", "s3.crt", "--tls-key", "s3.key"]);
     assert!(server.endpoint.starts_with("https://"), "{}", server.endpoint);
+    // Handshakes that never finish hold no one up: twenty silent connections and one that
+    // speaks plain HTTP stay open while the client works.
+    let addr = server.endpoint.trim_start_matches("https://").to_string();
+    let opened = std::time::Instant::now();
+    let silent: Vec<std::net::TcpStream> = (0..20).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let ca = d.join("ca.pem").display().to_string();
     python(
         "boto3_https.py",
         &server,
         &[("OUTLAST_S3_KEY_ID", id.as_str()), ("OUTLAST_S3_SECRET", secret.as_str()), ("OUTLAST_S3_CA", ca.as_str())],
     );
+    // The plain HTTP one was refused; the silent ones are let go once the handshake
+    // time (10 s) is up, not kept for ever.
+    let ended = |mut c: &std::net::TcpStream| {
+        c.set_read_timeout(Some(
+            std::time::Duration::from_secs(20).saturating_sub(opened.elapsed()).max(std::time::Duration::from_secs(1)),
+        ))
+        .unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // a TLS alert
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    };
+    assert!(ended(&plain), "a connection that is not TLS stays open");
+    assert!(ended(&silent[0]), "a handshake that never starts holds its connection");
+    assert!(opened.elapsed() >= std::time::Duration::from_secs(9), "silent connections were cut before their time");
     assert_eq!(server.stop(), Some(0));
     // What the clients wrote, as the CLI sees it.
     let names: Vec<String> = json(&run_ok(d, &["--json", "ls", "tls/"]))
