@@ -432,7 +432,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Serve { listen, upload_expiry, site_listen, tls_cert, tls_key, site_cache_mib, repair_every, repair_rate } => {
+        Command::Serve {
+            listen,
+            upload_expiry,
+            site_listen,
+            tls_cert,
+            tls_key,
+            site_cache_mib,
+            repair_every,
+            repair_rate,
+            header_timeout,
+        } => {
             let store = std::sync::Arc::new(open_to_write(cfg).await?);
             let tls = match (&tls_cert, &tls_key) {
                 (Some(cert), Some(key)) => Some(std::sync::Arc::new(outlast_tls::ReloadingCert::new(cert, key)?)),
@@ -472,12 +482,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 tokio::spawn(store.clone().repair_in_background(policy))
             });
-            let opts = outlast_s3::ServeOptions { upload_expiry, tls: tls.clone() };
+            let opts = outlast_s3::ServeOptions { upload_expiry, tls: tls.clone(), header_timeout };
             let s3 = outlast_s3::serve(store.clone(), listener, opts, stop(stop_rx.clone()));
             let web = async {
                 match sites {
                     Some(l) => {
-                        let opts = outlast_web::SiteOptions { tls, cache_bytes: site_cache_mib << 20, ..Default::default() };
+                        let opts = outlast_web::SiteOptions {
+                            tls,
+                            cache_bytes: site_cache_mib << 20,
+                            header_timeout,
+                            ..Default::default()
+                        };
                         outlast_web::serve_sites(store.clone(), l, opts, stop(stop_rx.clone())).await.map(Some)
                     }
                     None => Ok(None),

@@ -174,6 +174,11 @@ enum Command {
         /// Most bytes per second the background repair writes (`20M`, `1G`).
         #[arg(long, value_name = "RATE", default_value = "20M", value_parser = parse_rate)]
         repair_rate: u64,
+        /// Close a connection (S3 or sites) whose next request's headers have not all arrived
+        /// this long after the server began to wait for them: slow or idle clients do not
+        /// hold sockets for ever.
+        #[arg(long, value_name = "TIME", default_value = "30s", value_parser = humantime::parse_duration)]
+        header_timeout: std::time::Duration,
     },
     /// Websites: a folder published as a bucket that `outlast serve --site-listen` serves.
     #[command(subcommand)]

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use outlast_engine::Store;
 use s3s::service::S3ServiceBuilder;
@@ -111,11 +111,18 @@ pub struct ServeOptions {
     /// bodies unsigned (the payload's SHA-256 is then computed by neither side), as AWS's
     /// own SDKs do by default.
     pub tls: Option<Arc<outlast_tls::ReloadingCert>>,
+    /// A connection whose next request head has not all come in this long after the server
+    /// began to wait for it is closed: slow or idle clients do not hold sockets for ever.
+    pub header_timeout: Duration,
 }
+
+/// The default of [`ServeOptions::header_timeout`] (hyper's own default, and S3's order of
+/// magnitude for idle connections).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY, tls: None }
+        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY, tls: None, header_timeout: HEADER_TIMEOUT }
     }
 }
 
@@ -137,8 +144,11 @@ pub async fn serve(
     let service = builder.build();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut http = ConnBuilder::new(TokioExecutor::new());
-    http.http1().max_buf_size(MAX_HEADER_BYTES);
+    http.http1().max_buf_size(MAX_HEADER_BYTES).timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
     http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    // Plain connections speak HTTP/1.1 (S3 clients do); over TLS, what the handshake chose.
+    // Neither waits unbounded for first bytes to sniff the version.
+    let (h1, h2) = (http.clone().http1_only(), http.http2_only());
     let handshakes = opts.tls.map(outlast_tls::Handshakes::new);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
@@ -158,7 +168,7 @@ pub async fn serve(
                 let logged = logged(service.clone(), in_flight.clone(), records.clone());
                 match &handshakes {
                     None => {
-                        let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), logged).into_owned());
+                        let conn = graceful.watch(h1.serve_connection(TokioIo::new(socket), logged).into_owned());
                         tokio::spawn(async move {
                             if let Err(e) = conn.await {
                                 tracing::debug!(%peer, "connection ended: {e}");
@@ -166,9 +176,10 @@ pub async fn serve(
                         });
                     }
                     Some(handshakes) => {
-                        let (handshakes, http, watcher) = (handshakes.clone(), http.clone(), graceful.watcher());
+                        let (handshakes, h1, h2, watcher) = (handshakes.clone(), h1.clone(), h2.clone(), graceful.watcher());
                         tokio::spawn(async move {
                             let Some(tls) = handshakes.accept(socket, peer).await else { return };
+                            let http = if outlast_tls::Handshakes::chose_h2(&tls) { h2 } else { h1 };
                             let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), logged).into_owned());
                             if let Err(e) = conn.await {
                                 tracing::debug!(%peer, "connection ended: {e}");

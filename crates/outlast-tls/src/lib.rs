@@ -27,6 +27,13 @@ impl Handshakes {
         Handshakes(TlsAcceptor::from(cert.server_config()))
     }
 
+    /// Whether the client chose HTTP/2 in the handshake (ALPN); HTTP/1.1 otherwise. A face
+    /// serves the protocol chosen rather than sniff the first bytes, so that its HTTP/1
+    /// header timeout covers a client that says nothing after the handshake.
+    pub fn chose_h2(tls: &TlsStream<TcpStream>) -> bool {
+        tls.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+
     /// The connection from `peer` once its handshake is done; `None` (logged) when it failed
     /// or took longer than [`HANDSHAKE`].
     pub async fn accept(&self, socket: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {

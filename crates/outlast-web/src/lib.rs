@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
 use outlast_engine::Store;
@@ -41,11 +41,14 @@ pub struct SiteOptions {
     pub cache_bytes: u64,
     /// `Cache-Control: max-age` of every page, in seconds.
     pub max_age: u32,
+    /// A connection whose next request head has not all come in this long after the server
+    /// began to wait for it is closed (a slow client's, or an idle one's).
+    pub header_timeout: Duration,
 }
 
 impl Default for SiteOptions {
     fn default() -> Self {
-        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60 }
+        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60, header_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -61,7 +64,11 @@ pub async fn serve_sites(
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let handshakes = opts.tls.clone().map(Handshakes::new);
     let reporting = tokio::spawn(report_cache_now_and_then(sites.clone()));
-    let http = ConnBuilder::new(TokioExecutor::new());
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
+    // Plain connections speak HTTP/1.1; over TLS, what the handshake chose (browsers: h2).
+    // Neither waits unbounded for first bytes to sniff the version.
+    let (h1, h2) = (http.clone().http1_only(), http.http2_only());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -79,7 +86,7 @@ pub async fn serve_sites(
         let service = TowerToHyperService::new(service(sites.clone(), in_flight.clone()));
         match &handshakes {
             None => {
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), service).into_owned());
+                let conn = graceful.watch(h1.serve_connection(TokioIo::new(socket), service).into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, "connection ended: {e}");
@@ -87,10 +94,11 @@ pub async fn serve_sites(
                 });
             }
             Some(handshakes) => {
-                let (handshakes, http) = (handshakes.clone(), http.clone());
+                let (handshakes, h1, h2) = (handshakes.clone(), h1.clone(), h2.clone());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let Some(tls) = handshakes.accept(socket, peer).await else { return };
+                    let http = if Handshakes::chose_h2(&tls) { h2 } else { h1 };
                     let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service).into_owned());
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, "connection ended: {e}");

@@ -283,3 +283,36 @@ fn over_https_boto3_sends_bodies_unsigned_with_trailing_checksums_and_the_gatewa
         .collect();
     assert_eq!(names, ["tls/big", "tls/one", "tls/trailed"]);
 }
+
+/// A client that sends its request head slowly, or nothing at all, does not hold its socket
+/// for ever on either listener: past `--header-timeout` it is closed, while others are served.
+#[test]
+fn slow_or_silent_clients_are_let_go_after_the_header_timeout_on_both_listeners() {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let server = Server::start_args(d, None, &["--site-listen", "127.0.0.1:0", "--header-timeout", "1s"]);
+    let site = server.site.clone().unwrap();
+    for url in [server.endpoint.as_str(), site.as_str()] {
+        let addr = url.trim_start_matches("http://");
+        let opened = Instant::now();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let silent = TcpStream::connect(addr).unwrap();
+        // Meanwhile a whole request is answered.
+        let mut whole = TcpStream::connect(addr).unwrap();
+        whole.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        whole.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 "), "{url}: {answer}");
+        for (what, mut c) in [("a slow head", slow), ("a silent client", silent)] {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut sink = Vec::new();
+            let ended = c.read_to_end(&mut sink);
+            assert!(ended.is_ok(), "{url}: {what} was not let go: {ended:?}");
+            assert!(opened.elapsed() >= Duration::from_millis(900), "{url}: {what} was cut before its time");
+        }
+    }
+    assert_eq!(server.stop(), Some(0));
+}

@@ -159,6 +159,13 @@ fn sites_are_chosen_by_host_and_served_over_https_with_a_renewed_certificate_pic
     };
     assert_eq!(at("alpha.test", "first-ca.pem"), (200, b"<h1>alpha docs</h1>".to_vec()));
     assert_eq!(at("beta.test", "first-ca.pem"), (200, b"<h1>beta docs</h1>".to_vec()));
+    // Each connection speaks what its handshake chose.
+    let resolve = format!("alpha.test:{port}:127.0.0.1");
+    let ca = d.join("first-ca.pem").display().to_string();
+    for (flag, status_line) in [("--http2", "HTTP/2 200"), ("--http1.1", "HTTP/1.1 200")] {
+        let shown = head(&format!("https://alpha.test:{port}/docs/"), &[flag, "--resolve", &resolve, "--cacert", &ca]);
+        assert!(shown.starts_with(status_line), "{flag}: {shown}");
+    }
     let (status, body) = at("localhost", "first-ca.pem");
     assert_eq!(status, 404, "two sites, and neither is this host's: {}", String::from_utf8_lossy(&body));
     assert_eq!(get(&format!("http://127.0.0.1:{port}/"), &[]).0, 0, "plain HTTP is not spoken on the TLS port");
