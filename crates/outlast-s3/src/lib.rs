@@ -177,11 +177,22 @@ pub async fn serve(
                     }
                     Some(handshakes) => {
                         let (handshakes, h1, h2, watcher) = (handshakes.clone(), h1.clone(), h2.clone(), graceful.watcher());
+                        let header_timeout = opts.header_timeout;
                         tokio::spawn(async move {
                             let Some(tls) = handshakes.accept(socket, peer).await else { return };
-                            let http = if outlast_tls::Handshakes::chose_h2(&tls) { h2 } else { h1 };
-                            let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), logged).into_owned());
-                            if let Err(e) = conn.await {
+                            let ended = if outlast_tls::Handshakes::chose_h2(&tls) {
+                                // HTTP/2 has no header timeout before the client's preface.
+                                let (tls, heard) = outlast_tls::Heard::new(tls);
+                                let conn = watcher.watch(h2.serve_connection(TokioIo::new(tls), logged).into_owned());
+                                let Some(ended) = outlast_tls::unless_silent(conn, heard, header_timeout).await else {
+                                    tracing::debug!(%peer, "an HTTP/2 client said nothing: let go");
+                                    return;
+                                };
+                                ended
+                            } else {
+                                watcher.watch(h1.serve_connection(TokioIo::new(tls), logged).into_owned()).await
+                            };
+                            if let Err(e) = ended {
                                 tracing::debug!(%peer, "connection ended: {e}");
                             }
                         });

@@ -1,14 +1,17 @@
 //! HTTPS for the gateway's listeners (the S3 API and the sites): `cert` serves a certificate
 //! that can be renewed in place, [`Handshakes`] takes a connection through the TLS handshake
-//! in bounded time. Each face keeps its own accept loop and speaks HTTP over what this gives.
+//! in bounded time, `silence` bounds the wait for an HTTP/2 client's first bytes. Each face
+//! keeps its own accept loop and speaks HTTP over what this gives.
 
 mod cert;
+mod silence;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use cert::{ReloadingCert, TlsError};
+pub use silence::{unless_silent, Heard};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
 use outlast_engine::Store;
-use outlast_tls::{Handshakes, ReloadingCert};
+use outlast_tls::{unless_silent, Handshakes, Heard, ReloadingCert};
 use tokio::net::TcpListener;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
@@ -95,12 +95,22 @@ pub async fn serve_sites(
             }
             Some(handshakes) => {
                 let (handshakes, h1, h2) = (handshakes.clone(), h1.clone(), h2.clone());
-                let watcher = graceful.watcher();
+                let (watcher, header_timeout) = (graceful.watcher(), opts.header_timeout);
                 tokio::spawn(async move {
                     let Some(tls) = handshakes.accept(socket, peer).await else { return };
-                    let http = if Handshakes::chose_h2(&tls) { h2 } else { h1 };
-                    let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service).into_owned());
-                    if let Err(e) = conn.await {
+                    let ended = if Handshakes::chose_h2(&tls) {
+                        // HTTP/2 has no header timeout before the client's preface.
+                        let (tls, heard) = Heard::new(tls);
+                        let conn = watcher.watch(h2.serve_connection(TokioIo::new(tls), service).into_owned());
+                        let Some(ended) = unless_silent(conn, heard, header_timeout).await else {
+                            tracing::debug!(%peer, "an HTTP/2 client said nothing: let go");
+                            return;
+                        };
+                        ended
+                    } else {
+                        watcher.watch(h1.serve_connection(TokioIo::new(tls), service).into_owned()).await
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                 });

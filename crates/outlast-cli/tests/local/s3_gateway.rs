@@ -316,3 +316,33 @@ fn slow_or_silent_clients_are_let_go_after_the_header_timeout_on_both_listeners(
     }
     assert_eq!(server.stop(), Some(0));
 }
+
+/// Over TLS too: a client that chooses HTTP/2 or HTTP/1.1 in its handshake and then says
+/// nothing is let go after the header timeout, on both listeners.
+#[test]
+fn silent_clients_over_tls_are_let_go_after_the_header_timeout_whichever_protocol_they_chose() {
+    let dir = init_store("2", "3");
+    let d = dir.path();
+    let ca = certificate(&d.join("s3.crt"), &d.join("s3.key"), &["127.0.0.1", "localhost"]);
+    std::fs::write(d.join("ca.pem"), ca).unwrap();
+    let args = ["--site-listen", "127.0.0.1:0", "--tls-cert", "s3.crt", "--tls-key", "s3.key", "--header-timeout", "1s"];
+    let server = Server::start_args(d, None, &args);
+    let site = server.site.clone().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/tls_silent.py");
+    for url in [server.endpoint.as_str(), site.as_str()] {
+        let port = url.rsplit(':').next().unwrap();
+        for protocol in ["h2", "http/1.1"] {
+            let out = Command::new("python3")
+                .arg(&script)
+                .args(["localhost", port])
+                .arg(d.join("ca.pem"))
+                .arg(protocol)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{url} {protocol}: {}", String::from_utf8_lossy(&out.stderr));
+            let kept: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+            assert!((0.9..10.0).contains(&kept), "{url} {protocol}: kept {kept} s");
+        }
+    }
+    assert_eq!(server.stop(), Some(0));
+}
