@@ -116,8 +116,8 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
 }
 
-/// The default of [`ServeOptions::header_timeout`] (hyper's own default, and S3's order of
-/// magnitude for idle connections).
+/// The default of [`ServeOptions::header_timeout`], and of the sites' (hyper's own default,
+/// and S3's order of magnitude for idle connections).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ServeOptions {

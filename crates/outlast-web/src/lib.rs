@@ -48,7 +48,7 @@ pub struct SiteOptions {
 
 impl Default for SiteOptions {
     fn default() -> Self {
-        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60, header_timeout: Duration::from_secs(30) }
+        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60, header_timeout: outlast_s3::HEADER_TIMEOUT }
     }
 }
 
