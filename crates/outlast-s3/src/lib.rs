@@ -16,11 +16,10 @@ mod service;
 pub mod uploads;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use outlast_engine::Store;
 use s3s::service::S3ServiceBuilder;
@@ -144,67 +143,13 @@ pub async fn serve(
     let service = builder.build();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut http = ConnBuilder::new(TokioExecutor::new());
-    http.http1().max_buf_size(MAX_HEADER_BYTES).timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
+    http.http1().max_buf_size(MAX_HEADER_BYTES);
     http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
-    // Plain connections speak HTTP/1.1 (S3 clients do); over TLS, what the handshake chose.
-    // Neither waits unbounded for first bytes to sniff the version.
-    let (h1, h2) = (http.clone().http1_only(), http.http2_only());
-    let handshakes = opts.tls.map(outlast_tls::Handshakes::new);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (socket, peer): (_, SocketAddr) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors or a connection reset before it was taken: the
-                        // listener itself is fine.
-                        tracing::warn!("accepting a connection failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let logged = logged(service.clone(), in_flight.clone(), records.clone());
-                match &handshakes {
-                    None => {
-                        let conn = graceful.watch(h1.serve_connection(TokioIo::new(socket), logged).into_owned());
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(%peer, "connection ended: {e}");
-                            }
-                        });
-                    }
-                    Some(handshakes) => {
-                        let (handshakes, h1, h2, watcher) = (handshakes.clone(), h1.clone(), h2.clone(), graceful.watcher());
-                        let header_timeout = opts.header_timeout;
-                        tokio::spawn(async move {
-                            let Some(tls) = handshakes.accept(socket, peer).await else { return };
-                            let ended = if outlast_tls::Handshakes::chose_h2(&tls) {
-                                // HTTP/2 has no header timeout before the client's preface.
-                                let (tls, heard) = outlast_tls::Heard::new(tls);
-                                let conn = watcher.watch(h2.serve_connection(TokioIo::new(tls), logged).into_owned());
-                                let Some(ended) = outlast_tls::unless_silent(conn, heard, header_timeout).await else {
-                                    tracing::debug!(%peer, "an HTTP/2 client said nothing: let go");
-                                    return;
-                                };
-                                ended
-                            } else {
-                                watcher.watch(h1.serve_connection(TokioIo::new(tls), logged).into_owned()).await
-                            };
-                            if let Err(e) = ended {
-                                tracing::debug!(%peer, "connection ended: {e}");
-                            }
-                        });
-                    }
-                }
-            }
-            () = &mut stop => break,
-        }
-    }
-    drop(listener);
+    let listening = outlast_tls::Listening { http, tls: opts.tls, header_timeout: opts.header_timeout, grace: SHUTDOWN_GRACE };
+    let service_for = || logged(service.clone(), in_flight.clone(), records.clone());
+    let finished = outlast_tls::serve_listener(listener, listening, service_for, stop).await;
     sweeper.abort();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if !finished {
         tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?} were cut");
     }
     Ok(())

@@ -1,9 +1,10 @@
-//! HTTPS for the gateway's listeners (the S3 API and the sites): `cert` serves a certificate
-//! that can be renewed in place, [`Handshakes`] takes a connection through the TLS handshake
-//! in bounded time, `silence` bounds the wait for an HTTP/2 client's first bytes. Each face
-//! keeps its own accept loop and speaks HTTP over what this gives.
+//! The gateway's listeners (the S3 API and the sites), HTTPS included: `cert` serves a
+//! certificate that can be renewed in place, [`Handshakes`] takes a connection through the TLS
+//! handshake in bounded time, `silence` bounds the wait for an HTTP/2 client's first bytes,
+//! and `listen` is the accept loop both faces run with their own services.
 
 mod cert;
+mod listen;
 mod silence;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cert::{ReloadingCert, TlsError};
+pub use listen::{serve_listener, Listening};
 pub use silence::{unless_silent, Heard};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;

@@ -11,15 +11,14 @@ mod respond;
 pub mod route;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
 use outlast_engine::Store;
-use outlast_tls::{unless_silent, Handshakes, Heard, ReloadingCert};
+use outlast_tls::ReloadingCert;
 use tokio::net::TcpListener;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
@@ -62,64 +61,17 @@ pub async fn serve_sites(
 ) -> std::io::Result<CacheStats> {
     let sites = Arc::new(Sites::new(store, opts.cache_bytes, opts.max_age));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    let handshakes = opts.tls.clone().map(Handshakes::new);
     let reporting = tokio::spawn(report_cache_now_and_then(sites.clone()));
-    let mut http = ConnBuilder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
-    // Plain connections speak HTTP/1.1; over TLS, what the handshake chose (browsers: h2).
-    // Neither waits unbounded for first bytes to sniff the version.
-    let (h1, h2) = (http.clone().http1_only(), http.http2_only());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let (socket, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let service = TowerToHyperService::new(service(sites.clone(), in_flight.clone()));
-        match &handshakes {
-            None => {
-                let conn = graceful.watch(h1.serve_connection(TokioIo::new(socket), service).into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-            Some(handshakes) => {
-                let (handshakes, h1, h2) = (handshakes.clone(), h1.clone(), h2.clone());
-                let (watcher, header_timeout) = (graceful.watcher(), opts.header_timeout);
-                tokio::spawn(async move {
-                    let Some(tls) = handshakes.accept(socket, peer).await else { return };
-                    let ended = if Handshakes::chose_h2(&tls) {
-                        // HTTP/2 has no header timeout before the client's preface.
-                        let (tls, heard) = Heard::new(tls);
-                        let conn = watcher.watch(h2.serve_connection(TokioIo::new(tls), service).into_owned());
-                        let Some(ended) = unless_silent(conn, heard, header_timeout).await else {
-                            tracing::debug!(%peer, "an HTTP/2 client said nothing: let go");
-                            return;
-                        };
-                        ended
-                    } else {
-                        watcher.watch(h1.serve_connection(TokioIo::new(tls), service).into_owned()).await
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
+    let listening = outlast_tls::Listening {
+        http: ConnBuilder::new(TokioExecutor::new()),
+        tls: opts.tls,
+        header_timeout: opts.header_timeout,
+        grace: SHUTDOWN_GRACE,
+    };
+    let service_for = || TowerToHyperService::new(service(sites.clone(), in_flight.clone()));
+    let finished = outlast_tls::serve_listener(listener, listening, service_for, stop).await;
     reporting.abort();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if !finished {
         tracing::warn!("page requests still in flight after {SHUTDOWN_GRACE:?} were cut");
     }
     Ok(sites.cache.stats())
