@@ -19,7 +19,7 @@ use crate::{unless_silent, Handshakes, Heard, ReloadingCert};
 
 /// How a face's listener runs.
 pub struct Listening {
-    /// Its HTTP settings (limits); the timer and header timeout are set here.
+    /// Its HTTP settings (limits); [`serve_listener`] adds the timer and the header timeout.
     pub http: ConnBuilder<TokioExecutor>,
     /// Serve HTTPS with this certificate (HTTP when `None`).
     pub tls: Option<Arc<ReloadingCert>>,

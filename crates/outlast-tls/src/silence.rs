@@ -13,14 +13,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A stream that notes when its peer has first sent something.
-pub struct Heard<I> {
+pub(crate) struct Heard<I> {
     inner: I,
     heard: Arc<AtomicBool>,
 }
 
 impl<I> Heard<I> {
     /// `inner`, and the flag that its first bytes set.
-    pub fn new(inner: I) -> (Self, Arc<AtomicBool>) {
+    pub(crate) fn new(inner: I) -> (Self, Arc<AtomicBool>) {
         let heard = Arc::new(AtomicBool::new(false));
         (Heard { inner, heard: heard.clone() }, heard)
     }
@@ -61,7 +61,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Heard<I> {
 
 /// Runs `conn` to its end, unless nothing was `heard` from its client `within` its start: then
 /// it is dropped (and its connection closed), and `None` says so.
-pub async fn unless_silent<F: Future>(conn: F, heard: Arc<AtomicBool>, within: Duration) -> Option<F::Output> {
+pub(crate) async fn unless_silent<F: Future>(conn: F, heard: Arc<AtomicBool>, within: Duration) -> Option<F::Output> {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         out = &mut conn => return Some(out),
