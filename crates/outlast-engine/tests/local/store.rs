@@ -606,3 +606,31 @@ async fn a_put_whose_body_misses_its_declared_md5_changes_nothing_and_leaves_no_
     assert_eq!(get(&store, "x").await.unwrap(), first);
     assert_eq!(f.blob_files().len(), files, "the refused write left blobs behind");
 }
+
+/// The refused write's clean-up deletes only what that write put down: with two providers
+/// configured at one place, and through a second state folder whose index knows nothing of
+/// the object, the old version still reads, there and from a third folder rebuilt from the
+/// providers alone.
+#[tokio::test]
+async fn a_refused_md5_put_deletes_nothing_of_the_current_version_with_aliased_providers_or_a_second_folder() {
+    use md5::Digest;
+    let f = Fixture::new(2, 3);
+    let first = data(300_000, 1);
+    put(&f.store().await, "x", &first).await.unwrap();
+    let p0 = f.provider_dir(0).display().to_string();
+    let aliased = f.config_text(&[]).replace(&format!("\"{}\"", f.provider_dir(1).display()), &format!("\"{p0}/\""));
+    let second_folder = format!("state_dir = \"second-folder\"\n{}", f.config_text(&[]));
+    for text in [aliased, second_folder] {
+        let store = f.open_unvalidated(&text).await;
+        let mut body = data(300_000, 2);
+        let declared = outlast_engine::BodyMd5::Expect(md5::Md5::digest(&body).into());
+        body[0] ^= 1;
+        let opts = PutOptions { md5: declared, ..Default::default() };
+        let refused = store.put("x", &body[..], opts, &NoProgress).await;
+        assert!(matches!(refused, Err(EngineError::BadDigest(_))), "{refused:?}");
+    }
+    assert_eq!(get(&f.store().await, "x").await.unwrap(), first);
+    let third = f.open_unvalidated(&format!("state_dir = \"third-folder\"\n{}", f.config_text(&[]))).await;
+    third.recover(&NoProgress).await.unwrap();
+    assert_eq!(get(&third, "x").await.unwrap(), first);
+}
