@@ -6,7 +6,9 @@
 #       the outlast CLI's put/get of 256 MiB on the same store; GETs of 4 KiB while 4 MiB PUTs run;
 #       one 256 MiB put at a time, side by side: the CLI, boto3 over HTTP (payload signed) and
 #       over HTTPS (unsigned, a trailing CRC32: how SDKs send over TLS), and curl with a presigned
-#       URL (a client that hashes nothing, so the gateway sets the pace), the disk synced before each;
+#       URL (a client that hashes nothing, so the gateway sets the pace), the disk synced before each,
+#       with the CPU time each took (the CLI's; the gateway's and curl's) and the rate that CPU
+#       time would allow on this machine's cores if none of them were ever idle;
 #       peak RSS of the gateway while 16 clients upload 256 MiB each (multipart).
 #   S3 GETs again with wrk over presigned URLs (each signature checked), so that the server
 #       rather than the Python client sets the pace: 4 KiB objects, 1 and 32 connections.
@@ -38,6 +40,8 @@ PY=$PWD/scripts/bench_gateway.py
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 peak_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
+TICKS=$(getconf CLK_TCK)
 
 # The store and its gateway.
 mkdir -p "$W/store" && cd "$W/store"
@@ -109,13 +113,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   >"$W/gw-tls.out" 2>"$W/gw-tls.log" &
 TLS_PID=$!; PIDS+=("$TLS_PID"); wait_port 19603
 for i in $(seq 1 "$BIGN"); do
-  sync; t0=$(date +%s.%N); "$OUT" put "$W/big.bin" "cli/once$i" >/dev/null; t1=$(date +%s.%N)
-  python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('cli {\"op\": \"put-once\", \"size\": 268435456, \"mib_per_s\": %.1f}' % (256/(b-a)))" "$t0" "$t1"
+  sync; t0=$(date +%s.%N); /usr/bin/time -f "%U %S" -o "$W/cli.cpu" "$OUT" put "$W/big.bin" "cli/once$i" >/dev/null
+  t1=$(date +%s.%N)
+  python3 -c "import sys; a,b,u,s=map(float,sys.argv[1:]); print('cli {\"op\": \"put-once\", \"size\": 268435456, \"mib_per_s\": %.1f, \"cpu_s\": %.2f}' % (256/(b-a), u+s))" "$t0" "$t1" $(cat "$W/cli.cpu")
   sync; s3 http://127.0.0.1:19601 put "$W/big.bin" "http/once$i" | sed "s/^/outlast-http /"
   sync; OUTLAST_BENCH_CA="$W/tls.crt" s3 https://127.0.0.1:19603 put "$W/big.bin" "https/once$i" | sed "s/^/outlast-https /"
   url=$(s3 http://127.0.0.1:19601 put-url "curl/once$i")
-  sync; t0=$(date +%s.%N); curl -sf -o /dev/null -T "$W/big.bin" "$url"; t1=$(date +%s.%N)
-  python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('outlast-curl {\"op\": \"put-once\", \"size\": 268435456, \"mib_per_s\": %.1f}' % (256/(b-a)))" "$t0" "$t1"
+  sync; g0=$(cpu_ticks "$GW_PID"); t0=$(date +%s.%N)
+  /usr/bin/time -f "%U %S" -o "$W/curl.cpu" curl -sf -o /dev/null -T "$W/big.bin" "$url"
+  t1=$(date +%s.%N); g1=$(cpu_ticks "$GW_PID")
+  # cpu_s: the gateway's and curl's CPU time together; bound: the rate if that work were
+  # spread over every core without a moment idle, what no scheduling of it can beat.
+  python3 -c "import sys; a,b,g0,g1,u,s=map(float,sys.argv[1:]); c=(g1-g0)/$TICKS+u+s; print('outlast-curl {\"op\": \"put-once\", \"size\": 268435456, \"mib_per_s\": %.1f, \"cpu_s\": %.2f, \"gateway_cpu_s\": %.2f, \"all_cores_bound_mib_per_s\": %.0f}' % (256/(b-a), c, (g1-g0)/$TICKS, 256/(c/$(nproc))))" "$t0" "$t1" "$g0" "$g1" $(cat "$W/curl.cpu")
 done
 kill "$TLS_PID"; wait "$TLS_PID" 2>/dev/null || true
 
