@@ -29,6 +29,7 @@ unset AWS_CA_BUNDLE
 # Tools, installed once.
 command -v wrk >/dev/null || { log "apt-get install wrk"; apt-get update -qq >/dev/null || true; apt-get install -y -qq wrk >/dev/null; }
 [ -x /usr/sbin/lighttpd ] || { log "apt-get install lighttpd"; apt-get install -y -qq lighttpd >/dev/null; }
+[ -x /usr/bin/time ] || { log "apt-get install time"; apt-get install -y -qq time >/dev/null; }
 python3 -c 'import boto3' 2>/dev/null || { log "pip install boto3"; python3 -m pip install -q boto3 >/dev/null; }
 if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   log "cargo install s3s-fs 0.14.1 (later versions need a newer compiler)"
