@@ -14,7 +14,7 @@ use outlast_codec::{names, CompositeClaim, CompositeManifest, CompositePart, Man
 use outlast_provider::{Provider, ProviderError};
 
 use crate::error::{EngineError, ProviderFailure};
-use crate::index::IndexEntry;
+use crate::index::{Fence, IndexEntry};
 use crate::put::PutOptions;
 use crate::store::Store;
 
@@ -28,6 +28,9 @@ pub struct CompositeOptions {
     pub put: PutOptions,
     /// What the composite is made from.
     pub origin: VersionId,
+    /// A name that must still be at its version when the composite commits (the upload's
+    /// record, which a sweep removes before it lets the parts go), judged with the commit.
+    pub fence: Option<Fence>,
 }
 
 impl Store {
@@ -85,7 +88,7 @@ impl Store {
             placed: None,
         };
         let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Composite(composite), revision: 0 };
-        self.commit_everywhere(&manifest, entry, false, opts.put.precondition).await?;
+        self.commit_everywhere(&manifest, entry, false, opts.put.precondition, opts.fence.as_ref()).await?;
         let current = self.index.get(name).await?.filter(|e| e.stamp == stamp);
         current.ok_or_else(|| EngineError::Superseded { name: name.to_string(), size, etag })
     }

@@ -136,6 +136,10 @@ pub enum EngineError {
     /// was expected, or another than the one expected); this write was discarded.
     #[error("`{0}` is not at the version this write expected; this write was discarded")]
     Conflict(String),
+    /// The name that fenced the write ([`crate::index::Fence`]) changed before the commit (an
+    /// upload's record removed by a sweep or an abort); this write was discarded.
+    #[error("`{0}` changed while this write was in progress; this write was discarded")]
+    Fenced(String),
     /// A byte range starts at or past the end of a non-empty object.
     #[error("range starts at byte {start}, but `{name}` has {size} bytes")]
     Range {

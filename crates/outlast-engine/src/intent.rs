@@ -21,7 +21,7 @@ use outlast_provider::Provider;
 use tokio::time::Instant;
 
 use crate::error::EngineError;
-use crate::index::{BlobRef, Index, IndexEntry, PendingWrite, Precondition};
+use crate::index::{BlobRef, Fence, Index, IndexEntry, PendingWrite, Precondition};
 use crate::lease::LeaseTiming;
 use crate::stamps::now_ns;
 use crate::store::Store;
@@ -90,7 +90,7 @@ impl WriteIntent {
         Ok(())
     }
 
-    /// Makes the version current if `precondition` holds, ending the record (see
+    /// Makes the version current if `precondition` and `fence` hold, ending the record (see
     /// [`Index::commit`]); the intent is then [`Self::finish`]ed by its holder.
     pub(crate) async fn commit(
         &self,
@@ -98,8 +98,9 @@ impl WriteIntent {
         blobs: &[BlobRef],
         tombstone: bool,
         precondition: Precondition,
+        fence: Option<&Fence>,
     ) -> Result<Vec<BlobRef>, EngineError> {
-        self.index.commit(entry, blobs, tombstone, precondition).await
+        self.index.commit(entry, blobs, tombstone, precondition, fence).await
     }
 
     /// Gives the write up: stops renewing, then removes what it may have written; what cannot

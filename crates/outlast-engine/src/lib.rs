@@ -45,7 +45,7 @@ pub use error::{EngineError, IndexError, ProviderFailure};
 pub use fleet::ProviderHealth;
 pub use get::GetReport;
 pub use get::{ByteRange, GetSink, WriteSink};
-pub use index::Precondition;
+pub use index::{Fence, Precondition};
 pub use jobs::drill::{DrillReport, Evacuation};
 pub use jobs::evacuate::EvacuateReport;
 pub use jobs::gc::{GcDeletion, GcOptions, GcReason, GcReport};

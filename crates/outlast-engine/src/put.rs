@@ -514,7 +514,7 @@ impl VersionWriter<'_> {
             })
             .collect();
         self.store.delete_blobs(&partial).await;
-        let garbage = self.intent.commit(&entry, &blobs, false, opts.precondition).await?;
+        let garbage = self.intent.commit(&entry, &blobs, false, opts.precondition, None).await?;
         let missing: Vec<String> =
             (0..alive.len()).filter(|i| !alive[*i]).map(|i| self.placement[i].name().to_string()).collect();
         if !missing.is_empty() {

@@ -8,7 +8,7 @@ use futures::future::join_all;
 use outlast_codec::{names, Manifest, ManifestBody, VersionId};
 
 use crate::error::{EngineError, ProviderFailure};
-use crate::index::{BlobRef, IndexEntry, Precondition};
+use crate::index::{BlobRef, Fence, IndexEntry, Precondition};
 use crate::intent::WriteIntent;
 use crate::stamps::now_ns;
 use crate::store::Store;
@@ -42,7 +42,7 @@ impl Store {
             sealed_manifest: Vec::new(),
             placed: None,
         };
-        self.commit_everywhere(&manifest, entry, true, precondition).await
+        self.commit_everywhere(&manifest, entry, true, precondition, None).await
     }
 
     /// Commits a version that is its manifest alone (a tombstone, a composite) on every
@@ -54,6 +54,7 @@ impl Store {
         mut entry: IndexEntry,
         tombstone: bool,
         precondition: Precondition,
+        fence: Option<&Fence>,
     ) -> Result<(), EngineError> {
         let stamp = manifest.stamp;
         let blob = names::manifest_blob(&self.keys, &stamp.vid);
@@ -63,8 +64,15 @@ impl Store {
             self.providers.iter().map(|p| BlobRef { provider: p.name().into(), blob: blob.clone(), size: 0 }).collect();
         // One small blob per provider: its intent takes no lease.
         let intent = WriteIntent::begin(self, stamp.vid, targets, 0, Vec::new()).await?;
-        let written = self.write_everywhere(&entry, &blob, sealed, &intent, tombstone, precondition).await;
-        match written {
+        let committed = async {
+            let written = self.write_everywhere(&entry.name, &blob, sealed).await?;
+            let garbage = intent.commit(&entry, &written, tombstone, precondition, fence).await?;
+            if written.len() < self.providers.len() {
+                self.note_debt(); // it lives on every provider
+            }
+            Ok(garbage)
+        };
+        match committed.await {
             Ok(garbage) => {
                 intent.finish().await;
                 self.delete_blobs(&garbage).await;
@@ -77,16 +85,9 @@ impl Store {
         }
     }
 
-    async fn write_everywhere(
-        &self,
-        entry: &IndexEntry,
-        blob: &str,
-        sealed: bytes::Bytes,
-        intent: &WriteIntent,
-        tombstone: bool,
-        precondition: Precondition,
-    ) -> Result<Vec<BlobRef>, EngineError> {
-        let name = entry.name.as_str();
+    /// Writes the sealed manifest `blob` to every provider; returns where it was written, at
+    /// least the write quorum.
+    async fn write_everywhere(&self, name: &str, blob: &str, sealed: bytes::Bytes) -> Result<Vec<BlobRef>, EngineError> {
         let q = self.config.coding.write_quorum();
         let writes = self.providers.iter().enumerate().map(|(i, p)| (i, p.write(blob, sealed.clone()))).collect();
         // As for a put: a provider known to be slow is not waited for once the quorum is in
@@ -108,11 +109,7 @@ impl Store {
         if written.len() < q {
             return Err(EngineError::Quorum { name: name.into(), ok: written.len(), needed: q, failures });
         }
-        let garbage = intent.commit(entry, &written, tombstone, precondition).await?;
-        if written.len() < self.providers.len() {
-            self.note_debt(); // it lives on every provider
-        }
-        Ok(garbage)
+        Ok(written)
     }
 
     /// Indexes of the providers known to be slow, which a write to every provider does not

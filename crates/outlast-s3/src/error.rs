@@ -15,6 +15,9 @@ pub(crate) fn s3_error(e: EngineError, key: &str) -> S3Error {
         EngineError::Conflict(_) => {
             (C::PreconditionFailed, "At least one of the preconditions you specified did not hold".to_string())
         }
+        EngineError::Fenced(_) => {
+            (C::OperationAborted, "A conflicting operation ended this one first; it was discarded".to_string())
+        }
         EngineError::Superseded { .. } => {
             (C::OperationAborted, "A newer write of this key committed first; this one was discarded".to_string())
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use outlast_codec::VersionId;
 use outlast_engine::index::IndexEntry;
 use outlast_engine::progress::NoProgress;
-use outlast_engine::{BodyMd5, CompositeOptions, EngineError, ObjectInfo, Precondition, PutOptions, Store, WriteSink};
+use outlast_engine::{BodyMd5, CompositeOptions, EngineError, Fence, ObjectInfo, Precondition, PutOptions, Store, WriteSink};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -279,6 +279,9 @@ impl Uploads {
                 md5: BodyMd5::Skip,
             },
             origin: u.id,
+            // A sweep or abort that removed the record first has let go, or is letting go, of
+            // the parts: the composite must not commit then.
+            fence: Some(Fence { name: record_name(&u.id), vid: marked_entry.stamp.vid }),
         };
         let unconditional = matches!(precondition, Precondition::Any);
         let committed = match self.store.commit_composite(&name, &chosen, opts).await {
@@ -294,6 +297,8 @@ impl Uploads {
                 self.end_replaced(&u.id, &marked_entry).await;
                 return Ok(Completed { etag, size, entry: None });
             }
+            // The record was removed (or changed) under the complete: the upload ended.
+            Err(EngineError::Fenced(_)) => return Err(UploadError::NoSuchUpload),
             Err(e) => {
                 // Nothing was committed: the upload is open again, so the client may retry.
                 let reopened = self.put_record(&u.id, &u.record, Precondition::Current(marked_entry.stamp.vid)).await;

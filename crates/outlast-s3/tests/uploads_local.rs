@@ -121,7 +121,7 @@ async fn a_complete_that_died_after_its_commit_is_finished_by_the_sweep() {
     let p2 = part(&store, &u, 2, b"tail").await;
     mark(&store, &u, now_ns()).await;
     let entries = vec![store.current(&p1).await.unwrap().unwrap(), store.current(&p2).await.unwrap().unwrap()];
-    let opts = CompositeOptions { put: PutOptions::default(), origin: u.id };
+    let opts = CompositeOptions { put: PutOptions::default(), origin: u.id, fence: None };
     store.commit_composite("b/k", &entries, opts).await.unwrap();
     // ... and the process died here: the record is still marked, the first try still there.
 
@@ -513,4 +513,43 @@ async fn two_completes_of_one_key_at_once_both_succeed_and_the_newer_stays() {
     assert_eq!(read(&fast, "b/k").await, b"newest");
     assert!(at_fast.open("b", "k", &upload_id(&older_id)).await.is_ok(), "the refused upload is open again");
     assert!(names(&fast, PARTS).await.contains(&older_part));
+}
+
+#[tokio::test]
+async fn a_complete_that_outlives_its_patience_while_a_sweep_lets_its_parts_go_fails_rather_than_commit() {
+    let f = Folders::new();
+    let slow = f.open("a").await;
+    let sweeper = f.open("a").await; // a second gateway on the same state folder
+    let hour = Duration::from_secs(3600);
+    let at_slow = Uploads::new(slow.clone(), hour);
+    let u = new_upload(&at_slow, now_ns()).await;
+    let p = part(&slow, &u, 1, b"bytes the client was told are stored").await;
+    let etag = slow.current(&p).await.unwrap().unwrap().etag;
+    let id = u.id;
+    let task = begin_slow_complete(&f, at_slow, &slow, u, etag, Precondition::Any).await;
+
+    // The complete has marked its record and claimed its composite; its manifest is on its
+    // way. Standing in for a complete stalled past its patience (suspended, or a clock
+    // stepped an hour on), the record is marked two hours back, so the sweep takes it for a
+    // complete that died and lets the parts go.
+    let at_sweeper = Uploads::new(sweeper.clone(), hour);
+    let marked = at_sweeper.get(&id).await.unwrap().unwrap();
+    assert!(marked.record.completing_ns.is_some(), "the complete marks its record before it claims");
+    mark(&sweeper, &marked, now_ns() - 2 * 3600 * 1_000_000_000).await;
+    let r = at_sweeper.sweep().await.unwrap();
+    assert_eq!((r.expired, r.parts_removed), (1, 1), "{r:?}");
+
+    // The complete then fails: no object was made of parts that are gone.
+    let done = task.await.unwrap();
+    assert!(matches!(done, Err(UploadError::NoSuchUpload)), "{done:?}");
+    for i in 0..f.n {
+        slow.provider_named(&format!("p{i}")).unwrap().set_faults(Faults::default());
+    }
+    for store in [&slow, &sweeper] {
+        assert!(store.current("b/k").await.unwrap().is_none(), "the key stays absent");
+    }
+    // Nor does a folder rebuilt from the providers find it.
+    let c = f.open("c").await;
+    c.recover(&NoProgress).await.unwrap();
+    assert!(c.current("b/k").await.unwrap().is_none(), "no manifest of the failed complete is left to recover");
 }

@@ -227,13 +227,15 @@ pub trait Index: Send + Sync {
     /// `tombstone`), its blobs, the end of its pending record (which must still exist and be
     /// unclaimed), once `precondition` holds. Returns the blobs of the version it replaced (now
     /// garbage); [`EngineError::Superseded`] if a concurrent writer already committed a newer
-    /// version, [`EngineError::Conflict`] if the precondition does not hold.
+    /// version, [`EngineError::Conflict`] if the precondition does not hold,
+    /// [`EngineError::Fenced`] if `fence` does not.
     async fn commit(
         &self,
         entry: &IndexEntry,
         blobs: &[BlobRef],
         tombstone: bool,
         precondition: Precondition,
+        fence: Option<&Fence>,
     ) -> Result<Vec<BlobRef>, EngineError>;
     /// Takes in versions recovered from the providers: each with its blobs found by listing
     /// on the providers in `listed`. An older version than the recorded one changes nothing;
@@ -337,6 +339,18 @@ pub enum Precondition {
     Absent,
     /// This version is current.
     Current(VersionId),
+}
+
+/// A second condition of a commit, judged in the same transaction: the name `name` is still
+/// at version `vid`. A face fences a commit on a record of its own (an S3 complete on its
+/// upload's record), so that a sweep that removed the record first makes the commit fail,
+/// rather than commit a version whose parts that sweep is letting go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The name that must not have changed.
+    pub name: String,
+    /// Its version when the write began.
+    pub vid: VersionId,
 }
 
 /// The blobs the index records for one version: what jobs ask of it, shard by shard, is

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::generation::Generation;
 use super::{
-    Adopted, BlobCount, BlobRef, Index, IndexEntry, PendingWrite, Placed, Precondition, Recovered, ShardMove, BUSY_WAIT,
+    Adopted, BlobCount, BlobRef, Fence, Index, IndexEntry, PendingWrite, Placed, Precondition, Recovered, ShardMove, BUSY_WAIT,
 };
 use crate::error::EngineError;
 
@@ -329,6 +329,7 @@ impl Db {
         blobs: &[BlobRef],
         tombstone: bool,
         precondition: Precondition,
+        fence: Option<&Fence>,
     ) -> Result<Vec<BlobRef>, EngineError> {
         let mut conn = self.conn();
         // Take the write lock up front: a deferred transaction that reads and then writes can
@@ -353,6 +354,13 @@ impl Db {
         };
         if !holds {
             return Err(EngineError::Conflict(entry.name.clone()));
+        }
+        if let Some(fence) = fence {
+            let at: Option<Vec<u8>> =
+                tx.query_row("SELECT vid FROM objects WHERE name = ?1", [&fence.name], |r| r.get(0)).optional()?;
+            if at.as_deref() != Some(&fence.vid.0[..]) {
+                return Err(EngineError::Fenced(fence.name.clone()));
+            }
         }
         let mut garbage = Vec::new();
         for (vid, _) in old.iter().chain(old_tomb.iter()) {
@@ -819,9 +827,10 @@ impl Index for SqliteIndex {
         blobs: &[BlobRef],
         tombstone: bool,
         precondition: Precondition,
+        fence: Option<&Fence>,
     ) -> Result<Vec<BlobRef>, EngineError> {
-        let (entry, blobs) = (entry.clone(), blobs.to_vec());
-        self.run(move |db| db.commit(&entry, &blobs, tombstone, precondition)).await
+        let (entry, blobs, fence) = (entry.clone(), blobs.to_vec(), fence.cloned());
+        self.run(move |db| db.commit(&entry, &blobs, tombstone, precondition, fence.as_ref())).await
     }
     async fn adopt_all(&self, versions: &[Recovered], listed: &[String]) -> Result<Vec<Adopted>, EngineError> {
         let (versions, listed) = (versions.to_vec(), listed.to_vec());

@@ -77,7 +77,7 @@ pub(super) async fn commit(
     tomb: bool,
 ) -> Result<Vec<BlobRef>, EngineError> {
     index.begin_pending(&pending(e.stamp.vid, blobs.clone())).await.unwrap();
-    index.commit(e, &blobs, tomb, Precondition::Any).await
+    index.commit(e, &blobs, tomb, Precondition::Any, None).await
 }
 
 #[tokio::test]
@@ -132,7 +132,7 @@ async fn a_provider_s_blobs_are_counted_and_sampled_without_being_held() {
 async fn a_write_whose_pending_record_gc_removed_cannot_commit() {
     for (_dir, index) in backends() {
         let e = entry("a", 10);
-        assert!(matches!(index.commit(&e, &[], false, Precondition::Any).await, Err(EngineError::State(_))));
+        assert!(matches!(index.commit(&e, &[], false, Precondition::Any, None).await, Err(EngineError::State(_))));
         assert!(matches!(index.add_pending_blobs(&e.stamp.vid, &[]).await, Err(EngineError::State(_))));
         assert!(index.get("a").await.unwrap().is_none());
     }
@@ -181,7 +181,7 @@ async fn a_claimed_write_can_never_commit() {
         assert!(index.claim_pending(&seen).await.unwrap());
         assert!(!index.claim_pending(&seen).await.unwrap(), "claimed twice");
         assert!(!index.renew_pending(&e.stamp.vid, "me", u64::MAX >> 1).await.unwrap(), "renewed after the claim");
-        assert!(matches!(index.commit(&e, &[], false, Precondition::Any).await, Err(EngineError::State(_))));
+        assert!(matches!(index.commit(&e, &[], false, Precondition::Any, None).await, Err(EngineError::State(_))));
         // Still listed (its blobs may not all be gone yet), as claimed; a later gc carries on.
         let claimed = index.pending().await.unwrap().remove(0);
         assert!(claimed.claimed && !claimed.is_live(1));
@@ -304,7 +304,7 @@ async fn a_commit_takes_effect_only_where_its_precondition_holds() {
         let index = &*index;
         let conditional = async |e: &IndexEntry, tomb: bool, pre: Precondition| {
             index.begin_pending(&pending(e.stamp.vid, vec![])).await.unwrap();
-            let r = index.commit(e, &[], tomb, pre).await;
+            let r = index.commit(e, &[], tomb, pre, None).await;
             if r.is_err() {
                 index.end_pending(&e.stamp.vid).await.unwrap();
             }
@@ -322,6 +322,31 @@ async fn a_commit_takes_effect_only_where_its_precondition_holds() {
         // A deleted name has no current version.
         conditional(&entry("a", 14), true, Precondition::Current(second.stamp.vid)).await.unwrap();
         assert!(conditional(&entry("a", 15), false, Precondition::Absent).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn a_fenced_commit_takes_effect_only_while_its_fence_is_at_its_version() {
+    for (_dir, index) in backends() {
+        let index = &*index;
+        let fenced = async |e: &IndexEntry, fence: &Fence| {
+            index.begin_pending(&pending(e.stamp.vid, vec![])).await.unwrap();
+            let r = index.commit(e, &[], false, Precondition::Any, Some(fence)).await;
+            if r.is_err() {
+                index.end_pending(&e.stamp.vid).await.unwrap();
+            }
+            r
+        };
+        let record = entry("record", 10);
+        commit(index, &record, vec![], false).await.unwrap();
+        let fence = Fence { name: "record".into(), vid: record.stamp.vid };
+        assert!(fenced(&entry("a", 11), &fence).await.is_ok(), "the record is where the write found it");
+        // The record removed (a tombstone), then written again: either way the fence is gone.
+        commit(index, &entry("record", 12), vec![], true).await.unwrap();
+        assert!(matches!(fenced(&entry("a", 13), &fence).await, Err(EngineError::Fenced(n)) if n == "record"));
+        commit(index, &entry("record", 14), vec![], false).await.unwrap();
+        assert!(matches!(fenced(&entry("a", 15), &fence).await, Err(EngineError::Fenced(_))));
+        assert_eq!(index.get("a").await.unwrap().unwrap().stamp.time_ns, 11, "the fenced-off writes changed nothing");
     }
 }
 

@@ -38,7 +38,7 @@ fn opts(origin: VersionId, precondition: Precondition) -> CompositeOptions {
         precondition,
         md5: outlast_engine::BodyMd5::Skip,
     };
-    CompositeOptions { put, origin }
+    CompositeOptions { put, origin, fence: None }
 }
 
 async fn range(store: &Store, name: &str, r: ByteRange) -> Vec<u8> {
