@@ -88,9 +88,19 @@ impl Store {
             placed: None,
         };
         let manifest = Manifest { name: name.to_string(), stamp, body: ManifestBody::Composite(composite), revision: 0 };
-        self.commit_everywhere(&manifest, entry, false, opts.put.precondition, opts.fence.as_ref()).await?;
-        let current = self.index.get(name).await?.filter(|e| e.stamp == stamp);
-        current.ok_or_else(|| EngineError::Superseded { name: name.to_string(), size, etag })
+        let committed = self.commit_everywhere(&manifest, entry, false, opts.put.precondition, opts.fence.as_ref()).await?;
+        // Committed: from here no error may read as "nothing was committed" (a face would open
+        // the upload again while its composite lives). An index that does not answer now is
+        // told the version made; a newer one, if any, is found at the next look.
+        match self.index.get(name).await {
+            Ok(current) => {
+                current.filter(|e| e.stamp == stamp).ok_or_else(|| EngineError::Superseded { name: name.to_string(), size, etag })
+            }
+            Err(e) => {
+                tracing::warn!(name, "committed; the index did not answer right after: {e}");
+                Ok(committed)
+            }
+        }
     }
 
     /// Whether `vid` is the current version of its name in this index.

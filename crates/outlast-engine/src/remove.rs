@@ -42,12 +42,12 @@ impl Store {
             sealed_manifest: Vec::new(),
             placed: None,
         };
-        self.commit_everywhere(&manifest, entry, true, precondition, None).await
+        self.commit_everywhere(&manifest, entry, true, precondition, None).await.map(|_| ())
     }
 
     /// Commits a version that is its manifest alone (a tombstone, a composite) on every
     /// provider, at the write quorum, then removes the blobs of the version it replaced.
-    /// `entry` is the index row, without its sealed manifest.
+    /// `entry` is the index row, without its sealed manifest; returns it as committed.
     pub(crate) async fn commit_everywhere(
         &self,
         manifest: &Manifest,
@@ -55,7 +55,7 @@ impl Store {
         tombstone: bool,
         precondition: Precondition,
         fence: Option<&Fence>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<IndexEntry, EngineError> {
         let stamp = manifest.stamp;
         let blob = names::manifest_blob(&self.keys, &stamp.vid);
         let sealed = bytes::Bytes::from(manifest.seal(&self.keys, &blob));
@@ -76,7 +76,7 @@ impl Store {
             Ok(garbage) => {
                 intent.finish().await;
                 self.delete_blobs(&garbage).await;
-                Ok(())
+                Ok(entry)
             }
             Err(e) => {
                 intent.abandon(self).await?;
