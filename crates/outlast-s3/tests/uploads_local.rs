@@ -2,8 +2,10 @@
 //! after or before their commit, an abort racing a complete, a part that arrives after its
 //! upload ended, a gateway on a second state folder whose index is stale (sweeping, and
 //! retrying a complete that fails), two providers configured at one place, an upload
-//! completed by a build before composite claims, and a claim lost everywhere. In each, the
-//! parts of a composite that lives are kept, and what nothing holds is let go.
+//! completed by a build before composite claims, a claim lost everywhere, a complete that
+//! outlives its patience while a sweep lets its parts go, and a record that does not parse. In
+//! each, the parts of a composite that lives are kept, no object is made of parts that are
+//! gone, and what nothing holds is let go.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -552,4 +554,23 @@ async fn a_complete_that_outlives_its_patience_while_a_sweep_lets_its_parts_go_f
     let c = f.open("c").await;
     c.recover(&NoProgress).await.unwrap();
     assert!(c.current("b/k").await.unwrap().is_none(), "no manifest of the failed complete is left to recover");
+}
+
+#[tokio::test]
+async fn an_upload_whose_record_does_not_parse_is_passed_over_and_keeps_its_parts() {
+    let f = Folders::new();
+    let store = f.open("a").await;
+    let expiry = Duration::from_secs(1);
+    let uploads = Uploads::new(store.clone(), expiry);
+    let u = new_upload(&uploads, now_ns() - 3600 * 1_000_000_000).await; // long past the expiry
+    let p = part(&store, &u, 1, b"kept").await;
+    // The record reads but is not a record (damaged, or written by something else).
+    let record = format!("{UPLOADS}{}", u.id.to_hex());
+    store.put(&record, &b"not a record"[..], PutOptions::default(), &NoProgress).await.unwrap();
+    // Past the expiry for the part too, so only the record's presence can keep it.
+    tokio::time::sleep(expiry + Duration::from_millis(200)).await;
+
+    assert_eq!(uploads.sweep().await.unwrap(), Default::default(), "nothing is decided about it");
+    assert_eq!(names(&store, PARTS).await, vec![p]);
+    assert!(store.current(&record).await.unwrap().is_some(), "the record stays for someone to look at");
 }
