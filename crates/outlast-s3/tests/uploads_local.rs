@@ -517,43 +517,67 @@ async fn two_completes_of_one_key_at_once_both_succeed_and_the_newer_stays() {
     assert!(names(&fast, PARTS).await.contains(&older_part));
 }
 
-#[tokio::test]
-async fn a_complete_that_outlives_its_patience_while_a_sweep_lets_its_parts_go_fails_rather_than_commit() {
-    let f = Folders::new();
-    let slow = f.open("a").await;
-    let sweeper = f.open("a").await; // a second gateway on the same state folder
+/// A complete through a gateway with its state in folder "a" and provider `i` at `at(i)`'s
+/// folder, which has marked its record and claimed its composite when a second gateway on the
+/// same state folder sweeps. Standing in for a complete stalled past its patience (suspended,
+/// or a clock stepped an hour on), the record is marked two hours back first, so the sweep
+/// takes it for a complete that died. Returns the sweep's report, the complete's answer, the
+/// store and the part's name.
+async fn a_stalled_complete_meets_a_sweep(
+    f: &Folders,
+    at: impl Fn(usize) -> usize + Copy,
+) -> (outlast_s3::uploads::SweepReport, Result<outlast_s3::uploads::Completed, UploadError>, Arc<Store>, String) {
+    let slow = f.open_where("a", at).await;
+    let sweeper = f.open_where("a", at).await;
     let hour = Duration::from_secs(3600);
     let at_slow = Uploads::new(slow.clone(), hour);
     let u = new_upload(&at_slow, now_ns()).await;
     let p = part(&slow, &u, 1, b"bytes the client was told are stored").await;
     let etag = slow.current(&p).await.unwrap().unwrap().etag;
     let id = u.id;
-    let task = begin_slow_complete(&f, at_slow, &slow, u, etag, Precondition::Any).await;
-
-    // The complete has marked its record and claimed its composite; its manifest is on its
-    // way. Standing in for a complete stalled past its patience (suspended, or a clock
-    // stepped an hour on), the record is marked two hours back, so the sweep takes it for a
-    // complete that died and lets the parts go.
+    let task = begin_slow_complete(f, at_slow, &slow, u, etag, Precondition::Any).await;
     let at_sweeper = Uploads::new(sweeper.clone(), hour);
     let marked = at_sweeper.get(&id).await.unwrap().unwrap();
     assert!(marked.record.completing_ns.is_some(), "the complete marks its record before it claims");
     mark(&sweeper, &marked, now_ns() - 2 * 3600 * 1_000_000_000).await;
-    let r = at_sweeper.sweep().await.unwrap();
-    assert_eq!((r.expired, r.parts_removed), (1, 1), "{r:?}");
-
-    // The complete then fails: no object was made of parts that are gone.
+    let swept = at_sweeper.sweep().await.unwrap();
     let done = task.await.unwrap();
-    assert!(matches!(done, Err(UploadError::NoSuchUpload)), "{done:?}");
     for i in 0..f.n {
         slow.provider_named(&format!("p{i}")).unwrap().set_faults(Faults::default());
     }
-    for store in [&slow, &sweeper] {
-        assert!(store.current("b/k").await.unwrap().is_none(), "the key stays absent");
-    }
+    (swept, done, slow, p)
+}
+
+#[tokio::test]
+async fn a_complete_that_outlives_its_patience_while_a_sweep_lets_its_parts_go_fails_rather_than_commit() {
+    let f = Folders::new();
+    let (swept, done, store, _) = a_stalled_complete_meets_a_sweep(&f, |i| i).await;
+    assert_eq!((swept.expired, swept.parts_removed), (1, 1), "{swept:?}");
+    // The complete then fails: no object was made of parts that are gone.
+    assert!(matches!(done, Err(UploadError::NoSuchUpload)), "{done:?}");
+    assert!(store.current("b/k").await.unwrap().is_none(), "the key stays absent");
     // Nor does a folder rebuilt from the providers find it.
     let c = f.open("c").await;
     c.recover(&NoProgress).await.unwrap();
     assert!(c.current("b/k").await.unwrap().is_none(), "no manifest of the failed complete is left to recover");
+}
+
+#[tokio::test]
+async fn a_stalled_complete_with_two_providers_configured_at_one_place_fails_and_deletes_nothing_else() {
+    let f = Folders::with(4);
+    // p3's root is mistyped as p2's folder: the sweep cannot hear from every provider, so it
+    // keeps the parts; the fenced complete fails all the same, and removes only its own
+    // manifest (named by a version id of its own).
+    let (swept, done, store, p) = a_stalled_complete_meets_a_sweep(&f, |i| if i == 3 { 2 } else { i }).await;
+    assert_eq!((swept.expired, swept.parts_removed), (1, 0), "{swept:?}");
+    assert!(matches!(done, Err(UploadError::NoSuchUpload)), "{done:?}");
+    assert!(store.current("b/k").await.unwrap().is_none());
+    // With the config put right, a folder rebuilt from the providers finds the part whole and
+    // no object.
+    let right = f.open("b").await;
+    right.recover(&NoProgress).await.unwrap();
+    assert!(right.current("b/k").await.unwrap().is_none());
+    assert_eq!(read(&right, &p).await, b"bytes the client was told are stored");
 }
 
 #[tokio::test]
