@@ -115,13 +115,9 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
 }
 
-/// The default of [`ServeOptions::header_timeout`], and of the sites' (hyper's own default,
-/// and S3's order of magnitude for idle connections).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY, tls: None, header_timeout: HEADER_TIMEOUT }
+        ServeOptions { upload_expiry: uploads::DEFAULT_EXPIRY, tls: None, header_timeout: outlast_tls::HEADER_TIMEOUT }
     }
 }
 

@@ -22,6 +22,10 @@ use tokio_rustls::TlsAcceptor;
 /// must not hold it longer.
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// The default header timeout of both faces' listeners ([`Listening::header_timeout`]):
+/// hyper's own default, and S3's order of magnitude for idle connections.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The TLS side of a listener, cheap to clone into each connection's task.
 #[derive(Clone)]
 struct Handshakes(TlsAcceptor);

@@ -47,7 +47,7 @@ pub struct SiteOptions {
 
 impl Default for SiteOptions {
     fn default() -> Self {
-        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60, header_timeout: outlast_s3::HEADER_TIMEOUT }
+        SiteOptions { tls: None, cache_bytes: 64 << 20, max_age: 60, header_timeout: outlast_tls::HEADER_TIMEOUT }
     }
 }
 
